@@ -1,0 +1,89 @@
+"""The backend contract: one streaming method, plus retry and token helpers."""
+
+from __future__ import annotations
+
+import random
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
+
+from chatbot.errors import BackendError
+
+if TYPE_CHECKING:
+    from knowledge.types import Passage
+
+T = TypeVar("T")
+
+
+@dataclass
+class Usage:
+    """Token counts a backend reports at the end of a stream."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class ChatRequest:
+    """Everything a backend needs for one reply."""
+
+    system: str
+    messages: list[dict[str, str]]
+    temperature: float = 0.2
+    max_tokens: int = 600
+    # The offline backend answers from these directly; API backends see them in `system`.
+    passages: list["Passage"] = field(default_factory=list)
+    query: str = ""
+    json_mode: bool = False
+
+
+class Backend(ABC):
+    """An LLM backend: `stream` yields text pieces and, last, at most one `Usage`."""
+
+    name: str = "base"
+    model: str = ""
+    # Whether the backend can write a faithful summary of old turns.
+    can_summarise: bool = True
+
+    @abstractmethod
+    def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
+        """Yield the reply as it is generated; raise a BackendError subclass on failure."""
+
+    def complete(self, request: ChatRequest) -> str:
+        """The whole reply as one string."""
+        return "".join(piece for piece in self.stream(request) if isinstance(piece, str))
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text`: the backend's tokenizer where it has one, else an estimate."""
+        return estimate_tokens(text)
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token for English, never zero for non-empty text."""
+    return (len(text) + 3) // 4
+
+
+def with_retries(
+    call: Callable[[], T],
+    *,
+    retries: int,
+    is_retryable: Callable[[Exception], bool],
+    translate: Callable[[Exception], BackendError],
+    base_delay: float = 0.5,
+    max_delay: float = 8.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run `call`, retrying retryable failures with exponential backoff and jitter."""
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except BackendError:
+            raise
+        except Exception as exc:  # translated below: only SDK errors reach here
+            if attempt >= retries or not is_retryable(exc):
+                raise translate(exc) from exc
+            delay = min(max_delay, base_delay * 2**attempt) * (0.5 + random.random() / 2)
+            sleep(delay)
+            attempt += 1

@@ -1,0 +1,35 @@
+"""Entry point: `streamlit run app.py`. Builds shared services once and routes to the pages."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+import streamlit as st  # noqa: E402
+
+from ui.services import get_auth, get_services  # noqa: E402
+
+st.set_page_config(page_title="Support desk assistant", page_icon=":material/support_agent:", layout="wide")
+
+# Build the heavy parts before any page renders; cached for the life of the server.
+get_services()
+get_auth()
+
+# (section, file, title, icon); a page file that is not there is left out of the menu.
+PAGES = [
+    ("Support", "pages/chat.py", "Chat", ":material/chat:"),
+    ("Support", "pages/history.py", "History", ":material/history:"),
+    ("Support", "pages/knowledge.py", "Knowledge base", ":material/menu_book:"),
+    ("Insights", "pages/stats.py", "Stats", ":material/monitoring:"),
+    ("Admin", "pages/prompts.py", "Prompts", ":material/edit_note:"),
+    ("Admin", "pages/training.py", "Training", ":material/model_training:"),
+]
+HERE = os.path.dirname(os.path.abspath(__file__))
+sections: dict[str, list] = {}
+for section, path, title, icon in PAGES:
+    if os.path.exists(os.path.join(HERE, path)):
+        sections.setdefault(section, []).append(
+            st.Page(path, title=title, icon=icon, default=path == "pages/chat.py")
+        )
+st.navigation(sections).run()

@@ -1,0 +1,247 @@
+"""The Chatbot: runs one support turn, from the customer's text to a persisted, cited reply."""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+from adapters.base import Backend, ChatRequest, Usage
+from chatbot.errors import BackendError, InputRejected
+from chatbot.memory import ConversationMemory, extractive_summary
+from chatbot.prompts import PromptLibrary
+from chatbot.sessions import SessionStore
+from knowledge.store import KnowledgeBase
+from knowledge.types import Passage
+
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+STAGES = ("validate", "embed", "retrieve", "render", "first_token", "persist")
+
+
+def clean_message(text: str, limit: int) -> str:
+    """Strip control characters and surrounding space; refuse text over `limit` characters."""
+    cleaned = "".join(
+        ch for ch in text if ch in "\n\t" or not unicodedata.category(ch).startswith("C")
+    ).strip()
+    if len(cleaned) > limit:
+        raise InputRejected(
+            f"This message is {len(cleaned):,} characters long; the limit is {limit:,}. "
+            "Shorten it or split it into several messages."
+        )
+    return cleaned
+
+
+def cited_numbers(reply: str, passage_count: int) -> list[int]:
+    """The passage numbers a reply cites, in order of first use, ignoring out-of-range markers."""
+    seen: list[int] = []
+    for match in _CITATION.finditer(reply):
+        number = int(match.group(1))
+        if 1 <= number <= passage_count and number not in seen:
+            seen.append(number)
+    return seen
+
+
+@dataclass
+class TurnMeta:
+    """What one turn did, stored with the reply and shown in the sidebar."""
+
+    session_id: str
+    backend: str
+    model: str
+    prompt_name: str = ""
+    prompt_version: int = 0
+    prompt_hash: str = ""
+    retrieved: list[dict] = field(default_factory=list)
+    citations: list[int] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float = 0.0
+    ttft_ms: float = 0.0
+    stages_ms: dict[str, float] = field(default_factory=dict)
+    summarised_messages: int = 0
+    summary_updated: bool = False
+    route: dict[str, Any] = field(default_factory=dict)
+    triage: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def sources(self) -> list[dict]:
+        """The passages the reply cited, each with its marker number."""
+        return [{"n": n, **self.retrieved[n - 1]} for n in self.citations]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Reply:
+    """One turn's reply: iterate it for text pieces (streamed), then read `text` and `meta`."""
+
+    def __init__(self, bot: "Chatbot", session_id: str, user_text: str, memory: ConversationMemory,
+                 request: ChatRequest, meta: TurnMeta, started: float, backend: Backend):
+        self._bot = bot
+        self.session_id = session_id
+        self.user_text = user_text
+        self._memory = memory
+        self._request = request
+        self.meta = meta
+        self._started = started
+        self._backend = backend
+        self.text = ""
+        self.done = False
+
+    @property
+    def passages(self) -> list[Passage]:
+        return self._request.passages
+
+    def __iter__(self) -> Iterator[str]:
+        if self.done:
+            return
+        pieces: list[str] = []
+        stream_started = time.perf_counter()
+        try:
+            for piece in self._backend.stream(self._request):
+                if isinstance(piece, Usage):
+                    self.meta.input_tokens, self.meta.output_tokens = piece.input_tokens, piece.output_tokens
+                    continue
+                if not pieces:
+                    now = time.perf_counter()
+                    self.meta.stages_ms["first_token"] = (now - stream_started) * 1000
+                    self.meta.ttft_ms = (now - self._started) * 1000
+                pieces.append(piece)
+                yield piece
+        except BackendError as exc:
+            self.text = "".join(pieces)
+            self.meta.error = str(exc)
+            self._finish(failed=True)
+            raise
+        self.text = "".join(pieces)
+        self._finish(failed=False)
+
+    def consume(self) -> str:
+        """Run the whole stream and return the reply text."""
+        for _ in self:
+            pass
+        return self.text
+
+    def _finish(self, failed: bool) -> None:
+        self.meta.latency_ms = (time.perf_counter() - self._started) * 1000
+        self.meta.citations = cited_numbers(self.text, len(self._request.passages))
+        self._bot._persist(self, failed)
+        self.done = True
+
+
+class Chatbot:
+    """Validates, embeds, retrieves, renders, streams and persists one turn at a time.
+
+    The object keeps no conversation state of its own: every turn loads the conversation from
+    the store, so several sessions, processes or app replicas can share one Chatbot's store.
+    """
+
+    def __init__(
+        self,
+        *,
+        knowledge: KnowledgeBase,
+        backend: Backend,
+        store: SessionStore,
+        prompts: PromptLibrary | None = None,
+        top_k: int = 4,
+        max_message_chars: int = 4000,
+        window_tokens: int = 1500,
+        window_messages: int = 12,
+    ):
+        self.knowledge = knowledge
+        self.backend = backend
+        self.store = store
+        self.prompts = prompts or PromptLibrary()
+        self.top_k = top_k
+        self.max_message_chars = max_message_chars
+        self.window_tokens = window_tokens
+        self.window_messages = window_messages
+
+    def memory_for(self, session_id: str) -> ConversationMemory:
+        """The conversation's memory as stored."""
+        memory = ConversationMemory(self.window_tokens, self.window_messages, count_tokens=self.backend.count_tokens)
+        memory.load(self.store.state(session_id).get("memory", {}))
+        return memory
+
+    def send(self, session_id: str, text: str) -> Reply | None:
+        """Prepare a turn (steps 1-5) and return its Reply to stream; None for an empty message."""
+        started = time.perf_counter()
+        stages: dict[str, float] = {}
+
+        def lap(name: str, since: float) -> float:
+            now = time.perf_counter()
+            stages[name] = (now - since) * 1000
+            return now
+
+        text = clean_message(text, self.max_message_chars)
+        if not text:
+            return None
+        mark = lap("validate", started)
+        vector = self.knowledge.embedder.embed_one(text)
+        mark = lap("embed", mark)
+        passages = self.knowledge.search(text, k=self.top_k, query_vector=vector)
+        mark = lap("retrieve", mark)
+        memory = self.memory_for(session_id)
+        summary, recent = memory.context()
+        prompt = self.prompts.render("general", passages=passages, summary=summary, query=text)
+        request = ChatRequest(
+            system=prompt.system,
+            messages=[*recent, {"role": "user", "content": text}],
+            temperature=prompt.temperature,
+            max_tokens=prompt.max_tokens,
+            passages=passages,
+            query=text,
+        )
+        lap("render", mark)
+        meta = TurnMeta(
+            session_id=session_id, backend=self.backend.name, model=self.backend.model,
+            prompt_name=prompt.name, prompt_version=prompt.version, prompt_hash=prompt.hash,
+            retrieved=[p.to_dict() for p in passages], stages_ms=stages,
+            summarised_messages=memory.summarised_count,
+        )
+        return Reply(self, session_id, text, memory, request, meta, started, self.backend)
+
+    def ask(self, session_id: str, text: str) -> Reply | None:
+        """Send and consume a whole turn (CLI, tests); BackendError propagates after persisting."""
+        reply = self.send(session_id, text)
+        if reply is not None:
+            reply.consume()
+        return reply
+
+    def _persist(self, reply: Reply, failed: bool) -> None:
+        mark = time.perf_counter()
+        memory = reply._memory
+        memory.add("user", reply.user_text)
+        messages: list[dict] = [{"role": "user", "content": reply.user_text}]
+        if not failed:
+            memory.add("assistant", reply.text)
+            messages.append({"role": "assistant", "content": reply.text})
+            reply.meta.summary_updated = memory.fold(self._summarise)
+        messages[-1]["meta"] = reply.meta.to_dict()
+        self.store.append(reply.session_id, messages, {"memory": memory.to_dict()})
+        reply.meta.stages_ms["persist"] = (time.perf_counter() - mark) * 1000
+
+    def _summarise(self, previous: str, folded: list[dict]) -> str:
+        """Fold old turns with the backend where it can summarise, extractively otherwise."""
+        if not self.backend.can_summarise:
+            return extractive_summary(previous, folded)
+        prompt = self.prompts.render("summariser", passages=[], summary="")
+        transcript = "\n".join(f"{m['role']}: {m['content']}" for m in folded)
+        request = ChatRequest(
+            system=prompt.system,
+            messages=[{"role": "user", "content": f"Summary so far:\n{previous or '(none)'}\n\nNew messages:\n{transcript}"}],
+            temperature=prompt.temperature, max_tokens=prompt.max_tokens,
+        )
+        try:
+            return self.backend.complete(request)
+        except BackendError:
+            # A failed summary must not lose the turn: fall back to the offline method.
+            return extractive_summary(previous, folded)
+
+    def reset(self, session_id: str) -> str:
+        """Forget a conversation's memory and return a fresh conversation id."""
+        return self.store.new_id()

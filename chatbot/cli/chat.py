@@ -1,0 +1,41 @@
+"""`ask`: one turn through the Chatbot, streamed to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from adapters.registry import BACKENDS, make_backend
+from chatbot.services import build_services
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ask = subparsers.add_parser("ask", help="ask one question and stream the reply")
+    ask.add_argument("text", help="the customer's message")
+    ask.add_argument("--session", help="continue this conversation id (a new one is made otherwise)")
+    ask.add_argument("--backend", choices=BACKENDS, help="LLM backend (default: CHATBOT_BACKEND or offline)")
+    ask.add_argument("--model", help="model name for the backend")
+    ask.add_argument("--json", action="store_true", help="print the turn's metadata as JSON after the reply")
+    ask.set_defaults(func=run_ask)
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    services = build_services()
+    backend = make_backend(args.backend or services.settings.backend, services.settings, args.model)
+    bot = services.chatbot(backend)
+    session = args.session or services.store.new_id()
+    reply = bot.send(session, args.text)
+    if reply is None:
+        print("error: the message is empty", file=sys.stderr)
+        return 2
+    for piece in reply:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    for source in reply.meta.sources:
+        print(f"[{source['n']}] {source['title']} ({source['source']})")
+    print(f"session: {session}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(reply.meta.to_dict(), ensure_ascii=False))
+    return 0

@@ -1,0 +1,45 @@
+"""`ingest` and `search`: drive the knowledge base from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from chatbot.services import build_services
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ingest = subparsers.add_parser("ingest", help="add files or folders to the knowledge base")
+    ingest.add_argument("paths", nargs="+", help="files or folders (md, txt, pdf, html, csv, jsonl)")
+    ingest.set_defaults(func=run_ingest)
+    search = subparsers.add_parser("search", help="search the knowledge base")
+    search.add_argument("text")
+    search.add_argument("-k", type=int, default=5, help="passages to return (default 5)")
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(func=run_search)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    services = build_services()
+
+    def report(number: int, total: int, result) -> None:
+        detail = result.error if result.status == "error" else f"{result.chunks} chunks"
+        print(f"[{number}/{total}] {result.source}: {result.status} ({detail})", flush=True)
+
+    results = services.knowledge.ingest_paths(args.paths, progress=report)
+    failed = sum(r.status == "error" for r in results)
+    print(f"{len(results) - failed} ingested or unchanged, {failed} failed; {services.knowledge.chunk_count()} chunks in store")
+    return 1 if failed else 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    services = build_services()
+    passages = services.knowledge.search(args.text, k=args.k)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in passages], ensure_ascii=False, indent=2))
+        return 0
+    for rank, p in enumerate(passages, 1):
+        where = f"{p.title} > {p.heading}" if p.heading else p.title
+        print(f"{rank}. {p.score:.3f} {where} ({p.source}#{p.chunk}) via {'+'.join(p.retrievers)}")
+        print("   " + p.text[:240].replace("\n", " ") + ("..." if len(p.text) > 240 else ""))
+    return 0

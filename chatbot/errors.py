@@ -1,0 +1,73 @@
+"""Typed errors that pages and the CLI show to the user."""
+
+from __future__ import annotations
+
+
+class ChatbotError(Exception):
+    """Base of every error the app reports to a person; `str()` is the message."""
+
+
+class InputRejected(ChatbotError):
+    """A customer message that cannot be sent as it is (too long, say)."""
+
+
+class ConfigurationError(ChatbotError):
+    """A setting is missing or wrong; the message names the setting to fill in."""
+
+
+class BackendError(ChatbotError):
+    """An LLM backend failed; the conversation stays usable."""
+
+    retryable = False
+
+
+class BackendAuthError(BackendError):
+    """The backend refused the credentials (401/403)."""
+
+
+class BackendRateLimited(BackendError):
+    """The backend kept answering 429 after every retry."""
+
+    retryable = True
+
+
+class BackendUnavailable(BackendError):
+    """The backend answered 5xx or could not be reached after every retry."""
+
+    retryable = True
+
+
+class BackendTimeout(BackendError):
+    """The backend did not answer in time."""
+
+    retryable = True
+
+
+class BackendStreamBroken(BackendError):
+    """The reply stream ended before the backend said it was complete."""
+
+
+class IngestError(ChatbotError):
+    """A document could not be ingested; the message names the file and the reason."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class StoreUnavailable(ChatbotError):
+    """The conversation store (Redis) cannot be reached."""
+
+
+class DatasetError(ChatbotError):
+    """A training dataset cannot be used; the message names the file, the line and the field."""
+
+    def __init__(self, message: str, line: int | None = None, field: str | None = None):
+        super().__init__(message)
+        self.line = line
+        self.field = field
+
+
+class TrainingJobError(ChatbotError):
+    """A fine-tuning job cannot be started, stopped, resumed or exported as asked."""

@@ -1,0 +1,70 @@
+"""Build the app's shared parts once: embedder, knowledge base, conversation store, prompts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.base import Backend
+from chatbot.bot import Chatbot
+from chatbot.config import Settings
+from chatbot.prompts import PromptLibrary
+from chatbot.sessions import SessionStore, connect
+from knowledge.embeddings import Embedder, shared_embedder
+from knowledge.store import KnowledgeBase, make_chroma_client
+
+DEMO_DOCS = Path(__file__).resolve().parent.parent / "knowledge" / "docs"
+SEEDED_MARKER = "knowledge/.demo-seeded"
+
+
+@dataclass
+class Services:
+    """Long-lived objects shared by every page and conversation in the process."""
+
+    settings: Settings
+    embedder: Embedder
+    knowledge: KnowledgeBase
+    store: SessionStore
+    prompts: PromptLibrary
+
+    def chatbot(self, backend: Backend) -> Chatbot:
+        """A Chatbot over the shared parts with the chosen backend (cheap to build)."""
+        s = self.settings
+        return Chatbot(
+            knowledge=self.knowledge, backend=backend, store=self.store, prompts=self.prompts,
+            top_k=s.top_k, max_message_chars=s.max_message_chars,
+            window_tokens=s.window_tokens, window_messages=s.window_messages,
+        )
+
+
+def build_knowledge(settings: Settings, embedder: Embedder) -> KnowledgeBase:
+    """The knowledge base on the embedded store, or on a Chroma server when CHROMA_HOST is set."""
+    client = make_chroma_client(
+        settings.path("chroma", ".keep").parent, settings.chroma_host, settings.chroma_port, settings.chroma_token
+    )
+    return KnowledgeBase(client, embedder, settings.path("knowledge", ".keep").parent)
+
+
+def seed_demo_docs(settings: Settings, knowledge: KnowledgeBase) -> int:
+    """Ingest the shipped demo articles on first run; returns how many files were added."""
+    marker = settings.path(SEEDED_MARKER)
+    if marker.exists() or not DEMO_DOCS.is_dir():
+        return 0
+    results = knowledge.ingest_paths([DEMO_DOCS])
+    marker.write_text("seeded\n")
+    return sum(r.status == "added" for r in results)
+
+
+def build_services(settings: Settings | None = None, seed: bool = True) -> Services:
+    """Everything a page or the CLI needs, built once per process."""
+    settings = settings or Settings.load()
+    embedder = shared_embedder(settings.embedding_model)
+    embedder.embed_one("warm up")  # the first call pays one-off costs; not the first customer
+    knowledge = build_knowledge(settings, embedder)
+    if seed:
+        seed_demo_docs(settings, knowledge)
+    store = SessionStore(
+        connect(settings.redis_url, settings.path("redis", ".keep").parent),
+        ttl_seconds=settings.session_ttl_days * 86400 or None,
+    )
+    return Services(settings=settings, embedder=embedder, knowledge=knowledge, store=store, prompts=PromptLibrary())

@@ -1,0 +1,1 @@
+"""Retrieval: embeddings, loaders, chunking, the vector store and hybrid search."""

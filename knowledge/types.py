@@ -1,0 +1,82 @@
+"""Value types shared by loaders, the store and the chatbot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Section:
+    """A run of text under one heading path (e.g. "Refunds > How long it takes")."""
+
+    heading: str
+    text: str
+
+
+@dataclass
+class Document:
+    """A loaded source file, before chunking."""
+
+    source: str
+    title: str
+    sections: list[Section]
+    category: str = ""
+    size_bytes: int = 0
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(s.text for s in self.sections)
+
+
+@dataclass
+class Chunk:
+    """A piece of a document as stored: its text, where it came from, and its heading."""
+
+    doc_id: str
+    source: str
+    title: str
+    heading: str
+    index: int
+    text: str
+    category: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.doc_id}:{self.index}"
+
+    def embedding_text(self) -> str:
+        # Title and heading give a short chunk the context its words lack.
+        context = self.title if not self.heading or self.heading == self.title else f"{self.title} > {self.heading}"
+        return f"{context}\n{self.text}"
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk with its score and the retrievers that found it."""
+
+    text: str
+    source: str
+    title: str
+    chunk: int
+    score: float
+    heading: str = ""
+    doc_id: str = ""
+    category: str = ""
+    retrievers: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "source": self.source,
+            "title": self.title,
+            "chunk": self.chunk,
+            "score": round(float(self.score), 4),
+            "heading": self.heading,
+            "doc_id": self.doc_id,
+            "category": self.category,
+            "retrievers": list(self.retrievers),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Passage":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})

@@ -1,0 +1,97 @@
+"""Chat: the agent's conversation with the assistant, streamed and cited."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from adapters.registry import BACKENDS
+from chatbot.errors import BackendError, ChatbotError, ConfigurationError, InputRejected, StoreUnavailable
+from chatbot.stats import conversation_stats
+from ui.chat_view import render_message, render_stats
+from ui.services import get_backend, get_services
+
+services = get_services()
+settings = services.settings
+store = services.store
+
+# The conversation id lives in the URL, so a refresh or a second tab resumes it.
+session_id = st.query_params.get("c") or st.session_state.get("session_id") or store.new_id()
+st.session_state["session_id"] = session_id
+if st.query_params.get("c") != session_id:
+    st.query_params["c"] = session_id
+
+# -- sidebar: backend picker, stats, reset ---------------------------------------------
+with st.sidebar:
+    default_backend = st.session_state.get("chat_backend", settings.backend)
+    backend_name = st.selectbox(
+        "Backend", BACKENDS, index=BACKENDS.index(default_backend) if default_backend in BACKENDS else 0,
+        key="chat_backend", help="Offline answers from the knowledge base with no model or key.",
+    )
+    model = st.text_input("Model", value=settings.model, key="chat_model",
+                          help="Blank uses the backend's default model.") if backend_name != "offline" else ""
+    model_path = adapter_path = ""
+    if backend_name == "local":
+        model_path = st.text_input("Local model folder", value=settings.local_model_path, key="local_model_path")
+        adapter_path = st.text_input("LoRA adapter folder (optional)", value=settings.local_adapter_path,
+                                     key="local_adapter_path")
+    if st.button("New conversation", icon=":material/add_comment:", width="stretch", key="new_conversation"):
+        st.session_state["session_id"] = store.new_id()
+        st.query_params["c"] = st.session_state["session_id"]
+        st.rerun()
+    stats_box = st.container()
+
+try:
+    backend = get_backend(backend_name, model, model_path, adapter_path)
+except ChatbotError as exc:
+    st.sidebar.error(str(exc))
+    st.sidebar.info("Using the offline backend until this is fixed.")
+    backend = get_backend("offline")
+bot = services.chatbot(backend)
+
+# -- conversation ------------------------------------------------------------------------
+st.title("Support chat")
+try:
+    messages = store.messages(session_id)
+except StoreUnavailable as exc:
+    st.error(f"{exc} New messages cannot be saved until it is back.")
+    messages = []
+
+if not messages:
+    st.caption("Ask anything a customer might ask: refunds, billing, passwords, devices, shipping, privacy.")
+memory_state = (store.state(session_id).get("memory") or {}) if messages else {}
+if memory_state.get("summarised_count"):
+    st.info(
+        f"{memory_state['summarised_count']} older messages were summarised to keep the context short; "
+        "the assistant sees that summary plus the recent messages.", icon=":material/psychology:",
+    )
+    with st.expander("Summary of older messages"):
+        st.markdown(memory_state.get("summary", ""))
+for message in messages:
+    render_message(message)
+
+text = st.chat_input("Type the customer's message…", key="chat_input")
+if text is not None:
+    try:
+        reply = bot.send(session_id, text)
+    except InputRejected as exc:
+        st.warning(str(exc), icon=":material/block:")
+        reply = None
+    if reply is not None:
+        with st.chat_message("user", avatar=":material/person:"):
+            st.markdown(reply.user_text)
+        with st.chat_message("assistant", avatar=":material/support_agent:"):
+            try:
+                st.write_stream(reply)
+            except BackendError as exc:
+                st.error(f"No reply: {exc} Your message is kept; send it again when the backend is back.")
+            except StoreUnavailable as exc:
+                st.error(f"{exc} The reply above was not saved.")
+        if reply.done and not reply.meta.error:
+            # Rerun so the new turn renders like the others, with its sources and the stats.
+            st.rerun()
+
+with stats_box:
+    try:
+        render_stats(conversation_stats(store.messages(session_id)))
+    except StoreUnavailable:
+        st.caption("Stats unavailable: the conversation store cannot be reached.")

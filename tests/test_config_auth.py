@@ -1,0 +1,57 @@
+"""Settings precedence and secrecy; the admin password and its lockout."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot.auth import MAX_ATTEMPTS, AdminAuth
+from chatbot.config import Settings
+from chatbot.errors import ConfigurationError
+
+
+def test_explicit_then_secrets_then_environment(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "from-env")
+    monkeypatch.setenv("CHATBOT_TOP_K", "7")
+    assert Settings.load(secrets={}).openai_api_key == "from-env"
+    assert Settings.load(secrets={}).top_k == 7
+    assert Settings.load(secrets={"OPENAI_API_KEY": "from-secrets"}).openai_api_key == "from-secrets"
+    assert Settings.load(secrets={"openai_api_key": "s"}, openai_api_key="explicit").openai_api_key == "explicit"
+
+
+def test_missing_key_names_the_setting_and_repr_hides_secrets(monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    settings = Settings.load(secrets={"OPENAI_API_KEY": "sk-very-secret"})
+    with pytest.raises(ConfigurationError, match="ANTHROPIC_API_KEY"):
+        settings.require("anthropic_api_key")
+    assert "sk-very-secret" not in repr(settings)
+
+
+def test_bad_number_is_a_clear_error():
+    with pytest.raises(ConfigurationError, match="CHATBOT_TOP_K must be a int"):
+        Settings.load(secrets={"CHATBOT_TOP_K": "many"})
+
+
+def test_generated_password_is_stored_only_as_a_hash(tmp_path, capsys):
+    auth = AdminAuth(tmp_path)
+    printed = capsys.readouterr().err
+    password = next(line.strip() for line in printed.splitlines() if line.startswith("      "))
+    assert auth.generated
+    stored = (tmp_path / "admin-password.json").read_text()
+    assert password not in stored
+    assert auth.check(password)
+    # A restart keeps the same password and prints nothing.
+    again = AdminAuth(tmp_path)
+    assert capsys.readouterr().err == ""
+    assert again.check(password) and not again.check("wrong")
+
+
+def test_five_wrong_attempts_lock_the_form(tmp_path):
+    now = [1000.0]
+    auth = AdminAuth(tmp_path, configured_password="right", clock=lambda: now[0])
+    for _ in range(MAX_ATTEMPTS):
+        assert not auth.check("wrong")
+    assert auth.locked_for() > 0
+    assert not auth.check("right")  # locked, even with the right password
+    now[0] += 301
+    assert auth.locked_for() == 0
+    assert auth.check("right")

@@ -1,0 +1,109 @@
+"""Every page through Streamlit's AppTest, on a real data directory with the demo knowledge base."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 120  # the first run loads the embedding model and seeds the demo knowledge base
+
+
+@pytest.fixture(scope="module")
+def app_env(tmp_path_factory):
+    """One data directory for the module: cached services are per process, like a real server."""
+    data = tmp_path_factory.mktemp("app-data")
+    old = {k: os.environ.get(k) for k in ("CHATBOT_DATA_DIR", "CHATBOT_ADMIN_PASSWORD", "CHATBOT_BACKEND")}
+    os.environ.update(CHATBOT_DATA_DIR=str(data), CHATBOT_ADMIN_PASSWORD="correct horse", CHATBOT_BACKEND="offline")
+    import streamlit as st
+
+    st.cache_resource.clear()
+    yield data
+    st.cache_resource.clear()
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def page(path: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / path), default_timeout=TIMEOUT)
+    return at.run()
+
+
+def test_app_entry_point_renders_the_chat(app_env):
+    at = page("app.py")
+    assert not at.exception
+    assert at.title[0].value == "Support chat"
+
+
+def test_chat_turn_renders_a_cited_reply_and_stats(app_env):
+    at = page("pages/chat.py")
+    assert not at.exception
+    at.chat_input(key="chat_input").set_value("How do I get a refund?").run()
+    assert not at.exception
+    assistant = [m for m in at.chat_message if m.name == "assistant"]
+    assert assistant, "no reply rendered"
+    reply = assistant[-1].markdown[0].value
+    assert "Offline mode" in reply and "[1]" in reply
+    assert any("Sources" in e.label for e in assistant[-1].expander)
+    turns = next(m for m in at.sidebar.metric if m.label == "Turns")
+    assert turns.value == "1"
+
+
+def test_new_conversation_empties_the_chat(app_env):
+    at = page("pages/chat.py")
+    at.chat_input(key="chat_input").set_value("My camera is offline").run()
+    assert len(at.chat_message) >= 2
+    first_id = at.session_state["session_id"]
+    at.button(key="new_conversation").click().run()
+    assert not at.exception
+    assert len(at.chat_message) == 0
+    assert at.session_state["session_id"] != first_id
+    assert next(m for m in at.sidebar.metric if m.label == "Turns").value == "0"
+
+
+def test_oversized_and_empty_messages(app_env):
+    at = page("pages/chat.py")
+    at.chat_input(key="chat_input").set_value("x" * 4001).run()
+    assert any("the limit is 4,000" in w.value for w in at.warning)
+    assert len(at.chat_message) == 0
+
+
+def test_missing_key_names_the_setting_and_falls_back(app_env, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    at = page("pages/chat.py")
+    at.selectbox(key="chat_backend").select("anthropic").run()
+    assert not at.exception
+    assert any("ANTHROPIC_API_KEY" in e.value for e in at.sidebar.error)
+    at.chat_input(key="chat_input").set_value("How do I get a refund?").run()
+    assert "Offline mode" in [m for m in at.chat_message if m.name == "assistant"][-1].markdown[0].value
+
+
+def test_knowledge_page_lists_documents_and_searches(app_env):
+    at = page("pages/knowledge.py")
+    assert not at.exception
+    assert "documents" in at.subheader[0].value
+    at.text_input(key="kb_query").input("parcel never arrived").run()
+    assert not at.exception
+    assert any("score" in m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("path", ["pages/prompts.py", "pages/training.py"])
+def test_admin_pages_are_locked_without_the_password(app_env, path):
+    if not (ROOT / path).exists():
+        pytest.skip(f"{path} is not in this build")
+    at = page(path)
+    assert not at.exception
+    assert at.subheader[0].value == "Admin sign-in"
+    at.text_input(key="admin_password_input").input("wrong").run()
+    at.button(key="admin_unlock").click().run()
+    assert any("Wrong password" in e.value for e in at.error)
+    at.text_input(key="admin_password_input").input("correct horse").run()
+    at.button(key="admin_unlock").click().run()
+    assert not at.exception
+    assert not any(s.value == "Admin sign-in" for s in at.subheader)

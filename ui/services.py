@@ -1,0 +1,41 @@
+"""Shared objects, built once per server process and reused by every session and page."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from adapters.base import Backend
+from adapters.registry import make_backend
+from chatbot.auth import AdminAuth
+from chatbot.config import Settings
+from chatbot.services import Services, build_services
+
+
+def _secrets() -> dict:
+    # st.secrets raises when no secrets file exists; no file simply means no secrets.
+    try:
+        return {key: st.secrets[key] for key in st.secrets}
+    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+        return {}
+
+
+@st.cache_resource(show_spinner=False)
+def get_settings() -> Settings:
+    return Settings.load(secrets=_secrets())
+
+
+@st.cache_resource(show_spinner="Loading the knowledge base and the embedding model…")
+def get_services() -> Services:
+    return build_services(get_settings())
+
+
+@st.cache_resource(show_spinner=False)
+def get_auth() -> AdminAuth:
+    settings = get_settings()
+    return AdminAuth(settings.path("admin", ".keep").parent, settings.admin_password)
+
+
+@st.cache_resource(show_spinner="Connecting the model backend…", max_entries=8)
+def get_backend(name: str, model: str = "", model_path: str = "", adapter_path: str = "") -> Backend:
+    """One backend object per choice, shared across sessions (clients are thread-safe)."""
+    return make_backend(name, get_settings(), model or None, model_path=model_path, adapter_path=adapter_path)
