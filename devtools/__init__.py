@@ -1,0 +1,1 @@
+"""Development tools: local servers that speak the LLM providers' wire protocols."""

@@ -1,0 +1,529 @@
+"""Local HTTP servers that speak the OpenAI, Anthropic and Ollama wire protocols.
+
+Each server runs on 127.0.0.1 on a free port, records every request it receives
+and is scripted per test or benchmark: the reply (sent in several pieces), a queue
+of failures to serve before succeeding, delays, a hang and a stream cut off halfway.
+
+    with OpenAIServer(reply="Hello there", failures=[429]) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="sk-test")
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterable
+
+DEFAULT_REPLY = "Thanks for getting in touch! Refunds reach your card within 5 to 7 working days."
+
+# A failure mode: an HTTP status (401, 429, 500, ...); "hang": answer nothing for
+# `hang_seconds`; "cut": send `cut_after` pieces (default half), then close without the
+# end marker; "stream_error": send `cut_after` pieces (default none), then the protocol's
+# in-stream error and end the body, as a provider does when it fails mid-generation.
+Failure = int | str
+MODES = ("hang", "cut", "stream_error")
+
+
+def split_reply(text: str) -> list[str]:
+    """Split text into word pieces that join back to exactly the text."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: Any  # the parsed JSON body, or None
+    received_at: float  # time.monotonic()
+
+
+def _checked(modes: Iterable[Failure]) -> list[Failure]:
+    modes = list(modes)
+    for mode in modes:
+        if not (isinstance(mode, int) and 400 <= mode <= 599) and mode not in MODES:
+            raise ValueError(f"unknown failure mode {mode!r}: an HTTP error status or one of {MODES}")
+    return modes
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked streaming, as the SDKs expect
+    # Small frames go out at once, as from a real server; with Nagle's algorithm on, a
+    # frame can wait ~40 ms for the client's delayed ACK and skew time-to-first-token.
+    disable_nagle_algorithm = True
+    timeout = 30  # an idle keep-alive connection ends on its own
+    server: "_HTTPServer"
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        try:
+            self.server.owner._handle(self)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (its timeout, say): nothing left to answer.
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # tests and benchmarks read the record, not stderr
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: "ProtocolServer"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client dropping its connection (a timeout, a closed pool) is routine here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class ProtocolServer:
+    """A scriptable local server for one provider's protocol; use it as a context manager."""
+
+    path = "/"
+    content_type = "text/event-stream"
+    banner = "ok"
+
+    def __init__(
+        self,
+        reply: str | Iterable[str] = DEFAULT_REPLY,
+        *,
+        failures: Iterable[Failure] = (),
+        first_token_delay: float = 0.0,
+        token_delay: float = 0.0,
+        hang_seconds: float = 30.0,
+        retry_after: float = 0.0,
+        usage: tuple[int, int] | None = None,
+        api_key: str | None = None,
+        framing: str = "chunked",
+        cut_after: int | None = None,
+        port: int = 0,
+    ):
+        if framing not in ("chunked", "close"):
+            raise ValueError("framing is 'chunked' or 'close'")
+        self.pieces = split_reply(reply) if isinstance(reply, str) else list(reply)
+        self.first_token_delay = first_token_delay
+        self.token_delay = token_delay
+        self.hang_seconds = hang_seconds
+        self.retry_after = retry_after
+        self.usage = usage
+        self.api_key = api_key
+        self.framing = framing
+        self.cut_after = cut_after
+        self.requests: list[RecordedRequest] = []
+        self._failures: deque[Failure] = deque(_checked(failures))
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._port = port
+        self._httpd: _HTTPServer | None = None
+
+    # -- scripting and inspection
+
+    @property
+    def reply(self) -> str:
+        """The whole scripted reply."""
+        return "".join(self.pieces)
+
+    def fail(self, *modes: Failure) -> None:
+        """Queue failure modes, served one per request before the next success."""
+        with self._lock:
+            self._failures.extend(_checked(modes))
+
+    @property
+    def last(self) -> RecordedRequest:
+        """The most recent request."""
+        return self.requests[-1]
+
+    @property
+    def root_url(self) -> str:
+        """http://127.0.0.1:PORT, without a path."""
+        if self._httpd is None:
+            raise RuntimeError("the server is not running")
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    @property
+    def base_url(self) -> str:
+        """The URL to give the provider's SDK as its base URL or host."""
+        return self.root_url
+
+    def expected_usage(self, body: Any) -> tuple[int, int]:
+        """(input, output) tokens reported for a request: the scripted pair, else an estimate."""
+        if self.usage is not None:
+            return self.usage
+        return len(self.prompt_text(body).split()), len(self.pieces)
+
+    # -- lifecycle
+
+    def start(self) -> "ProtocolServer":
+        """Bind a free port on 127.0.0.1 and serve from a background thread."""
+        self._stop.clear()
+        self._httpd = _HTTPServer(("127.0.0.1", self._port), _Handler)
+        self._httpd.owner = self
+        # A short poll interval so that stopping takes milliseconds, not half a second.
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; wakes any request that is hanging or waiting to send."""
+        self._stop.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "ProtocolServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- request handling shared by every protocol
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            body = None
+        with self._lock:
+            self.requests.append(
+                RecordedRequest(
+                    h.command, h.path, {k.lower(): v for k, v in h.headers.items()}, body, time.monotonic()
+                )
+            )
+        if h.command == "GET":  # a health check
+            status, text = (200, self.banner) if h.path == "/" else (404, "404 page not found")
+            return self._send(h, status, text.encode(), "text/plain; charset=utf-8")
+        if h.path.split("?")[0] != self.path:
+            return self._send_error(h, 404, f"Unknown path {h.path}")
+        if not isinstance(body, dict):
+            return self._send_error(h, 400, "The request body is not valid JSON.")
+        problem = self.check(h, body)
+        if problem is not None:
+            return self._send_error(h, *problem)
+        with self._lock:
+            mode = self._failures.popleft() if self._failures else None
+        if isinstance(mode, int):
+            return self._send_error(h, mode)
+        if mode == "hang":
+            # Answer nothing, as a stuck upstream does; stopping the server wakes it.
+            self._stop.wait(self.hang_seconds)
+            h.close_connection = True
+            return
+        if not self.streams(body):
+            if mode == "cut":
+                h.close_connection = True  # the connection drops before any answer
+                return
+            if mode == "stream_error":
+                return self._send_error(h, 500)
+            return self._send(h, 200, json.dumps(self.full_response(body)).encode(), "application/json")
+        self._stream(h, body, mode)
+
+    def _stream(self, h: BaseHTTPRequestHandler, body: dict, mode: Failure | None) -> None:
+        head, tokens, tail = self.stream_frames(body)
+        chunked = self.framing == "chunked"
+
+        def write(data: bytes) -> None:
+            if data:  # an empty chunk would end a chunked body
+                h.wfile.write(b"%X\r\n%s\r\n" % (len(data), data) if chunked else data)
+                h.wfile.flush()
+
+        h.send_response(200)
+        h.send_header("Content-Type", self.content_type)
+        h.send_header("Cache-Control", "no-cache")
+        h.send_header(*(("Transfer-Encoding", "chunked") if chunked else ("Connection", "close")))
+        h.end_headers()
+        # Closing the connection ends a close-framed body; a chunked one it leaves broken.
+        h.close_connection = True
+        write(b"".join(head))
+        if self.first_token_delay and self._stop.wait(self.first_token_delay):
+            return
+        keep = len(tokens)
+        if mode == "cut":
+            keep = self.cut_after if self.cut_after is not None else len(tokens) // 2
+        elif mode == "stream_error":
+            keep = self.cut_after or 0
+        for i, frame in enumerate(tokens[:keep]):
+            if i and self.token_delay and self._stop.wait(self.token_delay):
+                return
+            write(frame)
+        if mode == "cut":
+            return
+        write(self.stream_error_frame() if mode == "stream_error" else b"".join(tail))
+        if chunked:
+            h.wfile.write(b"0\r\n\r\n")
+            h.close_connection = False  # a complete chunked body keeps the connection alive
+
+    def _send(self, h: BaseHTTPRequestHandler, status: int, data: bytes, content_type: str,
+              headers: dict[str, str] | None = None) -> None:
+        h.send_response(status)
+        for name, value in {"Content-Type": content_type, "Content-Length": str(len(data)), **(headers or {})}.items():
+            h.send_header(name, value)
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _send_error(self, h: BaseHTTPRequestHandler, status: int, message: str | None = None) -> None:
+        headers = {"Retry-After": f"{self.retry_after:g}"} if status == 429 else {}
+        self._send(h, status, json.dumps(self.error_body(status, message)).encode(), "application/json", headers)
+
+    # -- what each protocol defines
+
+    def prompt_text(self, body: Any) -> str:
+        """All the prompt text in a request body (for the token estimate)."""
+        if not isinstance(body, dict):
+            return ""
+        parts = [str(body.get("system") or "")]
+        parts += [str(m.get("content") or "") for m in body.get("messages") or [] if isinstance(m, dict)]
+        return " ".join(parts)
+
+    def streams(self, body: dict) -> bool:
+        return bool(body.get("stream", False))
+
+    def check(self, h: BaseHTTPRequestHandler, body: dict) -> tuple[int, str] | None:
+        """Authentication and validation: (status, message) to refuse the request, else None."""
+        return None
+
+    # Each protocol also defines: error_body(status, message) -> JSON error; stream_frames(body)
+    # -> (frames before the first token, one frame per piece, closing frames);
+    # stream_error_frame() -> the error sent inside a failing stream; full_response(body).
+
+
+def _sse(data: Any, event: str | None = None) -> bytes:
+    prefix = f"event: {event}\n" if event else ""
+    return f"{prefix}data: {json.dumps(data)}\n\n".encode()
+
+
+def _default_message(status: int) -> str:
+    return {400: "The request is not valid.", 401: "The API key is not valid.", 403: "Forbidden.",
+            404: "Not found.", 429: "Rate limit reached: too many requests, slow down.",
+            500: "The server had an error while processing your request.", 529: "Overloaded."
+            }.get(status, f"HTTP {status}")
+
+
+class OpenAIServer(ProtocolServer):
+    """POST /v1/chat/completions, streamed as server-sent events ending in `data: [DONE]`."""
+
+    path = "/v1/chat/completions"
+
+    @property
+    def base_url(self) -> str:
+        return self.root_url + "/v1"
+
+    def check(self, h: BaseHTTPRequestHandler, body: dict) -> tuple[int, str] | None:
+        if self.api_key is not None:
+            sent = (h.headers.get("Authorization") or "").removeprefix("Bearer ")
+            if sent != self.api_key:
+                # The real API echoes a redacted fragment of a wrong key.
+                shown = f"{sent[:3]}*****{sent[-4:]}" if len(sent) > 8 else "*****"
+                return 401, f"Incorrect API key provided: {shown}. You can find your API key in your account settings."
+        for name in ("model", "messages"):
+            if name not in body:
+                return 400, f"Missing required parameter: '{name}'."
+        return None
+
+    def error_body(self, status: int, message: str | None = None) -> Any:
+        kind, code = {
+            400: ("invalid_request_error", None),
+            401: ("invalid_request_error", "invalid_api_key"),
+            403: ("invalid_request_error", "unsupported_country_region_territory"),
+            404: ("invalid_request_error", "model_not_found"),
+            429: ("requests", "rate_limit_exceeded"),
+        }.get(status, ("server_error", None))
+        return {"error": {"message": message or _default_message(status), "type": kind, "param": None, "code": code}}
+
+    def _usage(self, body: dict) -> dict[str, int]:
+        prompt, completion = self.expected_usage(body)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def stream_frames(self, body: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        cid, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), body.get("model")
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        # With include_usage every chunk carries "usage": null until the last one.
+        extra = {"usage": None} if include_usage else {}
+
+        def chunk(delta: dict, finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                         "system_fingerprint": "fp_local", "choices": [choice], **extra})
+
+        head = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        tokens = [chunk({"content": piece}) for piece in self.pieces]
+        tail = [chunk({}, "stop")]
+        if include_usage:
+            tail.append(_sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                              "system_fingerprint": "fp_local", "choices": [], "usage": self._usage(body)}))
+        tail.append(b"data: [DONE]\n\n")
+        return head, tokens, tail
+
+    def stream_error_frame(self) -> bytes:
+        return _sse(self.error_body(500))
+
+    def full_response(self, body: dict) -> Any:
+        message = {"role": "assistant", "content": self.reply, "refusal": None}
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model"), "system_fingerprint": "fp_local",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+            "usage": self._usage(body),
+        }
+
+
+class AnthropicServer(ProtocolServer):
+    """POST /v1/messages, streamed as named server-sent events ending in `message_stop`."""
+
+    path = "/v1/messages"
+    # From API version 2026-10-21 on, the Messages API refuses sampling parameters.
+    SAMPLING = ("temperature", "top_p", "top_k")
+
+    def check(self, h: BaseHTTPRequestHandler, body: dict) -> tuple[int, str] | None:
+        # The API takes the key as x-api-key or as a bearer token (what the 2.x SDKs send).
+        sent = h.headers.get("x-api-key") or (h.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if not sent:
+            return 401, "x-api-key header is required"
+        if self.api_key is not None and sent != self.api_key:
+            return 401, "invalid x-api-key"
+        version = h.headers.get("anthropic-version")
+        if not version:
+            return 400, "anthropic-version: header is required"
+        for name in ("model", "messages", "max_tokens"):
+            if name not in body:
+                return 400, f"{name}: Field required"
+        if version >= "2026-10-21":
+            for name in self.SAMPLING:
+                if name in body:
+                    return 400, f"{name}: Extra inputs are not permitted"
+        return None
+
+    def error_body(self, status: int, message: str | None = None) -> Any:
+        kind = {
+            400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+            404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error",
+        }.get(status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": message or _default_message(status)},
+                "request_id": f"req_{uuid.uuid4().hex[:24]}"}
+
+    def stream_frames(self, body: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        input_tokens, output_tokens = self.expected_usage(body)
+        message = {
+            "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
+            "model": body.get("model"), "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+        }
+        head = [
+            _sse({"type": "message_start", "message": message}, "message_start"),
+            _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                 "content_block_start"),
+            _sse({"type": "ping"}, "ping"),
+        ]
+        tokens = [
+            _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                 "content_block_delta")
+            for piece in self.pieces
+        ]
+        tail = [
+            _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+            _sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                  "usage": {"output_tokens": output_tokens}}, "message_delta"),
+            _sse({"type": "message_stop"}, "message_stop"),
+        ]
+        return head, tokens, tail
+
+    def stream_error_frame(self) -> bytes:
+        # What the API sends when it runs out of capacity mid-generation.
+        return _sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error")
+
+    def full_response(self, body: dict) -> Any:
+        input_tokens, output_tokens = self.expected_usage(body)
+        return {
+            "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
+            "model": body.get("model"), "content": [{"type": "text", "text": self.reply}],
+            "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        }
+
+
+class OllamaServer(ProtocolServer):
+    """POST /api/chat, streamed as JSON lines ending in one with `"done": true`."""
+
+    path = "/api/chat"
+    content_type = "application/x-ndjson"
+    banner = "Ollama is running"
+
+    def __init__(self, *args: Any, models: Iterable[str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # The models "pulled" on this server; None accepts any name.
+        self.models = set(models) if models is not None else None
+
+    def streams(self, body: dict) -> bool:
+        return bool(body.get("stream", True))  # Ollama streams unless told not to
+
+    def check(self, h: BaseHTTPRequestHandler, body: dict) -> tuple[int, str] | None:
+        if self.api_key is not None:
+            if (h.headers.get("Authorization") or "") != f"Bearer {self.api_key}":
+                return 401, "unauthorized"
+        model = body.get("model")
+        if not model:
+            return 400, "model is required"
+        if self.models is not None and model not in self.models:
+            return 404, f"model '{model}' not found"
+        return None
+
+    def error_body(self, status: int, message: str | None = None) -> Any:
+        return {"error": message or _default_message(status)}
+
+    def _line(self, body: dict, content: str, **extra: Any) -> bytes:
+        created = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        line = {"model": body.get("model"), "created_at": created,
+                "message": {"role": "assistant", "content": content}, **extra}
+        return (json.dumps(line) + "\n").encode()
+
+    def _final(self, body: dict) -> dict[str, Any]:
+        prompt, completion = self.expected_usage(body)
+        return {"done": True, "done_reason": "stop", "total_duration": 1_000_000, "load_duration": 100_000,
+                "prompt_eval_count": prompt, "prompt_eval_duration": 200_000,
+                "eval_count": completion, "eval_duration": 700_000}
+
+    def stream_frames(self, body: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        tokens = [self._line(body, piece, done=False) for piece in self.pieces]
+        return [], tokens, [self._line(body, "", **self._final(body))]
+
+    def stream_error_frame(self) -> bytes:
+        return b'{"error":"an error was encountered while running the model: llama runner process has terminated"}\n'
+
+    def full_response(self, body: dict) -> Any:
+        return json.loads(self._line(body, self.reply, **self._final(body)))
+
+
+SERVERS = {"openai": OpenAIServer, "anthropic": AnthropicServer, "ollama": OllamaServer}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve one protocol in the foreground: python -m devtools.protocol_servers openai|anthropic|ollama [PORT]."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] not in SERVERS:
+        raise SystemExit(main.__doc__)
+    with SERVERS[args[0]](port=int(args[1]) if len(args) > 1 else 0) as server:
+        print(f"{args[0]} protocol server at {server.base_url} (Ctrl-C stops it)", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
