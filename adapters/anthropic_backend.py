@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import anthropic
 import httpx2
 
-from adapters.base import Backend, ChatRequest, Usage, with_retries
+from adapters.base import Backend, ChatRequest, NoTextYet, Usage, retry_after_seconds, with_retries
 from chatbot.errors import (
     BackendAuthError,
     BackendError,
@@ -28,14 +28,9 @@ OFFICIAL_URL = "https://api.anthropic.com"
 MISSING_KEY = (
     "Missing setting: set ANTHROPIC_API_KEY in the environment or `anthropic_api_key` in .streamlit/secrets.toml"
 )
-# A server may ask for a long wait; a person at a chat window should not be kept longer.
-MAX_RETRY_AFTER = 10.0
 # Error types that an `error` event inside a 200 stream carries, as the status they stand for.
 STREAM_ERROR_STATUS = {"rate_limit_error": 429, "overloaded_error": 529, "api_error": 500}
 
-
-class _NoText(Exception):
-    """The stream closed before any text and without `message_stop`; worth another try."""
 
 
 class AnthropicBackend(Backend):
@@ -81,22 +76,14 @@ class AnthropicBackend(Backend):
 
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
         """Yield the reply's text as it arrives, then the usage the API reported."""
-        waits: list[float] = []
-
-        def retryable(exc: Exception) -> bool:
-            waits.append(_retry_after(exc))
-            return _is_retryable(exc)
-
-        def pause(delay: float) -> None:
-            self.sleep(min(MAX_RETRY_AFTER, max(delay, waits[-1] if waits else 0.0)))
-
         response, events, head = with_retries(
             lambda: self._open(request),
             retries=self.max_retries,
-            is_retryable=retryable,
+            is_retryable=_is_retryable,
             translate=self._translate,
             base_delay=self.retry_base_delay,
-            sleep=pause,
+            sleep=self.sleep,
+            retry_after=_retry_after,
         )
         stopped, input_tokens, output_tokens = False, None, None
         try:
@@ -149,11 +136,11 @@ class AnthropicBackend(Backend):
             response.close()
             raise
         if not any(event.type == "message_stop" for event in head):
-            raise _NoText()
+            raise NoTextYet()
         return response, events, head
 
     def _translate(self, exc: Exception) -> BackendError:
-        if isinstance(exc, _NoText):
+        if isinstance(exc, NoTextYet):
             return BackendStreamBroken("Anthropic closed the reply before sending any text; ask again.")
         if isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)):
             return BackendTimeout(f"Anthropic did not answer within {self.timeout:g} s; try again.")
@@ -184,7 +171,7 @@ def _status(exc: anthropic.APIStatusError) -> int:
 
 
 def _is_retryable(exc: Exception) -> bool:
-    if isinstance(exc, (_NoText, anthropic.APIConnectionError, httpx2.TransportError)):
+    if isinstance(exc, (NoTextYet, anthropic.APIConnectionError, httpx2.TransportError)):
         return True
     if isinstance(exc, anthropic.APIStatusError):
         return _status(exc) == 429 or _status(exc) >= 500
@@ -200,16 +187,8 @@ def _input_tokens(usage: Any) -> int:
 
 
 def _retry_after(exc: Exception) -> float:
-    """Seconds the server asked to wait (retry-after-ms or retry-after), else 0."""
-    response = getattr(exc, "response", None)
-    if response is None:
-        return 0.0
-    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        try:
-            return max(0.0, float(response.headers.get(header, "")) * scale)
-        except ValueError:
-            continue
-    return 0.0
+    """Seconds the server asked to wait, from the failed response's headers."""
+    return retry_after_seconds(getattr(exc, "response", None))
 
 
 def _reason(exc: BaseException) -> str:

@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from knowledge.types import Passage
 
 T = TypeVar("T")
+# A server may ask for a long wait; a person at a chat window should not be kept longer.
+MAX_RETRY_AFTER = 10.0
+
+
+class NoTextYet(Exception):
+    """The stream closed before any text and without its end marker; worth another try."""
 
 
 @dataclass
@@ -73,8 +79,13 @@ def with_retries(
     base_delay: float = 0.5,
     max_delay: float = 8.0,
     sleep: Callable[[float], None] = time.sleep,
+    retry_after: Callable[[Exception], float] = lambda exc: 0.0,
 ) -> T:
-    """Run `call`, retrying retryable failures with exponential backoff and jitter."""
+    """Run `call`, retrying retryable failures with exponential backoff and jitter.
+
+    A wait the server asked for (`retry_after`, e.g. from a Retry-After header) is honoured,
+    up to MAX_RETRY_AFTER.
+    """
     attempt = 0
     while True:
         try:
@@ -85,5 +96,18 @@ def with_retries(
             if attempt >= retries or not is_retryable(exc):
                 raise translate(exc) from exc
             delay = min(max_delay, base_delay * 2**attempt) * (0.5 + random.random() / 2)
-            sleep(delay)
+            sleep(min(MAX_RETRY_AFTER, max(delay, retry_after(exc))))
             attempt += 1
+
+
+def retry_after_seconds(response: object | None) -> float:
+    """Seconds a response's retry-after-ms or retry-after header asks to wait, else 0."""
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return 0.0
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return max(0.0, float(headers.get(header, "")) * scale)
+        except ValueError:
+            continue
+    return 0.0

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import httpx
 import ollama
 
-from adapters.base import Backend, ChatRequest, Usage, with_retries
+from adapters.base import Backend, ChatRequest, NoTextYet, Usage, retry_after_seconds, with_retries
 from chatbot.errors import (
     BackendAuthError,
     BackendError,
@@ -24,12 +24,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "llama3.2"
 DEFAULT_HOST = "http://127.0.0.1:11434"
-# A server may ask for a long wait; a person at a chat window should not be kept longer.
-MAX_RETRY_AFTER = 10.0
 
-
-class _NoText(Exception):
-    """The stream closed before any text and without `done`; worth another try."""
 
 
 class OllamaBackend(Backend):
@@ -68,22 +63,14 @@ class OllamaBackend(Backend):
 
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
         """Yield the reply's text as it arrives, then the token counts Ollama reported."""
-        waits: list[float] = []
-
-        def retryable(exc: Exception) -> bool:
-            waits.append(_retry_after(exc))
-            return _is_retryable(exc)
-
-        def pause(delay: float) -> None:
-            self.sleep(min(MAX_RETRY_AFTER, max(delay, waits[-1] if waits else 0.0)))
-
         parts, head = with_retries(
             lambda: self._open(request),
             retries=self.max_retries,
-            is_retryable=retryable,
+            is_retryable=_is_retryable,
             translate=self._translate,
             base_delay=self.retry_base_delay,
-            sleep=pause,
+            sleep=self.sleep,
+            retry_after=_retry_after,
         )
         usage = None
         try:
@@ -122,10 +109,10 @@ class OllamaBackend(Backend):
         except BaseException:
             parts.close()
             raise
-        raise _NoText()
+        raise NoTextYet()
 
     def _translate(self, exc: Exception) -> BackendError:
-        if isinstance(exc, _NoText):
+        if isinstance(exc, NoTextYet):
             return BackendStreamBroken("Ollama closed the reply before sending any text; ask again.")
         if isinstance(exc, httpx.TimeoutException):
             return BackendTimeout(f"Ollama did not answer within {self.timeout:g} s; try again.")
@@ -150,7 +137,7 @@ class OllamaBackend(Backend):
 
 
 def _is_retryable(exc: Exception) -> bool:
-    if isinstance(exc, (_NoText, ConnectionError, httpx.TransportError)):
+    if isinstance(exc, (NoTextYet, ConnectionError, httpx.TransportError)):
         return True
     if isinstance(exc, ollama.ResponseError):
         return exc.status_code in (429, -1) or exc.status_code >= 500
@@ -159,11 +146,7 @@ def _is_retryable(exc: Exception) -> bool:
 
 def _retry_after(exc: Exception) -> float:
     """Seconds the server asked to wait; the client keeps no response, so only from its cause."""
-    response = getattr(exc.__cause__ or exc.__context__, "response", None)
-    try:
-        return max(0.0, float(response.headers.get("retry-after", ""))) if response is not None else 0.0
-    except ValueError:
-        return 0.0
+    return retry_after_seconds(getattr(exc.__cause__ or exc.__context__, "response", None))
 
 
 def _reason(exc: BaseException) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import httpx2
 import openai
 
-from adapters.base import Backend, ChatRequest, Usage, with_retries
+from adapters.base import Backend, ChatRequest, NoTextYet, Usage, retry_after_seconds, with_retries
 from chatbot.errors import (
     BackendAuthError,
     BackendError,
@@ -30,12 +30,7 @@ MISSING_KEY = (
 )
 # Compatible servers usually need no key, but the SDK refuses to start without one.
 PLACEHOLDER_KEY = "no-key-needed"
-# A server may ask for a long wait; a person at a chat window should not be kept longer.
-MAX_RETRY_AFTER = 10.0
 
-
-class _NoText(Exception):
-    """The stream closed before any text and without its end marker; worth another try."""
 
 
 class OpenAIBackend(Backend):
@@ -84,22 +79,14 @@ class OpenAIBackend(Backend):
 
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
         """Yield the reply's text as it arrives, then the usage the server reported."""
-        waits: list[float] = []
-
-        def retryable(exc: Exception) -> bool:
-            waits.append(_retry_after(exc))
-            return self._is_retryable(exc)
-
-        def pause(delay: float) -> None:
-            self.sleep(min(MAX_RETRY_AFTER, max(delay, waits[-1] if waits else 0.0)))
-
         response, chunks, head = with_retries(
             lambda: self._open(request),
             retries=self.max_retries,
-            is_retryable=retryable,
+            is_retryable=self._is_retryable,
             translate=self._translate,
             base_delay=self.retry_base_delay,
-            sleep=pause,
+            sleep=self.sleep,
+            retry_after=_retry_after,
         )
         finished, usage, who = False, None, _cap(self._who)
         try:
@@ -150,11 +137,11 @@ class OpenAIBackend(Backend):
             response.close()
             raise
         if not any(c.finish_reason for chunk in head for c in chunk.choices[:1]):
-            raise _NoText()
+            raise NoTextYet()
         return response, chunks, head
 
     def _is_retryable(self, exc: Exception) -> bool:
-        if isinstance(exc, (_NoText, openai.APIConnectionError, httpx2.TransportError)):
+        if isinstance(exc, (NoTextYet, openai.APIConnectionError, httpx2.TransportError)):
             return True
         if isinstance(exc, openai.APIStatusError):
             # An exhausted quota also answers 429, but waiting will not refill it.
@@ -164,7 +151,7 @@ class OpenAIBackend(Backend):
 
     def _translate(self, exc: Exception) -> BackendError:
         who = _cap(self._who)
-        if isinstance(exc, _NoText):
+        if isinstance(exc, NoTextYet):
             return BackendStreamBroken(f"{who} closed the reply before sending any text; ask again.")
         if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
             return BackendTimeout(f"{who} did not answer within {self.timeout:g} s; try again.")
@@ -195,16 +182,8 @@ class OpenAIBackend(Backend):
 
 
 def _retry_after(exc: Exception) -> float:
-    """Seconds the server asked to wait (retry-after-ms or retry-after), else 0."""
-    response = getattr(exc, "response", None)
-    if response is None:
-        return 0.0
-    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        try:
-            return max(0.0, float(response.headers.get(header, "")) * scale)
-        except ValueError:
-            continue
-    return 0.0
+    """Seconds the server asked to wait, from the failed response's headers."""
+    return retry_after_seconds(getattr(exc, "response", None))
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,224 @@
+"""Local backend: a transformers causal LM from a folder, optionally 4-bit and with a LoRA adapter."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from adapters.base import Backend, ChatRequest, Usage
+from chatbot.errors import BackendError, BackendTimeout, ConfigurationError
+
+if TYPE_CHECKING:
+    from chatbot.config import Settings
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    tokenizer: Any
+    device: str
+    max_context: int
+    # One generate() at a time per model: sessions share it, and adapter state is not thread-safe.
+    lock: threading.Lock
+
+
+# Used only when a model's tokenizer ships without a chat template (base, not instruction-tuned, models).
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+_CACHE: dict[tuple[str, str, bool], _Loaded] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every loaded model (frees its memory once no backend holds it)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def ensure_chat_template(tokenizer: Any) -> bool:
+    """Give a template-less tokenizer a plain role-tagged one; True when it had to."""
+    if getattr(tokenizer, "chat_template", None):
+        return False
+    tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    return True
+
+
+def _load(model_path: str, adapter_path: str, load_in_4bit: bool) -> _Loaded:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cuda = torch.cuda.is_available()
+    kwargs: dict[str, Any] = {}
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        kwargs.update(quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute), dtype=compute, device_map={"": torch.cuda.current_device()})
+    elif cuda:
+        kwargs.update(dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16,
+                      device_map={"": torch.cuda.current_device()})
+    else:
+        kwargs["dtype"] = torch.float32
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+        # The adapter folder carries the tokenizer it was trained with (its chat template included).
+        has_own = adapter_path and (Path(adapter_path) / "tokenizer_config.json").is_file()
+        tokenizer = AutoTokenizer.from_pretrained(adapter_path if has_own else model_path)
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot load the local model {model_path!r}: {exc}. Set CHATBOT_LOCAL_MODEL to a "
+                                 "model folder (or a hub id already in the local cache).") from exc
+    if adapter_path:
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, adapter_path)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"Cannot apply the adapter {adapter_path!r} to {model_path!r}: {exc}") from exc
+    model.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    ensure_chat_template(tokenizer)
+    config = model.config
+    max_context = int(getattr(config, "max_position_embeddings", 0) or getattr(tokenizer, "model_max_length", 0)
+                      or 4096)
+    device = "cuda" if (cuda or load_in_4bit) else "cpu"
+    return _Loaded(model=model, tokenizer=tokenizer, device=device, max_context=max_context, lock=threading.Lock())
+
+
+def load_cached(model_path: str, adapter_path: str | None = None, load_in_4bit: bool = False) -> _Loaded:
+    """The model, tokenizer and device for this combination, loaded once per process."""
+    key = (model_path, adapter_path or "", bool(load_in_4bit))
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _load(*key)
+        return _CACHE[key]
+
+
+class _Cancelled:
+    """A stopping criterion that ends generation once the reader has gone away."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+        return self.event.is_set()
+
+
+class LocalBackend(Backend):
+    """A local causal LM (optionally with a fine-tuned adapter), streamed token by token."""
+
+    name = "local"
+
+    def __init__(self, model_path: str, adapter_path: str | None = None, load_in_4bit: bool = False,
+                 timeout: float = 120.0):
+        if not model_path:
+            raise ConfigurationError("Missing setting: set CHATBOT_LOCAL_MODEL to a local model folder")
+        path = Path(model_path).expanduser()
+        # A path-looking value that does not exist is a typo, not a hub id.
+        if (model_path.startswith((".", "/", "~")) or path.is_absolute()) and not path.is_dir():
+            raise ConfigurationError(f"CHATBOT_LOCAL_MODEL: no model folder at {model_path}")
+        self.model_path = str(path.resolve()) if path.is_dir() else model_path
+        self.adapter_path = None
+        if adapter_path:
+            adapter = Path(adapter_path).expanduser()
+            if not (adapter / "adapter_config.json").is_file():
+                raise ConfigurationError(f"CHATBOT_LOCAL_ADAPTER: {adapter_path} is not an adapter folder "
+                                         "(no adapter_config.json)")
+            self.adapter_path = str(adapter.resolve())
+        if load_in_4bit:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigurationError("4-bit loading needs a CUDA GPU; none was found. Load the model in full "
+                                         "precision instead.")
+        self.load_in_4bit = load_in_4bit
+        self.timeout = timeout
+        self.model = Path(self.model_path).name + (f" + {Path(self.adapter_path).name}" if self.adapter_path else "")
+        self._loaded = load_cached(self.model_path, self.adapter_path, load_in_4bit)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", model: str | None = None) -> "LocalBackend":
+        """From CHATBOT_LOCAL_MODEL and CHATBOT_LOCAL_ADAPTER; `model` overrides the model path."""
+        path = model or settings.require("local_model_path")
+        return cls(path, adapter_path=settings.local_adapter_path or None)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._loaded.tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` by the model's own tokenizer."""
+        return len(self._loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _encode(self, request: ChatRequest) -> dict[str, Any]:
+        from jinja2 import TemplateError
+
+        tokenizer = self._loaded.tokenizer
+        messages = [{"role": m["role"], "content": m["content"]} for m in request.messages]
+        with_system = ([{"role": "system", "content": request.system}] if request.system else []) + messages
+        try:
+            return tokenizer.apply_chat_template(with_system, add_generation_prompt=True, return_tensors="pt",
+                                                 return_dict=True)
+        except TemplateError:
+            # Some templates refuse a system turn: fold it into the first user message instead.
+            if messages and request.system:
+                messages[0] = {"role": messages[0]["role"], "content": f"{request.system}\n\n{messages[0]['content']}"}
+            return tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                 return_dict=True)
+
+    def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
+        """Generate on a worker thread and yield text as TextIteratorStreamer decodes it."""
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        loaded = self._loaded
+        inputs = self._encode(request)
+        n_input = int(inputs["input_ids"].shape[1])
+        max_new = max(1, min(request.max_tokens, loaded.max_context - n_input))
+        if n_input >= loaded.max_context:
+            raise BackendError(f"The conversation is {n_input} tokens, more than the local model's "
+                               f"{loaded.max_context}-token context; start a new conversation.")
+        inputs = {k: v.to(loaded.model.device) for k, v in inputs.items()}
+        streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True,
+                                        timeout=self.timeout)
+        cancelled = _Cancelled()
+        kwargs: dict[str, Any] = dict(**inputs, max_new_tokens=max_new, streamer=streamer,
+                                      stopping_criteria=StoppingCriteriaList([cancelled]),
+                                      pad_token_id=loaded.tokenizer.pad_token_id)
+        if request.temperature > 0:
+            kwargs.update(do_sample=True, temperature=request.temperature, top_p=0.95)
+        else:
+            kwargs["do_sample"] = False
+        outcome: dict[str, Any] = {}
+
+        def generate() -> None:
+            try:
+                with loaded.lock:
+                    output = loaded.model.generate(**kwargs)
+                outcome["output_tokens"] = int(output.shape[1]) - n_input
+            except Exception as exc:  # handed to the reading thread, which raises it as a BackendError
+                outcome["error"] = exc
+                streamer.end()
+
+        worker = threading.Thread(target=generate, name="local-generate", daemon=True)
+        worker.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+        except queue.Empty as exc:
+            # The streamer's queue timed out: the model produced nothing for `timeout` seconds.
+            raise BackendTimeout(f"The local model produced nothing for {self.timeout:.0f} s.") from exc
+        finally:
+            # A reader that stops early (a closed page) must not leave the model generating.
+            cancelled.event.set()
+        worker.join(timeout=self.timeout)
+        if "error" in outcome:
+            raise BackendError(f"The local model failed while generating: {outcome['error']}") from outcome["error"]
+        yield Usage(input_tokens=n_input, output_tokens=outcome.get("output_tokens", 0))
