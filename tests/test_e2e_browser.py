@@ -16,7 +16,7 @@ def app_url(tmp_path_factory):
     if not shutil.which(CHROMIUM):
         pytest.fail("Chromium is missing: `make test` installs it (Debian package chromium)")
     data = tmp_path_factory.mktemp("e2e-data")
-    with running_app(data, env={"CHATBOT_BACKEND": "offline", "CHATBOT_ADMIN_PASSWORD": "e2e-pass"}) as url:
+    with running_app(data, timeout=300, env={"CHATBOT_BACKEND": "offline", "CHATBOT_ADMIN_PASSWORD": "e2e-pass"}) as url:
         yield url
 
 
@@ -24,7 +24,7 @@ def test_ask_get_cited_reply_then_reset(app_url, tmp_path):
     with browser_page() as page:
         page.goto(app_url, wait_until="domcontentloaded")
         box = page.get_by_placeholder("Type the customer's message…")
-        box.wait_for(timeout=120_000)
+        box.wait_for(timeout=300_000)  # a first start seeds the demo knowledge base
         box.fill("How do I get a refund?")
         box.press("Enter")
         reply = page.locator('[data-testid="stChatMessage"]').filter(has_text="Offline mode").last

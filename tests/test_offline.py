@@ -16,8 +16,9 @@ def test_refund_question_quotes_and_cites_the_demo_refund_article(demo_kb, store
     first = reply.meta.sources[0]
     assert first["source"] == "refunds-how-to-request-a-refund.md"
     # The quoted lines are the cited passage's own words.
-    quote = [line[2:].removesuffix(" [1]") for line in reply.text.splitlines() if line.startswith("> ")]
-    assert quote and all(line in first["text"] for line in quote if "[2]" not in line)
+    first_block = reply.text.split("\n\n> ", 1)[1].split(" [1]", 1)[0]
+    quote = [line.removeprefix("> ") for line in first_block.splitlines()]
+    assert quote and all(line in first["text"] for line in quote)
 
 
 def test_every_marker_points_at_the_passage_it_quotes():
