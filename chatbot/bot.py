@@ -12,6 +12,7 @@ from adapters.base import Backend, ChatRequest, Usage
 from chatbot.errors import BackendError, InputRejected
 from chatbot.memory import ConversationMemory, extractive_summary
 from chatbot.prompts import PromptLibrary
+from chatbot.reasoning import ReasoningFilter
 from chatbot.sessions import SessionStore
 from knowledge.store import KnowledgeBase
 from knowledge.types import Passage
@@ -80,7 +81,8 @@ class Reply:
     """One turn's reply: iterate it for text pieces (streamed), then read `text` and `meta`."""
 
     def __init__(self, bot: "Chatbot", session_id: str, user_text: str, memory: ConversationMemory,
-                 request: ChatRequest, meta: TurnMeta, started: float, backend: Backend):
+                 request: ChatRequest, meta: TurnMeta, started: float, backend: Backend,
+                 reasoning: bool = False):
         self._bot = bot
         self.session_id = session_id
         self.user_text = user_text
@@ -89,6 +91,7 @@ class Reply:
         self.meta = meta
         self._started = started
         self._backend = backend
+        self._reasoning = reasoning
         self.text = ""
         self.done = False
 
@@ -101,17 +104,29 @@ class Reply:
             return
         pieces: list[str] = []
         stream_started = time.perf_counter()
+        # The model's reasoning (chain of thought) never reaches the customer, the store or the citations.
+        hidden = ReasoningFilter() if self._reasoning else None
         try:
             for piece in self._backend.stream(self._request):
                 if isinstance(piece, Usage):
                     self.meta.input_tokens, self.meta.output_tokens = piece.input_tokens, piece.output_tokens
                     continue
+                if hidden is not None:
+                    piece = hidden.feed(piece)
+                    if not piece:
+                        continue
                 if not pieces:
                     now = time.perf_counter()
                     self.meta.stages_ms["first_token"] = (now - stream_started) * 1000
                     self.meta.ttft_ms = (now - self._started) * 1000
                 pieces.append(piece)
                 yield piece
+            tail = hidden.flush() if hidden is not None else ""
+            if tail:
+                if not pieces:
+                    self.meta.ttft_ms = (time.perf_counter() - self._started) * 1000
+                pieces.append(tail)
+                yield tail
         except BackendError as exc:
             self.text = "".join(pieces)
             self.meta.error = str(exc)
@@ -187,7 +202,9 @@ class Chatbot:
         mark = lap("retrieve", mark)
         memory = self.memory_for(session_id)
         summary, recent = memory.context()
-        prompt = self.prompts.render("general", passages=passages, summary=summary, query=text)
+        prompt = self.prompts.render(
+            "general", passages=passages, summary=summary, query=text, query_vector=vector,
+        )
         request = ChatRequest(
             system=prompt.system,
             messages=[*recent, {"role": "user", "content": text}],
@@ -203,7 +220,8 @@ class Chatbot:
             retrieved=[p.to_dict() for p in passages], stages_ms=stages,
             summarised_messages=memory.summarised_count,
         )
-        return Reply(self, session_id, text, memory, request, meta, started, self.backend)
+        return Reply(self, session_id, text, memory, request, meta, started, self.backend,
+                     reasoning=prompt.chain_of_thought)
 
     def ask(self, session_id: str, text: str) -> Reply | None:
         """Send and consume a whole turn (CLI, tests); BackendError propagates after persisting."""

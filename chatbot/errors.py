@@ -71,3 +71,30 @@ class DatasetError(ChatbotError):
 
 class TrainingJobError(ChatbotError):
     """A fine-tuning job cannot be started, stopped, resumed or exported as asked."""
+
+
+class PromptValidationError(ChatbotError):
+    """A prompt template's text cannot be saved; `line` (1-based) points at the problem when known."""
+
+    def __init__(self, message: str, line: int | None = None, field: str | None = None):
+        super().__init__(f"Line {line}: {message}" if line else message)
+        self.reason = message
+        self.line = line
+        self.field = field
+
+
+class StaleVersionError(ChatbotError):
+    """A prompt save based on a version that is no longer the latest; nothing was written."""
+
+    def __init__(self, message: str, base_version: int = 0, latest_version: int = 0):
+        super().__init__(message)
+        self.base_version = base_version
+        self.latest_version = latest_version
+
+
+class PromptNotFound(ChatbotError):
+    """No prompt template, or no version of it, by that name or number."""
+
+
+class ConversationNotFound(ChatbotError):
+    """A stored conversation (or a reply in it) was deleted, expired or never existed."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from adapters.base import Backend
 from chatbot.bot import Chatbot
 from chatbot.config import Settings
-from chatbot.prompts import PromptLibrary
+from chatbot.prompts import PromptLibrary, open_prompt_library
 from chatbot.sessions import SessionStore, connect
 from knowledge.embeddings import Embedder, shared_embedder
 from knowledge.store import KnowledgeBase, make_chroma_client
@@ -67,4 +67,7 @@ def build_services(settings: Settings | None = None, seed: bool = True) -> Servi
         connect(settings.redis_url, settings.path("redis", ".keep").parent),
         ttl_seconds=settings.session_ttl_days * 86400 or None,
     )
-    return Services(settings=settings, embedder=embedder, knowledge=knowledge, store=store, prompts=PromptLibrary())
+    return Services(
+        settings=settings, embedder=embedder, knowledge=knowledge, store=store,
+        prompts=open_prompt_library(settings.data_dir, embedder),
+    )

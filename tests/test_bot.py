@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from chatbot.bot import Chatbot, clean_message, cited_numbers
 from chatbot.errors import BackendUnavailable, InputRejected
+from chatbot.prompts import PromptLibrary
 from tests.fakes import FakeBackend
 from tests.test_store import PASSWORDS, REFUNDS
 
@@ -107,3 +110,30 @@ def test_two_chatbots_share_one_store(small_kb, store):
     second.ask("shared", "again")
     assert [m["content"] for m in store.messages("shared")] == ["hello", "one", "again", "two"]
     assert [m["content"] for m in second.backend.requests[0].messages] == ["hello", "one", "again"]
+
+
+class ReasoningPrompts(PromptLibrary):
+    """The shipped templates, with chain of thought switched on for every turn."""
+
+    def render(self, name, **kwargs):
+        return dataclasses.replace(super().render(name, **kwargs), chain_of_thought=True)
+
+
+def test_reasoning_never_reaches_the_customer_the_store_or_the_citations(small_kb, store):
+    backend = FakeBackend(["<thinking>Passage [2] is about passwords, ignore it.</thinking>Ask within 30 days [1]."])
+    bot = make_bot(small_kb, store, backend, prompts=ReasoningPrompts())
+    reply = bot.send("s1", "refund?")
+    shown = "".join(reply)
+    assert shown == "Ask within 30 days [1]."
+    assert reply.meta.citations == [1]
+    assert store.messages("s1")[1]["content"] == "Ask within 30 days [1]."
+
+
+def test_turn_records_the_production_prompt_version(small_kb, store, tmp_path, embedder):
+    from chatbot.prompts import open_prompt_library
+
+    library = open_prompt_library(tmp_path / "data", embedder)
+    template, version = library.get("general")
+    reply = make_bot(small_kb, store, FakeBackend(["ok"]), prompts=library).ask("s1", "hello")
+    assert (reply.meta.prompt_name, reply.meta.prompt_version) == ("general", version)
+    assert reply.meta.prompt_hash == template.content_hash()

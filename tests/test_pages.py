@@ -100,10 +100,10 @@ def test_admin_pages_are_locked_without_the_password(app_env, path):
     at = page(path)
     assert not at.exception
     assert at.subheader[0].value == "Admin sign-in"
-    at.text_input(key="admin_password_input").input("wrong").run()
+    at.text_input(key="admin_password_input").input("wrong")
     at.button(key="admin_unlock").click().run()
     assert any("Wrong password" in e.value for e in at.error)
-    at.text_input(key="admin_password_input").input("correct horse").run()
+    at.text_input(key="admin_password_input").input("correct horse")
     at.button(key="admin_unlock").click().run()
     assert not at.exception
     assert not any(s.value == "Admin sign-in" for s in at.subheader)

@@ -1,0 +1,411 @@
+"""Prompt templates as YAML: parsing, validation with line numbers, and safe `{variable}` filling.
+
+A template's text fields may name variables as `{name}`; `{{` and `}}` are literal braces.
+Nothing is evaluated: a placeholder is a plain identifier looked up in a dictionary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import yaml
+
+from chatbot.errors import PromptValidationError
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The system-prompt sections a template writes itself (passages, customer and summary come from the turn).
+TEXT_SECTIONS = ("role", "tone", "escalation_rules", "response_format", "guardrails", "reasoning")
+TOP_FIELDS = (
+    "name", "description", "tags", "model", "chain_of_thought", "few_shot_k", "knowledge", "variables",
+    "system", "examples",
+)
+MODEL_FIELDS = ("temperature", "max_tokens")
+MAX_TOKENS_LIMIT = 32000
+
+
+class _Var(str):
+    """A placeholder in a compiled text: the variable's name."""
+
+
+def compile_text(text: str) -> tuple[list[str], list[tuple[int, str]]]:
+    """Split text into literal pieces and `_Var` names; also return (offset, problem) syntax errors."""
+    parts: list[str] = []
+    errors: list[tuple[int, str]] = []
+    literal: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "{":
+            if text.startswith("{{", i):
+                literal.append("{")
+                i += 2
+                continue
+            end = text.find("}", i + 1)
+            if end == -1:
+                errors.append((i, "'{' is never closed; write '{{' for a literal brace"))
+                literal.append(text[i:])
+                break
+            name = text[i + 1:end]
+            if not _IDENT.fullmatch(name):
+                errors.append((i, f"'{{{name}}}' is not a variable name; variables look like {{customer_name}}, "
+                                  "and a literal brace is written '{{' or '}}'"))
+            else:
+                if literal:
+                    parts.append("".join(literal))
+                    literal = []
+                parts.append(_Var(name))
+            i = end + 1
+            continue
+        if ch == "}":
+            if text.startswith("}}", i):
+                literal.append("}")
+                i += 2
+                continue
+            errors.append((i, "a single '}' has no matching '{'; write '}}' for a literal brace"))
+            i += 1
+            continue
+        literal.append(ch)
+        i += 1
+    if literal:
+        parts.append("".join(literal))
+    return parts, errors
+
+
+def fill(parts: list[str], values: Mapping[str, str]) -> str:
+    """Join compiled parts, replacing each variable by its value (a missing one by an empty string)."""
+    return "".join(values.get(p, "") if isinstance(p, _Var) else p for p in parts)
+
+
+@dataclass
+class PromptTemplate:
+    """A named prompt: its sections, examples, variables and model settings, parsed from YAML."""
+
+    name: str
+    description: str = ""
+    role: str = ""
+    tone: str = ""
+    escalation_rules: str = ""
+    response_format: str = ""
+    guardrails: str = ""
+    reasoning: str = ""
+    examples: list[dict] = field(default_factory=list)
+    # True, False, or "auto": on only for messages that look complex.
+    chain_of_thought: bool | str = False
+    few_shot_k: int = 2
+    knowledge: bool = True
+    temperature: float = 0.2
+    max_tokens: int = 600
+    tags: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    source: str = field(default="", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._compiled: dict[str, list[str]] = {}
+        self._hash = ""
+
+    def content_hash(self) -> str:
+        """SHA-256 of the YAML text this template was parsed from (the version's recorded hash)."""
+        if not self._hash:
+            self._hash = sha256_text(self.source or to_yaml(self))
+        return self._hash
+
+    def compiled(self, key: str, text: str) -> list[str]:
+        """The text's parts, compiled once per template (templates are immutable once saved)."""
+        parts = self._compiled.get(key)
+        if parts is None:
+            parts = self._compiled[key] = compile_text(text)[0]
+        return parts
+
+    def section(self, name: str, values: Mapping[str, str]) -> str:
+        """One of TEXT_SECTIONS with its variables filled."""
+        return fill(self.compiled(name, getattr(self, name)), values)
+
+    def example(self, index: int, values: Mapping[str, str]) -> tuple[str, str]:
+        """Example `index` as (customer text, reply text) with variables filled."""
+        ex = self.examples[index]
+        return (fill(self.compiled(f"ex{index}.user", ex["user"]), values),
+                fill(self.compiled(f"ex{index}.assistant", ex["assistant"]), values))
+
+
+def sha256_text(text: str) -> str:
+    """The SHA-256 hex digest of a text, as recorded on every version and chat turn."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# -- parsing and validation -------------------------------------------------------------------
+
+class _Located:
+    """The YAML node tree, to turn a field path into the line the admin sees."""
+
+    def __init__(self, root: yaml.Node | None, text: str):
+        self.root = root
+        self.lines = text.splitlines()
+
+    def node(self, path: tuple) -> yaml.Node | None:
+        node = self.root
+        for step in path:
+            if isinstance(node, yaml.MappingNode):
+                node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == step), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+                node = node.value[step]
+            else:
+                return None
+        return node
+
+    def key_line(self, path: tuple) -> int | None:
+        """The line of the key at `path` (the last step), 1-based."""
+        parent = self.node(path[:-1])
+        if isinstance(parent, yaml.MappingNode):
+            for k, _ in parent.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == path[-1]:
+                    return k.start_mark.line + 1
+        return self.line(path)
+
+    def line(self, path: tuple) -> int | None:
+        node = self.node(path)
+        while node is None and path:
+            path = path[:-1]
+            node = self.node(path)
+        return node.start_mark.line + 1 if node is not None else None
+
+    def text_line(self, path: tuple, value: str, offset: int) -> int | None:
+        """The source line of character `offset` inside the string at `path`."""
+        node = self.node(path)
+        if not isinstance(node, yaml.ScalarNode):
+            return self.line(path)
+        if node.style == "|":
+            # A literal block keeps its lines: content starts on the line after the `|`.
+            return node.start_mark.line + 2 + value.count("\n", 0, offset)
+        if "\n" not in value and node.start_mark.line == node.end_mark.line:
+            return node.start_mark.line + 1
+        # Folded or multi-line plain text: find the snippet in the node's own lines.
+        snippet = value[offset:offset + 12].split("\n")[0]
+        for number in range(node.start_mark.line, min(node.end_mark.line + 1, len(self.lines))):
+            if snippet and snippet in self.lines[number]:
+                return number + 1
+        return node.start_mark.line + 1
+
+
+def _compose(text: str) -> tuple[Any, yaml.Node | None]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or "invalid YAML"
+        if exc.context:
+            started = exc.context_mark
+            where = f" started on line {started.line + 1}" if started and mark and started.line != mark.line else ""
+            problem = f"{problem} ({exc.context}{where})"
+        raise PromptValidationError(f"YAML syntax error: {problem}", line=mark.line + 1 if mark else None) from exc
+    except yaml.YAMLError as exc:
+        raise PromptValidationError(f"YAML error: {exc}") from exc
+    finally:
+        loader.dispose()
+    return data, node
+
+
+def _check_duplicates(node: yaml.Node | None) -> None:
+    # PyYAML keeps the last of two equal keys without a word; an admin would lose the first silently.
+    if isinstance(node, yaml.MappingNode):
+        seen: set = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    raise PromptValidationError(f"'{key.value}' appears twice", line=key.start_mark.line + 1,
+                                                field=key.value)
+                seen.add(key.value)
+            _check_duplicates(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicates(item)
+
+
+def _mapping(value: Any, where: str, loc: _Located, path: tuple) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PromptValidationError(f"'{where}' must be a mapping of names to values", loc.line(path), where)
+    return value
+
+
+def _unknown_keys(data: dict, allowed: tuple, where: str, loc: _Located, path: tuple) -> None:
+    for key in data:
+        if key not in allowed:
+            raise PromptValidationError(
+                f"unknown field '{key}' in {where}; expected one of: {', '.join(allowed)}",
+                loc.key_line((*path, key)), str(key),
+            )
+
+
+def _text(value: Any, where: str, loc: _Located, path: tuple, required: bool = False) -> str:
+    if value is None:
+        value = ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise PromptValidationError(f"'{where}' must be text", loc.line(path), where)
+    value = str(value)
+    if required and not value.strip():
+        raise PromptValidationError(f"'{where}' must not be empty", loc.line(path), where)
+    return value
+
+
+def _number(value: Any, kind: type, low: float, high: float, where: str, loc: _Located, path: tuple):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise PromptValidationError(f"'{where}' must be a{'n integer' if kind is int else ' number'}",
+                                    loc.line(path), where)
+    if not low <= value <= high:
+        raise PromptValidationError(f"'{where}' must be between {low:g} and {high:g}, got {value}",
+                                    loc.line(path), where)
+    return kind(value)
+
+
+def parse_template(text: str, expected_name: str | None = None) -> PromptTemplate:
+    """Parse and validate a template's YAML; PromptValidationError names the line of the first problem."""
+    if not text.strip():
+        raise PromptValidationError("the template is empty")
+    data, root = _compose(text)
+    loc = _Located(root, text)
+    if not isinstance(data, dict):
+        raise PromptValidationError("a template is a YAML mapping with name, system, examples, ...", line=1)
+    _check_duplicates(root)
+    _unknown_keys(data, TOP_FIELDS, "the template", loc, ())
+
+    name = _text(data.get("name"), "name", loc, ("name",), required=True).strip()
+    if not NAME_PATTERN.match(name):
+        raise PromptValidationError("'name' must be lower-case letters, digits, '-' or '_' (at most 40)",
+                                    loc.line(("name",)), "name")
+    if expected_name is not None and name != expected_name:
+        raise PromptValidationError(f"'name' is '{name}' but this is the '{expected_name}' template; "
+                                    "a template cannot be renamed", loc.line(("name",)), "name")
+
+    system = _mapping(data.get("system"), "system", loc, ("system",))
+    _unknown_keys(system, TEXT_SECTIONS, "system", loc, ("system",))
+    if "role" not in system:
+        raise PromptValidationError("'system.role' is required: who the assistant is and what it does",
+                                    loc.line(("system",)) or 1, "system.role")
+    sections = {
+        key: _text(system.get(key), f"system.{key}", loc, ("system", key), required=key == "role")
+        for key in TEXT_SECTIONS
+    }
+
+    model = _mapping(data.get("model"), "model", loc, ("model",))
+    _unknown_keys(model, MODEL_FIELDS, "model", loc, ("model",))
+    temperature = _number(model.get("temperature", 0.2), float, 0, 2, "model.temperature", loc,
+                          ("model", "temperature"))
+    max_tokens = _number(model.get("max_tokens", 600), int, 1, MAX_TOKENS_LIMIT, "model.max_tokens", loc,
+                         ("model", "max_tokens"))
+
+    cot = data.get("chain_of_thought", False)
+    if cot not in (True, False, "auto"):
+        raise PromptValidationError("'chain_of_thought' must be true, false or auto",
+                                    loc.line(("chain_of_thought",)), "chain_of_thought")
+    few_shot_k = _number(data.get("few_shot_k", 2), int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
+    knowledge = data.get("knowledge", True)
+    if not isinstance(knowledge, bool):
+        raise PromptValidationError("'knowledge' must be true or false", loc.line(("knowledge",)), "knowledge")
+
+    tags = data.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+        raise PromptValidationError("'tags' must be a list of words", loc.line(("tags",)), "tags")
+
+    variables = {}
+    for key, value in _mapping(data.get("variables"), "variables", loc, ("variables",)).items():
+        if not isinstance(key, str) or not _IDENT.fullmatch(key):
+            raise PromptValidationError(f"variable name '{key}' must be letters, digits and '_'",
+                                        loc.key_line(("variables", key)), "variables")
+        variables[key] = _text(value, f"variables.{key}", loc, ("variables", key))
+
+    examples_raw = data.get("examples") or []
+    if not isinstance(examples_raw, list):
+        raise PromptValidationError("'examples' must be a list of {user, assistant}", loc.line(("examples",)),
+                                    "examples")
+    examples = []
+    for index, ex in enumerate(examples_raw):
+        path = ("examples", index)
+        if not isinstance(ex, dict):
+            raise PromptValidationError(f"example {index + 1} must have 'user' and 'assistant'", loc.line(path),
+                                        "examples")
+        _unknown_keys(ex, ("user", "assistant"), f"example {index + 1}", loc, path)
+        examples.append({
+            "user": _text(ex.get("user"), f"examples[{index + 1}].user", loc, (*path, "user"), required=True),
+            "assistant": _text(ex.get("assistant"), f"examples[{index + 1}].assistant", loc,
+                               (*path, "assistant"), required=True),
+        })
+
+    # Placeholders: balanced braces, and only declared variables.
+    texts = [(("system", k), f"system.{k}", v) for k, v in sections.items()]
+    texts += [(("examples", i, part), f"examples[{i + 1}].{part}", ex[part])
+              for i, ex in enumerate(examples) for part in ("user", "assistant")]
+    for path, where, value in texts:
+        parts, errors = compile_text(value)
+        if errors:
+            offset, problem = errors[0]
+            raise PromptValidationError(f"{problem} (in {where})", loc.text_line(path, value, offset), where)
+        for part in parts:
+            if isinstance(part, _Var) and part not in variables:
+                known = ", ".join(sorted(variables)) or "none declared"
+                raise PromptValidationError(
+                    f"unknown variable {{{part}}} in {where}; declare it under 'variables:' (known: {known})",
+                    loc.text_line(path, value, value.find("{" + part + "}")), where,
+                )
+
+    return PromptTemplate(
+        name=name, description=_text(data.get("description"), "description", loc, ("description",)).strip(),
+        examples=examples, chain_of_thought=cot, few_shot_k=few_shot_k, knowledge=knowledge,
+        temperature=temperature, max_tokens=max_tokens, tags=[t.strip() for t in tags], variables=variables,
+        source=text, **sections,
+    )
+
+
+# -- writing YAML (new templates, and templates built in code) -------------------------------
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str):
+    # Multi-line prompt text reads best, and diffs line by line, as a literal block.
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def to_yaml(template: PromptTemplate) -> str:
+    """The template as the YAML an admin edits."""
+    data: dict[str, Any] = {"name": template.name, "description": template.description}
+    if template.tags:
+        data["tags"] = list(template.tags)
+    data["model"] = {"temperature": template.temperature, "max_tokens": template.max_tokens}
+    data["chain_of_thought"] = template.chain_of_thought
+    data["few_shot_k"] = template.few_shot_k
+    data["knowledge"] = template.knowledge
+    if template.variables:
+        data["variables"] = dict(template.variables)
+    data["system"] = {k: getattr(template, k) for k in TEXT_SECTIONS if getattr(template, k).strip()}
+    if template.examples:
+        data["examples"] = [{"user": e["user"], "assistant": e["assistant"]} for e in template.examples]
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
+
+
+def skeleton(name: str) -> str:
+    """A starting text for a new template."""
+    return (
+        f"name: {name}\n"
+        "description: What this template is for\n"
+        "tags: []\n"
+        "model:\n  temperature: 0.2\n  max_tokens: 600\n"
+        "chain_of_thought: false\n"
+        "few_shot_k: 2\n"
+        "variables:\n  company: Nimbus Home\n"
+        "system:\n"
+        "  role: |\n    You are the support assistant of {company}.\n"
+        "  tone: Warm, concise and professional.\n"
+        "examples: []\n"
+    )
