@@ -21,19 +21,24 @@ if st.query_params.get("c") != session_id:
     st.query_params["c"] = session_id
 
 # -- sidebar: backend picker, stats, reset ---------------------------------------------
+# Defaults go through session state, so that other pages (Training's "Chat with this adapter")
+# can preset the same keys before switching here.
+for key, value in (("chat_backend", settings.backend if settings.backend in BACKENDS else "offline"),
+                   ("chat_model", settings.model), ("local_model_path", settings.local_model_path),
+                   ("local_adapter_path", settings.local_adapter_path)):
+    st.session_state.setdefault(key, value)
+
 with st.sidebar:
-    default_backend = st.session_state.get("chat_backend", settings.backend)
     backend_name = st.selectbox(
-        "Backend", BACKENDS, index=BACKENDS.index(default_backend) if default_backend in BACKENDS else 0,
-        key="chat_backend", help="Offline answers from the knowledge base with no model or key.",
+        "Backend", BACKENDS, key="chat_backend",
+        help="Offline answers from the knowledge base with no model or key.",
     )
-    model = st.text_input("Model", value=settings.model, key="chat_model",
-                          help="Blank uses the backend's default model.") if backend_name != "offline" else ""
+    model = st.text_input("Model", key="chat_model", help="Blank uses the backend's default model.") \
+        if backend_name not in ("offline", "local") else ""
     model_path = adapter_path = ""
     if backend_name == "local":
-        model_path = st.text_input("Local model folder", value=settings.local_model_path, key="local_model_path")
-        adapter_path = st.text_input("LoRA adapter folder (optional)", value=settings.local_adapter_path,
-                                     key="local_adapter_path")
+        model_path = st.text_input("Local model folder", key="local_model_path")
+        adapter_path = st.text_input("LoRA adapter folder (optional)", key="local_adapter_path")
     if st.button("New conversation", icon=":material/add_comment:", width="stretch", key="new_conversation"):
         st.session_state["session_id"] = store.new_id()
         st.query_params["c"] = st.session_state["session_id"]

@@ -45,13 +45,27 @@ def test_generated_password_is_stored_only_as_a_hash(tmp_path, capsys):
     assert again.check(password) and not again.check("wrong")
 
 
-def test_five_wrong_attempts_lock_the_form(tmp_path):
+def test_five_wrong_attempts_lock_the_form_for_that_client_only(tmp_path):
     now = [1000.0]
     auth = AdminAuth(tmp_path, configured_password="right", clock=lambda: now[0])
     for _ in range(MAX_ATTEMPTS):
-        assert not auth.check("wrong")
-    assert auth.locked_for() > 0
-    assert not auth.check("right")  # locked, even with the right password
+        assert not auth.check("wrong", client="10.0.0.9")
+    assert auth.locked_for("10.0.0.9") > 0
+    assert not auth.check("right", client="10.0.0.9")  # locked, even with the right password
+    # Another admin elsewhere is not locked out by someone else's guesses.
+    assert auth.locked_for("10.0.0.1") == 0 and auth.check("right", client="10.0.0.1")
+    # A second server process on the same data directory sees the same lockout.
+    assert AdminAuth(tmp_path, configured_password="right", clock=lambda: now[0]).locked_for("10.0.0.9") > 0
     now[0] += 301
-    assert auth.locked_for() == 0
-    assert auth.check("right")
+    assert auth.locked_for("10.0.0.9") == 0
+    assert auth.check("right", client="10.0.0.9")
+
+
+def test_two_servers_starting_at_once_agree_on_one_generated_password(tmp_path, capsys):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        auths = list(pool.map(lambda _: AdminAuth(tmp_path), range(4)))
+    printed = [line.strip() for line in capsys.readouterr().err.splitlines() if line.startswith("      ")]
+    assert len(printed) == 1  # exactly one server generated and printed it
+    assert all(a.check(printed[0]) for a in auths)

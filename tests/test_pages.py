@@ -107,3 +107,19 @@ def test_admin_pages_are_locked_without_the_password(app_env, path):
     at.button(key="admin_unlock").click().run()
     assert not at.exception
     assert not any(s.value == "Admin sign-in" for s in at.subheader)
+
+
+def test_admin_sign_in_expires_and_can_be_signed_out(app_env):
+    import time
+
+    from ui.auth import SESSION_HOURS
+
+    at = AppTest.from_file(str(ROOT / "pages/prompts.py"), default_timeout=TIMEOUT)
+    at.session_state["admin_since"] = time.time() - SESSION_HOURS * 3600 - 1
+    at.run()
+    assert at.subheader[0].value == "Admin sign-in"  # expired
+    at.text_input(key="admin_password_input").input("correct horse")
+    at.button(key="admin_unlock").click().run()
+    assert not any(s.value == "Admin sign-in" for s in at.subheader)
+    at.sidebar.button(key="admin_sign_out").click().run()
+    assert at.subheader[0].value == "Admin sign-in"

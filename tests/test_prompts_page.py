@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def app_env(tmp_path_factory, embedder):
 
 def admin_page() -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    at.session_state["admin_ok"] = True  # signed in (the sign-in itself is tested below)
+    at.session_state["admin_since"] = time.time()  # signed in (the sign-in itself is tested below)
     return at.run()
 
 

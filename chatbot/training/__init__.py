@@ -1,0 +1,1 @@
+"""Fine-tuning: job spec, dataset preparation, the trainer entry point and the job manager."""

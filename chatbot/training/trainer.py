@@ -1,0 +1,410 @@
+"""The fine-tuning process behind `python -m chatbot train --config job.yaml` (one job per process)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from chatbot.errors import ChatbotError, ConfigurationError, DatasetError, TrainingJobError
+from chatbot.training.progress import PROGRESS_FILE, RESULT_FILE, ProgressWriter, read_progress, write_json
+from chatbot.training.spec import TrainingSpec
+
+log = logging.getLogger("chatbot.training")
+
+EXIT_COMPLETED = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_STOPPED = 143  # what a shell reports for SIGTERM, which is how Stop asks
+
+
+class StopRequested(Exception):
+    """Stop was asked for outside the training loop, where there is nothing to checkpoint."""
+
+
+class _StopFlag:
+    requested = False
+    in_loop = False
+
+
+_stop = _StopFlag()
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    _stop.requested = True
+    # Inside the loop the callback checkpoints and ends at the next step; elsewhere stop now.
+    if not _stop.in_loop:
+        raise StopRequested()
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def cpu_threads() -> int:
+    """Threads for CPU training: CHATBOT_TRAIN_THREADS, else half the cores (the app keeps the rest)."""
+    configured = os.environ.get("CHATBOT_TRAIN_THREADS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    # Measured on 2 busy cores: one thread ran a tiny model's step 8x faster than two fighting the app.
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def memory_now(cuda: bool) -> dict[str, float | None]:
+    """GPU memory allocated (and its peak) on CUDA; the process's peak resident memory everywhere."""
+    out: dict[str, float | None] = {"gpu_memory_mb": None, "gpu_peak_mb": None}
+    if cuda:
+        import torch
+
+        out["gpu_memory_mb"] = round(torch.cuda.memory_allocated() / 2**20, 1)
+        out["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    # ru_maxrss is in kilobytes on Linux.
+    out["rss_peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
+def _progress_callback(writer: ProgressWriter, cuda: bool):
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        """Writes step, loss, learning rate, tokens/s, memory and ETA lines; honours Stop."""
+
+        def __init__(self) -> None:
+            self.start_time = time.time()
+            self.start_step = 0
+            self.last_time = self.start_time
+            self.last_tokens = 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start_time = self.last_time = time.time()
+            self.start_step = state.global_step
+            self.last_tokens = state.num_input_tokens_seen
+            writer.write("train_begin", step=state.global_step, total=state.max_steps, epochs=args.num_train_epochs)
+            _stop.in_loop = True
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if _stop.requested:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            now = time.time()
+            done = state.global_step - self.start_step
+            eta = (now - self.start_time) / done * (state.max_steps - state.global_step) if done > 0 else None
+            if "eval_loss" in logs:
+                writer.write("eval", step=state.global_step, total=state.max_steps, eval_loss=logs["eval_loss"])
+                return
+            if "loss" not in logs:
+                return
+            tokens = state.num_input_tokens_seen
+            rate = (tokens - self.last_tokens) / (now - self.last_time) if now > self.last_time else None
+            self.last_time, self.last_tokens = now, tokens
+            writer.write("log", step=state.global_step, total=state.max_steps, epoch=round(state.epoch or 0, 3),
+                         loss=logs["loss"], learning_rate=logs.get("learning_rate"),
+                         grad_norm=logs.get("grad_norm"), tokens_per_s=round(rate, 1) if rate else None,
+                         tokens_seen=tokens, eta_s=round(eta, 1) if eta is not None else None,
+                         elapsed_s=round(now - self.start_time, 2), **memory_now(cuda))
+
+        def on_save(self, args, state, control, **kwargs):
+            writer.write("checkpoint", step=state.global_step, path=f"checkpoint-{state.global_step}")
+
+    return ProgressCallback()
+
+
+def load_model(spec: TrainingSpec, cuda: bool):
+    """The frozen base model: 4-bit NF4 for QLoRA on CUDA, full precision otherwise."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs: dict[str, Any] = {}
+    if spec.quantized:
+        compute = getattr(torch, spec.bnb_4bit_compute_dtype)
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=spec.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=spec.bnb_4bit_use_double_quant, bnb_4bit_compute_dtype=compute,
+        )
+        kwargs["dtype"] = compute
+    elif cuda:
+        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        kwargs["dtype"] = torch.float32
+    if cuda:
+        # One process, one GPU: put every layer on it (device_map="auto" would spill to the CPU).
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(spec.base_model, **kwargs)
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot load the base model {spec.base_model!r}: {exc}. Use a local folder or a "
+                                 "hub id already in the local cache (no download happens here).") from exc
+    if spec.quantized:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=spec.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    return model
+
+
+def load_tokenizer(base_model: str):
+    """The base model's tokenizer, with a pad token and a chat template."""
+    from transformers import AutoTokenizer
+
+    from chatbot.training.datasets import ensure_chat_template
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot load the tokenizer of {base_model!r}: {exc}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if ensure_chat_template(tokenizer):
+        log.warning("the base model has no chat template; using a plain role-tagged one")
+    return tokenizer
+
+
+def linear_module_names(model) -> list[str]:
+    """Full paths of a model's linear layers, the output head left out (what 'all-linear' means)."""
+    import torch
+
+    output = model.get_output_embeddings()
+    return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not output]
+
+
+def peft_config(spec: TrainingSpec, model=None):
+    """The adapter configuration for the chosen method (IA3 needs the model to place its vectors)."""
+    from peft import IA3Config, LoraConfig
+
+    from chatbot.training.spec import ia3_modules
+
+    targets = spec.target_module_list()
+    if spec.method == "ia3":
+        if model is None:
+            raise ValueError("IA3 needs the model to resolve its target modules")
+        targets, feedforward = ia3_modules(linear_module_names(model), targets,
+                                           getattr(model.config, "model_type", ""))
+        return IA3Config(target_modules=targets, feedforward_modules=feedforward, task_type="CAUSAL_LM")
+    return LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM", use_dora=spec.method == "dora")
+
+
+def sft_config(spec: TrainingSpec, output_dir: Path, cuda: bool, has_eval: bool):
+    """trl's SFTConfig from the spec: the one place training arguments reach transformers."""
+    import torch
+    from trl import SFTConfig
+
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    evaluate_during = has_eval and spec.eval_steps > 0
+    return SFTConfig(
+        output_dir=str(output_dir), seed=spec.seed, data_seed=spec.seed,
+        learning_rate=spec.learning_rate, lr_scheduler_type=spec.lr_scheduler_type, warmup_steps=spec.warmup_ratio,
+        num_train_epochs=spec.num_train_epochs, max_steps=spec.max_steps,
+        per_device_train_batch_size=spec.per_device_train_batch_size,
+        per_device_eval_batch_size=spec.per_device_train_batch_size,
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
+        # transformers 5 renamed gradient checkpointing; None on the old name keeps trl's default out of the way.
+        gradient_checkpointing=None, activation_checkpointing=spec.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        max_grad_norm=spec.max_grad_norm, weight_decay=spec.weight_decay, optim=spec.resolved_optim(cuda),
+        max_length=spec.max_seq_length, packing=False,
+        logging_strategy="steps", logging_steps=spec.logging_steps, logging_first_step=True,
+        eval_strategy="steps" if evaluate_during else "no", eval_steps=spec.eval_steps if evaluate_during else None,
+        save_strategy="steps", save_steps=spec.save_steps, save_total_limit=spec.save_total_limit,
+        bf16=bf16, fp16=cuda and not bf16, use_cpu=not cuda,
+        include_num_input_tokens_seen="non_padding", report_to="none", disable_tqdm=True,
+        dataloader_num_workers=0, remove_unused_columns=True,
+    )
+
+
+def adapters_root(config_path: Path) -> Path:
+    """Where finished adapters go: beside the jobs folder, else the data directory's."""
+    job_dir = config_path.resolve().parent
+    if job_dir.parent.name == "jobs" and job_dir.parent.parent.name == "training":
+        return job_dir.parent.parent / "adapters"
+    from chatbot.config import Settings
+
+    return Path(Settings.load().data_dir) / "training" / "adapters"
+
+
+def _resolve(path: str, job_dir: Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else job_dir / p
+
+
+def _previous_train_seconds(events: list[dict[str, Any]]) -> float:
+    return sum(e.get("train_seconds") or 0.0 for e in events if e.get("event") == "segment")
+
+
+def run(config_path: str | Path, resume: bool = False) -> int:
+    """Run one job to the end; returns the process exit code and leaves result.json behind."""
+    from chatbot.training.datasets import read_examples
+
+    config_path = Path(config_path)
+    job_dir = config_path.resolve().parent
+    writer = ProgressWriter(job_dir / PROGRESS_FILE)
+    started = time.time()
+    result: dict[str, Any] = {"job_id": job_dir.name, "state": "failed", "exit_code": EXIT_FAILED}
+    cuda = False
+    prior = _previous_train_seconds(read_progress(job_dir / PROGRESS_FILE))
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        spec = TrainingSpec.load(config_path)
+        writer.write("start", resume=resume, pid=os.getpid(), method=spec.method, base_model=spec.base_model)
+        # torch, transformers, peft and trl take seconds to import: say so rather than look stuck.
+        writer.write("phase", phase="loading the training libraries")
+        import trl  # noqa: F401
+
+        cuda = cuda_available()
+        spec.validate(cuda)
+        train = read_examples(_resolve(spec.train_file, job_dir))
+        evals = read_examples(_resolve(spec.eval_file, job_dir)) if spec.eval_file.strip() else []
+        if not train:
+            raise DatasetError(f"{spec.train_file}: no training examples")
+        output_dir = job_dir / "checkpoints"
+        checkpoint = None
+        if resume:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+            if checkpoint is None:
+                raise TrainingJobError("No checkpoint to resume from yet: start the job again instead.")
+        log.info("device=%s method=%s base=%s train=%d eval=%d resume=%s", "cuda" if cuda else "cpu",
+                 spec.method, spec.base_model, len(train), len(evals), checkpoint or "no")
+        result = _train(spec, job_dir, train, evals, cuda, checkpoint, writer, prior)
+    except StopRequested:
+        result.update(state="stopped", exit_code=EXIT_STOPPED, error="Stopped before training began.")
+    except (ChatbotError, ValueError) as exc:
+        # Settings or data the job cannot use; transformers and peft report bad combinations (an unknown
+        # target module, say) as ValueError.
+        log.error("%s", exc)
+        result.update(state="failed", exit_code=EXIT_INVALID, error=str(exc))
+    except Exception as exc:  # the job's last word: record any crash for the page, then exit non-zero
+        log.exception("training failed")
+        message = str(exc)
+        if "out of memory" in message.lower():
+            message = f"Out of memory: {message}. Lower the batch size or the sequence length, or use QLoRA."
+        result.update(state="failed", exit_code=EXIT_FAILED, error=f"{type(exc).__name__}: {message}")
+    finally:
+        _stop.in_loop = False
+    result["finished_at"] = time.time()
+    result["run_seconds"] = round(time.time() - started, 2)
+    log.info("job %s %s (exit code %s)%s", job_dir.name, result["state"], result["exit_code"],
+             f": adapter in {result['adapter_dir']}" if result.get("adapter_dir") else "")
+    write_json(job_dir / RESULT_FILE, result)
+    writer.write("end", state=result["state"], exit_code=result["exit_code"], error=result.get("error"))
+    return int(result["exit_code"])
+
+
+def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bool, checkpoint: str | None,
+           writer: ProgressWriter, prior_seconds: float) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from chatbot.training.evaluation import compare_replies
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        torch.set_num_threads(cpu_threads())
+    writer.write("phase", phase="loading the model")
+    tokenizer = load_tokenizer(spec.base_model)
+    model = load_model(spec, cuda)
+    compare = evals[: spec.compare_prompts]
+    trainer = SFTTrainer(
+        model=model, args=sft_config(spec, job_dir / "checkpoints", cuda, bool(evals)),
+        train_dataset=Dataset.from_list(train), eval_dataset=Dataset.from_list(evals) if evals else None,
+        processing_class=tokenizer, peft_config=peft_config(spec, model), callbacks=[_progress_callback(writer, cuda)],
+    )
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    writer.write("model", trainable_params=trainable, total_params=total, device="cuda" if cuda else "cpu",
+                 optim=trainer.args.optim, planned_steps=spec.planned_steps(len(train)))
+    writer.write("phase", phase="training")
+    segment_start = time.time()
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    _stop.in_loop = False
+    train_seconds = time.time() - segment_start
+    writer.write("segment", train_seconds=round(train_seconds, 2), step=trainer.state.global_step)
+    if _stop.requested:
+        return {"job_id": job_dir.name, "state": "stopped", "exit_code": EXIT_STOPPED,
+                "step": trainer.state.global_step, "error": "Stopped; resume continues from the last checkpoint."}
+
+    writer.write("phase", phase="final evaluation")
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
+    if last_eval is not None and last_eval.get("step") == trainer.state.global_step:
+        eval_loss = last_eval["eval_loss"]  # the loop has just evaluated this very step
+    else:
+        # evaluate() logs through the progress callback, so the final point reaches the chart by itself.
+        eval_loss = trainer.evaluate()["eval_loss"] if evals else None
+    seconds = prior_seconds + train_seconds
+    metrics = {
+        "method": spec.method, "base_model": spec.base_model, "device": "cuda" if cuda else "cpu",
+        "steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0, 3),
+        "train_loss": losses[-1] if losses else output.training_loss,
+        "train_loss_mean": output.training_loss, "eval_loss": eval_loss,
+        "perplexity": math.exp(min(eval_loss, 50)) if eval_loss is not None else None,
+        "duration_s": round(seconds, 2),
+        "tokens_per_s": round(trainer.state.num_input_tokens_seen / seconds, 1) if seconds else None,
+        "trainable_params": trainable, "total_params": total,
+        "trainable_share": trainable / total if total else None,
+        "train_examples": len(train), "eval_examples": len(evals), **memory_now(cuda),
+    }
+    metrics["peak_memory_mb"] = metrics["gpu_peak_mb"] if cuda else metrics["rss_peak_mb"]
+
+    adapter_dir = adapters_root(job_dir / "job.yaml") / (spec.adapter_name or job_dir.name)
+    writer.write("phase", phase="saving the adapter", path=str(adapter_dir))
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(str(adapter_dir))
+    tokenizer.save_pretrained(str(adapter_dir))
+    saved = spec.to_dict()
+    if Path(spec.base_model).is_dir():
+        # The adapter must find its base again from any working directory.
+        saved["base_model"] = str(Path(spec.base_model).resolve())
+    TrainingSpec.from_dict(saved).save(adapter_dir / "spec.yaml")
+    metrics.update(job_id=job_dir.name, base_model=saved["base_model"], finished_at=time.time())
+    write_json(adapter_dir / "metrics.json", metrics)
+
+    if compare:
+        writer.write("phase", phase="comparing base and adapter replies", prompts=len(compare))
+        model = trainer.model
+        model.eval()
+        model.config.use_cache = True
+        comparison = compare_replies(
+            model, tokenizer, compare, spec.compare_max_new_tokens,
+            on_prompt=lambda i, n: writer.write("compare", done=i, total=n),
+        )
+        write_json(adapter_dir / "comparison.json", comparison)
+        metrics.update(comparison["summary"])
+        write_json(adapter_dir / "metrics.json", metrics)
+    writer.write("metrics", **{k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None})
+    return {"job_id": job_dir.name, "state": "completed", "exit_code": EXIT_COMPLETED, "adapter_dir": str(adapter_dir),
+            "step": trainer.state.global_step, "metrics": metrics}
+
+
+def configure_logging() -> None:
+    """Plain timestamped lines on stdout, which the job manager sends to train.log."""
+    # Library deprecation notices say nothing about this job; keep them out of its log.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_warning()
+    import datasets
+
+    datasets.disable_progress_bars()

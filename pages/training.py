@@ -1,0 +1,391 @@
+"""Training: build a dataset, launch a LoRA/QLoRA job, watch it learn, compare and use adapters."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+
+import pandas as pd
+import streamlit as st
+
+from chatbot.errors import ChatbotError
+from chatbot.training import datasets as ds
+from chatbot.training.export import best_adapter, list_adapters, runs_table
+from chatbot.training.jobs import JobManager, JobStatus, summarise_progress
+from chatbot.training.progress import format_duration
+from chatbot.training.spec import METHOD_LABELS, TrainingSpec, default_method, field_help
+from ui.auth import require_admin
+from ui.services import get_settings
+
+require_admin()
+
+GROUPS = {"model": "Method", "adapter": "Adapter", "quantisation": "4-bit quantisation (QLoRA)",
+          "optimisation": "Optimisation", "intervals": "Logging, evaluation and checkpoints",
+          "data": "Output and comparison"}
+HIDDEN = {"base_model", "train_file", "eval_file", "load_in_4bit"}
+SOURCES = {"sample": "Nimbus Home sample", "chat": "Chat JSONL", "pairs": "Instruction/response table",
+           "stored": "Stored conversations"}
+STATE_ICONS = {"running": "🟢", "stopping": "🟠", "completed": "✅", "failed": "❌", "stopped": "⏹️", "created": "⚪"}
+FLOAT_FORMATS = {"learning_rate": "%.1e"}
+
+
+@st.cache_resource(show_spinner=False)
+def job_manager(data_dir: str) -> JobManager:
+    return JobManager(data_dir)
+
+
+@st.cache_resource(show_spinner="Looking for a CUDA GPU…")
+def cuda_available() -> bool:
+    from chatbot.training.trainer import cuda_available as probe
+
+    return probe()
+
+
+@st.cache_resource(show_spinner="Loading the tokenizer…", max_entries=4)
+def load_tokenizer(base_model: str):
+    from chatbot.training.trainer import load_tokenizer as load
+
+    return load(base_model)
+
+
+@st.cache_data(show_spinner="Measuring the examples…", max_entries=8)
+def build_dataset(result: ds.LoadResult, base_model: str, exact: bool, _tokenizer, max_len: int,
+                  val_fraction: float, seed: int, drop_long: bool) -> ds.BuiltDataset:
+    # Tokenising every example on each rerun would cost more than the rest of the page.
+    return ds.build(result, _tokenizer, max_len, val_fraction, seed, drop_long)
+
+
+settings = get_settings()
+manager = job_manager(str(settings.data_dir))
+cuda = cuda_available()
+st.session_state.setdefault("train_base_model", settings.local_model_path)
+if "job_select_pending" in st.session_state:
+    st.session_state["job_select"] = st.session_state.pop("job_select_pending")
+
+
+def make_tiny() -> None:
+    from chatbot.training.tiny_model import make_tiny_model
+
+    path = make_tiny_model(manager.root / "tiny-model")
+    st.session_state["train_base_model"] = str(path)
+
+
+st.title("Training")
+if "training_flash" in st.session_state:
+    st.success(st.session_state.pop("training_flash"))
+st.caption("Fine-tune a model on support conversations with LoRA or QLoRA, watch it learn, and chat with the result.")
+if not cuda:
+    st.info("No CUDA GPU on this server. QLoRA loads the base model in 4 bits and needs one, so jobs here run as "
+            "plain LoRA (or DoRA, IA3) on the CPU, which suits small models. The tiny demo model trains in seconds.",
+            icon=":material/memory:")
+
+left, right = st.columns([4, 1], vertical_alignment="bottom")
+base_model = left.text_input("Base model", key="train_base_model", help=field_help("base_model")).strip()
+right.button("Make a tiny demo model", key="make_tiny_model", on_click=make_tiny,
+             help="A small random Llama with a tokenizer trained here: no download, trains in seconds.")
+
+tokenizer = None
+if base_model:
+    try:
+        tokenizer = load_tokenizer(base_model)
+    except ChatbotError as exc:
+        st.warning(f"{exc} Token counts below are estimates.")
+
+tab_data, tab_job, tab_jobs, tab_adapters = st.tabs(["Dataset", "New job", "Jobs", "Adapters"])
+
+
+def guess(columns: list[str], words: tuple[str, ...], fallback: int) -> int:
+    for i, column in enumerate(columns):
+        if any(w in column.lower() for w in words):
+            return i
+    return min(fallback, len(columns) - 1)
+
+
+def load_source() -> ds.LoadResult | None:
+    source = st.radio("Source", list(SOURCES), format_func=SOURCES.get, key="ds_source", horizontal=True)
+    if source == "sample":
+        st.caption(f"{ds.SAMPLE_CHAT.name}: support conversations written for this project.")
+        return ds.load_chat_jsonl(ds.SAMPLE_CHAT)
+    if source == "chat":
+        upload = st.file_uploader('JSON lines of {"messages": [{"role", "content"}, ...]}', type=["jsonl", "json"],
+                                  key="ds_chat_file")
+        return ds.load_chat_jsonl(upload.getvalue(), name=upload.name) if upload else None
+    if source == "pairs":
+        upload = st.file_uploader("CSV or JSON lines, one instruction and response per row", type=["csv", "jsonl"],
+                                  key="ds_table_file")
+        use_sample = st.checkbox(f"Use the shipped sample table ({ds.SAMPLE_PAIRS.name})", key="ds_table_sample")
+        if upload:
+            data, name = upload.getvalue(), upload.name
+        elif use_sample:
+            data, name = ds.SAMPLE_PAIRS.read_bytes(), ds.SAMPLE_PAIRS.name
+        else:
+            return None
+        kind = "csv" if name.lower().endswith(".csv") else "jsonl"
+        columns, _ = ds.read_table(data, kind, name)
+        c1, c2, c3 = st.columns(3)
+        instruction = c1.selectbox("Instruction column", columns, key="ds_col_instruction",
+                                   index=guess(columns, ("instruction", "question", "prompt", "query"), 0))
+        response = c2.selectbox("Response column", columns, key="ds_col_response",
+                                index=guess(columns, ("response", "answer", "reply", "output"), 1))
+        extra = c3.selectbox("Extra input column", ["(none)", *columns], key="ds_col_input")
+        return ds.load_pairs(data, kind, instruction, response, None if extra == "(none)" else extra, name=name)
+    st.caption("Agent-approved assistant replies, each with the conversation before it.")
+    limit = int(st.number_input("Most recent conversations to scan", 10, 100_000, 1000, key="ds_stored_limit"))
+    if st.button("Scan stored conversations", key="ds_scan"):
+        from ui.services import get_services
+
+        store = get_services().store
+        st.session_state["ds_stored"] = ds.from_conversations(
+            {"id": sid, "messages": store.messages(sid)} for sid in store.recent(limit=limit))
+    return st.session_state.get("ds_stored")
+
+
+def render_dataset() -> ds.BuiltDataset | None:
+    try:
+        result = load_source()
+    except ChatbotError as exc:
+        st.error(str(exc))
+        return None
+    if result is None:
+        return None
+    c1, c2 = st.columns(2)
+    val_fraction = c1.slider("Validation share", 0.0, 0.5, 0.1, 0.05, key="ds_val_fraction")
+    drop_long = c2.checkbox("Leave out examples over the sequence length", True, key="ds_drop_long")
+    max_len = int(st.session_state.get("spec_max_seq_length", TrainingSpec.max_seq_length))
+    try:
+        built = build_dataset(result, base_model, tokenizer is not None, tokenizer, max_len, val_fraction,
+                              int(st.session_state.get("spec_seed", 42)), drop_long)
+    except ChatbotError as exc:
+        st.error(str(exc))
+        built = None
+    m = st.columns(5)
+    m[0].metric("Records read", result.records)
+    m[1].metric("Rejected", len(result.errors))
+    m[2].metric("Examples", len(result.examples))
+    m[3].metric("Train", len(built.train) if built else 0)
+    m[4].metric("Validation", len(built.validation) if built else 0)
+    issues = built.issues if built else result.issues
+    errors = [i for i in issues if i.level == "error"]
+    if errors:
+        st.error(f"{len(errors)} record(s) of {result.source} were left out; the rest is kept. Fix these and "
+                 "upload the file again to include them:\n\n" + "\n".join(f"- {i}" for i in errors[:20])
+                 + (f"\n- … and {len(errors) - 20} more" if len(errors) > 20 else ""))
+    for issue in [i for i in issues if i.level == "warning"][:10]:
+        st.warning(str(issue))
+    if not built:
+        return None
+    s = built.stats
+    st.markdown(f"**Tokens per example** ({'exact, by the base model' if built.exact_tokens else 'estimated'}"
+                f"{'' if built.exact_tokens else ': choose a base model for exact counts'})")
+    t = st.columns(5)
+    for col, key in zip(t, ("min", "median", "mean", "p95", "max")):
+        col.metric(key, s[key])
+    counts = pd.Series(built.lengths).value_counts(bins=min(20, max(1, len(set(built.lengths)))), sort=False)
+    st.bar_chart(pd.DataFrame({"examples": counts.values}, index=[f"{int(i.right)}" for i in counts.index]),
+                 x_label="tokens (up to)", y_label="examples", height=180)
+    st.dataframe(ds.preview_rows(built.train, 10), hide_index=True, width="stretch")
+    return built
+
+
+def field_widget(container, f) -> object:
+    key = f"spec_{f.name}"
+    st.session_state.setdefault(key, default_method(cuda) if f.name == "method" else f.default)
+    label, help_text = f.name.replace("_", " ").capitalize(), f.metadata["help"]
+    if f.metadata.get("choices"):
+        return container.selectbox(label, f.metadata["choices"], key=key, help=help_text,
+                                   format_func=lambda v: METHOD_LABELS.get(v, v))
+    if isinstance(f.default, bool):
+        return container.checkbox(label, key=key, help=help_text)
+    if isinstance(f.default, int):
+        return int(container.number_input(label, step=1, key=key, help=help_text))
+    if isinstance(f.default, float):
+        return float(container.number_input(label, key=key, help=help_text,
+                                            format=FLOAT_FORMATS.get(f.name, "%.3f"),
+                                            step=1e-5 if f.name == "learning_rate" else 0.01))
+    return container.text_input(label, key=key, help=help_text)
+
+
+def render_new_job(built: ds.BuiltDataset | None) -> None:
+    values: dict[str, object] = {"base_model": base_model}
+    for group, title in GROUPS.items():
+        group_fields = [f for f in fields(TrainingSpec) if f.metadata["group"] == group and f.name not in HIDDEN]
+        with st.expander(title, expanded=group in ("model", "adapter", "optimisation")):
+            cols = st.columns(3)
+            for i, f in enumerate(group_fields):
+                values[f.name] = field_widget(cols[i % 3], f)
+    spec = TrainingSpec(**values)
+    problems = spec.problems(cuda)
+    if base_model and not any("base model" in p for p in problems):
+        from chatbot.training.estimate import describe, estimate
+
+        try:
+            est = estimate(spec, cuda)
+            cols = st.columns(4)
+            for col, (label, value) in zip(cols, describe(est).items()):
+                col.metric(label, value)
+            st.caption("Memory: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in est.breakdown.items())
+                       + f"; planned steps: {spec.planned_steps(len(built.train)) if built else '?'}.")
+            for warning in est.warnings:
+                st.warning(warning)
+        except ChatbotError as exc:
+            st.warning(str(exc))
+    for problem in problems:
+        st.error(problem)
+    active = manager.active()
+    if built is None:
+        st.info("Choose a dataset in the Dataset tab first.")
+    if active:
+        st.warning(f"Job {active.id} is running: one job at a time. Stop it or wait for it to finish.")
+    if st.button("Launch training job", type="primary", key="launch_job",
+                 disabled=bool(problems) or built is None or active is not None):
+        created = None
+        try:
+            created = manager.create(spec, built.train, built.validation)
+            status = manager.start(created.id)
+        except ChatbotError as exc:
+            if created is not None:  # another session started a job first: leave no orphan behind
+                manager.delete(created.id)
+            st.error(str(exc))
+        else:
+            st.session_state["job_select_pending"] = status.id
+            st.session_state["training_flash"] = f"Job {status.id} started: follow it in the Jobs tab."
+            st.rerun()
+
+
+def job_label(status: JobStatus) -> str:
+    return f"{STATE_ICONS.get(status.state, '')} {status.id} · {status.state}"
+
+
+def render_job_panel(job_id: str) -> None:
+    status = manager.status(job_id)
+    watching = st.session_state.setdefault("jobs_watching", set())
+    if job_id in watching and not status.running:
+        watching.discard(job_id)
+        st.rerun()  # the job just ended: refresh the whole page (list, adapters), and stop polling
+    if status.running:
+        watching.add(job_id)
+    p = summarise_progress(manager.progress(job_id))
+    st.markdown(f"**{job_id}** · {status.kind} · {status.method or status.adapter_name} · state **{status.state}**")
+    if status.running:
+        total, step = p["total"] or 0, p["step"] or 0
+        text = f"Step {step}/{total or '?'} · ETA {format_duration(p['eta_s'])} · {p['phase'] or 'starting'}"
+        if p["compare"]:
+            text += f" ({p['compare'][0] + 1}/{p['compare'][1]})"
+        st.progress(min(1.0, step / total) if total else 0.0, text=text)
+    elif status.state == "completed":
+        st.success(f"Completed (exit code {status.exit_code}). Adapter: {status.adapter_dir or '-'}")
+    elif status.state in ("failed", "stopped"):
+        (st.error if status.state == "failed" else st.warning)(
+            f"{status.state.capitalize()} (exit code {status.exit_code}): {status.error or 'see the log'}")
+    m = st.columns(5)
+    m[0].metric("Train loss", f"{p['loss']:.4f}" if p["loss"] is not None else "-")
+    m[1].metric("Eval loss", f"{p['eval_loss']:.4f}" if p["eval_loss"] is not None else "-")
+    m[2].metric("Tokens/s", f"{p['tokens_per_s']:.0f}" if p["tokens_per_s"] else "-")
+    m[3].metric("GPU memory MB" if cuda else "Peak RAM MB", f"{p['memory_mb']:.0f}" if p["memory_mb"] else "-")
+    elapsed = (status.finished_at or time.time()) - status.started_at if status.started_at else None
+    m[4].metric("Elapsed", format_duration(elapsed))
+    if p["train_points"]:
+        chart = pd.DataFrame(p["train_points"], columns=["step", "train loss"]).drop_duplicates("step", keep="last")
+        if p["eval_points"]:
+            evals = pd.DataFrame(p["eval_points"], columns=["step", "eval loss"]).drop_duplicates("step", keep="last")
+            chart = chart.merge(evals, on="step", how="outer")
+        st.line_chart(chart.set_index("step").sort_index(), x_label="step", y_label="loss", height=260)
+    st.code(manager.log_tail(job_id, 25) or "(no output yet)", language="text")
+    c1, c2, c3 = st.columns(3)
+    if status.running and c1.button("Stop", key="job_stop", type="primary",
+                                    help="Checkpoint and end the job's whole process group."):
+        with st.spinner("Stopping: saving a checkpoint…"):
+            manager.stop(job_id)
+        st.rerun()
+    resumable = status.kind == "train" and status.state in ("stopped", "failed") and manager.checkpoints(job_id)
+    if resumable and c2.button("Resume from the last checkpoint", key="job_resume"):
+        try:
+            manager.resume(job_id)
+        except ChatbotError as exc:
+            st.error(str(exc))
+        else:
+            st.rerun()
+    if status.finished and c3.button("Delete job", key="job_delete", help="The job's folder; its adapter stays."):
+        manager.delete(job_id)
+        st.rerun()
+
+
+def render_jobs() -> None:
+    jobs = manager.list()
+    if not jobs:
+        st.info("No jobs yet: launch one from the New job tab.")
+        return
+    rows = []
+    for s in jobs:
+        p = summarise_progress(manager.progress(s.id))
+        rows.append({"job": s.id, "kind": s.kind, "state": s.state, "method": s.method, "step": p["step"],
+                     "of": p["total"], "eval loss": p["eval_loss"],
+                     "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at)) if s.started_at else "",
+                     "exit code": s.exit_code})
+    st.dataframe(rows, hide_index=True, width="stretch")
+    by_id = {s.id: s for s in jobs}
+    if st.session_state.get("job_select") not in by_id:
+        st.session_state["job_select"] = next((s.id for s in jobs if s.running), jobs[0].id)
+    job_id = st.selectbox("Job", list(by_id), key="job_select", format_func=lambda i: job_label(by_id[i]))
+
+    @st.fragment(run_every=2.0 if by_id[job_id].running else None)
+    def panel() -> None:
+        render_job_panel(job_id)
+
+    panel()
+
+
+def render_adapters() -> None:
+    adapters = list_adapters(manager.adapters_dir)
+    if not adapters:
+        st.info("No adapters yet: a finished training job saves one here.")
+        return
+    st.dataframe(runs_table(adapters), hide_index=True, width="stretch")
+    best = best_adapter(adapters)
+    if best:
+        st.caption(f"Lowest eval loss: **{best.name}** ({best.metrics['eval_loss']:.4f}).")
+    by_name = {a.name: a for a in adapters}
+    info = by_name[st.selectbox("Adapter", list(by_name), key="adapter_select")]
+    st.caption(f"{info.path} · base {info.base_model} · {info.method}")
+    c1, c2 = st.columns(2)
+    if c1.button("Chat with this adapter", key="adapter_chat", type="primary"):
+        st.session_state.update(chat_backend="local", local_model_path=info.base_model,
+                                local_adapter_path=str(info.path))
+        st.switch_page("pages/chat.py")
+    if c2.button("Merge and export", key="adapter_merge",
+                 help=f"Writes a standalone model to {manager.merged_dir / info.name}"):
+        created = None
+        try:
+            created = manager.create_merge(info.name)
+            status = manager.start(created.id)
+        except ChatbotError as exc:
+            if created is not None:
+                manager.delete(created.id)
+            st.error(str(exc))
+        else:
+            st.session_state["job_select_pending"] = status.id
+            st.session_state["training_flash"] = f"Export {status.id} started: follow it in the Jobs tab."
+            st.rerun()
+    merged = manager.merged_dir / info.name
+    if (merged / "config.json").is_file():
+        st.success(f"Merged model: {merged}")
+    if info.comparison:
+        st.markdown("**Before and after on held-out prompts**")
+        st.dataframe([{"prompt": r["prompt"], "reference": r["reference"], "base model": r["base"],
+                       "adapter": r["adapter"], "ROUGE-L base": round(r["rouge_l_base"], 3),
+                       "ROUGE-L adapter": round(r["rouge_l_adapter"], 3),
+                       "similarity base": round(r["similarity_base"], 3) if "similarity_base" in r else None,
+                       "similarity adapter": round(r["similarity_adapter"], 3) if "similarity_adapter" in r else None}
+                      for r in info.comparison["rows"]], hide_index=True, width="stretch")
+    with st.expander("Metrics and settings"):
+        st.json({"metrics": info.metrics, "settings": info.spec}, expanded=False)
+
+
+with tab_data:
+    built_dataset = render_dataset()
+with tab_job:
+    render_new_job(built_dataset)
+with tab_jobs:
+    render_jobs()
+with tab_adapters:
+    render_adapters()
