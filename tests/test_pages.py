@@ -123,3 +123,28 @@ def test_admin_sign_in_expires_and_can_be_signed_out(app_env):
     assert not any(s.value == "Admin sign-in" for s in at.subheader)
     at.sidebar.button(key="admin_sign_out").click().run()
     assert at.subheader[0].value == "Admin sign-in"
+
+
+def test_chat_with_an_adapter_runs_the_local_backend(app_env, tmp_path):
+    """What the Training page's "Chat with this adapter" leaves behind: a local chat on that adapter."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from chatbot.training.tiny_model import make_tiny_model
+
+    model_dir = make_tiny_model(tmp_path / "tiny")
+    adapter_dir = tmp_path / "adapter"
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    get_peft_model(base, LoraConfig(r=4, target_modules="all-linear")).save_pretrained(adapter_dir)
+
+    at = AppTest.from_file(str(ROOT / "pages/chat.py"), default_timeout=TIMEOUT)
+    at.session_state["chat_backend"] = "local"
+    at.session_state["local_model_path"] = str(model_dir)
+    at.session_state["local_adapter_path"] = str(adapter_dir)
+    at.run()
+    assert not at.exception and not at.sidebar.error
+    at.chat_input(key="chat_input").set_value("Where is my parcel?").run()
+    assert not at.exception
+    reply = [m for m in at.chat_message if m.name == "assistant"][-1]
+    assert reply.markdown[0].value.strip()
+    assert any(c.value.startswith("local · ") for c in reply.caption)
