@@ -34,6 +34,8 @@ class Settings:
     window_tokens: int = field(default=1500, metadata={"env": "CHATBOT_WINDOW_TOKENS"})
     window_messages: int = field(default=12, metadata={"env": "CHATBOT_WINDOW_MESSAGES"})
     top_k: int = field(default=4, metadata={"env": "CHATBOT_TOP_K"})
+    # How vector and keyword results are combined: "convex" (measured better here) or "rrf".
+    retrieval_fusion: str = field(default="convex", metadata={"env": "CHATBOT_FUSION"})
     temperature: float = field(default=0.2, metadata={"env": "CHATBOT_TEMPERATURE"})
     max_tokens: int = field(default=600, metadata={"env": "CHATBOT_MAX_TOKENS"})
     request_timeout: float = field(default=60.0, metadata={"env": "CHATBOT_REQUEST_TIMEOUT"})

@@ -98,3 +98,7 @@ class PromptNotFound(ChatbotError):
 
 class ConversationNotFound(ChatbotError):
     """A stored conversation (or a reply in it) was deleted, expired or never existed."""
+
+
+class VectorStoreUnavailable(ChatbotError):
+    """The vector store (a Chroma server) cannot be reached; keyword search still answers."""

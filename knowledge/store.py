@@ -1,190 +1,273 @@
-"""The knowledge base: Chroma for vectors, FTS5 for keywords, fused at query time."""
+"""The knowledge base: Chroma for vectors, BM25 for keywords, fused at query time.
+
+Writes follow one rule: a document's chunks are stored under a fresh version, and the
+registry (knowledge/registry.py) switches the document to that version in one upsert.
+Search shows only registered versions, so a failed, cancelled or crashed ingestion
+never leaves half a document visible; what it wrote is removed then or at the next start.
+"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import logging
 import threading
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable
 
+import httpx
 import numpy as np
 
-from chatbot.errors import IngestError
-from knowledge.chunking import ChunkSettings, chunk_document, content_hash, doc_id_for
+from chatbot.errors import VectorStoreUnavailable
+
+from knowledge.chunking import ChunkSettings
+from knowledge.client import make_chroma_client
+from knowledge.embedcache import EmbeddingCache
 from knowledge.embeddings import Embedder
+from knowledge.fusion import FUSIONS, document_evidence, fuse
+from knowledge.ingest import IngestResult, Ingestion, _chunk
 from knowledge.keyword import KeywordIndex
-from knowledge.loaders import load_bytes, load_path
-from knowledge.types import Chunk, Document, Passage
+from knowledge.registry import DocumentInfo, Registry, new_token
+from knowledge.types import Chunk, Passage
+
+__all__ = ["KnowledgeBase", "IngestResult", "DocumentInfo", "make_chroma_client", "dump_passages", "MODES"]
+
+log = logging.getLogger(__name__)
 
 COLLECTION = "support-knowledge"
-# Measured on a real help centre: a convex combination weighted to the vectors beat
-# plain reciprocal rank fusion (see DESIGN.md).
-VECTOR_WEIGHT = 0.8
-ADD_BATCH = 256
+MODES = ("hybrid", "vector", "keyword")
+# Per DESIGN.md, on a real help centre plain RRF lost recall and the convex combination gained;
+# on the shipped query set the two are within a query or two of each other.
+DEFAULT_FUSION = "convex"
+# Candidates each retriever contributes before fusion, whatever k is, so that a caller
+# asking for more passages gets the same ranking's longer tail.
+CANDIDATES = 40
+# How often a search checks whether another process changed the registry.
+SYNC_INTERVAL = 2.0
+# A full registry read even when the generation token looks unchanged (two writers can race on it).
+FULL_SYNC_INTERVAL = 30.0
+_GET_PAGE = 2000
 
 
-@dataclass
-class IngestResult:
-    """What ingesting one file did."""
-
-    source: str
-    status: str  # "added", "updated", "unchanged" or "error"
-    chunks: int = 0
-    error: str = ""
-
-
-@dataclass
-class DocumentInfo:
-    """A row of the documents list."""
-
-    doc_id: str
-    source: str
-    title: str
-    category: str
-    chunks: int
-    size_bytes: int
-    content_hash: str
-    ingested_at: float
+@contextmanager
+def reachable():
+    """Turn a Chroma server that cannot be reached into the typed error pages and the CLI show."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise VectorStoreUnavailable(
+            f"The Chroma server cannot be reached ({exc}); check that it runs, and CHROMA_HOST / CHROMA_PORT"
+        ) from exc
 
 
-def make_chroma_client(data_dir: Path | None = None, host: str = "", port: int = 8000, token: str = ""):
-    """A Chroma server client when `host` is set, else a persistent client in the data directory."""
-    import chromadb
-
-    settings = chromadb.Settings(anonymized_telemetry=False)
-    if host:
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        return chromadb.HttpClient(host=host, port=port, headers=headers, settings=settings)
-    assert data_dir is not None, "data_dir is needed for the embedded store"
-    return chromadb.PersistentClient(path=str(data_dir), settings=settings)
-
-
-class KnowledgeBase:
-    """Ingest, list, delete and search support documents."""
+class KnowledgeBase(Ingestion):
+    """Ingest, list, delete, re-index and search support documents."""
 
     def __init__(
         self,
         client,
         embedder: Embedder,
         index_dir: Path,
-        chunking: ChunkSettings = ChunkSettings(),
+        chunking: ChunkSettings | None = None,
         collection: str = COLLECTION,
+        fusion: str = DEFAULT_FUSION,
+        sync_interval: float = SYNC_INTERVAL,
+        embedding_cache: str | Path | bool = False,
+        document_evidence: bool = True,
     ):
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
         self.embedder = embedder
-        self.chunking = chunking
+        self.fusion = fusion
+        self.document_evidence = document_evidence
+        self.sync_interval = sync_interval
+        self.degraded = ""  # why the last search fell back to keywords only, if it did
+        self._fixed_chunking = chunking is not None
         # embedding_function=None: vectors always come from our embedder, and Chroma
         # never tries to download its default model.
-        self._collection = client.get_or_create_collection(
+        self._chunks = client.get_or_create_collection(
             collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
         )
+        self._registry = Registry(client, f"{collection}-documents", embedder.dimension)
+        self._max_batch = client.get_max_batch_size()
+        index_dir = Path(index_dir)
         index_dir.mkdir(parents=True, exist_ok=True)
-        self.keywords = KeywordIndex(index_dir / "keywords.sqlite")
-        self._registry = sqlite3.connect(str(index_dir / "documents.sqlite"), check_same_thread=False)
-        self._registry.execute(
-            "CREATE TABLE IF NOT EXISTS documents (doc_id TEXT PRIMARY KEY, source TEXT, title TEXT,"
-            " category TEXT, chunks INTEGER, size_bytes INTEGER, content_hash TEXT, ingested_at REAL)"
-        )
-        self._registry.commit()
-        self._write_lock = threading.Lock()
+        self.keywords = KeywordIndex(index_dir / f"keywords-{collection}.sqlite")
+        # Optionally, chunks go through a persistent vector cache (True: in index_dir), for
+        # stores rebuilt often (evaluations). Off by default: a changed or re-indexed document
+        # already reuses the vectors of its unchanged chunks from the store itself.
+        if embedding_cache:
+            cache_path = index_dir / "embedding-cache.sqlite" if embedding_cache is True else Path(embedding_cache)
+            self._vectors = EmbeddingCache(embedder, cache_path)
+        else:
+            self._vectors = embedder
+        self._lock = threading.RLock()
+        self._docs: dict[str, DocumentInfo] = {}
+        self._titles: dict[str, np.ndarray] = {}
+        self._generation = None
+        self._synced_at = self._full_synced_at = float("-inf")
+        state = self._registry.state()
+        self.chunking = chunking or _chunking_from(state) or ChunkSettings()
+        if not state and self._chunks.count():
+            self._adopt_unregistered()
+        self.sync(force=True)
+        self._sweep()
 
-    # -- ingestion -------------------------------------------------------------------
+    # -- keeping up with the registry --------------------------------------------------
 
-    def ingest_document(self, doc: Document) -> IngestResult:
-        """Store a loaded document; unchanged content adds nothing, changed content replaces it."""
-        digest = content_hash(doc)
-        doc_id = doc_id_for(doc.source)
-        existing = self.document(doc_id)
-        if existing and existing.content_hash == digest:
-            return IngestResult(doc.source, "unchanged", existing.chunks)
-        chunks = chunk_document(doc, self.chunking)
-        if not chunks:
-            raise IngestError(doc.source, "contains no text")
-        vectors = self.embedder.embed([c.embedding_text() for c in chunks])
-        with self._write_lock:
-            self._replace_chunks(doc_id, chunks, vectors)
-            self._registry.execute(
-                "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (doc_id, doc.source, doc.title, doc.category, len(chunks), doc.size_bytes, digest, time.time()),
-            )
-            self._registry.commit()
-        return IngestResult(doc.source, "updated" if existing else "added", len(chunks))
-
-    def _replace_chunks(self, doc_id: str, chunks: list[Chunk], vectors: np.ndarray) -> None:
-        self._collection.delete(where={"doc_id": doc_id})
-        for start in range(0, len(chunks), ADD_BATCH):
-            batch = chunks[start:start + ADD_BATCH]
-            self._collection.add(
-                ids=[c.id for c in batch],
-                embeddings=vectors[start:start + ADD_BATCH],
-                documents=[c.text for c in batch],
-                metadatas=[
-                    {"doc_id": c.doc_id, "source": c.source, "title": c.title, "heading": c.heading,
-                     "chunk": c.index, "category": c.category}
-                    for c in batch
-                ],
-            )
-        self.keywords.replace(doc_id, chunks)
-
-    def ingest_file(self, path: str | Path) -> IngestResult:
-        """Load and store one file, reporting an error instead of raising."""
+    def sync(self, force: bool = False) -> bool:
+        """Follow changes made by other processes; True if the documents changed."""
+        now = time.monotonic()
+        if not force and now - self._synced_at < self.sync_interval:
+            return False
+        # A search never waits for an ingestion in this process: its state is current anyway.
+        if not self._lock.acquire(blocking=force):
+            return False
         try:
-            return self.ingest_document(load_path(path))
-        except IngestError as exc:
-            return IngestResult(Path(path).name, "error", error=exc.reason)
+            with reachable():
+                return self._sync(now, force)
+        finally:
+            self._lock.release()
 
-    def ingest_upload(self, name: str, data: bytes) -> IngestResult:
-        """Load and store uploaded bytes, reporting an error instead of raising."""
-        try:
-            return self.ingest_document(load_bytes(name, data))
-        except IngestError as exc:
-            return IngestResult(name, "error", error=exc.reason)
+    def _sync(self, now: float, force: bool) -> bool:
+        self._synced_at = now
+        state = self._registry.state()
+        generation = state.get("generation", "")
+        if not self._fixed_chunking:
+            self.chunking = _chunking_from(state) or self.chunking
+        if generation == self._generation and not force and now - self._full_synced_at < FULL_SYNC_INTERVAL:
+            return False
+        self._full_synced_at = now
+        self.keywords.refresh()  # another process on this data directory may have written rows
+        docs, titles = self._registry.documents()
+        changed = {d: i.version for d, i in docs.items()} != {d: i.version for d, i in self._docs.items()}
+        self._reconcile(docs, generation)
+        self._docs, self._titles, self._generation = docs, titles, generation
+        return changed
 
-    def ingest_paths(
-        self, paths: Iterable[str | Path], progress: Callable[[int, int, IngestResult], None] | None = None
-    ) -> list[IngestResult]:
-        """Ingest files and folders (recursively), one result per file."""
-        files: list[Path] = []
-        for p in map(Path, paths):
-            files.extend(sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p])
-        results = []
-        for number, f in enumerate(files, 1):
-            result = self.ingest_file(f)
-            results.append(result)
-            if progress:
-                progress(number, len(files), result)
-        return results
+    def _reconcile(self, docs: dict[str, DocumentInfo], generation: str) -> None:
+        """Make the local keyword index hold exactly the registered versions."""
+        local = self.keywords.versions()
+        stale = [d for d, v in local.items() if d not in docs or docs[d].version != v]
+        missing = [d for d, info in docs.items() if local.get(d) != info.version]
+        replace: dict[str, tuple[str, list[Chunk]]] = {d: (docs[d].version, []) for d in missing}
+        for start in range(0, len(missing), 50):
+            group = missing[start:start + 50]
+            for text, meta in self._get_chunks({"doc_id": {"$in": group}} if len(group) > 1 else {"doc_id": group[0]}):
+                version, chunks = replace[meta["doc_id"]]
+                if meta.get("version", "") == version:
+                    chunks.append(_chunk(text, meta))
+        if stale or replace or generation != self.keywords.generation:
+            self.keywords.apply(replace=replace, delete=stale, generation=generation)
+
+    def _get_chunks(self, where: dict, include_vectors: bool = False):
+        include = ["documents", "metadatas", *(["embeddings"] if include_vectors else [])]
+        offset = 0
+        while True:
+            got = self._chunks.get(where=where, include=include, limit=_GET_PAGE, offset=offset)
+            vectors = got["embeddings"] if include_vectors else [None] * len(got["ids"])
+            for text, meta, vector in zip(got["documents"], got["metadatas"], vectors):
+                yield (text, meta, vector) if include_vectors else (text, meta)
+            if len(got["ids"]) < _GET_PAGE:
+                return
+            offset += _GET_PAGE
+
+    def _sweep(self) -> None:
+        """Remove what crashed ingestions (of this index's process) and deletions left behind."""
+        with self._lock:
+            left = self.keywords.in_flight()
+            for doc_id, version, previous in left:
+                current = self._docs.get(doc_id)
+                # Committed: only the version it replaced is left over. Not committed: its own chunks.
+                leftover = previous if current and current.version == version else version
+                if leftover and not (current and current.version == leftover):
+                    self._delete_version(doc_id, leftover)
+            self.keywords.finish([(doc_id, version) for doc_id, version, _ in left])
+            # A tombstone's version is dead whoever wrote it, so its chunks can always go.
+            for doc_id, version, _ in self._registry.removed():
+                self._delete_version(doc_id, version)
+                self._registry.forget([doc_id])
+
+    def _adopt_unregistered(self) -> None:
+        """Register chunks written before the registry existed, so they stay searchable."""
+        found: dict[str, DocumentInfo] = {}
+        for _, meta in self._get_chunks({"chunk": {"$gte": 0}}):
+            info = found.get(meta["doc_id"])
+            if info is None:
+                info = found[meta["doc_id"]] = DocumentInfo(
+                    meta["doc_id"], meta["source"], meta["title"], meta.get("category", ""), 0, 0, "", time.time(),
+                    meta.get("version", ""),
+                )
+            info.chunks += 1
+        infos = list(found.values())
+        titles = self._vectors.embed([info.title for info in infos])
+        self._registry.commit(new_token(), self._settings_state(),
+                              [(info, None, vector) for info, vector in zip(infos, titles)])
+
+    def _settings_state(self) -> dict:
+        return {"chunk_size": self.chunking.size, "chunk_overlap": self.chunking.overlap}
+
+    def _delete_version(self, doc_id: str, version: str) -> None:
+        if version:
+            self._chunks.delete(where={"$and": [{"doc_id": doc_id}, {"version": version}]})
+            return
+        # Chunks written before versions existed carry no version field (ids "doc:index").
+        ids = [cid for cid in self._chunks.get(where={"doc_id": doc_id}, include=[])["ids"] if cid.count(":") == 1]
+        if ids:
+            self._chunks.delete(ids=ids)
 
     def delete(self, doc_id: str) -> bool:
         """Remove a document and its chunks; False if there was none."""
-        with self._write_lock:
-            if not self.document(doc_id):
+        with self._lock:
+            self.sync(force=True)
+            info = self._docs.get(doc_id)
+            if info is None:
                 return False
-            self._collection.delete(where={"doc_id": doc_id})
-            self.keywords.delete(doc_id)
-            self._registry.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
-            self._registry.commit()
+            generation = new_token()
+            current = self._registry.state().get("generation", "") == self._generation
+            self._registry.commit(generation, self._settings_state(), removed=[(doc_id, info.version)])
+            docs, vectors = dict(self._docs), dict(self._titles)
+            docs.pop(doc_id)
+            vectors.pop(doc_id, None)
+            self._docs, self._titles = docs, vectors
+            followed = generation if current else self._generation or ""
+            self.keywords.apply(delete=[doc_id], generation=followed)
+            self._generation = followed
+            self._delete_version(doc_id, info.version)
+            self._registry.forget([doc_id])
         return True
 
     # -- listing ---------------------------------------------------------------------
 
     def documents(self) -> list[DocumentInfo]:
-        rows = self._registry.execute("SELECT * FROM documents ORDER BY title").fetchall()
-        return [DocumentInfo(*row) for row in rows]
+        """Every document, by title."""
+        self.sync()
+        return sorted(self._docs.values(), key=lambda d: (d.title.lower(), d.source))
 
     def document(self, doc_id: str) -> DocumentInfo | None:
-        row = self._registry.execute("SELECT * FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
-        return DocumentInfo(*row) if row else None
+        self.sync()
+        return self._docs.get(doc_id)
+
+    def categories(self) -> list[str]:
+        return sorted({d.category for d in self.documents() if d.category})
 
     def chunk_count(self) -> int:
-        return self._collection.count()
+        """Chunks of every visible document."""
+        self.sync()
+        return sum(d.chunks for d in self._docs.values())
+
+    def stats(self) -> dict[str, int]:
+        """Counts for a health check: visible chunks against what each index holds."""
+        return {"documents": len(self.documents()), "chunks": self.chunk_count(),
+                "vectors_stored": self._chunks.count(), "keyword_rows": self.keywords.count()}
 
     def chunks_of(self, doc_id: str) -> list[Passage]:
         """A document's chunks in reading order."""
-        got = self._collection.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
-        passages = [self._passage(text, meta, 1.0, []) for text, meta in zip(got["documents"], got["metadatas"])]
+        info = self.document(doc_id)
+        if info is None:
+            return []
+        where = {"$and": [{"doc_id": doc_id}, {"version": info.version}]}
+        passages = [_passage(text, meta, 1.0, []) for text, meta in self._get_chunks(where)]
         return sorted(passages, key=lambda p: p.chunk)
 
     # -- search ----------------------------------------------------------------------
@@ -196,55 +279,121 @@ class KnowledgeBase:
         query_vector: np.ndarray | None = None,
         where: dict[str, str] | None = None,
         mode: str = "hybrid",
+        fusion: str | None = None,
     ) -> list[Passage]:
-        """Top-k passages for a query; pass `query_vector` to reuse an embedding."""
-        if not query.strip() or self.chunk_count() == 0:
+        """Top-k passages for a query; pass `query_vector` to reuse an embedding, `where` to filter."""
+        if mode not in MODES:
+            raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        if not query.strip() or k <= 0:
             return []
-        candidates = max(k * 4, 20)
-        vector_hits: dict[str, tuple[float, str, dict]] = {}
-        if mode in ("hybrid", "vector"):
-            vector = self.embedder.embed_one(query) if query_vector is None else query_vector
-            found = self._collection.query(
-                query_embeddings=[np.asarray(vector, dtype=np.float32)],
-                n_results=min(candidates, self.chunk_count()),
-                where=_chroma_where(where),
-                include=["documents", "metadatas", "distances"],
-            )
-            for cid, text, meta, dist in zip(
-                found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0]
-            ):
-                vector_hits[cid] = (1.0 - float(dist), text, meta)
-        keyword_hits = dict(self.keywords.search(query, candidates, where)) if mode in ("hybrid", "keyword") else {}
-        scores = _fuse(
-            {cid: s for cid, (s, _, _) in vector_hits.items()}, keyword_hits, VECTOR_WEIGHT if mode == "hybrid" else None
-        )
-        ranked = sorted(scores, key=scores.get, reverse=True)[:k]
-        missing = [cid for cid in ranked if cid not in vector_hits]
-        if missing:
-            got = self._collection.get(ids=missing, include=["documents", "metadatas"])
-            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
-                vector_hits[cid] = (0.0, text, meta)
+        try:
+            self.sync()
+            self.degraded = ""
+        except VectorStoreUnavailable as exc:
+            mode = self._fall_back(mode, exc)
+        live = self._docs
+        if not live:
+            return []
+        depth = max(CANDIDATES, k)
+        vector_scores: dict[str, float] = {}
+        keyword_scores: dict[str, float] = {}
+        vector = None
+        if mode != "keyword":
+            vector = np.asarray(self.embedder.embed_one(query) if query_vector is None else query_vector,
+                                dtype=np.float32)
+            # Ids and distances only: the passages' fields come from the local rows, and
+            # fetching them from Chroma cost more than the nearest-neighbour search itself.
+            try:
+                with reachable():
+                    got = self._chunks.query(query_embeddings=[vector], n_results=depth,
+                                             where=_chroma_where(where), include=["distances"])
+            except VectorStoreUnavailable as exc:
+                mode = self._fall_back(mode, exc)
+                got = {"ids": [[]], "distances": [[]]}
+            for cid, distance in zip(got["ids"][0], got["distances"][0]):
+                if _visible(live, *_parse_id(cid)[:2]):
+                    vector_scores[cid] = 1.0 - float(distance)
+        if mode != "vector":
+            for cid, score in self.keywords.search(query, depth, where):
+                if _visible(live, *_parse_id(cid)[:2]):
+                    keyword_scores[cid] = score
+        if mode == "hybrid":
+            scores = fuse(vector_scores, keyword_scores, fusion or self.fusion)
+            if self.document_evidence and scores:
+                doc_of = {cid: _parse_id(cid)[0] for cid in scores}
+                titles = self._titles
+                similarity = {d: float(titles[d] @ vector) for d in set(doc_of.values()) if d in titles}
+                scores = document_evidence(scores, doc_of, similarity)
+        else:
+            scores = vector_scores or keyword_scores
+        ranked = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
+        found = self._passages(ranked)
         passages = []
         for cid in ranked:
-            if cid not in vector_hits:  # keyword index ahead of a store that lost the chunk
+            p = found.get(cid)
+            if p is None:  # registered, yet in neither store: nothing to show
                 continue
-            _, text, meta = vector_hits[cid]
-            found_by = [name for name, hits in (("vector", vector_hits), ("keyword", keyword_hits))
-                        if cid in hits and (name != "vector" or cid not in missing)]
-            passages.append(self._passage(text, meta, scores[cid], found_by))
+            p.score = scores[cid]
+            p.retrievers = [name for name, hits in (("vector", vector_scores), ("keyword", keyword_scores))
+                            if cid in hits]
+            passages.append(p)
         return passages
 
-    @staticmethod
-    def _passage(text: str, meta: dict, score: float, retrievers: list[str]) -> Passage:
-        return Passage(
-            text=text, source=meta["source"], title=meta["title"], chunk=int(meta["chunk"]), score=score,
-            heading=meta.get("heading", ""), doc_id=meta["doc_id"], category=meta.get("category", ""),
-            retrievers=retrievers,
-        )
+    def _fall_back(self, mode: str, exc: VectorStoreUnavailable) -> str:
+        """With the server down, hybrid search answers from the local keyword index alone."""
+        if mode == "vector":
+            raise exc
+        if not self.degraded:
+            log.warning("vector search unavailable, answering from keywords only: %s", exc)
+        self.degraded = str(exc)
+        return "keyword"
+
+    def _passages(self, chunk_ids: list[str]) -> dict[str, Passage]:
+        """Passages for chunk ids, from the local rows, else (another process's fresh write) from Chroma."""
+        found = {
+            cid: Passage(text=row.text, source=row.source, title=row.title, chunk=row.index, score=0.0,
+                         heading=row.heading, doc_id=row.doc_id, category=row.category)
+            for cid, row in self.keywords.rows(chunk_ids).items()
+        }
+        missing = [cid for cid in chunk_ids if cid not in found]
+        if missing and not self.degraded:
+            with reachable():
+                got = self._chunks.get(ids=missing, include=["documents", "metadatas"])
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+                found[cid] = _passage(text, meta, 0.0, [])
+        return found
 
     def close(self) -> None:
         self.keywords.close()
-        self._registry.close()
+        if isinstance(self._vectors, EmbeddingCache):
+            self._vectors.close()
+
+
+def _parse_id(chunk_id: str) -> tuple[str, str, int]:
+    """(doc_id, version, index) from "doc:version:index" (or a version-less "doc:index")."""
+    parts = chunk_id.split(":")
+    if len(parts) == 2:
+        return parts[0], "", int(parts[1])
+    return parts[0], parts[1], int(parts[2])
+
+
+def _visible(live: dict[str, DocumentInfo], doc_id: str, version: str) -> bool:
+    info = live.get(doc_id)
+    return info is not None and info.version == version
+
+
+def _passage(text: str, meta: dict, score: float, retrievers: list[str]) -> Passage:
+    return Passage(
+        text=text, source=meta["source"], title=meta["title"], chunk=int(meta["chunk"]), score=score,
+        heading=meta.get("heading", ""), doc_id=meta["doc_id"], category=meta.get("category", ""),
+        retrievers=retrievers,
+    )
+
+
+def _chunking_from(state: dict) -> ChunkSettings | None:
+    if state.get("chunk_size"):
+        return ChunkSettings(int(state["chunk_size"]), int(state.get("chunk_overlap", 0)))
+    return None
 
 
 def _chroma_where(where: dict[str, str] | None) -> dict | None:
@@ -252,22 +401,6 @@ def _chroma_where(where: dict[str, str] | None) -> dict | None:
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
-def _normalise(scores: dict[str, float]) -> dict[str, float]:
-    if not scores:
-        return {}
-    low, high = min(scores.values()), max(scores.values())
-    span = high - low
-    return {k: (v - low) / span if span else 1.0 for k, v in scores.items()}
-
-
-def _fuse(vector: dict[str, float], keyword: dict[str, float], vector_weight: float | None) -> dict[str, float]:
-    """Convex combination of min-max normalised scores; a single retriever keeps its raw score."""
-    if vector_weight is None:
-        return dict(vector or keyword)
-    v, kw = _normalise(vector), _normalise(keyword)
-    return {cid: vector_weight * v.get(cid, 0.0) + (1 - vector_weight) * kw.get(cid, 0.0) for cid in {*v, *kw}}
 
 
 def dump_passages(passages: list[Passage]) -> str:

@@ -39,10 +39,12 @@ class Chunk:
     index: int
     text: str
     category: str = ""
+    version: str = ""
 
     @property
     def id(self) -> str:
-        return f"{self.doc_id}:{self.index}"
+        # The version is in the id: a new version is written beside the old one, never over it.
+        return f"{self.doc_id}:{self.version}:{self.index}" if self.version else f"{self.doc_id}:{self.index}"
 
     def embedding_text(self) -> str:
         # Title and heading give a short chunk the context its words lack.

@@ -1,4 +1,5 @@
-"""Knowledge base: upload, list and delete documents, and try a search."""
+"""Knowledge base: upload documents with per-file progress, list, inspect and delete them,
+re-index after changing the chunk settings, and try a search."""
 
 from __future__ import annotations
 
@@ -6,33 +7,95 @@ from datetime import datetime
 
 import streamlit as st
 
-from knowledge.loaders import SUPPORTED
+from chatbot.errors import ChatbotError
+from knowledge.chunking import ChunkSettings
+from knowledge.fusion import FUSIONS
+from knowledge.jobs import IngestionJob
+from knowledge.loaders import MAX_FILE_BYTES, SUPPORTED
+from knowledge.store import MODES
 from ui.services import get_services
 
 services = get_services()
 kb = services.knowledge
 
+ICONS = {"waiting": "⏳", "reading": "📄", "embedding": "⚙️", "added": "✅", "updated": "🔁",
+         "unchanged": "⏭️", "error": "❌", "cancelled": "⛔"}
+DETAIL = {"added": "{chunks} chunks added", "updated": "replaced, {chunks} chunks",
+          "unchanged": "unchanged, skipped ({chunks} chunks already stored)", "cancelled": "cancelled, nothing kept"}
+
 st.title("Knowledge base")
 
-with st.form("upload", clear_on_submit=True):
-    files = st.file_uploader(
-        "Add documents", type=[s.lstrip(".") for s in SUPPORTED], accept_multiple_files=True, key="kb_upload"
-    )
-    submitted = st.form_submit_button("Ingest", key="kb_ingest")
-if submitted and files:
-    progress = st.progress(0.0, text="Ingesting…")
-    for number, upload in enumerate(files, 1):
-        result = kb.ingest_upload(upload.name, upload.getvalue())
-        if result.status == "error":
-            st.error(f"**{result.source}** was not added: {result.error}")
-        elif result.status == "unchanged":
-            st.info(f"**{result.source}**: unchanged, skipped ({result.chunks} chunks already stored)")
-        else:
-            st.success(f"**{result.source}**: {result.status}, {result.chunks} chunks")
-        progress.progress(number / len(files), text=f"{number}/{len(files)} files")
 
-docs = kb.documents()
-st.subheader(f"{len(docs)} documents · {kb.chunk_count()} chunks")
+def job_running() -> bool:
+    job = st.session_state.get("kb_job")
+    return job is not None and job.running
+
+
+def start(job_factory) -> None:
+    try:
+        st.session_state["kb_job"] = job_factory().start()
+    except (ChatbotError, ValueError) as exc:
+        st.error(str(exc))
+
+
+def render_job() -> None:
+    """Progress of the running (or last) ingestion; polled while it runs."""
+    job: IngestionJob | None = st.session_state.get("kb_job")
+    if job is None:
+        return
+    total = len(job.files)
+    if job.running:
+        label = "Cancelling…" if job.cancelling else f"{job.kind.capitalize()}: {job.finished}/{total} files"
+        st.progress(job.finished / total if total else 0.0, text=f"{label} · {job.chunks_written:,} chunks written")
+        st.button("Cancel", key="kb_cancel", icon=":material/cancel:", on_click=job.cancel, disabled=job.cancelling)
+    for f in job.files:
+        detail = f.error if f.state == "error" else DETAIL.get(f.state, f.state).format(chunks=f.chunks)
+        line = f"{ICONS.get(f.state, '')} **{f.name}**: {detail}"
+        if f.state == "error":
+            st.error(line)
+        elif f.state == "cancelled":
+            st.warning(line)
+        elif f.state in ("added", "updated"):
+            st.success(line)
+        else:
+            st.write(line)
+    if job.error:
+        st.error(f"The {job.kind} stopped: {job.error}")
+    if not job.running and not st.session_state.get("kb_job_seen"):
+        # The documents list below was drawn before the job ended: draw the page once more.
+        st.session_state["kb_job_seen"] = True
+        st.rerun(scope="app")
+
+
+# -- add documents ------------------------------------------------------------------------
+st.subheader("Add documents")
+with st.form("kb_upload_form", clear_on_submit=True, border=False):
+    files = st.file_uploader(
+        "Markdown, text, PDF, HTML, or FAQ CSV/JSONL (question and answer columns)",
+        type=[s.lstrip(".") for s in SUPPORTED], accept_multiple_files=True, key="kb_upload",
+        max_upload_size=MAX_FILE_BYTES // (1024 * 1024),
+    )
+    submitted = st.form_submit_button("Ingest", key="kb_ingest", icon=":material/upload:")
+if submitted:
+    if job_running():
+        st.warning("An ingestion is already running; wait for it or cancel it.")
+    elif files:
+        st.session_state["kb_job_seen"] = False
+        start(lambda: IngestionJob(kb, uploads=[(f.name, f.getvalue()) for f in files]))
+    else:
+        st.info("Choose one or more files first.")
+
+# While a job runs, only this part reruns, every second.
+st.fragment(render_job, run_every=1.0 if job_running() else None)()
+
+# -- the documents ------------------------------------------------------------------------
+try:
+    docs = kb.documents()
+    store_error = ""
+except ChatbotError as exc:  # a Chroma server that went away: say so, keep keyword search usable
+    docs, store_error = [], str(exc)
+    st.error(store_error)
+st.subheader(f"{len(docs)} documents · {sum(d.chunks for d in docs):,} chunks")
 if docs:
     st.dataframe(
         [
@@ -44,16 +107,60 @@ if docs:
         hide_index=True, width="stretch",
     )
     choice = st.selectbox("Document", docs, format_func=lambda d: f"{d.title} ({d.source})", key="kb_doc")
-    if st.button("Delete document", key="kb_delete", type="secondary"):
+    show, delete = st.columns(2)
+    with show.popover("Show chunks", icon=":material/view_agenda:"):
+        for p in kb.chunks_of(choice.doc_id):
+            st.markdown(f"**Chunk {p.chunk}** · {p.heading or p.title}")
+            st.text(p.text)
+    if delete.button("Delete document", key="kb_delete", icon=":material/delete:", disabled=job_running()):
         kb.delete(choice.doc_id)
-        st.success(f"Deleted {choice.source}")
+        st.toast(f"Deleted {choice.source}")
         st.rerun()
+elif not store_error:
+    st.info("No documents yet: add some above.")
 
+# -- chunk settings and re-index --------------------------------------------------------------
+with st.expander("Chunk settings and re-index"):
+    size = st.number_input("Chunk size (characters)", min_value=100, max_value=8000, step=50,
+                           value=kb.chunking.size, key="kb_chunk_size")
+    overlap = st.number_input("Overlap (characters)", min_value=0, max_value=4000, step=10,
+                              value=kb.chunking.overlap, key="kb_chunk_overlap")
+    stale = [d for d in docs if (d.chunk_size, d.chunk_overlap) != (kb.chunking.size, kb.chunking.overlap)]
+    if stale:
+        st.warning(f"{len(stale)} documents were chunked with other settings; re-index to apply these.")
+    if st.button("Re-index everything", key="kb_reindex", icon=":material/refresh:", disabled=job_running()):
+        try:
+            settings = ChunkSettings(int(size), int(overlap))
+        except ValueError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["kb_job_seen"] = False
+            start(lambda: IngestionJob(kb, reindex=settings, force=True))
+            st.rerun()
+
+# -- test search ------------------------------------------------------------------------------
 st.subheader("Test search")
 query = st.text_input("Query", key="kb_query", placeholder="e.g. my money hasn't come back")
+mode_col, fusion_col, category_col, source_col, k_col = st.columns([1, 1, 1, 2, 1])
+mode = mode_col.selectbox("Retrievers", MODES, key="kb_mode")
+fusion = fusion_col.selectbox("Fusion", FUSIONS, index=FUSIONS.index(kb.fusion), key="kb_fusion",
+                              disabled=mode != "hybrid")
+category = category_col.selectbox("Category", ["(all)", *kb.categories()], key="kb_category")
+source = source_col.selectbox("Source", ["(all)", *sorted(d.source for d in docs)], key="kb_source")
+k = k_col.number_input("Passages", min_value=1, max_value=20, value=5, key="kb_k")
 if query:
-    for rank, p in enumerate(kb.search(query, k=5), 1):
-        where = f"{p.title} › {p.heading}" if p.heading else p.title
-        st.markdown(f"**{rank}. {where}** · score {p.score:.3f} · found by {', '.join(p.retrievers)}")
+    where = {key: value for key, value in (("category", category), ("source", source)) if value != "(all)"}
+    try:
+        passages = kb.search(query, k=int(k), where=where, mode=mode, fusion=fusion)
+    except ChatbotError as exc:
+        st.error(str(exc))
+        passages = []
+    if kb.degraded:
+        st.warning(f"Vector search is unavailable, these come from keywords alone: {kb.degraded}")
+    if not passages:
+        st.info("Nothing found.")
+    for rank, p in enumerate(passages, 1):
+        where_in = f"{p.title} › {p.heading}" if p.heading else p.title
+        st.markdown(f"**{rank}. {where_in}** · score {p.score:.3f} · found by {', '.join(p.retrievers)}")
         st.caption(f"{p.source} · chunk {p.chunk}")
         st.text(p.text[:500])

@@ -15,6 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search = subparsers.add_parser("search", help="search the knowledge base")
     search.add_argument("text")
     search.add_argument("-k", type=int, default=5, help="passages to return (default 5)")
+    search.add_argument("--mode", choices=("hybrid", "vector", "keyword"), default="hybrid",
+                        help="retrievers to use (default hybrid)")
+    search.add_argument("--fusion", choices=("convex", "rrf"), default=None,
+                        help="how hybrid search fuses the rankings (default: the app's)")
+    search.add_argument("--category", default="", help="only documents of this category")
+    search.add_argument("--source", default="", help="only this file")
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=run_search)
 
@@ -28,13 +34,15 @@ def run_ingest(args: argparse.Namespace) -> int:
 
     results = services.knowledge.ingest_paths(args.paths, progress=report)
     failed = sum(r.status == "error" for r in results)
-    print(f"{len(results) - failed} ingested or unchanged, {failed} failed; {services.knowledge.chunk_count()} chunks in store")
+    print(f"{len(results) - failed} ingested or unchanged, {failed} failed; "
+          f"{services.knowledge.chunk_count()} chunks in store")
     return 1 if failed else 0
 
 
 def run_search(args: argparse.Namespace) -> int:
     services = build_services()
-    passages = services.knowledge.search(args.text, k=args.k)
+    where = {key: value for key, value in (("category", args.category), ("source", args.source)) if value}
+    passages = services.knowledge.search(args.text, k=args.k, where=where or None, mode=args.mode, fusion=args.fusion)
     if args.json:
         print(json.dumps([p.to_dict() for p in passages], ensure_ascii=False, indent=2))
         return 0

@@ -1,0 +1,110 @@
+"""An ingestion running in a background thread: per-file progress, results and cancellation.
+
+A page starts one and polls it; the work goes on between reruns, and a cancel takes
+effect at the next file or batch boundary, leaving no half-document visible.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from chatbot.errors import ChatbotError
+from knowledge.chunking import ChunkSettings
+from knowledge.loaders import load_bytes
+from knowledge.store import IngestResult, KnowledgeBase
+
+
+@dataclass
+class FileProgress:
+    """Where one file of a job stands."""
+
+    name: str
+    state: str = "waiting"  # waiting, reading, embedding, then an IngestResult status
+    chunks: int = 0
+    error: str = ""
+
+
+class IngestionJob:
+    """Uploads or a re-index, run by `start()` in a daemon thread; read its fields to show progress."""
+
+    def __init__(self, kb: KnowledgeBase, uploads: list[tuple[str, bytes]] | None = None,
+                 reindex: ChunkSettings | None = None, force: bool = False):
+        self.kb = kb
+        self.kind = "re-index" if uploads is None else "upload"
+        self._cancel = threading.Event()
+        self.chunks_written = 0
+        self.error = ""
+        self.started_at = self.finished_at = 0.0
+        if uploads is None:
+            self._sources = kb.reindex_sources(reindex, force=force)
+        else:
+            self._sources = [(name, self._loader(name, data)) for name, data in uploads]
+        self.files = [FileProgress(name) for name, _ in self._sources]
+        self._thread = threading.Thread(target=self._work, name="knowledge-ingestion", daemon=True)
+
+    def _loader(self, name: str, data: bytes):
+        def load():
+            self._mark(name, "reading")
+            return load_bytes(name, data)
+        return load
+
+    def _mark(self, name: str, state: str) -> None:
+        for f in self.files:
+            if f.name == name and f.state in ("waiting", "reading"):
+                f.state = state
+                return
+
+    def start(self) -> "IngestionJob":
+        self.started_at = time.time()
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Stop at the next file or batch boundary; what was not committed is removed."""
+        self._cancel.set()
+
+    @property
+    def cancelling(self) -> bool:
+        return self._cancel.is_set() and self.running
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def finished(self) -> int:
+        return sum(f.state not in ("waiting", "reading", "embedding") for f in self.files)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job ends (or `timeout` seconds pass); True if it ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _on_file(self, number: int, total: int, result: IngestResult) -> None:
+        for f in self.files:
+            if f.name == result.source and f.state in ("waiting", "reading", "embedding"):
+                f.state, f.chunks, f.error = result.status, result.chunks, result.error
+                return
+
+    def _on_chunks(self, count: int) -> None:
+        self.chunks_written += count
+        for f in self.files:
+            if f.state == "reading":
+                f.state = "embedding"
+
+    def _work(self) -> None:
+        try:
+            self.kb.ingest(self._sources, progress=self._on_file, cancel=self._cancel,
+                           chunk_progress=self._on_chunks, force=self.kind == "re-index")
+        except ChatbotError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a thread's failure must reach the page, not vanish
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            for f in self.files:
+                if f.state in ("waiting", "reading", "embedding"):
+                    f.state = "cancelled" if self._cancel.is_set() else "error"
+                    f.error = f.error or self.error
+            self.finished_at = time.time()

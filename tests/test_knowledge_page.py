@@ -1,0 +1,118 @@
+"""The knowledge page through AppTest: upload with per-file results, list, chunks, delete, re-index, search."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.test_knowledge_store import PASSWORDS, REFUNDS
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def app_env(tmp_path_factory):
+    """A fresh data directory whose demo articles count as seeded, so the page starts empty."""
+    data = tmp_path_factory.mktemp("kb-page-data")
+    (data / "knowledge").mkdir()
+    (data / "knowledge" / ".demo-seeded").write_text("seeded\n")
+    old = {k: os.environ.get(k) for k in ("CHATBOT_DATA_DIR", "CHATBOT_BACKEND")}
+    os.environ.update(CHATBOT_DATA_DIR=str(data), CHATBOT_BACKEND="offline")
+    import streamlit as st
+
+    st.cache_resource.clear()
+    yield data
+    st.cache_resource.clear()
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def page() -> AppTest:
+    return AppTest.from_file(str(ROOT / "pages" / "knowledge.py"), default_timeout=TIMEOUT).run()
+
+
+def finish_job(at: AppTest, limit: float = 120) -> AppTest:
+    """Rerun the page, as its timer does, until the background ingestion has ended."""
+    job = at.session_state["kb_job"]
+    job.wait(limit)
+    return at.run().run()
+
+
+def texts(at: AppTest) -> str:
+    return " ".join(e.value for kind in (at.success, at.error, at.warning, at.markdown) for e in kind)
+
+
+def test_upload_reports_each_file_and_lists_the_documents(app_env):
+    at = page()
+    assert not at.exception
+    assert at.subheader[1].value.startswith("0 documents")
+    at.file_uploader(key="kb_upload").set_value([
+        ("refunds.md", REFUNDS, "text/markdown"),
+        ("passwords.md", PASSWORDS, "text/markdown"),
+        ("broken.pdf", b"%PDF-1.4 not really", "application/pdf"),
+        ("faq.csv", b"name,email\nBob,bob@example.com\n", "text/csv"),
+    ])
+    at.button(key="kb_ingest").click()
+    at = finish_job(at.run())
+    assert not at.exception
+    shown = texts(at)
+    assert "**refunds.md**: 2 chunks added" in shown and "**passwords.md**: 1 chunks added" in shown
+    assert "**broken.pdf**: is not a readable PDF" in shown
+    assert "**faq.csv**: needs a question column" in shown
+    assert any(s.value.startswith("2 documents · 3 chunks") for s in at.subheader)
+    listed = at.dataframe[0].value
+    assert sorted(listed["source"]) == ["passwords.md", "refunds.md"] and sorted(listed["chunks"]) == [1, 2]
+
+
+def test_same_files_again_are_skipped_as_unchanged(app_env):
+    at = page()
+    at.file_uploader(key="kb_upload").set_value([("refunds.md", REFUNDS, "text/markdown")])
+    at.button(key="kb_ingest").click()
+    at = finish_job(at.run())
+    assert "**refunds.md**: unchanged, skipped (2 chunks already stored)" in texts(at)
+
+
+def test_search_shows_ranked_passages_with_scores_and_retrievers(app_env):
+    at = page()
+    at.text_input(key="kb_query").input("I forgot my password").run()
+    assert not at.exception
+    first = next(m.value for m in at.markdown if m.value.startswith("**1. "))
+    assert "Reset your password" in first and "score" in first and "found by vector, keyword" in first
+    at.selectbox(key="kb_mode").select("keyword").run()
+    first = next(m.value for m in at.markdown if m.value.startswith("**1. "))
+    assert first.endswith("found by keyword")
+    at.selectbox(key="kb_source").select("refunds.md").run()
+    assert any("Nothing found" in i.value for i in at.info)  # no keyword of the query is in that file
+    at.selectbox(key="kb_mode").select("hybrid").run()
+    results = [m.value for m in at.markdown if re.match(r"\*\*\d+\. ", m.value)]
+    assert results and all("Refund policy" in r for r in results)
+
+
+def test_chunks_reindex_and_delete(app_env):
+    at = page()
+    labels = at.selectbox(key="kb_doc").options
+    at.selectbox(key="kb_doc").select_index(next(i for i, label in enumerate(labels) if "refunds.md" in label)).run()
+    assert "Step" not in texts(at)
+    at.number_input(key="kb_chunk_size").set_value(120).run()
+    at.number_input(key="kb_chunk_overlap").set_value(20).run()
+    at.button(key="kb_reindex").click().run()
+    at = finish_job(at)
+    assert not at.exception
+    assert "replaced" in texts(at)
+    services_kb = at.session_state["kb_job"].kb
+    assert services_kb.chunking.size == 120 and not services_kb.needs_reindex()
+    assert all(len(p.text) <= 120 for d in services_kb.documents() for p in services_kb.chunks_of(d.doc_id))
+    doc_count = len(services_kb.documents())
+    at.button(key="kb_delete").click().run()
+    assert not at.exception
+    assert len(services_kb.documents()) == doc_count - 1
+    assert any(s.value.startswith(f"{doc_count - 1} documents") for s in at.subheader)
+    assert [d.source for d in services_kb.documents()] == ["passwords.md"]
