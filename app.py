@@ -20,7 +20,7 @@ get_auth()
 PAGES = [
     ("Support", "pages/chat.py", "Chat", ":material/chat:"),
     ("Support", "pages/history.py", "History", ":material/history:"),
-    ("Support", "pages/knowledge.py", "Knowledge base", ":material/menu_book:"),
+    ("Support", "pages/knowledge_base.py", "Knowledge base", ":material/menu_book:"),
     ("Insights", "pages/stats.py", "Stats", ":material/monitoring:"),
     ("Admin", "pages/prompts.py", "Prompts", ":material/edit_note:"),
     ("Admin", "pages/training.py", "Training", ":material/model_training:"),

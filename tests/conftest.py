@@ -11,9 +11,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-# AppTest puts pages/ on sys.path, where pages/knowledge.py would shadow the package: import it first.
-import knowledge.loaders  # noqa: E402,F401
-
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DOCS = ROOT / "knowledge" / "docs"
 

@@ -85,7 +85,7 @@ def test_missing_key_names_the_setting_and_falls_back(app_env, monkeypatch):
 
 
 def test_knowledge_page_lists_documents_and_searches(app_env):
-    at = page("pages/knowledge.py")
+    at = page("pages/knowledge_base.py")
     assert not at.exception
     assert "documents" in at.subheader[0].value
     at.text_input(key="kb_query").input("parcel never arrived").run()

@@ -10,9 +10,6 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-# AppTest puts pages/ on sys.path, where pages/knowledge.py would shadow the knowledge package.
-import knowledge.types  # noqa: F401
-
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "train-the-bot"
 WAIT = 300
