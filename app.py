@@ -8,28 +8,32 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import streamlit as st  # noqa: E402
 
-from ui.services import get_auth, get_services  # noqa: E402
+from chatbot.sessions import ephemeral_storage_warning  # noqa: E402
+from ui.services import get_auth, get_services, get_settings  # noqa: E402
 
 st.set_page_config(page_title="Support desk assistant", page_icon=":material/support_agent:", layout="wide")
 
 # Build the heavy parts before any page renders; cached for the life of the server.
 get_services()
 get_auth()
+warning = ephemeral_storage_warning(get_settings())
+if warning:
+    st.warning(warning, icon=":material/cloud_off:")
 
 # (section, file, title, icon); a page file that is not there is left out of the menu.
 PAGES = [
-    ("Support", "pages/chat.py", "Chat", ":material/chat:"),
-    ("Support", "pages/history.py", "History", ":material/history:"),
-    ("Support", "pages/knowledge_base.py", "Knowledge base", ":material/menu_book:"),
-    ("Insights", "pages/stats.py", "Stats", ":material/monitoring:"),
-    ("Admin", "pages/prompts.py", "Prompts", ":material/edit_note:"),
-    ("Admin", "pages/training.py", "Training", ":material/model_training:"),
+    ("Support", "views/chat.py", "Chat", ":material/chat:"),
+    ("Support", "views/history.py", "History", ":material/history:"),
+    ("Support", "views/knowledge_base.py", "Knowledge base", ":material/menu_book:"),
+    ("Insights", "views/stats.py", "Stats", ":material/monitoring:"),
+    ("Admin", "views/prompts.py", "Prompts", ":material/edit_note:"),
+    ("Admin", "views/training.py", "Training", ":material/model_training:"),
 ]
 HERE = os.path.dirname(os.path.abspath(__file__))
 sections: dict[str, list] = {}
 for section, path, title, icon in PAGES:
     if os.path.exists(os.path.join(HERE, path)):
         sections.setdefault(section, []).append(
-            st.Page(path, title=title, icon=icon, default=path == "pages/chat.py")
+            st.Page(path, title=title, icon=icon, default=path == "views/chat.py")
         )
 st.navigation(sections).run()

@@ -13,12 +13,14 @@ from chatbot.errors import BackendError, InputRejected
 from chatbot.memory import ConversationMemory, extractive_summary
 from chatbot.prompts import PromptLibrary
 from chatbot.reasoning import ReasoningFilter
+from chatbot.routing import UNKNOWN, IntentRouter, LLMClassifier, RouteChoice
+from chatbot.triage import Triage, TriageState, handoff_summary
 from chatbot.sessions import SessionStore
 from knowledge.store import KnowledgeBase
 from knowledge.types import Passage
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
-STAGES = ("validate", "embed", "retrieve", "render", "first_token", "persist")
+STAGES = ("validate", "embed", "route", "retrieve", "render", "first_token", "persist")
 
 
 def clean_message(text: str, limit: int) -> str:
@@ -44,6 +46,24 @@ def cited_numbers(reply: str, passage_count: int) -> list[int]:
     return seen
 
 
+# What triage sees when no router is configured: an intent it cannot name.
+UNROUTED = RouteChoice(intent=UNKNOWN, confidence=0.0, scores=[], abstained=True, template="general",
+                       escalate=False, source="router")
+
+
+class _Canned(Backend):
+    """A fixed reply (the handoff notice), streamed like a model's."""
+
+    name = "handoff"
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
+        for piece in re.findall(r"\S+\s*", self.text):
+            yield piece
+
+
 @dataclass
 class TurnMeta:
     """What one turn did, stored with the reply and shown in the sidebar."""
@@ -66,7 +86,13 @@ class TurnMeta:
     route: dict[str, Any] = field(default_factory=dict)
     triage: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    agent: str = ""
     created_at: float = field(default_factory=time.time)
+
+    @property
+    def handed_off(self) -> bool:
+        """The conversation is with a human: the bot drafted no reply."""
+        return bool(self.triage.get("escalate"))
 
     @property
     def sources(self) -> list[dict]:
@@ -82,7 +108,7 @@ class Reply:
 
     def __init__(self, bot: "Chatbot", session_id: str, user_text: str, memory: ConversationMemory,
                  request: ChatRequest, meta: TurnMeta, started: float, backend: Backend,
-                 reasoning: bool = False):
+                 reasoning: bool = False, triage_state: TriageState | None = None):
         self._bot = bot
         self.session_id = session_id
         self.user_text = user_text
@@ -92,6 +118,7 @@ class Reply:
         self._started = started
         self._backend = backend
         self._reasoning = reasoning
+        self.triage_state = triage_state
         self.text = ""
         self.done = False
 
@@ -162,6 +189,8 @@ class Chatbot:
         backend: Backend,
         store: SessionStore,
         prompts: PromptLibrary | None = None,
+        router: IntentRouter | None = None,
+        triage: Triage | None = None,
         top_k: int = 4,
         max_message_chars: int = 4000,
         window_tokens: int = 1500,
@@ -171,18 +200,35 @@ class Chatbot:
         self.backend = backend
         self.store = store
         self.prompts = prompts or PromptLibrary()
+        self.router = router
+        self.triage = triage or Triage()
+        # An API backend can classify what the router abstains on; the offline one cannot.
+        self.classifier = LLMClassifier(backend) if router and backend.name != "offline" else None
         self.top_k = top_k
         self.max_message_chars = max_message_chars
         self.window_tokens = window_tokens
         self.window_messages = window_messages
 
-    def memory_for(self, session_id: str) -> ConversationMemory:
-        """The conversation's memory as stored."""
+    def _memory(self, state: dict) -> ConversationMemory:
         memory = ConversationMemory(self.window_tokens, self.window_messages, count_tokens=self.backend.count_tokens)
-        memory.load(self.store.state(session_id).get("memory", {}))
+        memory.load(state.get("memory", {}))
         return memory
 
-    def send(self, session_id: str, text: str) -> Reply | None:
+    def memory_for(self, session_id: str) -> ConversationMemory:
+        """The conversation's memory as stored."""
+        return self._memory(self.store.state(session_id))
+
+    def route(self, text: str, vector, memory: ConversationMemory) -> RouteChoice | None:
+        """The message's intent: the router, with the backend as a fallback when it abstains."""
+        if self.router is None:
+            return None
+        history = [m["content"] for m in memory.messages if m["role"] == "user"]
+        choice = self.router.route(text, vector, history)
+        if choice.abstained and self.classifier is not None:
+            choice = self.classifier.classify(text, list(self.router.routes.values()), fallback=choice)
+        return choice
+
+    def send(self, session_id: str, text: str, *, customer: dict | None = None, agent: str = "") -> Reply | None:
         """Prepare a turn (steps 1-5) and return its Reply to stream; None for an empty message."""
         started = time.perf_counter()
         stages: dict[str, float] = {}
@@ -198,12 +244,34 @@ class Chatbot:
         mark = lap("validate", started)
         vector = self.knowledge.embedder.embed_one(text)
         mark = lap("embed", mark)
+        state = self.store.state(session_id)
+        memory = self._memory(state)
+        triage_state = TriageState.from_dict(state.get("triage"))
+        choice = self.route(text, vector, memory)
+        verdict = self.triage.assess(
+            text, choice or UNROUTED, triage_state, customer_tier=(customer or {}).get("tier", "standard")
+        )
+        mark = lap("route", mark)
+        meta = TurnMeta(
+            session_id=session_id, backend=self.backend.name, model=self.backend.model, stages_ms=stages,
+            summarised_messages=memory.summarised_count, agent=agent,
+            route=choice.to_dict() if choice else {}, triage=verdict.to_dict(),
+        )
+        if triage_state.escalated:
+            return self._handoff(session_id, text, memory, triage_state, meta, started)
         passages = self.knowledge.search(text, k=self.top_k, query_vector=vector)
         mark = lap("retrieve", mark)
-        memory = self.memory_for(session_id)
         summary, recent = memory.context()
+        context = {
+            "account tier": triage_state.customer_tier,
+            "conversation state": triage_state.state,
+            "sentiment": f"{verdict.sentiment.level.replace('_', ' ')}, {verdict.trend}",
+            "priority": f"{verdict.priority}/10",
+            "earlier contacts about this": triage_state.contact_count - 1,
+        }
         prompt = self.prompts.render(
-            "general", passages=passages, summary=summary, query=text, query_vector=vector,
+            choice.template if choice else "general", passages=passages, summary=summary, customer=context,
+            query=text, query_vector=vector,
         )
         request = ChatRequest(
             system=prompt.system,
@@ -214,14 +282,23 @@ class Chatbot:
             query=text,
         )
         lap("render", mark)
-        meta = TurnMeta(
-            session_id=session_id, backend=self.backend.name, model=self.backend.model,
-            prompt_name=prompt.name, prompt_version=prompt.version, prompt_hash=prompt.hash,
-            retrieved=[p.to_dict() for p in passages], stages_ms=stages,
-            summarised_messages=memory.summarised_count,
-        )
+        meta.prompt_name, meta.prompt_version, meta.prompt_hash = prompt.name, prompt.version, prompt.hash
+        meta.retrieved = [p.to_dict() for p in passages]
         return Reply(self, session_id, text, memory, request, meta, started, self.backend,
-                     reasoning=prompt.chain_of_thought)
+                     reasoning=prompt.chain_of_thought, triage_state=triage_state)
+
+    def _handoff(self, session_id: str, text: str, memory: ConversationMemory, triage_state: TriageState,
+                 meta: TurnMeta, started: float) -> Reply:
+        """A handed-off conversation: say so once, with a brief for the human; then stay silent."""
+        notice = self.triage.announce_handoff(triage_state) or ""
+        if notice:
+            history = [*self.store.messages(session_id), {"role": "user", "content": text}]
+            triage_state.handoff_summary = handoff_summary(triage_state, history)
+            meta.triage["handoff_summary"] = triage_state.handoff_summary
+        meta.backend, meta.model = "handoff", ""
+        request = ChatRequest(system="", messages=[{"role": "user", "content": text}], query=text)
+        return Reply(self, session_id, text, memory, request, meta, started, _Canned(notice),
+                     triage_state=triage_state)
 
     def ask(self, session_id: str, text: str) -> Reply | None:
         """Send and consume a whole turn (CLI, tests); BackendError propagates after persisting."""
@@ -235,12 +312,15 @@ class Chatbot:
         memory = reply._memory
         memory.add("user", reply.user_text)
         messages: list[dict] = [{"role": "user", "content": reply.user_text}]
-        if not failed:
+        if not failed and reply.text:
             memory.add("assistant", reply.text)
             messages.append({"role": "assistant", "content": reply.text})
             reply.meta.summary_updated = memory.fold(self._summarise)
         messages[-1]["meta"] = reply.meta.to_dict()
-        self.store.append(reply.session_id, messages, {"memory": memory.to_dict()})
+        state = {"memory": memory.to_dict()}
+        if reply.triage_state is not None:
+            state["triage"] = reply.triage_state.to_dict()
+        self.store.append(reply.session_id, messages, state, agent=reply.meta.agent)
         reply.meta.stages_ms["persist"] = (time.perf_counter() - mark) * 1000
 
     def _summarise(self, previous: str, folded: list[dict]) -> str:

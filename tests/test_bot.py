@@ -40,7 +40,7 @@ def test_a_turn_streams_a_cited_reply_and_persists_it(small_kb, store):
     assert meta.sources[0]["source"] == "refunds.md"
     assert meta.backend == "fake" and meta.output_tokens > 0
     assert meta.ttft_ms > 0 and meta.latency_ms >= meta.ttft_ms
-    assert set(meta.stages_ms) == {"validate", "embed", "retrieve", "render", "first_token", "persist"}
+    assert set(meta.stages_ms) == {"validate", "embed", "route", "retrieve", "render", "first_token", "persist"}
     assert meta.prompt_name == "general" and len(meta.prompt_hash) == 64
     stored = store.messages("s1")
     assert [m["role"] for m in stored] == ["user", "assistant"]
@@ -137,3 +137,41 @@ def test_turn_records_the_production_prompt_version(small_kb, store, tmp_path, e
     reply = make_bot(small_kb, store, FakeBackend(["ok"]), prompts=library).ask("s1", "hello")
     assert (reply.meta.prompt_name, reply.meta.prompt_version) == ("general", version)
     assert reply.meta.prompt_hash == template.content_hash()
+
+
+@pytest.fixture(scope="module")
+def router(embedder, tmp_path_factory):
+    from chatbot.routing import default_routes_path, load_routes, router_for_routes
+
+    return router_for_routes(load_routes(default_routes_path()), embedder, tmp_path_factory.mktemp("router"))
+
+
+def test_the_routed_intent_picks_the_template_and_is_recorded(small_kb, store, router):
+    backend = FakeBackend(["Refunds take 5-10 days [1]."])
+    bot = make_bot(small_kb, store, backend, router=router)
+    reply = bot.ask("s1", "I was charged twice for my subscription this month")
+    assert reply.meta.route["intent"] == "billing"
+    assert reply.meta.prompt_name == "billing"
+    assert reply.meta.triage["sentiment"] and 1 <= reply.meta.triage["priority"] <= 10
+    # The customer context reaches the model.
+    assert "<customer>" in backend.requests[0].system and "Priority: " in backend.requests[0].system
+    stored = store.state("s1")["triage"]
+    assert stored["state"] == "resolving" and stored["intents"] == ["billing"]
+
+
+def test_escalation_hands_off_once_then_the_bot_stays_silent(small_kb, store, router):
+    backend = FakeBackend(["First answer [1]."])
+    bot = make_bot(small_kb, store, backend, router=router)
+    bot.ask("s1", "My camera is offline")
+    handoff = bot.ask("s1", "This is useless, I want to speak to a real person now")
+    assert handoff.meta.handed_off and "human requested" in handoff.meta.triage["reasons"]
+    assert "member of our support team" in handoff.text
+    assert len(backend.requests) == 1  # no model call for the handoff
+    summary = store.state("s1")["triage"]["handoff_summary"]
+    assert summary.startswith("Escalated: human requested") and "First message: My camera is offline" in summary
+    silent = bot.ask("s1", "hello? anyone?")
+    assert silent.text == "" and silent.meta.handed_off
+    stored = store.messages("s1")
+    assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant", "user"]
+    assert stored[-1]["content"] == "hello? anyone?"  # kept for the human
+    assert len(backend.requests) == 1

@@ -36,7 +36,7 @@ def app_env(tmp_path_factory):
 
 
 def page() -> AppTest:
-    return AppTest.from_file(str(ROOT / "pages" / "knowledge_base.py"), default_timeout=TIMEOUT).run()
+    return AppTest.from_file(str(ROOT / "views" / "knowledge_base.py"), default_timeout=TIMEOUT).run()
 
 
 def finish_job(at: AppTest, limit: float = 120) -> AppTest:

@@ -42,7 +42,7 @@ def test_app_entry_point_renders_the_chat(app_env):
 
 
 def test_chat_turn_renders_a_cited_reply_and_stats(app_env):
-    at = page("pages/chat.py")
+    at = page("views/chat.py")
     assert not at.exception
     at.chat_input(key="chat_input").set_value("How do I get a refund?").run()
     assert not at.exception
@@ -56,7 +56,7 @@ def test_chat_turn_renders_a_cited_reply_and_stats(app_env):
 
 
 def test_new_conversation_empties_the_chat(app_env):
-    at = page("pages/chat.py")
+    at = page("views/chat.py")
     at.chat_input(key="chat_input").set_value("My camera is offline").run()
     assert len(at.chat_message) >= 2
     first_id = at.session_state["session_id"]
@@ -68,7 +68,7 @@ def test_new_conversation_empties_the_chat(app_env):
 
 
 def test_oversized_and_empty_messages(app_env):
-    at = page("pages/chat.py")
+    at = page("views/chat.py")
     at.chat_input(key="chat_input").set_value("x" * 4001).run()
     assert any("the limit is 4,000" in w.value for w in at.warning)
     assert len(at.chat_message) == 0
@@ -76,7 +76,7 @@ def test_oversized_and_empty_messages(app_env):
 
 def test_missing_key_names_the_setting_and_falls_back(app_env, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    at = page("pages/chat.py")
+    at = page("views/chat.py")
     at.selectbox(key="chat_backend").select("anthropic").run()
     assert not at.exception
     assert any("ANTHROPIC_API_KEY" in e.value for e in at.sidebar.error)
@@ -85,7 +85,7 @@ def test_missing_key_names_the_setting_and_falls_back(app_env, monkeypatch):
 
 
 def test_knowledge_page_lists_documents_and_searches(app_env):
-    at = page("pages/knowledge_base.py")
+    at = page("views/knowledge_base.py")
     assert not at.exception
     assert "documents" in at.subheader[0].value
     at.text_input(key="kb_query").input("parcel never arrived").run()
@@ -93,7 +93,7 @@ def test_knowledge_page_lists_documents_and_searches(app_env):
     assert any("score" in m.value for m in at.markdown)
 
 
-@pytest.mark.parametrize("path", ["pages/prompts.py", "pages/training.py"])
+@pytest.mark.parametrize("path", ["views/prompts.py", "views/training.py"])
 def test_admin_pages_are_locked_without_the_password(app_env, path):
     if not (ROOT / path).exists():
         pytest.skip(f"{path} is not in this build")
@@ -114,7 +114,7 @@ def test_admin_sign_in_expires_and_can_be_signed_out(app_env):
 
     from ui.auth import SESSION_HOURS
 
-    at = AppTest.from_file(str(ROOT / "pages/prompts.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "views/prompts.py"), default_timeout=TIMEOUT)
     at.session_state["admin_since"] = time.time() - SESSION_HOURS * 3600 - 1
     at.run()
     assert at.subheader[0].value == "Admin sign-in"  # expired
@@ -137,7 +137,7 @@ def test_chat_with_an_adapter_runs_the_local_backend(app_env, tmp_path):
     base = AutoModelForCausalLM.from_pretrained(model_dir)
     get_peft_model(base, LoraConfig(r=4, target_modules="all-linear")).save_pretrained(adapter_dir)
 
-    at = AppTest.from_file(str(ROOT / "pages/chat.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "views/chat.py"), default_timeout=TIMEOUT)
     at.session_state["chat_backend"] = "local"
     at.session_state["local_model_path"] = str(model_dir)
     at.session_state["local_adapter_path"] = str(adapter_dir)
@@ -148,3 +148,25 @@ def test_chat_with_an_adapter_runs_the_local_backend(app_env, tmp_path):
     reply = [m for m in at.chat_message if m.name == "assistant"][-1]
     assert reply.markdown[0].value.strip()
     assert any(c.value.startswith("local · ") for c in reply.caption)
+
+
+def test_each_customer_message_shows_its_triage_and_escalation_shows_a_banner(app_env):
+    at = page("views/chat.py")
+    at.selectbox(key="customer_tier").select("business").run()
+    at.chat_input(key="chat_input").set_value("I was charged twice for my subscription this month").run()
+    assert not at.exception
+    customer = [m for m in at.chat_message if m.name == "user"][-1]
+    badges = " ".join(md.value for md in customer.markdown)
+    assert "billing" in badges and "priority" in badges
+    assert any(e.label == "Routing scores" for e in customer.expander)
+
+    at.chat_input(key="chat_input").set_value("I will take legal action, put me through to a manager now").run()
+    assert not at.exception
+    assert any("Handed off to a human" in e.value for e in at.error)
+    assert any(e.label == "Handoff summary for the agent" for e in at.expander)
+    assert "State: **escalated**" in " ".join(c.value for c in at.sidebar.caption)
+    # The customer's next message is kept for the human; the assistant stays silent.
+    replies_before = len([m for m in at.chat_message if m.name == "assistant"])
+    at.chat_input(key="chat_input").set_value("hello??").run()
+    assert len([m for m in at.chat_message if m.name == "assistant"]) == replies_before
+    assert [m for m in at.chat_message if m.name == "user"][-1].markdown[0].value == "hello??"

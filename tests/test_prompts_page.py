@@ -13,7 +13,7 @@ from chatbot.prompts import PromptLibrary
 from ui.services import get_services
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE = str(ROOT / "pages" / "prompts.py")
+PAGE = str(ROOT / "views" / "prompts.py")
 TIMEOUT = 180  # the first run builds the shared services (embedding model, demo knowledge base)
 
 
@@ -68,7 +68,7 @@ def test_locked_without_the_password_open_with_it_and_the_chat_stays_open(app_en
     listed = at.dataframe[0].value
     assert set(listed["template"]) >= {"billing", "technical", "account", "general", "escalation", "summariser",
                                        "classifier"}
-    chat = AppTest.from_file(str(ROOT / "pages" / "chat.py"), default_timeout=TIMEOUT).run()
+    chat = AppTest.from_file(str(ROOT / "views" / "chat.py"), default_timeout=TIMEOUT).run()
     assert not chat.exception and chat.title[0].value == "Support chat"
 
 
@@ -109,7 +109,7 @@ def test_save_publish_and_the_next_chat_turn_uses_it(app_env):
     row = list(at.dataframe[0].value["template"]).index("general")
     assert at.dataframe[0].value["production"][row] == f"v{start + 1}"
 
-    chat = AppTest.from_file(str(ROOT / "pages" / "chat.py"), default_timeout=TIMEOUT).run()
+    chat = AppTest.from_file(str(ROOT / "views" / "chat.py"), default_timeout=TIMEOUT).run()
     chat.chat_input(key="chat_input").set_value("How do I get a refund?").run()
     assert not chat.exception
     assert any(f"prompt general v{start + 1}" in c.value for c in chat.caption)

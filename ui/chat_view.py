@@ -36,23 +36,73 @@ def render_reply_caption(meta: dict) -> None:
     st.caption(" · ".join(parts))
 
 
-def render_message(message: dict) -> None:
-    """One stored message as a chat bubble."""
+SENTIMENT_COLOURS = {"very_negative": "red", "negative": "orange", "neutral": "gray", "positive": "green",
+                     "very_positive": "green"}
+
+
+def render_triage(meta: dict) -> None:
+    """Badges for how a customer message was triaged, and the router's scores."""
+    route, triage = meta.get("route") or {}, meta.get("triage") or {}
+    if not triage:
+        return
+    badges = st.container(horizontal=True, gap="small")
+    intent = route.get("intent", "unknown")
+    label = f"{intent.replace('_', ' ')} · {route.get('confidence', 0):.0%}" if route else "not routed"
+    if route.get("source") == "llm":
+        label += " · by the model"
+    badges.badge(label, icon=":material/alt_route:", color="gray" if intent == "unknown" else "blue")
+    sentiment = triage.get("sentiment", "neutral")
+    badges.badge(f"{sentiment.replace('_', ' ')} · {triage.get('trend', 'stable')}", icon=":material/mood:",
+                 color=SENTIMENT_COLOURS.get(sentiment, "gray"))
+    priority = triage.get("priority", 1)
+    badges.badge(f"priority {priority}/10", icon=":material/flag:",
+                 color="red" if priority >= 8 else "orange" if priority >= 5 else "gray")
+    if triage.get("escalate") and triage.get("reasons"):
+        badges.badge("escalated: " + ", ".join(triage["reasons"]), icon=":material/support_agent:", color="red")
+    if route.get("scores"):
+        with st.expander("Routing scores"):
+            st.dataframe(
+                [{"intent": name, "score": round(score, 3)} for name, score in route["scores"]],
+                hide_index=True, width="stretch",
+            )
+            if route.get("abstained"):
+                st.caption("No intent was confident enough: the reply used the general template.")
+
+
+def render_message(message: dict, triage_meta: dict | None = None, feedback=None) -> None:
+    """One stored message as a chat bubble; `triage_meta` is the turn's metadata for a customer message."""
     role = message["role"]
     meta = message.get("meta") or {}
     with st.chat_message(role, avatar=":material/person:" if role == "user" else ":material/support_agent:"):
         st.markdown(message["content"])
-        if role == "assistant":
+        if role == "user":
+            render_triage(triage_meta or meta)
+        else:
             render_sources(meta)
             render_reply_caption(meta)
+            if feedback is not None:
+                feedback()
     if role == "user" and meta.get("error"):
         with st.chat_message("assistant", avatar=":material/error:"):
             st.error(f"No reply: {meta['error']}")
 
 
-def render_stats(stats: dict) -> None:
+def render_handoff(triage_state: dict) -> None:
+    """The banner of a conversation handed to a human, with the brief written for them."""
+    st.error(
+        f"**Handed off to a human.** Reason: {triage_state.get('escalation_reason') or 'escalated'}. "
+        "The assistant no longer drafts replies in this conversation.", icon=":material/support_agent:",
+    )
+    if triage_state.get("handoff_summary"):
+        with st.expander("Handoff summary for the agent", expanded=True):
+            st.text(triage_state["handoff_summary"])
+
+
+def render_stats(stats: dict, state: str = "") -> None:
     """The sidebar's live numbers for the current conversation."""
     st.subheader("This conversation")
+    if state:
+        st.caption(f"State: **{state}**")
     a, b = st.columns(2)
     a.metric("Turns", stats["turns"])
     b.metric("Retrievals", stats["retrievals"])

@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from chatbot.analytics import percentile
 from chatbot.bot import STAGES
 from chatbot.config import Settings
 
@@ -19,12 +20,6 @@ QUERIES = [
     "change the email on my account",
 ]
 OVERHEAD = ("validate", "embed", "retrieve", "render")
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

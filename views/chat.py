@@ -5,10 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from adapters.registry import BACKENDS
-from chatbot.errors import BackendError, ChatbotError, ConfigurationError, InputRejected, StoreUnavailable
+from chatbot.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
 from chatbot.stats import conversation_stats
-from ui.chat_view import render_message, render_stats
+from ui.chat_view import render_handoff, render_message, render_stats
+from ui.feedback import render_feedback
 from ui.services import get_backend, get_services
+
+TIERS = ("standard", "plus", "business", "vip")
 
 services = get_services()
 settings = services.settings
@@ -39,6 +42,10 @@ with st.sidebar:
     if backend_name == "local":
         model_path = st.text_input("Local model folder", key="local_model_path")
         adapter_path = st.text_input("LoRA adapter folder (optional)", key="local_adapter_path")
+    tier = st.selectbox("Customer tier", TIERS, key="customer_tier",
+                        help="Weighs into the priority score; the assistant sees it too.")
+    agent = st.text_input("Agent", key="agent_name", placeholder="Your name",
+                          help="Conversations are indexed by agent in History.")
     if st.button("New conversation", icon=":material/add_comment:", width="stretch", key="new_conversation"):
         st.session_state["session_id"] = store.new_id()
         st.query_params["c"] = st.session_state["session_id"]
@@ -57,13 +64,17 @@ bot = services.chatbot(backend)
 st.title("Support chat")
 try:
     messages = store.messages(session_id)
+    state = store.state(session_id) if messages else {}
 except StoreUnavailable as exc:
     st.error(f"{exc} New messages cannot be saved until it is back.")
-    messages = []
+    messages, state = [], {}
 
 if not messages:
     st.caption("Ask anything a customer might ask: refunds, billing, passwords, devices, shipping, privacy.")
-memory_state = (store.state(session_id).get("memory") or {}) if messages else {}
+triage_state = state.get("triage") or {}
+if triage_state.get("escalated"):
+    render_handoff(triage_state)
+memory_state = state.get("memory") or {}
 if memory_state.get("summarised_count"):
     st.info(
         f"{memory_state['summarised_count']} older messages were summarised to keep the context short; "
@@ -71,32 +82,58 @@ if memory_state.get("summarised_count"):
     )
     with st.expander("Summary of older messages"):
         st.markdown(memory_state.get("summary", ""))
-for message in messages:
-    render_message(message)
+for index, message in enumerate(messages):
+    following = messages[index + 1] if index + 1 < len(messages) else {}
+    # A customer message's triage is stored with the turn: on the reply, or on the message itself.
+    turn_meta = (message.get("meta") or following.get("meta")) if message["role"] == "user" else None
+    feedback = (lambda i=index, m=message: render_feedback(store, session_id, i, m)) \
+        if message["role"] == "assistant" and (message.get("meta") or {}).get("backend") != "handoff" else None
+    render_message(message, turn_meta, feedback)
+
+
+def send(text: str) -> None:
+    """Run one turn on the page; a message that could not be sent is kept as a draft."""
+    try:
+        reply = bot.send(session_id, text, customer={"tier": tier}, agent=agent)
+    except InputRejected as exc:
+        st.warning(str(exc), icon=":material/block:")
+        return
+    except StoreUnavailable as exc:
+        st.session_state["unsent"] = text
+        st.error(f"{exc} Your message was not sent; it is kept below.")
+        return
+    if reply is None:
+        return
+    with st.chat_message("user", avatar=":material/person:"):
+        st.markdown(reply.user_text)
+    with st.chat_message("assistant", avatar=":material/support_agent:"):
+        try:
+            st.write_stream(reply)
+        except BackendError as exc:
+            st.error(f"No reply: {exc} Your message is kept; send it again when the backend is back.")
+        except StoreUnavailable as exc:
+            st.session_state["unsent"] = text
+            st.error(f"{exc} This turn was not saved; your message is kept below.")
+            return
+    st.session_state.pop("unsent", None)
+    if reply.done and not reply.meta.error:
+        # Rerun so the new turn renders like the others, with its triage, sources and the stats.
+        st.rerun()
+
+
+unsent = st.session_state.get("unsent")
+if unsent:
+    st.warning("This message has not been sent yet:", icon=":material/drafts:")
+    st.code(unsent, language=None, wrap_lines=True)
+    if st.button("Send it again", key="resend_unsent", icon=":material/send:"):
+        send(unsent)
 
 text = st.chat_input("Type the customer's message…", key="chat_input")
 if text is not None:
-    try:
-        reply = bot.send(session_id, text)
-    except InputRejected as exc:
-        st.warning(str(exc), icon=":material/block:")
-        reply = None
-    if reply is not None:
-        with st.chat_message("user", avatar=":material/person:"):
-            st.markdown(reply.user_text)
-        with st.chat_message("assistant", avatar=":material/support_agent:"):
-            try:
-                st.write_stream(reply)
-            except BackendError as exc:
-                st.error(f"No reply: {exc} Your message is kept; send it again when the backend is back.")
-            except StoreUnavailable as exc:
-                st.error(f"{exc} The reply above was not saved.")
-        if reply.done and not reply.meta.error:
-            # Rerun so the new turn renders like the others, with its sources and the stats.
-            st.rerun()
+    send(text)
 
 with stats_box:
     try:
-        render_stats(conversation_stats(store.messages(session_id)))
+        render_stats(conversation_stats(store.messages(session_id)), triage_state.get("state", ""))
     except StoreUnavailable:
         st.caption("Stats unavailable: the conversation store cannot be reached.")

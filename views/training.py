@@ -351,7 +351,7 @@ def render_adapters() -> None:
     if c1.button("Chat with this adapter", key="adapter_chat", type="primary"):
         st.session_state.update(chat_backend="local", local_model_path=info.base_model,
                                 local_adapter_path=str(info.path))
-        st.switch_page("pages/chat.py")
+        st.switch_page("views/chat.py")
     if c2.button("Merge and export", key="adapter_merge",
                  help=f"Writes a standalone model to {manager.merged_dir / info.name}"):
         created = None

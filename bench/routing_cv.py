@@ -1,0 +1,113 @@
+"""Cross-validate the intent router on a labelled CSV (BANKING77's training split, say).
+
+    python -m bench.routing_cv --data /work/shared/data/banking77/train.csv [--folds 5] [--shots 10]
+
+Embeds every message once (cached next to the data in .data/), then for each stratified
+fold trains the router on the other folds and scores the held-out one exactly as the
+evaluate-routing command does: accuracy (an abstention counts as wrong), macro-F1,
+abstain rate and training time (embedding excluded: it is cached). With --shots N the
+training folds are cut to N examples per intent first; --label-names adds each label
+written as words as one more example. Options after --set override router parameters
+(e.g. --set knn_weight=0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def cached_vectors(texts: list[str], cache: Path) -> np.ndarray:
+    """Embeddings of `texts`, computed once per distinct list of texts."""
+    from knowledge.embeddings import Embedder
+
+    key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = cache / f"vectors-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    vectors = Embedder().embed(texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold
+
+    from chatbot.cli.routing import label_examples, read_labelled
+    from chatbot.routing import IntentRouter
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--text-col", default="text")
+    parser.add_argument("--label-col", default="category")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--only", type=int, default=0, help="score only this many folds (0: all)")
+    parser.add_argument("--shots", type=int, default=0, help="examples per intent to train on (0: all)")
+    parser.add_argument("--set", nargs="*", default=[], help="router parameters, name=value")
+    parser.add_argument("--label-names", action="store_true", help="also train on the labels written as words")
+    parser.add_argument("--export-fold", type=Path, default=None, metavar="DIR",
+                        help="write fold 1 as DIR/train.csv and DIR/test.csv (for evaluate-routing) and stop")
+    args = parser.parse_args(argv)
+
+    params = {k: (int(v) if v.isdigit() else float(v) if v.replace(".", "", 1).lstrip("-").isdigit() else v)
+              for k, v in (item.split("=", 1) for item in args.set)}
+    texts, labels = read_labelled(args.data, args.text_col, args.label_col)
+    y = np.array(labels)
+    splits = list(StratifiedKFold(args.folds, shuffle=True, random_state=0).split(texts, y))
+    if args.export_fold:
+        args.export_fold.mkdir(parents=True, exist_ok=True)
+        for name, rows in (("train", splits[0][0]), ("test", splits[0][1])):
+            with open(args.export_fold / f"{name}.csv", "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow([args.text_col, args.label_col])
+                writer.writerows((texts[i], labels[i]) for i in rows)
+        print(f"wrote {args.export_fold}/train.csv ({len(splits[0][0])}) and test.csv ({len(splits[0][1])})")
+        return 0
+    vectors = cached_vectors(texts, Path(".data") / "bench")
+    names = sorted(set(labels))
+    name_vectors = cached_vectors(label_examples(names), Path(".data") / "bench") if args.label_names else None
+    rng = np.random.default_rng(0)
+    results = []
+    for number, (train, held) in enumerate(splits[: args.only or None], 1):
+        if args.shots:
+            train = np.concatenate([rng.permutation(train[y[train] == c])[: args.shots] for c in sorted(set(labels))])
+        train_texts, train_labels, train_vectors = [texts[i] for i in train], list(y[train]), vectors[train]
+        if name_vectors is not None:
+            train_texts += label_examples(names)
+            train_labels += names
+            train_vectors = np.vstack([train_vectors, name_vectors])
+        start = time.perf_counter()
+        router = IntentRouter(**params).fit(train_texts, train_labels, train_vectors)
+        train_s = time.perf_counter() - start
+        choices = [router.route(texts[i], vectors[i]) for i in held]
+        predicted = np.array([c.intent for c in choices])
+        top = np.array([c.scores[0][0] for c in choices])
+        truth = y[held]
+        row = {
+            "fold": number,
+            "n_train": len(train_texts),
+            "accuracy": float(np.mean(predicted == truth)),
+            "macro_f1": float(f1_score(truth, predicted, labels=sorted(set(labels)), average="macro", zero_division=0)),
+            "abstain_rate": float(np.mean(predicted == "unknown")),
+            "answered_accuracy": float(np.mean((predicted == truth)[predicted != "unknown"])),
+            "top1_accuracy": float(np.mean(top == truth)),  # as if the router never abstained
+            "train_seconds": round(train_s, 1),
+        }
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    summary = {k: float(np.mean([r[k] for r in results])) for k in results[0] if k != "fold"}
+    summary["accuracy_std"] = float(np.std([r["accuracy"] for r in results]))
+    print(json.dumps({"mean": summary, "params": params, "shots": args.shots, "label_names": args.label_names}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

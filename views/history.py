@@ -1,0 +1,160 @@
+"""History: find past conversations, read one, resume it in the chat, export or delete it."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time as day_time
+
+import streamlit as st
+
+from chatbot import analytics
+from chatbot.errors import ConversationNotFound, StoreUnavailable
+from chatbot.sessions import ephemeral_storage_warning
+from ui.chat_view import render_message
+from ui.services import get_services
+
+LIMIT = 200  # conversations listed per search
+services = get_services()
+store = services.store
+
+
+def when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "–"
+
+
+def date_range(picked) -> tuple[float | None, float | None]:
+    """The date input's range as timestamps, the end day included; an empty range is no filter."""
+    days = [d for d in (picked if isinstance(picked, (list, tuple)) else [picked]) if isinstance(d, date)]
+    if not days:
+        return None, None
+    start = datetime.combine(days[0], day_time.min).timestamp()
+    end = datetime.combine(days[-1], day_time.max).timestamp()
+    return start, end
+
+
+def feedback_note(message: dict) -> str:
+    feedback = message.get("feedback") or {}
+    notes = [{1: ":material/thumb_up: helpful", 0: ":material/thumb_down: not helpful"}.get(feedback.get("score"), "")]
+    if feedback.get("comment"):
+        notes.append(f"“{feedback['comment']}”")
+    if message.get("approved"):
+        notes.append(":material/verified: approved for training")
+    return " · ".join(n for n in notes if n)
+
+
+st.title("Conversation history")
+if warning := ephemeral_storage_warning(services.settings):
+    st.warning(warning, icon=":material/warning:")
+try:
+    recent = store.search(limit=2000)
+    agents = store.agents()
+except StoreUnavailable as exc:
+    st.error(f"{exc} History is unavailable until it is back.", icon=":material/cloud_off:")
+    st.stop()
+
+# -- filters ---------------------------------------------------------------------------------
+c1, c2, c3, c4 = st.columns([3, 2, 2, 3])
+text = c1.text_input("Search the messages", key="history_text", placeholder="refund, camera, an order number…")
+intents = sorted({name for s in recent for name in s.intents})
+intent = c2.selectbox("Intent", ["Any intent", *intents], key="history_intent")
+escalation = c3.selectbox("Escalation", ["Any", "Escalated", "Not escalated"], key="history_escalation")
+picked = c4.date_input("Started between", value=(), key="history_dates", help="Leave empty for any date.")
+agent = ""
+if agents:
+    chosen_agent = st.selectbox("Agent", ["Any agent", *agents], key="history_agent")
+    agent = "" if chosen_agent == "Any agent" else chosen_agent
+since, until = date_range(picked)
+try:
+    found = store.search(
+        text=text, intent="" if intent == "Any intent" else intent,
+        escalated={"Any": None, "Escalated": True, "Not escalated": False}[escalation],
+        since=since, until=until, agent=agent, limit=LIMIT,
+    )
+except StoreUnavailable as exc:
+    st.error(f"{exc} History is unavailable until it is back.", icon=":material/cloud_off:")
+    st.stop()
+
+if not found:
+    st.info("No conversation matches these filters." if recent else "No conversations yet: they appear here "
+            "as soon as the chat saves its first turn.", icon=":material/search_off:")
+    st.stop()
+
+st.caption(f"{len(found)} conversation(s)" + (f", the {LIMIT} most recent shown" if len(found) == LIMIT else ""))
+st.dataframe(
+    [{"started": when(s.created), "last active": when(s.updated), "turns": s.turns,
+      "intents": ", ".join(s.intents), "escalated": s.escalated, "sentiment": s.sentiment,
+      "title": s.title, "id": s.id} for s in found],
+    hide_index=True, key="history_table",
+)
+
+# -- one conversation --------------------------------------------------------------------------
+ids = [s.id for s in found]
+labels = {s.id: f"{when(s.updated)} · {s.title[:70] or '(no text)'} · {s.turns} turn(s)" for s in found}
+wanted = st.query_params.get("open")
+opened = st.selectbox("Open a conversation", ids, format_func=labels.__getitem__, key="history_open",
+                      index=ids.index(wanted) if wanted in ids else 0)
+if st.query_params.get("open") != opened:
+    st.query_params["open"] = opened  # a refresh or a shared link reopens the same conversation
+
+try:
+    conversation = store.conversation(opened)
+except (ConversationNotFound, StoreUnavailable) as exc:
+    st.warning(str(exc))
+    st.stop()
+
+with st.container(horizontal=True):
+    if st.button("Resume in chat", key="history_resume", icon=":material/chat:", type="primary"):
+        st.switch_page("views/chat.py", query_params={"c": opened})
+    st.download_button("Export JSON", analytics.to_json(conversation), file_name=f"conversation-{opened}.json",
+                       mime="application/json", key="history_export_json", icon=":material/data_object:")
+    st.download_button("Export Markdown", analytics.to_markdown(conversation), file_name=f"conversation-{opened}.md",
+                       mime="text/markdown", key="history_export_md", icon=":material/description:")
+    if st.button("Delete", key="history_delete", icon=":material/delete:"):
+        st.session_state["history_confirm_delete"] = opened
+
+if st.session_state.get("history_confirm_delete") == opened:
+    st.warning(f"Delete this conversation ({len(conversation['messages'])} messages) for good?")
+    confirm = st.container(horizontal=True)
+    if confirm.button("Delete for good", key="history_delete_confirm", type="primary"):
+        try:
+            store.delete(opened)
+        except StoreUnavailable as exc:
+            st.error(str(exc))
+            st.stop()
+        st.session_state.pop("history_confirm_delete", None)
+        st.session_state.pop("history_open", None)
+        st.query_params.pop("open", None)
+        st.toast(f"Deleted conversation {opened}.", icon=":material/delete:")
+        st.rerun()
+    if confirm.button("Keep it", key="history_delete_cancel"):
+        st.session_state.pop("history_confirm_delete", None)
+        st.rerun()
+
+facts = [f"Started {when(conversation['created'])}", f"last active {when(conversation['updated'])}",
+         f"{conversation['turns']} turn(s)"]
+if conversation.get("agents"):
+    facts.append("agent " + ", ".join(conversation["agents"]))
+if conversation.get("intents"):
+    facts.append("intents " + ", ".join(f"{k} ×{v}" for k, v in conversation["intents"].items()))
+if conversation.get("sentiment"):
+    facts.append(f"sentiment {conversation['sentiment']}")
+if conversation.get("priority"):
+    facts.append(f"priority {conversation['priority']}")
+st.caption(" · ".join(facts) + f" · id `{opened}`")
+if conversation.get("escalated"):
+    reasons = ", ".join(conversation.get("escalation_reasons") or [])
+    st.error(f"Escalated to a person{': ' + reasons if reasons else ''}.", icon=":material/support_agent:")
+summary = ((conversation.get("state") or {}).get("memory") or {}).get("summary")
+if summary:
+    with st.expander("Summary of older messages"):
+        st.markdown(summary)
+
+st.caption("Read-only. Resume it in the chat to continue the conversation.")
+messages = conversation["messages"]
+for index, message in enumerate(messages):
+    following = messages[index + 1] if index + 1 < len(messages) else {}
+    # A customer message's routing and triage are stored with the turn: on the reply, or on itself.
+    turn_meta = (message.get("meta") or following.get("meta")) if message["role"] == "user" else None
+    render_message(message, turn_meta)
+    note = feedback_note(message)
+    if note:
+        st.caption(note)

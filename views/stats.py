@@ -1,0 +1,97 @@
+"""Stats: how the assistant is doing across conversations, as charts."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from chatbot import analytics
+from chatbot.errors import StoreUnavailable
+from ui.services import get_services
+
+PERIODS = {"Last 24 hours": 1, "Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90, "All time": 0}
+MAX_CONVERSATIONS = 2000  # the most recent ones in the period; keeps the page fast on a busy desk
+store = get_services().store
+
+
+def ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f} ms"
+
+
+def share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+st.title("Stats")
+period = st.selectbox("Period", list(PERIODS), index=2, key="stats_period")
+since = time.time() - PERIODS[period] * 86400 if PERIODS[period] else None
+try:
+    ids = store.ids_between(since, limit=MAX_CONVERSATIONS)
+    conversations = store.load(ids)
+except StoreUnavailable as exc:
+    st.error(f"{exc} Stats are unavailable until it is back.", icon=":material/cloud_off:")
+    st.stop()
+
+numbers = analytics.overview(conversations, since)
+if not numbers["turns"] and not numbers["failed_turns"]:
+    st.info("No conversations in this period yet.", icon=":material/query_stats:")
+    st.stop()
+if len(ids) == MAX_CONVERSATIONS:
+    st.caption(f"Based on the {MAX_CONVERSATIONS:,} most recently active conversations of the period.")
+
+latency = {row["measure"]: row for row in numbers["latency"]}
+feedback, escalation = numbers["feedback"], numbers["escalation"]
+cols = st.columns(3) + st.columns(3)
+cols[0].metric("Conversations", f"{numbers['conversations']:,}")
+cols[1].metric("Turns", f"{numbers['turns']:,}", help=f"{numbers['failed_turns']} more got no reply")
+cols[2].metric("Escalation rate", share(escalation["rate"]), help=f"{escalation['escalated']} conversation(s)")
+cols[3].metric("Feedback score", share(feedback["score"]),
+               help=f"Share of thumbs up among {feedback['rated']} rated replies")
+cols[4].metric("Reply p95", ms(latency["reply"]["p95"]))
+cols[5].metric("First token p95", ms(latency["first token"]["p95"]))
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Volume")
+    st.bar_chart(pd.DataFrame(numbers["volume"]), x="day", y=["conversations", "turns"], stack=False,
+                 y_label="count")
+with right:
+    st.subheader("Intent mix")
+    st.bar_chart(pd.DataFrame(numbers["intents"]), x="intent", y="turns", horizontal=True)
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Escalations")
+    if escalation["reasons"]:
+        st.bar_chart(pd.DataFrame(escalation["reasons"]), x="reason", y="count", horizontal=True)
+    else:
+        st.caption("No escalation in this period.")
+with right:
+    st.subheader("Sentiment")
+    if numbers["sentiment"]:
+        st.line_chart(pd.DataFrame(numbers["sentiment"]), x="day", y="mean_score", y_label="mean score")
+        st.bar_chart(pd.DataFrame(numbers["sentiment_levels"]), x="sentiment", y="turns", height=180)
+    else:
+        st.caption("No sentiment recorded in this period.")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Latency")
+    table = pd.DataFrame(
+        {row["measure"]: [row[f"p{q}"] for q in analytics.PERCENTILES] for row in numbers["latency"]},
+        index=[f"p{q}" for q in analytics.PERCENTILES],
+    )
+    st.bar_chart(table, stack=False, y_label="ms")
+    st.caption(" · ".join(f"{row['measure']}: {row['n']} turns" for row in numbers["latency"]))
+with right:
+    st.subheader("Tokens per backend")
+    st.bar_chart(pd.DataFrame(numbers["tokens"]), x="backend", y=["input_tokens", "output_tokens"])
+
+st.subheader("Feedback")
+cols = st.columns(4)
+cols[0].metric("Thumbs up", feedback["up"])
+cols[1].metric("Thumbs down", feedback["down"])
+cols[2].metric("Comments", feedback["comments"])
+cols[3].metric("Approved for training", feedback["approved"])
