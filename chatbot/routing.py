@@ -43,8 +43,9 @@ TOP_K = 5
 # Short messages that lean on the previous turn ("still not working", "what about the other one").
 FOLLOW_UP_WORDS = 7
 FOLLOW_UP_CUE = re.compile(
-    r"\b(still|again|same (?:problem|issue|thing|error)|also|as well|what about|how about|any (?:news|update)|"
-    r"(?:did|does|do|is|was|has|have)(?:n[’']?t| not) (?:work|help|fix|change|arrive|come)\w*|not (?:working|fixed|sorted|resolved))\b",
+    r"\b(still|again|same (?:problem|issue|thing|error)|also|as well|what about|how about|any (?:news|update)"
+    r"|(?:did|does|do|is|was|has|have)(?:n[’']?t| not) (?:work|help|fix|change|arrive|come)\w*"
+    r"|not (?:working|fixed|sorted|resolved))\b",
     re.IGNORECASE,
 )
 
@@ -376,7 +377,8 @@ class IntentRouter:
                   "embedding_weights": head["embedding_weights"], "vectors": head["vectors"], "labels": head["labels"]}
         for i, block in enumerate(head["text_blocks"]):
             terms = sorted(block["vocabulary"], key=block["vocabulary"].get)
-            arrays.update({f"terms{i}": np.array(terms, dtype=str), f"idf{i}": block["idf"], f"weights{i}": block["weights"]})
+            arrays[f"terms{i}"] = np.array(terms, dtype=str)
+            arrays[f"idf{i}"], arrays[f"weights{i}"] = block["idf"], block["weights"]
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=target.parent)

@@ -49,42 +49,59 @@ SENTIMENT_WEIGHT = {"very_negative": 3, "negative": 2, "neutral": 0, "positive":
 TIER_WEIGHT = {"standard": 0, "plus": 1, "premium": 1, "business": 2, "vip": 2}
 
 _I = re.IGNORECASE
-HUMAN_REQUEST = re.compile(
+
+
+def _any(*patterns: str) -> re.Pattern:
+    """One case-insensitive pattern matching any of `patterns`."""
+    return re.compile("|".join(f"(?:{p})" for p in patterns), _I)
+
+
+HUMAN_REQUEST = _any(
     r"\b(speak|talk|chat)\w*\s+(to|with)\s+(a\s+|an\s+|your\s+|the\s+|some\s*one\s*)?(real\s+|actual\s+|live\s+)?"
-    r"(human|person|agent|manager|supervisor|representative|someone|somebody)\b"
-    r"|\b(real|actual|live)\s+(human|person|agent)\b|\bhuman\s+(please|agent|being)\b"
-    r"|\b(call\s*back|callback|call\s+me)\b|\b(transfer|put|connect)\s+me\s+(to|through|with)\b",
-    _I,
+    r"(human|person|agent|manager|supervisor|representative|someone|somebody)\b",
+    r"\b(real|actual|live)\s+(human|person|agent)\b",
+    r"\bhuman\s+(please|agent|being)\b",
+    r"\b(call\s*back|callback|call\s+me)\b",
+    r"\b(transfer|put|connect)\s+me\s+(to|through|with)\b",
 )
-LEGAL_THREAT = re.compile(
-    r"\b(lawyer|attorney|solicitor|sue|suing|lawsuit|legal\s+action|take\s+(you|this)\s+to\s+court|court\s+case"
-    r"|small\s+claims|trading\s+standards|ombudsman|consumer\s+protection|report\s+you\s+to)\b",
-    _I,
+LEGAL_THREAT = _any(
+    r"\b(lawyer|attorney|solicitor|sue|suing|lawsuit|legal\s+action|court\s+case|small\s+claims)\b",
+    r"\b(take\s+(you|this)\s+to\s+court|trading\s+standards|ombudsman|consumer\s+protection|report\s+you\s+to)\b",
 )
-SECURITY_REPORT = re.compile(
-    r"\b(hack(ed|er|ing)?|fraud\w*|unauthori[sz]ed|scam(med)?|phishing|identity\s+theft|breach"
-    r"|(stolen|stole\s+my)\s+(card|account|identity|details|credentials|password)|(card|account|details|password)\s+(was|were|has\s+been|have\s+been)\s+stolen"
-    r"|someone\s+(else\s+)?(logged|signed|got)\s+in(to)?|(not|wasn'?t|didn'?t)\s+(me|make|authori[sz]e)\b.{0,20}"
-    r"(payment|charge|login|purchase|order)|(payment|charge|login|purchase|order)\b.{0,40}\b(was\s*n[o']?t|not)\s+(me|mine|made\s+by\s+me)"
-    r"|strangers?\s+(watching|viewing|talking)|compromised)\b",
-    _I,
+_SECRET_THING = r"(card|account|identity|details|credentials|password)"
+_MONEY_EVENT = r"(payment|charge|login|purchase|order)"
+SECURITY_REPORT = _any(
+    r"\b(hack(ed|er|ing)?|fraud\w*|unauthori[sz]ed|scam(med)?|phishing|identity\s+theft|breach|compromised)\b",
+    rf"\b(stolen|stole\s+my)\s+{_SECRET_THING}\b",
+    rf"\b{_SECRET_THING}\s+(was|were|has\s+been|have\s+been)\s+stolen\b",
+    r"\bsomeone\s+(else\s+)?(logged|signed|got)\s+in(to)?\b",
+    rf"\b(not|wasn'?t|didn'?t)\s+(me|make|authori[sz]e)\b.{{0,20}}{_MONEY_EVENT}\b",
+    rf"\b{_MONEY_EVENT}\b.{{0,40}}\b(was\s*n[o']?t|not)\s+(me|mine|made\s+by\s+me)\b",
+    r"\bstrangers?\s+(watching|viewing|talking)\b",
 )
 _NOT = r"(?:did|does|do|has|have|was|is)\s*n[o'’]?t"
-_ADVICE = r"(?:that|this|those|these|your\s+(?:answer|reply|suggestion|advice|steps?|instructions|fix)|the\s+(?:answer|reply|suggestion|advice|steps?|instructions|fix))"
-FAILED_ANSWER = re.compile(
-    rf"\b({_ADVICE}|it)\s+{_NOT}\s+help\w*|\b{_ADVICE}\s+{_NOT}\s+(work|fix|solve|answer|make\s+sense)\w*"
-    r"|\bnot\s+what\s+i\s+(asked|meant|need\w*)|\b(useless|unhelpful|wrong)\s+(answer|reply)"
-    r"|\byou('re|\s+are)\s+not\s+(helping|listening)|\balready\s+(tried|did|done)\s+(that|this|it|those|these)"
-    r"|\bstill\s+(not\s+working|broken|the\s+same|does\s*n[o'’]?t\s+work|won'?t\s+work)|\bsame\s+(problem|issue)\s+(again|still)",
-    _I,
+_ADVICE = (r"(?:that|this|those|these|(?:your|the)\s+"
+           r"(?:answer|reply|suggestion|advice|steps?|instructions|fix))")
+FAILED_ANSWER = _any(
+    rf"\b({_ADVICE}|it)\s+{_NOT}\s+help\w*",
+    rf"\b{_ADVICE}\s+{_NOT}\s+(work|fix|solve|answer|make\s+sense)\w*",
+    r"\bnot\s+what\s+i\s+(asked|meant|need\w*)",
+    r"\b(useless|unhelpful|wrong)\s+(answer|reply)",
+    r"\byou('re|\s+are)\s+not\s+(helping|listening)",
+    r"\balready\s+(tried|did|done)\s+(that|this|it|those|these)",
+    r"\bstill\s+(not\s+working|broken|the\s+same|does\s*n[o'’]?t\s+work|won'?t\s+work)",
+    r"\bsame\s+(problem|issue)\s+(again|still)",
 )
-REPEAT_CONTACT = re.compile(
-    r"\b((second|third|fourth|fifth|\d+(st|nd|rd|th))\s+time|(several|many|multiple|(three|four|five|\d+)\s+)times"
-    r"|contacted\s+you\s+(before|already|again)|already\s+(contacted|called|emailed|written|chatted)|keep\s+(contacting|calling|asking))\b",
-    _I,
+REPEAT_CONTACT = _any(
+    r"\b(second|third|fourth|fifth|\d+(st|nd|rd|th))\s+time\b",
+    r"\b(several|many|multiple|three|four|five|\d+)\s+times\b",
+    r"\bcontacted\s+you\s+(before|already|again)\b",
+    r"\balready\s+(contacted|called|emailed|written|chatted)\b",
+    r"\bkeep\s+(contacting|calling|asking)\b",
 )
-_ORDINAL = {"second": 2, "third": 3, "fourth": 4, "fifth": 5, "three": 3, "four": 4, "five": 5, "several": 3, "many": 3, "multiple": 3}
-CLOSING = re.compile(r"\b(bye|goodbye|that'?s\s+all|nothing\s+else|all\s+(sorted|good|set)|have\s+a\s+(nice|good)\s+day)\b", _I)
+_ORDINAL = {"second": 2, "third": 3, "fourth": 4, "fifth": 5, "three": 3, "four": 4, "five": 5,
+            "several": 3, "many": 3, "multiple": 3}
+CLOSING = _any(r"\b(bye|goodbye|that'?s\s+all|nothing\s+else|all\s+(sorted|good|set)|have\s+a\s+(nice|good)\s+day)\b")
 
 
 # -- sentiment ------------------------------------------------------------------
@@ -116,7 +133,8 @@ LEXICON = {w: float(v) for w, v in zip(*[iter(_LEXICON_TEXT.split())] * 2)}
 # Phrases are scored whole and their words skipped, so "fed up" is not read as "fed" + "up".
 PHRASES = {
     "not working": -1.5, "doesn't work": -1.5, "does not work": -1.5, "didn't work": -1.5, "stopped working": -1.8,
-    "still not working": -2, "still doesn't work": -2, "still does not work": -2, "still not": -1.2, "still waiting": -1.8, "still broken": -2, "waste of time": -2.5, "waste of money": -2.5,
+    "still not working": -2, "still doesn't work": -2, "still does not work": -2, "still not": -1.2,
+    "still waiting": -1.8, "still broken": -2, "waste of time": -2.5, "waste of money": -2.5,
     "fed up": -2.5, "sick of": -2.5, "sick and tired": -3, "had enough": -2.5, "ripped off": -3, "a joke": -2,
     "not happy": -2.2, "not good enough": -2.2, "let down": -2, "for ages": -1, "again and again": -1.5,
     "nobody cares": -2.5, "no one cares": -2.5, "no response": -1.5, "no reply": -1.5, "never again": -2.5,
@@ -299,8 +317,10 @@ class Triage:
         # A falling trend escalates only once the customer is actually unhappy.
         self.deteriorating_floor = deteriorating_floor
 
-    def priority(self, sentiment: Sentiment, intent: str, contact_count: int, tier: str, failed_answers: int = 0) -> int:
-        """1 + intent (0-2) + sentiment (0-3) + repeated contact (0-2) + tier (0-2) + failed answers (0-2), capped at 10."""
+    def priority(
+        self, sentiment: Sentiment, intent: str, contact_count: int, tier: str, failed_answers: int = 0
+    ) -> int:
+        """1 + intent (0-2) + sentiment (0-3) + repeat contact (0-2) + tier (0-2) + failed answers (0-2), in 1..10."""
         score = 1
         score += INTENT_WEIGHT.get(intent, 0)
         score += SENTIMENT_WEIGHT.get(sentiment.level, 0)
@@ -330,7 +350,9 @@ class Triage:
             self.record_failed_answer(state)
         state.contact_count = max(state.contact_count, repeat_contact_count(text))
 
-        priority = self.priority(sentiment, choice.intent, state.contact_count, state.customer_tier, state.failed_answers)
+        priority = self.priority(
+            sentiment, choice.intent, state.contact_count, state.customer_tier, state.failed_answers
+        )
         state.priority = priority
 
         reasons = []
@@ -401,7 +423,10 @@ class Triage:
 
 
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
-_SECRET = re.compile(r"(?<!error )\b(password|passcode|pin|cvv|cvc|code)(?:\s+(?:is|was)\s+|\s*[:=]\s*|\s+(?=\S*\d))\S+", _I)
+# What follows "password is", "PIN:" or "code 1234"; not "error code E42", which helps the agent.
+_SECRET = re.compile(
+    r"(?<!error )\b(password|passcode|pin|cvv|cvc|code)(?:\s+(?:is|was)\s+|\s*[:=]\s*|\s+(?=\S*\d))\S+", _I
+)
 
 
 def redact(text: str) -> str:

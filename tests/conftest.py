@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,27 @@ def store(redis_client):
     from chatbot.sessions import SessionStore
 
     return SessionStore(redis_client, ttl_seconds=3600)
+
+
+@contextmanager
+def app_environment(data_dir: Path, **env: str):
+    """Point the app's settings at `data_dir` (and `env`), with cached services built afresh inside.
+
+    Cached services live per process, like on a real server; so a test module gets one data
+    directory, and the cache is cleared on the way in and out.
+    """
+    import streamlit as st
+
+    env = {"CHATBOT_DATA_DIR": str(data_dir), "CHATBOT_BACKEND": "offline", **env}
+    old = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    st.cache_resource.clear()
+    try:
+        yield data_dir
+    finally:
+        st.cache_resource.clear()
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -10,6 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 from streamlit.testing.v1 import AppTest
+
+from tests.conftest import app_environment
 
 from chatbot.sessions import SessionStore, connect
 from tests.redis_server import free_port
@@ -35,44 +36,34 @@ def app_env(tmp_path_factory):
     data = tmp_path_factory.mktemp("history-data")
     (data / "knowledge").mkdir()
     (data / "knowledge" / ".demo-seeded").write_text("seeded\n")
-    old = {k: os.environ.get(k) for k in ("CHATBOT_DATA_DIR", "CHATBOT_ADMIN_PASSWORD", "CHATBOT_BACKEND")}
-    os.environ.update(CHATBOT_DATA_DIR=str(data), CHATBOT_ADMIN_PASSWORD="pw", CHATBOT_BACKEND="offline")
-    import streamlit as st
-
-    st.cache_resource.clear()
-    now = time.time()
-    clock = [now - 40 * DAY]
-    store = SessionStore(connect(data_dir=data / "redis"), clock=lambda: clock[0])
-    store.append("old1", [{"role": "user", "content": "Where is my invoice from last year?"},
-                          reply("Invoices are under Billing.", "billing")])
-    clock[0] = now - 2 * DAY
-    store.append("refund1", [{"role": "user", "content": "How do I get a refund for my camera?"},
-                             reply("Ask within 30 days [1].", "refunds", sentiment="negative",
-                                   sentiment_score=-0.4, priority=5, escalate=False)], agent="ana")
-    store.append("refund1", [{"role": "user", "content": "And how long does it take?"},
-                             reply("5 to 10 business days [1].", "refunds", sentiment="neutral",
-                                   sentiment_score=0.0, priority=4, escalate=False)], agent="ana")
-    clock[0] = now - DAY
-    store.append("human1", [{"role": "user", "content": "This is useless, get me a person"},
-                            reply("A colleague will take over.", "talk_to_human", sentiment="very_negative",
-                                  sentiment_score=-0.8, priority=9, escalate=True,
-                                  reasons=["asked for a person"])], agent="ben")
-    clock[0] = now - 3600
-    store.append("camera1", [{"role": "user", "content": "camera offline again",
-                              "meta": {"error": "The model server answered 500.", "backend": "offline"}}])
-    store.append("camera1", [{"role": "user", "content": "camera offline again"},
-                             reply("Restart the camera [1].")])
-    store.set_feedback("refund1", 1, 1, "clear answer")
-    store.set_approved("refund1", 1, True)
-    store.set_feedback("human1", 1, 0)
-    yield data
-    st.cache_resource.clear()
-    store.client.shutdown(nosave=True)  # the embedded server the pages shared
-    for key, value in old.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with app_environment(data, CHATBOT_ADMIN_PASSWORD="pw"):
+        now = time.time()
+        clock = [now - 40 * DAY]
+        store = SessionStore(connect(data_dir=data / "redis"), clock=lambda: clock[0])
+        store.append("old1", [{"role": "user", "content": "Where is my invoice from last year?"},
+                              reply("Invoices are under Billing.", "billing")])
+        clock[0] = now - 2 * DAY
+        store.append("refund1", [{"role": "user", "content": "How do I get a refund for my camera?"},
+                                 reply("Ask within 30 days [1].", "refunds", sentiment="negative",
+                                       sentiment_score=-0.4, priority=5, escalate=False)], agent="ana")
+        store.append("refund1", [{"role": "user", "content": "And how long does it take?"},
+                                 reply("5 to 10 business days [1].", "refunds", sentiment="neutral",
+                                       sentiment_score=0.0, priority=4, escalate=False)], agent="ana")
+        clock[0] = now - DAY
+        store.append("human1", [{"role": "user", "content": "This is useless, get me a person"},
+                                reply("A colleague will take over.", "talk_to_human", sentiment="very_negative",
+                                      sentiment_score=-0.8, priority=9, escalate=True,
+                                      reasons=["asked for a person"])], agent="ben")
+        clock[0] = now - 3600
+        store.append("camera1", [{"role": "user", "content": "camera offline again",
+                                  "meta": {"error": "The model server answered 500.", "backend": "offline"}}])
+        store.append("camera1", [{"role": "user", "content": "camera offline again"},
+                                 reply("Restart the camera [1].")])
+        store.set_feedback("refund1", 1, 1, "clear answer")
+        store.set_approved("refund1", 1, True)
+        store.set_feedback("human1", 1, 0)
+        yield data
+        store.client.shutdown(nosave=True)  # the embedded server the pages shared
 
 
 def page(path: str) -> AppTest:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from tests.conftest import app_environment
 
 from tests.test_knowledge_store import PASSWORDS, REFUNDS
 
@@ -21,18 +22,8 @@ def app_env(tmp_path_factory):
     data = tmp_path_factory.mktemp("kb-page-data")
     (data / "knowledge").mkdir()
     (data / "knowledge" / ".demo-seeded").write_text("seeded\n")
-    old = {k: os.environ.get(k) for k in ("CHATBOT_DATA_DIR", "CHATBOT_BACKEND")}
-    os.environ.update(CHATBOT_DATA_DIR=str(data), CHATBOT_BACKEND="offline")
-    import streamlit as st
-
-    st.cache_resource.clear()
-    yield data
-    st.cache_resource.clear()
-    for key, value in old.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with app_environment(data):
+        yield data
 
 
 def page() -> AppTest:

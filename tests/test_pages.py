@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from tests.conftest import app_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120  # the first run loads the embedding model and seeds the demo knowledge base
@@ -15,19 +16,8 @@ TIMEOUT = 120  # the first run loads the embedding model and seeds the demo know
 @pytest.fixture(scope="module")
 def app_env(tmp_path_factory):
     """One data directory for the module: cached services are per process, like a real server."""
-    data = tmp_path_factory.mktemp("app-data")
-    old = {k: os.environ.get(k) for k in ("CHATBOT_DATA_DIR", "CHATBOT_ADMIN_PASSWORD", "CHATBOT_BACKEND")}
-    os.environ.update(CHATBOT_DATA_DIR=str(data), CHATBOT_ADMIN_PASSWORD="correct horse", CHATBOT_BACKEND="offline")
-    import streamlit as st
-
-    st.cache_resource.clear()
-    yield data
-    st.cache_resource.clear()
-    for key, value in old.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with app_environment(tmp_path_factory.mktemp("app-data"), CHATBOT_ADMIN_PASSWORD="correct horse") as data:
+        yield data
 
 
 def page(path: str) -> AppTest:

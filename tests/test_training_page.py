@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from tests.conftest import app_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "train-the-bot"
@@ -17,25 +18,14 @@ WAIT = 300
 
 @pytest.fixture(scope="module")
 def app_env(tmp_path_factory):
-    data = tmp_path_factory.mktemp("training-page")
-    old = {k: os.environ.get(k) for k in ("CHATBOT_DATA_DIR", "CHATBOT_ADMIN_PASSWORD")}
-    os.environ.update(CHATBOT_DATA_DIR=str(data), CHATBOT_ADMIN_PASSWORD=PASSWORD)
-    import streamlit as st
-
-    st.cache_resource.clear()
-    yield data
     from chatbot.training.jobs import JobManager
 
-    manager = JobManager(data)
-    for status in manager.list():
-        if status.running:
-            manager.stop(status.id, grace=2)
-    st.cache_resource.clear()
-    for key, value in old.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with app_environment(tmp_path_factory.mktemp("training-page"), CHATBOT_ADMIN_PASSWORD=PASSWORD) as data:
+        yield data
+        manager = JobManager(data)
+        for status in manager.list():
+            if status.running:
+                manager.stop(status.id, grace=2)
 
 
 def open_page() -> AppTest:

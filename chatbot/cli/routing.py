@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -91,10 +92,13 @@ def run_evaluate_routing(args: argparse.Namespace) -> int:
     settings = Settings.load()
     embedder = Embedder(args.model or settings.embedding_model or None, cache_dir=Path(settings.data_dir) / "models")
     options = {} if args.abstain_cost is None else {"abstain_cost": args.abstain_cost}
+    # Progress on stderr, so that --json output stays one clean line on stdout.
+    print(f"embedding and training on {len(train_texts)} messages...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     vectors = embedder.embed(train_texts)
     router = IntentRouter(embedder=embedder, **options).fit(train_texts, train_labels, vectors)
     train_seconds = time.perf_counter() - start
+    print(f"trained in {train_seconds:.1f} s; routing {len(test_texts)} messages...", file=sys.stderr, flush=True)
     # Warm-up: the first calls pay for lazy initialisation, not routing.
     for text in test_texts[:5]:
         router.route(text, embedder.embed_one(text))
@@ -104,7 +108,8 @@ def run_evaluate_routing(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"trained on {report['n_train']} messages, {report['intents']} intents, in {train_seconds:.1f} s (embedding included)")
+    print(f"trained on {report['n_train']} messages, {report['intents']} intents, "
+          f"in {train_seconds:.1f} s (embedding included)")
     print(f"scored on  {report['n_test']} messages")
     print(f"accuracy     {report['accuracy']:.4f}  (abstentions count as wrong)")
     print(f"macro-F1     {report['macro_f1']:.4f}")
