@@ -225,7 +225,8 @@ class TriageState:
     customer_tier: str = "standard"
     handoff_announced: bool = False
     intents: list[str] = field(default_factory=list)
-    priority: int = 1
+    priority: int = 1  # the highest priority of the case so far
+    escalation_message: str = ""  # the customer message that triggered the handoff
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -308,13 +309,14 @@ class Triage:
         escalate_priority: int = 8,
         anger_score: float = -0.7,
         failed_answers_limit: int = 2,
-        deteriorating_floor: float = -0.2,
+        deteriorating_floor: float = -0.3,
     ):
         self.escalate_priority = escalate_priority
         # Sentiment at or below this counts as anger.
         self.anger_score = anger_score
         self.failed_answers_limit = failed_answers_limit
-        # A falling trend escalates only once the customer is actually unhappy.
+        # A falling trend escalates only once the customer has been unhappy for two messages
+        # in a row (their mean at or below this), so one blunt message is not a trend.
         self.deteriorating_floor = deteriorating_floor
 
     def priority(
@@ -353,7 +355,7 @@ class Triage:
         priority = self.priority(
             sentiment, choice.intent, state.contact_count, state.customer_tier, state.failed_answers
         )
-        state.priority = priority
+        state.priority = max(state.priority, priority)
 
         reasons = []
         if choice.intent in HUMAN_INTENTS or (choice.escalate and not choice.abstained) or HUMAN_REQUEST.search(text):
@@ -366,7 +368,8 @@ class Triage:
             reasons.append("angry customer")
         if priority >= self.escalate_priority:
             reasons.append(f"priority {priority}")
-        if trend == "deteriorating" and sentiment.score <= self.deteriorating_floor:
+        history = state.sentiment_history
+        if trend == "deteriorating" and len(history) >= 3 and sum(history[-2:]) / 2 <= self.deteriorating_floor:
             reasons.append("sentiment deteriorating")
         if state.failed_answers >= self.failed_answers_limit:
             reasons.append(f"{state.failed_answers} answers did not help")
@@ -377,6 +380,7 @@ class Triage:
         elif reasons:
             state.escalated = True
             state.escalation_reason = "; ".join(reasons)
+            state.escalation_message = text[:1000]
             state.move_to("escalated")
             newly = True
         else:
@@ -413,6 +417,7 @@ class Triage:
         state.escalated = False
         state.handoff_announced = False
         state.failed_answers = 0
+        state.priority = 1
 
     def announce_handoff(self, state: TriageState) -> str | None:
         """The handoff notice the first time it is due, None afterwards: the bot says it once."""
@@ -436,18 +441,26 @@ def redact(text: str) -> str:
 
 
 def handoff_summary(state: TriageState, messages: list[dict], max_chars: int = 280) -> str:
-    """A short brief for the person taking over: why, who, what was asked, and how it went.
+    """A short brief for the person taking over: why, who, what it is about, and how it went.
 
     `messages` are the conversation's messages (dicts with `role` and `content`), oldest
-    first. The caller stores the result in `state.handoff_summary`.
+    first. The caller stores the result in `state.handoff_summary`. "First message" is
+    the first one that states the problem (greetings skipped). Card numbers, passwords
+    and codes are left out.
     """
     customer = [m.get("content", "") for m in messages if m.get("role") == "user" and m.get("content")]
-    topics = [i for i in dict.fromkeys(state.intents) if i not in ("unknown", *GREETING_INTENTS)]
+    skip = ("unknown", "other", *GREETING_INTENTS)
+    topics = [i for i in dict.fromkeys(state.intents) if i not in skip]
+    # The first message that states the problem: aligned with the routed intents when the
+    # state holds one per message, else the first message of more than three words.
+    aligned = state.intents[-len(customer):] if customer and len(state.intents) >= len(customer) else []
+    first = next((m for m, i in zip(customer, aligned) if i not in skip), None)
+    first = first or next((m for m in customer if len(m.split()) > 3), customer[0] if customer else "")
     scores = state.sentiment_history
     mood = "no customer messages"
     if scores:
-        latest = analyse_sentiment(customer[-1]).level if customer else "neutral"
-        mood = f"{latest.replace('_', ' ')} (trend {sentiment_trend(scores)})"
+        mood = (f"latest {sentiment_level(scores[-1]).replace('_', ' ')}, lowest "
+                f"{sentiment_level(min(scores)).replace('_', ' ')}, trend {sentiment_trend(scores)}")
 
     def clip(text: str) -> str:
         text = redact(" ".join(text.split()))
@@ -460,9 +473,11 @@ def handoff_summary(state: TriageState, messages: list[dict], max_chars: int = 2
         f"Sentiment: {mood}",
         f"Answers that did not help: {state.failed_answers}",
     ]
-    if customer:
-        lines.append(f"First message: {clip(customer[0])}")
-        if len(customer) > 1:
-            lines.append(f"Latest message: {clip(customer[-1])}")
+    if first:
+        lines.append(f"First message: {clip(first)}")  # the first that states the problem
+    if state.escalation_message and state.escalation_message != first:
+        lines.append(f"When escalated: {clip(state.escalation_message)}")
+    if customer and customer[-1] not in (first, state.escalation_message):
+        lines.append(f"Latest message: {clip(customer[-1])}")
     lines.append(f"Messages so far: {len(customer)} from the customer, {len(messages) - len(customer)} other")
     return "\n".join(lines)

@@ -157,7 +157,9 @@ class _OnnxEncoder:
         self._file = str(onnx_file)
         self._batch_threads = batch_threads
         self._query = self._session(query_threads)
-        self._batch = None  # made on first use: a query-only process never pays for it
+        # The batch session is made on first use (a query-only process never pays for it),
+        # and is the query session itself when both want the same threads.
+        self._batch = self._query if batch_threads == query_threads else None
         # A model without token types exports a graph without that input.
         self._inputs = {i.name for i in self._query.get_inputs()}
         output_dim = self._query.get_outputs()[0].shape[-1]
@@ -218,7 +220,7 @@ class Embedder:
         cache_dir: Path | None = None,
         *,
         backend: str = "auto",
-        query_threads: int = 1,
+        query_threads: int | None = None,
         batch_threads: int | None = None,
     ):
         self.model_path = model_path or default_model_path()
@@ -228,9 +230,13 @@ class Embedder:
         self.onnx_path: Path | None = None
         self._encoder: _OnnxEncoder | _SentenceTransformersEncoder | None = None
         if backend in ("auto", "onnx") and (backend == "onnx" or onnx_compatible(self.model_path)):
-            threads = batch_threads or os.cpu_count() or 1
+            cores = os.cpu_count() or 1
+            # Measured here (2 cores, interleaved): two threads answer one query about 30% faster
+            # when a core is free (p50 5.5 ms against 7.8 ms) and the same under full load;
+            # workers do not spin, so idle threads cost nothing.
+            query = query_threads or min(2, cores)
             try:
-                self._encoder = self._load_onnx(query_threads, threads)
+                self._encoder = self._load_onnx(query, batch_threads or cores)
             except Exception as exc:  # noqa: BLE001 - export and runtime raise many types; "auto" falls back
                 if backend == "onnx":
                     raise
