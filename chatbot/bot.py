@@ -203,7 +203,7 @@ class Chatbot:
         self.router = router
         self.triage = triage or Triage()
         # An API backend can classify what the router abstains on; the offline one cannot.
-        self.classifier = LLMClassifier(backend) if router and backend.name != "offline" else None
+        self.can_classify = router is not None and backend.name != "offline"
         self.top_k = top_k
         self.max_message_chars = max_message_chars
         self.window_tokens = window_tokens
@@ -224,8 +224,11 @@ class Chatbot:
             return None
         history = [m["content"] for m in memory.messages if m["role"] == "user"]
         choice = self.router.route(text, vector, history)
-        if choice.abstained and self.classifier is not None:
-            choice = self.classifier.classify(text, list(self.router.routes.values()), fallback=choice)
+        if choice.abstained and self.can_classify:
+            # The admin-edited "classifier" template, its intent list left as a slot for the classifier.
+            prompt = self.prompts.render("classifier", passages=[], variables={"intents": "{intents}"})
+            classifier = LLMClassifier(self.backend, max_tokens=prompt.max_tokens, system=prompt.system)
+            choice = classifier.classify(text, list(self.router.routes.values()), fallback=choice)
         return choice
 
     def send(self, session_id: str, text: str, *, customer: dict | None = None, agent: str = "") -> Reply | None:

@@ -175,3 +175,18 @@ def test_escalation_hands_off_once_then_the_bot_stays_silent(small_kb, store, ro
     assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant", "user"]
     assert stored[-1]["content"] == "hello? anyone?"  # kept for the human
     assert len(backend.requests) == 1
+
+
+def test_an_abstained_message_is_classified_by_the_backend_with_the_classifier_template(small_kb, store, router):
+    import json
+
+    verdict = {"intent": "shipping_orders", "confidence": 0.8, "secondary": [], "reasoning": "asks about a parcel"}
+    backend = FakeBackend([json.dumps(verdict), "It ships in 2 days [1]."])
+    bot = make_bot(small_kb, store, backend, router=router)
+    reply = bot.ask("s1", "zxqv blorp")
+    assert router.route("zxqv blorp", small_kb.embedder.embed_one("zxqv blorp")).abstained
+    classify = backend.requests[0]
+    assert classify.json_mode and classify.temperature == 0
+    assert "You classify one customer-support message" in classify.system
+    assert "- shipping_orders:" in classify.system and "{intents}" not in classify.system
+    assert reply.meta.route["intent"] == "shipping_orders" and reply.meta.route["source"] == "llm"
