@@ -342,7 +342,3 @@ class Chatbot:
         except BackendError:
             # A failed summary must not lose the turn: fall back to the offline method.
             return extractive_summary(previous, folded)
-
-    def reset(self, session_id: str) -> str:
-        """Forget a conversation's memory and return a fresh conversation id."""
-        return self.store.new_id()
