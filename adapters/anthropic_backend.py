@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 import anthropic
 import httpx2
 
-from adapters.base import Backend, ChatRequest, NoTextYet, Usage, retry_after_seconds, with_retries
+from adapters.base import ChatRequest, NoTextYet, RemoteBackend, Usage, retry_after_seconds
 from chatbot.errors import (
     BackendAuthError,
     BackendError,
@@ -33,12 +32,10 @@ STREAM_ERROR_STATUS = {"rate_limit_error": 429, "overloaded_error": 529, "api_er
 
 
 
-class AnthropicBackend(Backend):
+class AnthropicBackend(RemoteBackend):
     """Streams replies from the Messages API through the official `anthropic` client."""
 
     name = "anthropic"
-    retry_base_delay = 0.5
-    sleep = staticmethod(time.sleep)
 
     def __init__(
         self,
@@ -76,14 +73,8 @@ class AnthropicBackend(Backend):
 
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
         """Yield the reply's text as it arrives, then the usage the API reported."""
-        response, events, head = with_retries(
-            lambda: self._open(request),
-            retries=self.max_retries,
-            is_retryable=_is_retryable,
-            translate=self._translate,
-            base_delay=self.retry_base_delay,
-            sleep=self.sleep,
-            retry_after=_retry_after,
+        response, events, head = self._open_with_retries(
+            lambda: self._open(request), is_retryable=_is_retryable, retry_after=_retry_after
         )
         stopped, input_tokens, output_tokens = False, None, None
         try:

@@ -65,6 +65,37 @@ class Backend(ABC):
         return estimate_tokens(text)
 
 
+class RemoteBackend(Backend):
+    """A backend behind a network API: its request is retried until the first text piece arrives."""
+
+    max_retries = 3
+    retry_base_delay = 0.5
+    # An attribute, so that tests can record the backoff instead of waiting it out.
+    sleep = staticmethod(time.sleep)
+
+    def _open_with_retries(
+        self,
+        open_stream: Callable[[], T],
+        *,
+        is_retryable: Callable[[Exception], bool],
+        retry_after: Callable[[Exception], float],
+    ) -> T:
+        """Run `open_stream` (send the request, read up to the first text) with backoff."""
+        return with_retries(
+            open_stream,
+            retries=self.max_retries,
+            is_retryable=is_retryable,
+            translate=self._translate,
+            base_delay=self.retry_base_delay,
+            sleep=self.sleep,
+            retry_after=retry_after,
+        )
+
+    @abstractmethod
+    def _translate(self, exc: Exception) -> BackendError:
+        """The typed error a failed request is shown as."""
+
+
 def estimate_tokens(text: str) -> int:
     """About four characters a token for English, never zero for non-empty text."""
     return (len(text) + 3) // 4

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 import httpx
 import ollama
 
-from adapters.base import Backend, ChatRequest, NoTextYet, Usage, retry_after_seconds, with_retries
+from adapters.base import ChatRequest, NoTextYet, RemoteBackend, Usage, retry_after_seconds
 from chatbot.errors import (
     BackendAuthError,
     BackendError,
@@ -27,12 +26,10 @@ DEFAULT_HOST = "http://127.0.0.1:11434"
 
 
 
-class OllamaBackend(Backend):
+class OllamaBackend(RemoteBackend):
     """Streams replies from Ollama's /api/chat through the official `ollama` client."""
 
     name = "ollama"
-    retry_base_delay = 0.5
-    sleep = staticmethod(time.sleep)
 
     def __init__(
         self,
@@ -63,14 +60,8 @@ class OllamaBackend(Backend):
 
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
         """Yield the reply's text as it arrives, then the token counts Ollama reported."""
-        parts, head = with_retries(
-            lambda: self._open(request),
-            retries=self.max_retries,
-            is_retryable=_is_retryable,
-            translate=self._translate,
-            base_delay=self.retry_base_delay,
-            sleep=self.sleep,
-            retry_after=_retry_after,
+        parts, head = self._open_with_retries(
+            lambda: self._open(request), is_retryable=_is_retryable, retry_after=_retry_after
         )
         usage = None
         try:

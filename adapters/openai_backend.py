@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 import httpx2
 import openai
 
-from adapters.base import Backend, ChatRequest, NoTextYet, Usage, retry_after_seconds, with_retries
+from adapters.base import ChatRequest, NoTextYet, RemoteBackend, Usage, retry_after_seconds
 from chatbot.errors import (
     BackendAuthError,
     BackendError,
@@ -33,12 +32,10 @@ PLACEHOLDER_KEY = "no-key-needed"
 
 
 
-class OpenAIBackend(Backend):
+class OpenAIBackend(RemoteBackend):
     """Streams replies from the Chat Completions API through the official `openai` client."""
 
     name = "openai"
-    retry_base_delay = 0.5
-    sleep = staticmethod(time.sleep)
 
     def __init__(
         self,
@@ -79,14 +76,8 @@ class OpenAIBackend(Backend):
 
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
         """Yield the reply's text as it arrives, then the usage the server reported."""
-        response, chunks, head = with_retries(
-            lambda: self._open(request),
-            retries=self.max_retries,
-            is_retryable=self._is_retryable,
-            translate=self._translate,
-            base_delay=self.retry_base_delay,
-            sleep=self.sleep,
-            retry_after=_retry_after,
+        response, chunks, head = self._open_with_retries(
+            lambda: self._open(request), is_retryable=self._is_retryable, retry_after=_retry_after
         )
         finished, usage, who = False, None, _cap(self._who)
         try:
