@@ -13,7 +13,8 @@ from chatbot.errors import BackendError, InputRejected
 from chatbot.memory import ConversationMemory, extractive_summary
 from chatbot.prompts import PromptLibrary
 from chatbot.reasoning import ReasoningFilter
-from chatbot.routing import UNKNOWN, IntentRouter, LLMClassifier, RouteChoice
+from chatbot.classifier import LLMClassifier
+from chatbot.routing import UNKNOWN, IntentRouter, RouteChoice
 from chatbot.triage import Triage, TriageState, handoff_summary
 from chatbot.sessions import SessionStore
 from knowledge.store import KnowledgeBase

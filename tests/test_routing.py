@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from chatbot.errors import BackendUnavailable, ConfigurationError
+from chatbot.classifier import LLMClassifier
 from chatbot.routing import (
     IntentRouter,
-    LLMClassifier,
     RouteChoice,
     default_routes_path,
     fit_abstention,

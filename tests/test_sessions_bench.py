@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chatbot.bot import Chatbot
 from chatbot.cli.sessions_bench import TimedStore, bench, check, user_text
 from tests.test_store import PASSWORDS, REFUNDS
@@ -45,10 +47,11 @@ class SmallServices:
         return Chatbot(knowledge=self.knowledge, backend=backend, store=self.store)
 
 
-def test_a_small_concurrent_run_loses_and_reorders_nothing(kb, store):
+@pytest.mark.parametrize("pause_ms", [0.0, 5.0], ids=["back-to-back", "paced"])
+def test_a_small_concurrent_run_loses_and_reorders_nothing(kb, store, pause_ms):
     kb.ingest_upload("refunds.md", REFUNDS)
     kb.ingest_upload("passwords.md", PASSWORDS)
-    outcome = bench(SmallServices(kb, store), conversations=4, turns=3, workers=4)
+    outcome = bench(SmallServices(kb, store), conversations=4, turns=3, workers=4, pause_ms=pause_ms)
     assert (outcome["lost"], outcome["reordered"], outcome["duplicated"]) == (0, 0, 0)
     assert all(len(values) == 12 for values in outcome["samples"].values())
     assert all(s >= r for s, r in zip(outcome["samples"]["store"], outcome["samples"]["read"]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import tempfile
 import threading
@@ -67,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--turns", type=int, default=20, help="turns per conversation (default 20)")
     bench.add_argument("--workers", type=int, default=0,
                        help="threads (default: one per conversation, all of them at once)")
+    bench.add_argument("--pause-ms", type=float, default=0.0,
+                       help="mean pause before each turn, as an agent typing (default 0: turns back to back)")
     bench.add_argument("--redis-url", default="", help="a Redis server to use (default: embedded, in a temp dir)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(func=run)
@@ -98,8 +101,12 @@ def _server_usec(store: Any) -> float:
     return float(sum(stat["usec"] for stat in store.client.info("commandstats").values()))
 
 
-def bench(services: Any, conversations: int, turns: int, workers: int) -> dict[str, Any]:
-    """Run the conversations through one Chatbot on a timed store; samples and the integrity check."""
+def bench(services: Any, conversations: int, turns: int, workers: int, pause_ms: float = 0.0) -> dict[str, Any]:
+    """Run the conversations through one Chatbot on a timed store; samples and the integrity check.
+
+    With `pause_ms`, each turn waits a uniformly random 0 to 2 x pause_ms first, so the
+    conversations interleave as agents' messages do instead of all firing at once.
+    """
     from adapters.offline import OfflineBackend
 
     bot = services.chatbot(OfflineBackend())
@@ -113,7 +120,10 @@ def bench(services: Any, conversations: int, turns: int, workers: int) -> dict[s
     lock = threading.Lock()
 
     def converse(n: int) -> None:
+        pauses = random.Random(n)
         for t in range(turns):
+            if pause_ms:
+                time.sleep(pauses.uniform(0, 2 * pause_ms) / 1000)
             reply = bot.ask(ids[n], user_text(n, t))
             spent = timed.take()
             with lock:
@@ -144,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-sessions-") as tmp:
         settings = Settings.load(secrets={}, data_dir=Path(tmp), redis_url=args.redis_url, session_ttl_days=1)
         services = build_services(settings)
-        outcome = bench(services, args.conversations, args.turns, args.workers)
+        outcome = bench(services, args.conversations, args.turns, args.workers, args.pause_ms)
         services.knowledge.close()
         if not args.redis_url:
             services.store.client.shutdown(save=False)
@@ -153,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     turns_done = len(samples["turn"])
     result: dict[str, Any] = {
         "conversations": args.conversations, "turns": args.turns, "turns_done": turns_done,
-        "workers": args.workers or args.conversations,
+        "workers": args.workers or args.conversations, "pause_ms": args.pause_ms,
         "store": "redis-server" if args.redis_url else "embedded",
         "lost": outcome["lost"], "reordered": outcome["reordered"], "duplicated": outcome["duplicated"],
         "turns_per_s": turns_done / outcome["elapsed_s"],
@@ -166,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
         return 0 if result["lost"] == result["reordered"] == result["duplicated"] == 0 else 1
     print(f"{args.conversations} conversations x {args.turns} turns on the {result['store']} store, "
-          f"{result['workers']} threads, offline backend: {turns_done} turns, {result['turns_per_s']:.1f} turns/s")
+          f"{result['workers']} threads, mean pause {args.pause_ms:g} ms, offline backend: {turns_done} turns, {result['turns_per_s']:.1f} turns/s")
     print(f"lost {result['lost']}, reordered {result['reordered']}, duplicated {result['duplicated']}")
     print(f"{'per turn':<30}{'p50 ms':>10}{'p95 ms':>10}")
     labels = {"store": "store (read + write)", "read": "  state read", "write": "  atomic write",
