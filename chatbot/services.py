@@ -12,6 +12,7 @@ from chatbot.prompts import PromptLibrary, open_prompt_library
 from chatbot.routing import IntentRouter, default_routes_path, load_routes, router_for_routes
 from chatbot.sessions import SessionStore
 from knowledge.embeddings import Embedder, shared_embedder
+from knowledge.shipped_vectors import load_shipped
 from knowledge.store import KnowledgeBase, make_chroma_client
 
 DEMO_DOCS = Path(__file__).resolve().parent.parent / "knowledge" / "docs"
@@ -52,7 +53,7 @@ def seed_demo_docs(settings: Settings, knowledge: KnowledgeBase) -> int:
     marker = settings.path(SEEDED_MARKER)
     if marker.exists() or not DEMO_DOCS.is_dir():
         return 0
-    results = knowledge.ingest_paths([DEMO_DOCS])
+    results = knowledge.ingest_paths([DEMO_DOCS], vectors=load_shipped(knowledge.embedder))
     marker.write_text("seeded\n")
     return sum(r.status == "added" for r in results)
 

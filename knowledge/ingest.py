@@ -74,8 +74,14 @@ class Ingestion:
         cancel: threading.Event | None = None,
         chunk_progress: Callable[[int], None] | None = None,
         force: bool = False,
+        vectors=None,
     ) -> list[IngestResult]:
-        """Ingest (name, loader) pairs; one result per source, in order, reported as each finishes."""
+        """Ingest (name, loader) pairs; one result per source, in order, reported as each finishes.
+
+        `vectors` embeds this ingestion's texts instead of the store's embedder (vectors shipped
+        with the demo articles, say); it must give the same model's vectors.
+        """
+        encoder = self._vectors if vectors is None else vectors
         results: list[IngestResult | None] = [None] * len(sources)
         finished = 0
 
@@ -104,7 +110,7 @@ class Ingestion:
                 planned.position = position
                 if any(job.doc_id == planned.doc_id for job in batch):
                     # The same file twice in one go: the later one wins, after the first is committed.
-                    for job, result in self._run(batch, cancel, chunk_progress):
+                    for job, result in self._run(batch, cancel, chunk_progress, encoder):
                         finish(job.position, result)
                     batch, waiting = [], 0
                     planned = self._plan(planned.doc, force)
@@ -115,11 +121,11 @@ class Ingestion:
                 batch.append(planned)
                 waiting += len(planned.chunks)
                 if waiting >= COMMIT_CHUNKS:
-                    for job, result in self._run(batch, cancel, chunk_progress):
+                    for job, result in self._run(batch, cancel, chunk_progress, encoder):
                         finish(job.position, result)
                     batch, waiting = [], 0
             if batch:
-                for job, result in self._run(batch, cancel, chunk_progress):
+                for job, result in self._run(batch, cancel, chunk_progress, encoder):
                     finish(job.position, result)
         except _Cancelled:
             pass
@@ -161,7 +167,7 @@ class Ingestion:
                     todo.discard(i)
         return _Job(doc, doc_id, digest, version, chunks, vectors, todo, previous)
 
-    def _run(self, batch: list[_Job], cancel, chunk_progress) -> list[tuple[_Job, IngestResult]]:
+    def _run(self, batch: list[_Job], cancel, chunk_progress, encoder) -> list[tuple[_Job, IngestResult]]:
         """Embed and write a batch of documents, then commit them together."""
         with self._lock:
             pending = [(j.doc_id, j.version) for j in batch]
@@ -174,15 +180,15 @@ class Ingestion:
                     group = flat[start:start + EMBED_BATCH]
                     need = [(job, i) for job, i in group if i in job.todo]
                     if need:
-                        vectors = self._vectors.embed([job.chunks[i].embedding_text() for job, i in need])
-                        for (job, i), vector in zip(need, vectors):
+                        embedded = encoder.embed([job.chunks[i].embedding_text() for job, i in need])
+                        for (job, i), vector in zip(need, embedded):
                             job.vectors[i] = vector
                     self._write(group)
                     if chunk_progress:
                         chunk_progress(len(group))
                 if cancel is not None and cancel.is_set():
                     raise _Cancelled
-                self._commit(batch, pending)
+                self._commit(batch, pending, encoder)
             except BaseException:
                 self._discard(pending)
                 raise
@@ -200,7 +206,7 @@ class Ingestion:
                 metadatas=[_metadata(c) for c in part],
             )
 
-    def _commit(self, batch: list[_Job], pending: list[tuple[str, str]]) -> None:
+    def _commit(self, batch: list[_Job], pending: list[tuple[str, str]], encoder) -> None:
         now = time.time()
         size, overlap = self.chunking.size, self.chunking.overlap
         infos = [
@@ -208,7 +214,7 @@ class Ingestion:
                          j.digest, now, j.version, size, overlap)
             for j in batch
         ]
-        titles = self._vectors.embed([j.doc.title for j in batch])
+        titles = encoder.embed([j.doc.title for j in batch])
         generation = new_token()
         current = self._registry.state().get("generation", "") == self._generation
         self._registry.commit(generation, self._settings_state(),

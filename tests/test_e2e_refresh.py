@@ -38,9 +38,14 @@ def ask(page, text: str, replies: int) -> None:
 
 
 def bubbles(page, count: int) -> list[str]:
-    page.wait_for_function(f"document.querySelectorAll('{BUBBLES}').length >= {count}", timeout=90_000)
+    # Counted and read in one step: a rerun can replace the bubbles between two separate calls.
+    found = page.wait_for_function(
+        f"(() => {{ const b = [...document.querySelectorAll('{BUBBLES}')];"
+        f" return b.length >= {count} ? b.map(e => e.innerText) : null; }})()",
+        timeout=90_000,
+    ).json_value()
     # Compare words, not layout: innerText's line breaks depend on how the page was rendered.
-    return [" ".join(text.split()) for text in page.locator(BUBBLES).all_inner_texts()]
+    return [" ".join(text.split()) for text in found]
 
 
 def test_refresh_and_second_tab_resume_the_same_conversation(data_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""`ingest` and `search`: drive the knowledge base from a shell."""
+"""`ingest`, `search` and `demo-vectors`: drive the knowledge base from a shell."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--source", default="", help="only this file")
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=run_search)
+    demo = subparsers.add_parser(
+        "demo-vectors", help="after editing the demo articles: ship their vectors for a fast first start")
+    demo.set_defaults(func=run_demo_vectors)
 
 
 def run_ingest(args: argparse.Namespace) -> int:
@@ -50,4 +53,15 @@ def run_search(args: argparse.Namespace) -> int:
         where = f"{p.title} > {p.heading}" if p.heading else p.title
         print(f"{rank}. {p.score:.3f} {where} ({p.source}#{p.chunk}) via {'+'.join(p.retrievers)}")
         print("   " + p.text[:240].replace("\n", " ") + ("..." if len(p.text) > 240 else ""))
+    return 0
+
+
+def run_demo_vectors(args: argparse.Namespace) -> int:
+    from chatbot.config import Settings
+    from chatbot.services import DEMO_DOCS
+    from knowledge.embeddings import shared_embedder
+    from knowledge.shipped_vectors import DEMO_VECTORS, write_shipped
+
+    count = write_shipped(DEMO_DOCS, shared_embedder(Settings.load().embedding_model))
+    print(f"wrote {count} vectors to {DEMO_VECTORS}")
     return 0
