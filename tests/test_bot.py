@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -177,14 +178,22 @@ def test_escalation_hands_off_once_then_the_bot_stays_silent(small_kb, store, ro
     assert len(backend.requests) == 1
 
 
+def abstaining(router):
+    """The shipped router with thresholds no answer reaches: it abstains on every message."""
+    unsure = copy.copy(router)
+    unsure.thresholds = {name: 1.01 for name in router.thresholds}
+    return unsure
+
+
 def test_an_abstained_message_is_classified_by_the_backend_with_the_classifier_template(small_kb, store, router):
     import json
 
     verdict = {"intent": "shipping_orders", "confidence": 0.8, "secondary": [], "reasoning": "asks about a parcel"}
     backend = FakeBackend([json.dumps(verdict), "It ships in 2 days [1]."])
-    bot = make_bot(small_kb, store, backend, router=router)
-    reply = bot.ask("s1", "zxqv blorp")
-    assert router.route("zxqv blorp", small_kb.embedder.embed_one("zxqv blorp")).abstained
+    unsure = abstaining(router)
+    bot = make_bot(small_kb, store, backend, router=unsure)
+    reply = bot.ask("s1", "what about the box")
+    assert unsure.route("what about the box", small_kb.embedder.embed_one("what about the box")).abstained
     classify = backend.requests[0]
     assert classify.json_mode and classify.temperature == 0
     assert "You classify one customer-support message" in classify.system

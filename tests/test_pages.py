@@ -41,6 +41,7 @@ def test_chat_turn_renders_a_cited_reply_and_stats(app_env):
     reply = assistant[-1].markdown[0].value
     assert "Offline mode" in reply and "[1]" in reply
     assert any("Sources" in e.label for e in assistant[-1].expander)
+    assert any(c.value.startswith("offline · ") and " ms" in c.value for c in assistant[-1].caption)
     turns = next(m for m in at.sidebar.metric if m.label == "Turns")
     assert turns.value == "1"
 
@@ -155,6 +156,9 @@ def test_each_customer_message_shows_its_triage_and_escalation_shows_a_banner(ap
     assert any("Handed off to a human" in e.value for e in at.error)
     assert any(e.label == "Handoff summary for the agent" for e in at.expander)
     assert "State: **escalated**" in " ".join(c.value for c in at.sidebar.caption)
+    handoff = [m for m in at.chat_message if m.name == "assistant"][-1]
+    caption = next(c.value for c in handoff.caption if c.value.startswith("handoff · "))
+    assert all(part.strip() for part in caption.split("·")), caption  # no empty model slot
     # The customer's next message is kept for the human; the assistant stays silent.
     replies_before = len([m for m in at.chat_message if m.name == "assistant"])
     at.chat_input(key="chat_input").set_value("hello??").run()

@@ -56,6 +56,7 @@ HELD_OUT = [
     ("your service has been awful from start to finish", "complaint"),
     ("I want to lodge a formal complaint about your engineer", "complaint"),
     ("This company never answers, it's a disgrace", "complaint"),
+    ("still broken after everything you told me, 4th time i write, pathetic", "complaint"),
     ("Let me speak with an actual person", "talk_to_human"),
     ("please get a human agent on the line", "talk_to_human"),
     ("can someone phone me", "talk_to_human"),
@@ -68,6 +69,7 @@ HELD_OUT = [
     ("What's the best pizza place in town?", "other"),
     ("Do you have any job openings?", "other"),
     ("How tall is Mount Everest?", "other"),
+    ("qwerty uiop", "other"),
 ]
 
 TEMPLATES = {

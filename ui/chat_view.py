@@ -26,14 +26,21 @@ def render_sources(meta: dict) -> None:
 
 
 def render_reply_caption(meta: dict) -> None:
-    parts = [f"{meta.get('backend')} · {meta.get('model')}", f"{meta.get('latency_ms', 0):,.0f} ms"]
+    st.caption(reply_caption(meta))
+
+
+def reply_caption(meta: dict) -> str:
+    """The line under a reply: backend, model, latency, first token, tokens and prompt version."""
+    # A handed-off turn has no model: no empty slot in the caption.
+    source = [str(meta[key]) for key in ("backend", "model") if meta.get(key)]
+    parts = [*source, f"{meta.get('latency_ms', 0):,.0f} ms"]
     if meta.get("ttft_ms"):
         parts.append(f"first token {meta['ttft_ms']:,.0f} ms")
     if meta.get("output_tokens"):
         parts.append(f"{meta.get('input_tokens', 0)} → {meta['output_tokens']} tokens")
     if meta.get("prompt_name"):
         parts.append(f"prompt {meta['prompt_name']} v{meta.get('prompt_version')}")
-    st.caption(" · ".join(parts))
+    return " · ".join(parts)
 
 
 SENTIMENT_COLOURS = {"very_negative": "red", "negative": "orange", "neutral": "gray", "positive": "green",
@@ -113,6 +120,7 @@ def render_stats(stats: dict, state: str = "") -> None:
     a.metric("First token", _ms(stats["last_ttft_ms"]))
     b.metric("Mean first token", _ms(stats["mean_ttft_ms"]))
     if stats["backend"]:
-        st.caption(f"Backend **{stats['backend']}** · model **{stats['model']}**")
+        model = f" · model **{stats['model']}**" if stats["model"] else ""
+        st.caption(f"Backend **{stats['backend']}**{model}")
     if stats["failed_turns"]:
         st.caption(f"{stats['failed_turns']} turn(s) failed to get a reply")
