@@ -20,20 +20,20 @@ warning = ephemeral_storage_warning(get_settings())
 if warning:
     st.warning(warning, icon=":material/cloud_off:")
 
-# (section, file, title, icon); a page file that is not there is left out of the menu.
+# (section, file, title, icon, URL path); a page file that is not there is left out of the menu.
 PAGES = [
-    ("Support", "views/chat.py", "Chat", ":material/chat:"),
-    ("Support", "views/history.py", "History", ":material/history:"),
-    ("Support", "views/knowledge_base.py", "Knowledge base", ":material/menu_book:"),
-    ("Insights", "views/stats.py", "Stats", ":material/monitoring:"),
-    ("Admin", "views/prompts.py", "Prompts", ":material/edit_note:"),
-    ("Admin", "views/training.py", "Training", ":material/model_training:"),
+    ("Support", "views/chat.py", "Chat", ":material/chat:", None),
+    ("Support", "views/history.py", "History", ":material/history:", "history"),
+    ("Support", "views/knowledge_base.py", "Knowledge base", ":material/menu_book:", "knowledge"),
+    ("Insights", "views/stats.py", "Stats", ":material/monitoring:", "stats"),
+    ("Admin", "views/prompts.py", "Prompts", ":material/edit_note:", "prompts"),
+    ("Admin", "views/training.py", "Training", ":material/model_training:", "training"),
 ]
 HERE = os.path.dirname(os.path.abspath(__file__))
 sections: dict[str, list] = {}
-for section, path, title, icon in PAGES:
+for section, path, title, icon, url_path in PAGES:
     if os.path.exists(os.path.join(HERE, path)):
         sections.setdefault(section, []).append(
-            st.Page(path, title=title, icon=icon, default=path == "views/chat.py")
+            st.Page(path, title=title, icon=icon, url_path=url_path, default=path == "views/chat.py")
         )
 st.navigation(sections).run()

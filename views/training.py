@@ -79,7 +79,7 @@ if not cuda:
             "plain LoRA (or DoRA, IA3) on the CPU, which suits small models. The tiny demo model trains in seconds.",
             icon=":material/memory:")
 
-left, right = st.columns([4, 1], vertical_alignment="bottom")
+left, right = st.columns([3, 1], vertical_alignment="bottom")
 base_model = left.text_input("Base model", key="train_base_model", help=field_help("base_model")).strip()
 right.button("Make a tiny demo model", key="make_tiny_model", on_click=make_tiny,
              help="A small random Llama with a tokenizer trained here: no download, trains in seconds.")
