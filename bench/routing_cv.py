@@ -1,6 +1,6 @@
 """Cross-validate the intent router on a labelled CSV (BANKING77's training split, say).
 
-    python -m bench.routing_cv --data /work/shared/data/banking77/train.csv [--folds 5] [--shots 10]
+    python -m bench.routing_cv --data /work/shared/data/banking77/train.csv [--folds 5] [--shots 10] [--model DIR]
 
 Embeds every message once (cached next to the data in .data/), then for each stratified
 fold trains the router on the other folds and scores the held-out one exactly as the
@@ -17,21 +17,22 @@ import argparse
 import csv
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 
-def cached_vectors(texts: list[str], cache: Path) -> np.ndarray:
-    """Embeddings of `texts`, computed once per distinct list of texts."""
+def cached_vectors(texts: list[str], cache: Path, model: str = "") -> np.ndarray:
+    """Embeddings of `texts` by `model` (default: the bundled one), computed once per list and model."""
     from knowledge.embeddings import Embedder
 
-    key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    key = hashlib.sha256(("\n".join(texts) + (f"\n#model={model}" if model else "")).encode()).hexdigest()[:16]
     path = cache / f"vectors-{key}.npy"
     if path.exists():
         return np.load(path)
-    vectors = Embedder().embed(texts)
+    vectors = Embedder(model or None).embed(texts)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)
     return vectors
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", type=int, default=0, help="score only this many folds (0: all)")
     parser.add_argument("--shots", type=int, default=0, help="examples per intent to train on (0: all)")
     parser.add_argument("--set", nargs="*", default=[], help="router parameters, name=value")
+    parser.add_argument("--model", default=os.environ.get("CHATBOT_EMBEDDING_MODEL", ""),
+                        help="a sentence-transformers folder to embed with (default: the bundled MiniLM)")
     parser.add_argument("--label-names", action="store_true", help="also train on the labels written as words")
     parser.add_argument("--export-fold", type=Path, default=None, metavar="DIR",
                         help="write fold 1 as DIR/train.csv and DIR/test.csv (for evaluate-routing) and stop")
@@ -71,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                 writer.writerows((texts[i], labels[i]) for i in rows)
         print(f"wrote {args.export_fold}/train.csv ({len(splits[0][0])}) and test.csv ({len(splits[0][1])})")
         return 0
-    vectors = cached_vectors(texts, Path(".data") / "bench")
+    vectors = cached_vectors(texts, Path(".data") / "bench", args.model)
     names = sorted(set(labels))
-    name_vectors = cached_vectors(label_examples(names), Path(".data") / "bench") if args.label_names else None
+    name_vectors = cached_vectors(label_examples(names), Path(".data") / "bench", args.model) if args.label_names else None
     rng = np.random.default_rng(0)
     results = []
     for number, (train, held) in enumerate(splits[: args.only or None], 1):

@@ -38,10 +38,12 @@ def ask(page, text: str, replies: int) -> None:
 
 
 def bubbles(page, count: int) -> list[str]:
-    # Counted and read in one step: a rerun can replace the bubbles between two separate calls.
+    # Counted and read in one step (a rerun can replace the bubbles between two calls), and only
+    # once each bubble is whole: a message ends with its triage badges, a reply with its caption.
     found = page.wait_for_function(
         f"(() => {{ const b = [...document.querySelectorAll('{BUBBLES}')];"
-        f" return b.length >= {count} ? b.map(e => e.innerText) : null; }})()",
+        f" const whole = b.every(e => /priority \\d+\\/10|\\d ms/.test(e.innerText));"
+        f" return b.length >= {count} && whole ? b.map(e => e.innerText) : null; }})()",
         timeout=90_000,
     ).json_value()
     # Compare words, not layout: innerText's line breaks depend on how the page was rendered.
