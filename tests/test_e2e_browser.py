@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser import CHROMIUM, browser_page, running_app
 
@@ -30,8 +31,9 @@ def test_ask_get_cited_reply_then_reset(app_url, tmp_path):
         reply = page.locator('[data-testid="stChatMessage"]').filter(has_text="Offline mode").last
         reply.wait_for(timeout=60_000)
         page.get_by_text("Sources (").last.wait_for(timeout=60_000)
-        text = reply.inner_text()
-        assert "[1]" in text and "refund" in text.lower()
+        # Retried until it holds: the reply may still be streaming, or re-rendering, when first read.
+        expect(reply).to_contain_text("[1]", timeout=60_000)
+        assert "refund" in reply.inner_text().lower()
         assert "c=" in page.url  # the conversation id is in the URL
         page.screenshot(path=str(tmp_path / "chat-reply.png"), full_page=True)
 
