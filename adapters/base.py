@@ -73,6 +73,15 @@ class RemoteBackend(Backend):
     # An attribute, so that tests can record the backoff instead of waiting it out.
     sleep = staticmethod(time.sleep)
 
+    def _set_request_options(self, model: str, timeout: float, max_retries: int,
+                             retry_base_delay: float | None) -> None:
+        """The model, the request timeout and the retry settings every API backend takes."""
+        self.model = model
+        self.timeout = timeout
+        self.max_retries = max_retries
+        if retry_base_delay is not None:
+            self.retry_base_delay = retry_base_delay
+
     def _open_with_retries(
         self,
         open_stream: Callable[[], T],

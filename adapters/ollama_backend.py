@@ -39,12 +39,8 @@ class OllamaBackend(RemoteBackend):
         max_retries: int = 3,
         retry_base_delay: float | None = None,
     ):
-        self.model = model or DEFAULT_MODEL
+        self._set_request_options(model or DEFAULT_MODEL, timeout, max_retries, retry_base_delay)
         self.host = host or DEFAULT_HOST
-        self.timeout = timeout
-        self.max_retries = max_retries
-        if retry_base_delay is not None:
-            self.retry_base_delay = retry_base_delay
         # The client has no retries of its own; they happen in `stream`, only before the first text.
         self.client = ollama.Client(host=self.host, timeout=timeout)
 

@@ -48,12 +48,8 @@ class OpenAIBackend(RemoteBackend):
     ):
         if not api_key and not base_url:
             raise ConfigurationError(MISSING_KEY)
-        self.model = model or DEFAULT_MODEL
+        self._set_request_options(model or DEFAULT_MODEL, timeout, max_retries, retry_base_delay)
         self.base_url = base_url or OFFICIAL_URL
-        self.timeout = timeout
-        self.max_retries = max_retries
-        if retry_base_delay is not None:
-            self.retry_base_delay = retry_base_delay
         self._api_key = api_key or ""
         self._who = "OpenAI" if not base_url else f"the model server at {base_url}"
         # The SDK's own retries are off: retries happen in `stream`, only before the first text.

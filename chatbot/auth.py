@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -52,9 +53,11 @@ class AdminAuth:
         if not path.exists():
             password = secrets.token_urlsafe(12)
             salt = secrets.token_bytes(16)
-            tmp = path.with_name(f".admin-password.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"salt": salt.hex(), "hash": _derive(password, salt).hex(), "created": time.time()}))
-            os.chmod(tmp, 0o600)
+            # A private file of its own (mkstemp: mode 0600, a unique name), even for threads of one process.
+            fd, name = tempfile.mkstemp(prefix=".admin-password.", suffix=".tmp", dir=self._dir)
+            tmp = Path(name)
+            with os.fdopen(fd, "w") as out:
+                out.write(json.dumps({"salt": salt.hex(), "hash": _derive(password, salt).hex(), "created": time.time()}))
             try:
                 # link() refuses to overwrite: of two servers starting at once, exactly one wins.
                 os.link(tmp, path)

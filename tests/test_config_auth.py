@@ -64,8 +64,9 @@ def test_five_wrong_attempts_lock_the_form_for_that_client_only(tmp_path):
 def test_two_servers_starting_at_once_agree_on_one_generated_password(tmp_path, capsys):
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(4) as pool:
-        auths = list(pool.map(lambda _: AdminAuth(tmp_path), range(4)))
+    with ThreadPoolExecutor(8) as pool:
+        auths = list(pool.map(lambda _: AdminAuth(tmp_path), range(8)))
     printed = [line.strip() for line in capsys.readouterr().err.splitlines() if line.startswith("      ")]
     assert len(printed) == 1  # exactly one server generated and printed it
     assert all(a.check(printed[0]) for a in auths)
+    assert not list(tmp_path.glob(".admin-password.*"))  # no temporary file left behind
