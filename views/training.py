@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import fields
+from typing import Callable
 
 import pandas as pd
 import streamlit as st
@@ -205,6 +206,22 @@ def field_widget(container, f) -> object:
     return container.text_input(label, key=key, help=help_text)
 
 
+def start_job(create: Callable[[], JobStatus], kind: str) -> None:
+    """Create a job and start it, then show it in the Jobs tab; a failure is shown and leaves no job behind."""
+    created = None
+    try:
+        created = create()
+        status = manager.start(created.id)
+    except ChatbotError as exc:
+        if created is not None:  # another session started a job first: leave no orphan behind
+            manager.delete(created.id)
+        st.error(str(exc))
+    else:
+        st.session_state["job_select_pending"] = status.id
+        st.session_state["training_flash"] = f"{kind} {status.id} started: follow it in the Jobs tab."
+        st.rerun()
+
+
 def render_new_job(built: ds.BuiltDataset | None) -> None:
     values: dict[str, object] = {"base_model": base_model}
     for group, title in GROUPS.items():
@@ -238,18 +255,7 @@ def render_new_job(built: ds.BuiltDataset | None) -> None:
         st.warning(f"Job {active.id} is running: one job at a time. Stop it or wait for it to finish.")
     if st.button("Launch training job", type="primary", key="launch_job",
                  disabled=bool(problems) or built is None or active is not None):
-        created = None
-        try:
-            created = manager.create(spec, built.train, built.validation)
-            status = manager.start(created.id)
-        except ChatbotError as exc:
-            if created is not None:  # another session started a job first: leave no orphan behind
-                manager.delete(created.id)
-            st.error(str(exc))
-        else:
-            st.session_state["job_select_pending"] = status.id
-            st.session_state["training_flash"] = f"Job {status.id} started: follow it in the Jobs tab."
-            st.rerun()
+        start_job(lambda: manager.create(spec, built.train, built.validation), "Job")
 
 
 def job_label(status: JobStatus) -> str:
@@ -354,18 +360,7 @@ def render_adapters() -> None:
         st.switch_page("views/chat.py")
     if c2.button("Merge and export", key="adapter_merge",
                  help=f"Writes a standalone model to {manager.merged_dir / info.name}"):
-        created = None
-        try:
-            created = manager.create_merge(info.name)
-            status = manager.start(created.id)
-        except ChatbotError as exc:
-            if created is not None:
-                manager.delete(created.id)
-            st.error(str(exc))
-        else:
-            st.session_state["job_select_pending"] = status.id
-            st.session_state["training_flash"] = f"Export {status.id} started: follow it in the Jobs tab."
-            st.rerun()
+        start_job(lambda: manager.create_merge(info.name), "Export")
     merged = manager.merged_dir / info.name
     if (merged / "config.json").is_file():
         st.success(f"Merged model: {merged}")
