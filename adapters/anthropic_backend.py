@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 import anthropic
 import httpx2
 
-from adapters.base import ChatRequest, NoTextYet, RemoteBackend, Usage, retry_after_seconds
-from chatbot.errors import (
+from common.types import ChatRequest, Usage
+from adapters.base import NoTextYet, RemoteBackend, retry_after_seconds
+from common.errors import (
     BackendAuthError,
     BackendError,
     BackendRateLimited,
@@ -20,7 +21,7 @@ from chatbot.errors import (
 )
 
 if TYPE_CHECKING:
-    from chatbot.config import Settings
+    from common.settings import Settings
 
 DEFAULT_MODEL = "claude-haiku-4-5"
 OFFICIAL_URL = "https://api.anthropic.com"

@@ -5,13 +5,10 @@ from __future__ import annotations
 import random
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
+from typing import Callable, Iterator, TypeVar
 
-from chatbot.errors import BackendError
-
-if TYPE_CHECKING:
-    from knowledge.types import Passage
+from common.errors import BackendError
+from common.types import ChatRequest, Usage
 
 T = TypeVar("T")
 # A server may ask for a long wait; a person at a chat window should not be kept longer.
@@ -20,28 +17,6 @@ MAX_RETRY_AFTER = 10.0
 
 class NoTextYet(Exception):
     """The stream closed before any text and without its end marker; worth another try."""
-
-
-@dataclass
-class Usage:
-    """Token counts a backend reports at the end of a stream."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-
-@dataclass
-class ChatRequest:
-    """Everything a backend needs for one reply."""
-
-    system: str
-    messages: list[dict[str, str]]
-    temperature: float = 0.2
-    max_tokens: int = 600
-    # The offline backend answers from these directly; API backends see them in `system`.
-    passages: list["Passage"] = field(default_factory=list)
-    query: str = ""
-    json_mode: bool = False
 
 
 class Backend(ABC):

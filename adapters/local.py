@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from adapters.base import Backend, ChatRequest, Usage
-from chatbot.errors import BackendError, BackendTimeout, ConfigurationError
+from common.types import ChatRequest, Usage
+from adapters.base import Backend
+from common.errors import BackendError, BackendTimeout, ConfigurationError
 
 if TYPE_CHECKING:
-    from chatbot.config import Settings
+    from common.settings import Settings
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from adapters.base import Backend, ChatRequest, Usage, estimate_tokens
+from common.types import ChatRequest, Usage
+from adapters.base import Backend, estimate_tokens
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[a-z0-9]+")

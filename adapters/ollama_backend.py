@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 import httpx
 import ollama
 
-from adapters.base import ChatRequest, NoTextYet, RemoteBackend, Usage, retry_after_seconds
-from chatbot.errors import (
+from common.types import ChatRequest, Usage
+from adapters.base import NoTextYet, RemoteBackend, retry_after_seconds
+from common.errors import (
     BackendAuthError,
     BackendError,
     BackendRateLimited,
@@ -19,7 +20,7 @@ from chatbot.errors import (
 )
 
 if TYPE_CHECKING:
-    from chatbot.config import Settings
+    from common.settings import Settings
 
 DEFAULT_MODEL = "llama3.2"
 DEFAULT_HOST = "http://127.0.0.1:11434"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from adapters.base import Backend
-from chatbot.config import Settings
-from chatbot.errors import ConfigurationError
+from common.settings import Settings
+from common.errors import ConfigurationError
 
 BACKENDS = ("offline", "openai", "anthropic", "ollama", "local")
 

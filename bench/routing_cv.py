@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import f1_score
     from sklearn.model_selection import StratifiedKFold
 
-    from chatbot.cli.routing import label_examples, read_labelled
+    from bench.routing_eval import label_examples, read_labelled
     from chatbot.routing import IntentRouter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

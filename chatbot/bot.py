@@ -8,8 +8,9 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
-from adapters.base import Backend, ChatRequest, Usage
-from chatbot.errors import BackendError, InputRejected
+from common.types import ChatRequest, Usage
+from adapters.base import Backend
+from common.errors import BackendError, InputRejected
 from chatbot.memory import ConversationMemory, extractive_summary
 from chatbot.prompts import PromptLibrary
 from chatbot.reasoning import ReasoningFilter
@@ -18,7 +19,7 @@ from chatbot.routing import UNKNOWN, IntentRouter, RouteChoice
 from chatbot.triage import Triage, TriageState, handoff_summary
 from chatbot.sessions import SessionStore
 from knowledge.store import KnowledgeBase
-from knowledge.types import Passage
+from common.types import Passage
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 STAGES = ("validate", "embed", "route", "retrieve", "render", "first_token", "persist")

@@ -11,7 +11,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Sequence
 
-from chatbot.errors import BackendError
+from common.errors import BackendError
 from chatbot.routing import DEFAULT_TEMPLATE, TOP_K, UNKNOWN, Route, RouteChoice
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class LLMClassifier:
 
     def classify(self, text: str, routes: Sequence[Route], fallback: RouteChoice) -> RouteChoice:
         """The backend's choice; after malformed JSON twice, or a backend error, `fallback` stands."""
-        from adapters.base import ChatRequest
+        from common.types import ChatRequest
 
         by_name = {r.name: r for r in routes}
         listing = "\n".join(f"- {r.name}: {r.description}" for r in routes)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from chatbot.errors import ChatbotError, PromptNotFound, StaleVersionError
+from common.errors import ChatbotError, PromptNotFound, StaleVersionError
 from chatbot.prompt_template import sha256_text
 
 LABELS = ("production", "draft")

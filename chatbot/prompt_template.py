@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from chatbot.errors import PromptValidationError
+from common.errors import PromptValidationError
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

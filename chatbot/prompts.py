@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from chatbot.errors import PromptNotFound, PromptValidationError, StaleVersionError
+from common.errors import PromptNotFound, PromptValidationError, StaleVersionError
 from chatbot.prompt_store import FilePromptStore, MemoryPromptStore, PromptStore, VersionInfo
 from chatbot.prompt_template import PromptTemplate, parse_template, sha256_text, skeleton, to_yaml
-from knowledge.types import Passage
+from common.types import Passage
 
 if TYPE_CHECKING:
     from knowledge.embeddings import Embedder

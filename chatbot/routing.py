@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import yaml
 
-from chatbot.errors import ConfigurationError
+from common.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from knowledge.embeddings import Embedder

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from adapters.base import Backend
 from chatbot.bot import Chatbot
-from chatbot.config import Settings
+from common.settings import Settings
 from chatbot.prompts import PromptLibrary, open_prompt_library
 from chatbot.routing import IntentRouter, default_routes_path, load_routes, router_for_routes
 from chatbot.sessions import SessionStore

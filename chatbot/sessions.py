@@ -29,7 +29,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from chatbot.analytics import ConversationSummary, merge_feedback, summary_fields
-from chatbot.errors import ConversationNotFound, StoreUnavailable
+from common.errors import ConversationNotFound, StoreUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 INDEX = "chatbot:conversations"

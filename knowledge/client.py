@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from chatbot.errors import ConfigurationError
+from common.errors import ConfigurationError
 
 
 def _auth_refused(exc: Exception) -> bool:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from chatbot.errors import DatasetError
+from common.errors import DatasetError
 from knowledge.store import CANDIDATES, KnowledgeBase, make_chroma_client
-from knowledge.types import Passage
+from common.types import Passage
 
 # (mode, fusion, document evidence) a comparison runs; fusion and evidence only matter for hybrid.
 CONFIGURATIONS = (

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from chatbot.errors import IngestError
+from common.errors import IngestError
 from knowledge.chunking import ChunkSettings, chunk_document, content_hash, doc_id_for
 from knowledge.loaders import load_bytes, load_path
 from knowledge.registry import DocumentInfo, new_token

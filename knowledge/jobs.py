@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from chatbot.errors import ChatbotError
+from common.errors import ChatbotError
 from knowledge.chunking import ChunkSettings
 from knowledge.loaders import load_bytes
 from knowledge.store import IngestResult, KnowledgeBase

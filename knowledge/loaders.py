@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from chatbot.errors import IngestError
+from common.errors import IngestError
 from knowledge.types import Document, Section
 
 SUPPORTED = (".md", ".markdown", ".txt", ".pdf", ".html", ".htm", ".csv", ".jsonl")

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from chatbot.errors import VectorStoreUnavailable
+from common.errors import VectorStoreUnavailable
 
 from knowledge.chunking import ChunkSettings
 from knowledge.client import make_chroma_client
@@ -28,7 +28,8 @@ from knowledge.fusion import FUSIONS, document_evidence, fuse
 from knowledge.ingest import IngestResult, Ingestion, _chunk
 from knowledge.keyword import KeywordIndex
 from knowledge.registry import DocumentInfo, Registry, new_token
-from knowledge.types import Chunk, Passage
+from common.types import Passage
+from knowledge.types import Chunk
 
 __all__ = ["KnowledgeBase", "IngestResult", "DocumentInfo", "make_chroma_client", "dump_passages", "MODES"]
 

@@ -1,4 +1,4 @@
-"""Value types shared by loaders, the store and the chatbot."""
+"""Value types of the knowledge base: documents as loaded and chunks as stored."""
 
 from __future__ import annotations
 
@@ -50,35 +50,3 @@ class Chunk:
         # Title and heading give a short chunk the context its words lack.
         context = self.title if not self.heading or self.heading == self.title else f"{self.title} > {self.heading}"
         return f"{context}\n{self.text}"
-
-
-@dataclass
-class Passage:
-    """A retrieved chunk with its score and the retrievers that found it."""
-
-    text: str
-    source: str
-    title: str
-    chunk: int
-    score: float
-    heading: str = ""
-    doc_id: str = ""
-    category: str = ""
-    retrievers: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {
-            "text": self.text,
-            "source": self.source,
-            "title": self.title,
-            "chunk": self.chunk,
-            "score": round(float(self.score), 4),
-            "heading": self.heading,
-            "doc_id": self.doc_id,
-            "category": self.category,
-            "retrievers": list(self.retrievers),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Passage":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})

@@ -10,8 +10,9 @@ import re
 from collections import deque
 from typing import Iterator
 
-from adapters.base import Backend, ChatRequest, Usage
-from chatbot.errors import BackendError
+from common.types import ChatRequest, Usage
+from adapters.base import Backend
+from common.errors import BackendError
 
 
 class FakeBackend(Backend):

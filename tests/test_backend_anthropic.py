@@ -8,9 +8,9 @@ import anthropic
 import pytest
 
 from adapters.anthropic_backend import AnthropicBackend
-from adapters.base import ChatRequest, Usage
-from chatbot.config import Settings
-from chatbot.errors import (
+from common.types import ChatRequest, Usage
+from common.settings import Settings
+from common.errors import (
     BackendAuthError,
     BackendRateLimited,
     BackendStreamBroken,

@@ -6,10 +6,10 @@ import socket
 
 import pytest
 
-from adapters.base import ChatRequest, Usage
+from common.types import ChatRequest, Usage
 from adapters.ollama_backend import OllamaBackend
-from chatbot.config import Settings
-from chatbot.errors import (
+from common.settings import Settings
+from common.errors import (
     BackendAuthError,
     BackendError,
     BackendRateLimited,

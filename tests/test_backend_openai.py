@@ -7,10 +7,10 @@ import socket
 import openai
 import pytest
 
-from adapters.base import ChatRequest, Usage
+from common.types import ChatRequest, Usage
 from adapters.openai_backend import OpenAIBackend
-from chatbot.config import Settings
-from chatbot.errors import (
+from common.settings import Settings
+from common.errors import (
     BackendAuthError,
     BackendRateLimited,
     BackendStreamBroken,

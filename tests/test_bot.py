@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from chatbot.bot import Chatbot, clean_message, cited_numbers
-from chatbot.errors import BackendUnavailable, InputRejected
+from common.errors import BackendUnavailable, InputRejected
 from chatbot.prompts import PromptLibrary
 from tests.fakes import FakeBackend
 from tests.test_store import PASSWORDS, REFUNDS

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from chatbot.auth import MAX_ATTEMPTS, AdminAuth
-from chatbot.config import Settings
-from chatbot.errors import ConfigurationError
+from common.settings import Settings
+from common.errors import ConfigurationError
 
 
 def test_explicit_then_secrets_then_environment(monkeypatch):

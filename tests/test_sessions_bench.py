@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatbot.bot import Chatbot
-from chatbot.cli.sessions_bench import TimedStore, bench, check, user_text
+from bench.sessions import TimedStore, bench, check, user_text
 from tests.test_store import PASSWORDS, REFUNDS
 
 

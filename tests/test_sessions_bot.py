@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from chatbot.bot import Chatbot
-from chatbot.errors import StoreUnavailable
+from common.errors import StoreUnavailable
 from chatbot.sessions import SessionStore, connect
 from tests.fakes import FakeBackend
 from tests.redis_server import RedisServer, require_redis_server

@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from chatbot.errors import ConfigurationError, DatasetError
-from chatbot.training import datasets as ds
-from chatbot.training.evaluation import rouge_l, summarise
-from chatbot.training.spec import TrainingSpec, default_method, field_help
+from common.errors import ConfigurationError, DatasetError
+from training import datasets as ds
+from training.evaluation import rouge_l, summarise
+from training.spec import TrainingSpec, default_method, field_help
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from chatbot.training.tiny_model import make_tiny_model
+    from training.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
@@ -230,8 +230,8 @@ def test_trainable_parameter_estimate_matches_peft(tiny_model, method, targets):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from chatbot.training.estimate import estimate
-    from chatbot.training.trainer import peft_config
+    from training.estimate import estimate
+    from training.trainer import peft_config
 
     spec = TrainingSpec(base_model=str(tiny_model), method=method, target_modules=targets)
     est = estimate(spec, cuda_available=False)
@@ -244,7 +244,7 @@ def test_trainable_parameter_estimate_matches_peft(tiny_model, method, targets):
 def test_a_7b_qlora_estimate_is_in_the_known_range(tmp_path):
     from transformers import LlamaConfig
 
-    from chatbot.training.estimate import estimate
+    from training.estimate import estimate
 
     LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                 vocab_size=32000).save_pretrained(tmp_path)
@@ -261,7 +261,7 @@ def test_a_7b_qlora_estimate_is_in_the_known_range(tmp_path):
 
 
 def test_an_unreadable_base_model_is_a_configuration_error(tmp_path):
-    from chatbot.training.estimate import estimate
+    from training.estimate import estimate
 
     with pytest.raises(ConfigurationError, match="Cannot read the configuration"):
         estimate(TrainingSpec(base_model=str(tmp_path / "missing"), method="lora"), cuda_available=False)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import ChatRequest, Usage
-from chatbot.errors import TrainingJobError
-from chatbot.training import datasets as ds
-from chatbot.training import jobs as jobs_module
-from chatbot.training.evaluation import rouge_l
-from chatbot.training.jobs import JobManager, summarise_progress
-from chatbot.training.spec import TrainingSpec
+from common.types import ChatRequest, Usage
+from common.errors import TrainingJobError
+from training import datasets as ds
+from training import jobs as jobs_module
+from training.evaluation import rouge_l
+from training.jobs import JobManager, summarise_progress
+from training.spec import TrainingSpec
 
 pytestmark = pytest.mark.slow
 WAIT = 300  # seconds; a busy 2-core machine imports torch, transformers and trl slowly
@@ -44,7 +44,7 @@ def group_alive(pgid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from chatbot.training.tiny_model import make_tiny_model
+    from training.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-jobs") / "model")
 
@@ -118,7 +118,7 @@ def test_job_learns_stops_resumes_saves_and_its_adapter_chats(manager, tiny_mode
     assert adapter == manager.adapters_dir / "nimbus-tiny"
     for name in ("adapter_config.json", "adapter_model.safetensors", "spec.yaml", "metrics.json", "comparison.json"):
         assert (adapter / name).is_file(), name
-    from chatbot.training.export import list_adapters, runs_table
+    from training.export import list_adapters, runs_table
 
     info = list_adapters(manager.adapters_dir)[0]
     m = info.metrics

@@ -9,15 +9,15 @@ import time
 import pytest
 import torch
 
-from chatbot.training import datasets as ds
-from chatbot.training.spec import TrainingSpec
+from training import datasets as ds
+from training.spec import TrainingSpec
 
 CUDA = torch.cuda.is_available()
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from chatbot.training.tiny_model import make_tiny_model
+    from training.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-qlora") / "model")
 
@@ -42,7 +42,7 @@ def test_the_qlora_model_path_quantises_the_base_and_trains_the_adapter(tiny_mod
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from chatbot.training.trainer import load_model, load_tokenizer, peft_config, sft_config
+    from training.trainer import load_model, load_tokenizer, peft_config, sft_config
 
     spec = TrainingSpec(base_model=str(tiny_model), method="qlora", max_steps=8, learning_rate=1e-2,
                         warmup_ratio=0.0, per_device_train_batch_size=4, gradient_accumulation_steps=1,
@@ -73,9 +73,9 @@ def test_the_qlora_model_path_quantises_the_base_and_trains_the_adapter(tiny_mod
 @pytest.mark.slow
 @pytest.mark.skipif(not CUDA, reason="a QLoRA job needs a CUDA GPU")
 def test_a_qlora_job_on_cuda_trains_and_chats_in_4_bits(tiny_model, tmp_path):
-    from adapters.base import ChatRequest, Usage
+    from common.types import ChatRequest, Usage
     from adapters.local import LocalBackend
-    from chatbot.training.jobs import JobManager
+    from training.jobs import JobManager
 
     manager = JobManager(tmp_path / "data")
     spec = TrainingSpec(base_model=str(tiny_model), max_steps=20, learning_rate=1e-2, per_device_train_batch_size=4,
@@ -90,7 +90,7 @@ def test_a_qlora_job_on_cuda_trains_and_chats_in_4_bits(tiny_model, tmp_path):
     assert status.state == "completed", manager.log_tail(job.id, 40)
     model_event = next(e for e in manager.progress(job.id) if e["event"] == "model")
     assert model_event["device"] == "cuda" and model_event["optim"] == "paged_adamw_8bit"
-    from chatbot.training.export import load_adapter_info
+    from training.export import load_adapter_info
 
     info = load_adapter_info(status.adapter_dir)
     assert info.metrics["gpu_peak_mb"] > 0 and info.metrics["peak_memory_mb"] == info.metrics["gpu_peak_mb"]
@@ -112,10 +112,10 @@ def own_signal_handlers():
 @pytest.mark.parametrize("method,peft_type", [("dora", "LORA"), ("ia3", "IA3")])
 def test_dora_and_ia3_jobs_run_through_the_same_trainer(tiny_model, tmp_path, own_signal_handlers, method,
                                                           peft_type):
-    from adapters.base import ChatRequest, Usage
+    from common.types import ChatRequest, Usage
     from adapters.local import LocalBackend
-    from chatbot.training import trainer
-    from chatbot.training.jobs import JobManager
+    from training import trainer
+    from training.jobs import JobManager
 
     manager = JobManager(tmp_path / "data")
     spec = TrainingSpec(base_model=str(tiny_model), method=method, max_steps=6, learning_rate=1e-2,

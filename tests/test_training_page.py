@@ -18,7 +18,7 @@ WAIT = 300
 
 @pytest.fixture(scope="module")
 def app_env(tmp_path_factory):
-    from chatbot.training.jobs import JobManager
+    from training.jobs import JobManager
 
     with app_environment(tmp_path_factory.mktemp("training-page"), CHATBOT_ADMIN_PASSWORD=PASSWORD) as data:
         yield data

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chatbot.errors import ChatbotError
+from common.errors import ChatbotError
 from chatbot.sessions import SessionStore
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from adapters.registry import BACKENDS
-from chatbot.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
+from common.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
 from chatbot.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
 from ui.feedback import render_feedback
-from ui.services import get_backend, get_services
+from ui.services import BACKENDS, get_backend, get_services
 
 TIERS = ("standard", "plus", "business", "vip")
 

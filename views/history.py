@@ -7,7 +7,7 @@ from datetime import date, datetime, time as day_time
 import streamlit as st
 
 from chatbot import analytics
-from chatbot.errors import ConversationNotFound, StoreUnavailable
+from common.errors import ConversationNotFound, StoreUnavailable
 from chatbot.sessions import ephemeral_storage_warning
 from ui.chat_view import render_message
 from ui.services import get_services

@@ -7,12 +7,9 @@ from datetime import datetime
 
 import streamlit as st
 
-from chatbot.errors import ChatbotError
-from knowledge.chunking import ChunkSettings
-from knowledge.fusion import FUSIONS
-from knowledge.jobs import IngestionJob
-from knowledge.loaders import MAX_FILE_BYTES, SUPPORTED
-from knowledge.store import MODES
+from common.errors import ChatbotError
+from ui.knowledge_jobs import (FUSION_METHODS, MAX_UPLOAD_MB, RETRIEVER_MODES, UPLOAD_TYPES, IngestionJob,
+                               reindex_job, upload_job)
 from ui.services import get_services
 
 services = get_services()
@@ -72,8 +69,8 @@ st.subheader("Add documents")
 with st.form("kb_upload_form", clear_on_submit=True, border=False):
     files = st.file_uploader(
         "Markdown, text, PDF, HTML, or FAQ CSV/JSONL (question and answer columns)",
-        type=[s.lstrip(".") for s in SUPPORTED], accept_multiple_files=True, key="kb_upload",
-        max_upload_size=MAX_FILE_BYTES // (1024 * 1024),
+        type=UPLOAD_TYPES, accept_multiple_files=True, key="kb_upload",
+        max_upload_size=MAX_UPLOAD_MB,
     )
     submitted = st.form_submit_button("Ingest", key="kb_ingest", icon=":material/upload:")
 if submitted:
@@ -81,7 +78,7 @@ if submitted:
         st.warning("An ingestion is already running; wait for it or cancel it.")
     elif files:
         st.session_state["kb_job_seen"] = False
-        start(lambda: IngestionJob(kb, uploads=[(f.name, f.getvalue()) for f in files]))
+        start(lambda: upload_job(kb, [(f.name, f.getvalue()) for f in files]))
     else:
         st.info("Choose one or more files first.")
 
@@ -129,21 +126,17 @@ with st.expander("Chunk settings and re-index"):
     if stale:
         st.warning(f"{len(stale)} documents were chunked with other settings; re-index to apply these.")
     if st.button("Re-index everything", key="kb_reindex", icon=":material/refresh:", disabled=job_running()):
-        try:
-            settings = ChunkSettings(int(size), int(overlap))
-        except ValueError as exc:
-            st.error(str(exc))
-        else:
-            st.session_state["kb_job_seen"] = False
-            start(lambda: IngestionJob(kb, reindex=settings, force=True))
+        st.session_state["kb_job_seen"] = False
+        start(lambda: reindex_job(kb, size, overlap))
+        if job_running():
             st.rerun()
 
 # -- test search ------------------------------------------------------------------------------
 st.subheader("Test search")
 query = st.text_input("Query", key="kb_query", placeholder="e.g. my money hasn't come back")
 mode_col, fusion_col, category_col, source_col, k_col = st.columns([1, 1, 1, 2, 1])
-mode = mode_col.selectbox("Retrievers", MODES, key="kb_mode")
-fusion = fusion_col.selectbox("Fusion", FUSIONS, index=FUSIONS.index(kb.fusion), key="kb_fusion",
+mode = mode_col.selectbox("Retrievers", RETRIEVER_MODES, key="kb_mode")
+fusion = fusion_col.selectbox("Fusion", FUSION_METHODS, index=FUSION_METHODS.index(kb.fusion), key="kb_fusion",
                               disabled=mode != "hybrid")
 category = category_col.selectbox("Category", ["(all)", *kb.categories()], key="kb_category")
 source = source_col.selectbox("Source", ["(all)", *sorted(d.source for d in docs)], key="kb_source")

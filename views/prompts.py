@@ -9,13 +9,12 @@ import time
 import streamlit as st
 import yaml
 
-from adapters.base import ChatRequest, Usage
-from adapters.registry import BACKENDS
-from chatbot.errors import ChatbotError, PromptValidationError, StaleVersionError
+from common.types import ChatRequest, Usage
+from common.errors import ChatbotError, PromptValidationError, StaleVersionError
 from chatbot.prompts import PromptLibrary, parse_template, skeleton
 from chatbot.reasoning import ReasoningFilter
 from ui.auth import require_admin
-from ui.services import get_backend, get_services
+from ui.services import BACKENDS, get_backend, get_services
 
 require_admin()
 

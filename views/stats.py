@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from chatbot import analytics
-from chatbot.errors import StoreUnavailable
+from common.errors import StoreUnavailable
 from ui.services import get_services
 
 PERIODS = {"Last 24 hours": 1, "Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90, "All time": 0}

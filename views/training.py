@@ -9,12 +9,12 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from chatbot.errors import ChatbotError
-from chatbot.training import datasets as ds
-from chatbot.training.export import best_adapter, list_adapters, runs_table
-from chatbot.training.jobs import JobManager, JobStatus, summarise_progress
-from chatbot.training.progress import format_duration
-from chatbot.training.spec import METHOD_LABELS, TrainingSpec, default_method, field_help
+from common.errors import ChatbotError
+from training import datasets as ds
+from training.export import best_adapter, list_adapters, runs_table
+from training.jobs import JobManager, JobStatus, summarise_progress
+from training.progress import format_duration
+from training.spec import METHOD_LABELS, TrainingSpec, default_method, field_help
 from ui.auth import require_admin
 from ui.services import get_settings
 
@@ -37,14 +37,14 @@ def job_manager(data_dir: str) -> JobManager:
 
 @st.cache_resource(show_spinner="Looking for a CUDA GPU…")
 def cuda_available() -> bool:
-    from chatbot.training.trainer import cuda_available as probe
+    from training.trainer import cuda_available as probe
 
     return probe()
 
 
 @st.cache_resource(show_spinner="Loading the tokenizer…", max_entries=4)
 def load_tokenizer(base_model: str):
-    from chatbot.training.trainer import load_tokenizer as load
+    from training.trainer import load_tokenizer as load
 
     return load(base_model)
 
@@ -65,7 +65,7 @@ if "job_select_pending" in st.session_state:
 
 
 def make_tiny() -> None:
-    from chatbot.training.tiny_model import make_tiny_model
+    from training.tiny_model import make_tiny_model
 
     path = make_tiny_model(manager.root / "tiny-model")
     st.session_state["train_base_model"] = str(path)
@@ -233,7 +233,7 @@ def render_new_job(built: ds.BuiltDataset | None) -> None:
     spec = TrainingSpec(**values)
     problems = spec.problems(cuda)
     if base_model and not any("base model" in p for p in problems):
-        from chatbot.training.estimate import describe, estimate
+        from training.estimate import describe, estimate
 
         try:
             est = estimate(spec, cuda)

@@ -57,7 +57,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_demo_vectors(args: argparse.Namespace) -> int:
-    from chatbot.config import Settings
+    from common.settings import Settings
     from chatbot.services import DEMO_DOCS
     from knowledge.embeddings import shared_embedder
     from knowledge.shipped_vectors import DEMO_VECTORS, write_shipped

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from chatbot.analytics import percentile
 from chatbot.bot import STAGES
-from chatbot.config import Settings
+from common.settings import Settings
 
 QUERIES = [
     "How do I get a refund?", "my camera stopped recording clips", "i was charged twice this month",

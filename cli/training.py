@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from chatbot.config import Settings
+from common.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,14 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from chatbot.training import trainer
+    from training import trainer
 
     trainer.configure_logging()
     return trainer.run(args.config, resume=args.resume)
 
 
 def run_make_tiny_model(args: argparse.Namespace) -> int:
-    from chatbot.training.tiny_model import make_tiny_model
+    from training.tiny_model import make_tiny_model
 
     path = make_tiny_model(args.dir, hidden_size=args.hidden_size, layers=args.layers)
     print(f"tiny model written to {path}")
@@ -63,7 +63,7 @@ def run_make_tiny_model(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from chatbot.training import datasets as ds
+    from training import datasets as ds
 
     source = Path(args.input) if args.input else ds.SAMPLE_CHAT
     if args.format == "chat":
@@ -76,7 +76,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         result = ds.load_pairs(source, kind, args.instruction, args.response, args.input_column)
     tokenizer = None
     if args.tokenizer:
-        from chatbot.training.trainer import load_tokenizer
+        from training.trainer import load_tokenizer
 
         tokenizer = load_tokenizer(args.tokenizer)
     built = ds.build(result, tokenizer, args.max_seq_length, args.val_fraction)
@@ -95,13 +95,13 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def _manager():
-    from chatbot.training.jobs import JobManager
+    from training.jobs import JobManager
 
     return JobManager(Settings.load().data_dir)
 
 
 def run_jobs(args: argparse.Namespace) -> int:
-    from chatbot.training.jobs import summarise_progress
+    from training.jobs import summarise_progress
 
     manager = _manager()
     if args.action == "list":
@@ -131,10 +131,10 @@ def run_jobs(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from chatbot.training import export
+    from training import export
 
     if args.config:
-        from chatbot.training.trainer import configure_logging
+        from training.trainer import configure_logging
 
         configure_logging()
         return export.run_merge_job(args.config)

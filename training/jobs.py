@@ -17,11 +17,11 @@ from typing import Any, Iterator
 
 import yaml
 
-from chatbot.errors import TrainingJobError
-from chatbot.training.datasets import write_jsonl
-from chatbot.training.progress import (LOG_FILE, PROGRESS_FILE, RESULT_FILE, STATUS_FILE, read_json, read_progress,
+from common.errors import TrainingJobError
+from training.datasets import write_jsonl
+from training.progress import (LOG_FILE, PROGRESS_FILE, RESULT_FILE, STATUS_FILE, read_json, read_progress,
                                        tail, write_json)
-from chatbot.training.spec import TrainingSpec
+from training.spec import TrainingSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FINAL_STATES = ("completed", "failed", "stopped")

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from chatbot import analytics
-from chatbot.config import Settings
+from common.settings import Settings
 from chatbot.sessions import SessionStore
 
 

@@ -13,11 +13,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from chatbot.errors import ChatbotError, ConfigurationError, DatasetError, TrainingJobError
-from chatbot.training.progress import PROGRESS_FILE, RESULT_FILE, ProgressWriter, read_progress, write_json
-from chatbot.training.spec import TrainingSpec
+from common.errors import ChatbotError, ConfigurationError, DatasetError, TrainingJobError
+from training.progress import PROGRESS_FILE, RESULT_FILE, ProgressWriter, read_progress, write_json
+from training.spec import TrainingSpec
 
-log = logging.getLogger("chatbot.training")
+log = logging.getLogger("training")
 
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1
@@ -162,7 +162,7 @@ def load_tokenizer(base_model: str):
     """The base model's tokenizer, with a pad token and a chat template."""
     from transformers import AutoTokenizer
 
-    from chatbot.training.datasets import ensure_chat_template
+    from training.datasets import ensure_chat_template
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_model)
@@ -187,7 +187,7 @@ def peft_config(spec: TrainingSpec, model=None):
     """The adapter configuration for the chosen method (IA3 needs the model to place its vectors)."""
     from peft import IA3Config, LoraConfig
 
-    from chatbot.training.spec import ia3_modules
+    from training.spec import ia3_modules
 
     targets = spec.target_module_list()
     if spec.method == "ia3":
@@ -233,7 +233,7 @@ def adapters_root(config_path: Path) -> Path:
     job_dir = config_path.resolve().parent
     if job_dir.parent.name == "jobs" and job_dir.parent.parent.name == "training":
         return job_dir.parent.parent / "adapters"
-    from chatbot.config import Settings
+    from common.settings import Settings
 
     return Path(Settings.load().data_dir) / "training" / "adapters"
 
@@ -249,7 +249,7 @@ def _previous_train_seconds(events: list[dict[str, Any]]) -> float:
 
 def run(config_path: str | Path, resume: bool = False) -> int:
     """Run one job to the end; returns the process exit code and leaves result.json behind."""
-    from chatbot.training.datasets import read_examples
+    from training.datasets import read_examples
 
     config_path = Path(config_path)
     job_dir = config_path.resolve().parent
@@ -314,7 +314,7 @@ def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bo
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from chatbot.training.evaluation import compare_replies
+    from training.evaluation import compare_replies
 
     if cuda:
         torch.cuda.reset_peak_memory_stats()

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from chatbot.errors import ConfigurationError
-from chatbot.training.spec import TrainingSpec
+from common.errors import ConfigurationError
+from training.spec import TrainingSpec
 
 GIB = 2**30
 # Rough allowance for the CUDA context, kernels and allocator fragmentation.
@@ -89,7 +89,7 @@ def trainable_params(shape: ModelShape, spec: TrainingSpec) -> tuple[int, int]:
     """(trainable parameters, adapted modules) for the method and target modules."""
     modules = _targeted(shape, spec)
     if spec.method == "ia3":
-        from chatbot.training.spec import ia3_modules
+        from training.spec import ia3_modules
 
         # One scaling vector per module: over the input for feed-forward layers, else over the output.
         _, feedforward = ia3_modules([name for name, _, _ in modules], [name for name, _, _ in modules],

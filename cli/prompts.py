@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from chatbot.config import Settings
+from common.settings import Settings
 from chatbot.prompts import PromptLibrary, open_prompt_library
 
 

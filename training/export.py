@@ -11,10 +11,10 @@ from typing import Any
 
 import yaml
 
-from chatbot.errors import ChatbotError, ConfigurationError, TrainingJobError
-from chatbot.training.progress import PROGRESS_FILE, RESULT_FILE, ProgressWriter, read_json, write_json
+from common.errors import ChatbotError, ConfigurationError, TrainingJobError
+from training.progress import PROGRESS_FILE, RESULT_FILE, ProgressWriter, read_json, write_json
 
-log = logging.getLogger("chatbot.training")
+log = logging.getLogger("training")
 
 
 @dataclass

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from chatbot.config import Settings
+from common.settings import Settings
 
 METRICS = ("recall_at_1", "recall_at_k", "mrr", "ndcg_at_k", "p50_ms", "p95_ms")
 
@@ -88,7 +88,7 @@ def _label(report: dict) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from knowledge.benchmark import run_benchmark
+    from bench.knowledge_store import run_benchmark
 
     if args.chunks < 1:
         print("error: --chunks must be at least 1", file=sys.stderr)

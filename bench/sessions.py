@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.analytics import percentile
-from chatbot.config import Settings
+from common.settings import Settings
 
 QUERIES = [
     "How do I get a refund?", "my camera stopped recording clips", "i was charged twice this month",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from adapters.local import ensure_chat_template
-from chatbot.errors import DatasetError
+from common.errors import DatasetError
 
 ROLES = ("system", "user", "assistant")
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"

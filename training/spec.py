@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from chatbot.errors import ConfigurationError
+from common.errors import ConfigurationError
 
 METHODS = ("qlora", "lora", "dora", "ia3")
 METHOD_LABELS = {

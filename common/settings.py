@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from chatbot.errors import ConfigurationError
+from common.errors import ConfigurationError
 
 # Secrets are read from the same file Streamlit reads, so the CLI and the app agree
 # without the core importing streamlit.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from chatbot.training.datasets import SAMPLE_CHAT, SAMPLE_PAIRS
+from training.datasets import SAMPLE_CHAT, SAMPLE_PAIRS
 
 SPECIAL_TOKENS = ["<unk>", "<pad>", "<s>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (

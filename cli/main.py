@@ -1,0 +1,26 @@
+"""Entry point of the command line: parse, run one command, report typed errors as one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# No model or dataset is ever fetched at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from cli import build_parser  # noqa: E402
+from common.errors import ChatbotError  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `python -m chatbot ARGV...`; returns the exit status (2 for a reported error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ChatbotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
