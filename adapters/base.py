@@ -26,6 +26,8 @@ class Backend(ABC):
     model: str = ""
     # Whether the backend can write a faithful summary of old turns.
     can_summarise: bool = True
+    # Whether the backend can pick an intent when the router abstains (an LLM can; quoting cannot).
+    can_classify: bool = True
 
     @abstractmethod
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:

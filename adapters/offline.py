@@ -43,6 +43,7 @@ class OfflineBackend(Backend):
     name = "offline"
     model = "knowledge-base"
     can_summarise = False
+    can_classify = False
 
     def __init__(self, sentences_per_passage: int = 4, max_passages: int = 2, min_score: float = 0.0,
                  whole_passage_chars: int = 700):

@@ -6,17 +6,19 @@ import re
 import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from common.types import ChatRequest, Usage
 from adapters.base import Backend
 from common.errors import BackendError, InputRejected
 from chatbot.memory import ConversationMemory, extractive_summary
-from chatbot.prompts import PromptLibrary
+from chatbot.prompt_template import PromptTemplate
+from chatbot.prompts import PromptLibrary, RenderedPrompt
 from chatbot.reasoning import ReasoningFilter
+from chatbot.analytics import HANDOFF
 from chatbot.classifier import LLMClassifier
 from chatbot.routing import UNKNOWN, IntentRouter, RouteChoice
-from chatbot.triage import Triage, TriageState, handoff_summary
+from chatbot.triage import Triage, TriageResult, TriageState, handoff_summary
 from chatbot.sessions import SessionStore
 from knowledge.store import KnowledgeBase
 from common.types import Passage
@@ -56,7 +58,7 @@ UNROUTED = RouteChoice(intent=UNKNOWN, confidence=0.0, scores=[], abstained=True
 class _Canned(Backend):
     """A fixed reply (the handoff notice), streamed like a model's."""
 
-    name = "handoff"
+    name = HANDOFF
 
     def __init__(self, text: str):
         self.text = text
@@ -105,16 +107,27 @@ class TurnMeta:
         return asdict(self)
 
 
-class Reply:
-    """One turn's reply: iterate it for text pieces (streamed), then read `text` and `meta`."""
+# Called once when a reply's stream ends: (the reply, whether it failed).
+TurnEnd = Callable[["Reply", bool], None]
 
-    def __init__(self, bot: "Chatbot", session_id: str, user_text: str, memory: ConversationMemory,
-                 request: ChatRequest, meta: TurnMeta, started: float, backend: Backend,
-                 reasoning: bool = False, triage_state: TriageState | None = None):
-        self._bot = bot
+
+def _keep_nothing(reply: "Reply", failed: bool) -> None:
+    """The end of a preview turn: nothing is stored."""
+
+
+class Reply:
+    """One turn's reply: iterate it for text pieces (streamed), then read `text` and `meta`.
+
+    When the stream ends, successfully or not, `on_end(reply, failed)` runs once: the Chatbot
+    stores the turn there.
+    """
+
+    def __init__(self, session_id: str, user_text: str, request: ChatRequest, meta: TurnMeta, started: float,
+                 backend: Backend, *, on_end: TurnEnd, reasoning: bool = False,
+                 triage_state: TriageState | None = None):
         self.session_id = session_id
         self.user_text = user_text
-        self._memory = memory
+        self._on_end = on_end
         self._request = request
         self.meta = meta
         self._started = started
@@ -122,6 +135,8 @@ class Reply:
         self._reasoning = reasoning
         self.triage_state = triage_state
         self.text = ""
+        # The model's hidden <thinking> text, for admins only (empty unless the template asks for it).
+        self.reasoning = ""
         self.done = False
 
     @property
@@ -151,6 +166,7 @@ class Reply:
                 pieces.append(piece)
                 yield piece
             tail = hidden.flush() if hidden is not None else ""
+            self.reasoning = hidden.reasoning if hidden is not None else ""
             if tail:
                 if not pieces:
                     self.meta.ttft_ms = (time.perf_counter() - self._started) * 1000
@@ -173,8 +189,28 @@ class Reply:
     def _finish(self, failed: bool) -> None:
         self.meta.latency_ms = (time.perf_counter() - self._started) * 1000
         self.meta.citations = cited_numbers(self.text, len(self._request.passages))
-        self._bot._persist(self, failed)
+        self._on_end(self, failed)
         self.done = True
+
+
+def customer_context(verdict: TriageResult, triage_state: TriageState) -> dict[str, Any]:
+    """What the prompt tells the model about the customer and the conversation so far."""
+    return {
+        "account tier": triage_state.customer_tier,
+        "conversation state": triage_state.state,
+        "sentiment": f"{verdict.sentiment.level.replace('_', ' ')}, {verdict.trend}",
+        "priority": f"{verdict.priority}/10",
+        "earlier contacts about this": triage_state.contact_count - 1,
+    }
+
+
+@dataclass
+class Preview:
+    """A rendered first turn that is never stored: the prompt, its passages and a reply to stream."""
+
+    prompt: RenderedPrompt
+    passages: list[Passage]
+    reply: Reply
 
 
 class Chatbot:
@@ -197,6 +233,8 @@ class Chatbot:
         max_message_chars: int = 4000,
         window_tokens: int = 1500,
         window_messages: int = 12,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ):
         self.knowledge = knowledge
         self.backend = backend
@@ -204,12 +242,15 @@ class Chatbot:
         self.prompts = prompts or PromptLibrary()
         self.router = router
         self.triage = triage or Triage()
-        # An API backend can classify what the router abstains on; the offline one cannot.
-        self.can_classify = router is not None and backend.name != "offline"
+        # An LLM backend can classify what the router abstains on; the offline one cannot.
+        self.can_classify = router is not None and backend.can_classify
         self.top_k = top_k
         self.max_message_chars = max_message_chars
         self.window_tokens = window_tokens
         self.window_messages = window_messages
+        # Deployment-wide overrides of every template's generation settings (None: the template's).
+        self.temperature = temperature
+        self.max_tokens = max_tokens
 
     def _memory(self, state: dict) -> ConversationMemory:
         memory = ConversationMemory(self.window_tokens, self.window_messages, count_tokens=self.backend.count_tokens)
@@ -267,30 +308,58 @@ class Chatbot:
         passages = self.knowledge.search(text, k=self.top_k, query_vector=vector)
         mark = lap("retrieve", mark)
         summary, recent = memory.context()
-        context = {
-            "account tier": triage_state.customer_tier,
-            "conversation state": triage_state.state,
-            "sentiment": f"{verdict.sentiment.level.replace('_', ' ')}, {verdict.trend}",
-            "priority": f"{verdict.priority}/10",
-            "earlier contacts about this": triage_state.contact_count - 1,
-        }
         prompt = self.prompts.render(
-            choice.template if choice else "general", passages=passages, summary=summary, customer=context,
-            query=text, query_vector=vector,
+            choice.template if choice else "general", passages=passages, summary=summary,
+            customer=customer_context(verdict, triage_state), query=text, query_vector=vector,
         )
-        request = ChatRequest(
-            system=prompt.system,
-            messages=[*recent, {"role": "user", "content": text}],
-            temperature=prompt.temperature,
-            max_tokens=prompt.max_tokens,
-            passages=passages,
-            query=text,
-        )
+        request = self._request(prompt, recent, text, passages)
         lap("render", mark)
         meta.prompt_name, meta.prompt_version, meta.prompt_hash = prompt.name, prompt.version, prompt.hash
         meta.retrieved = [p.to_dict() for p in passages]
-        return Reply(self, session_id, text, memory, request, meta, started, self.backend,
+        return Reply(session_id, text, request, meta, started, self.backend,
+                     on_end=lambda reply, failed: self.end_turn(reply, memory, failed),
                      reasoning=prompt.chain_of_thought, triage_state=triage_state)
+
+    def preview(self, text: str, *, template: PromptTemplate, version: int, customer_tier: str = "standard",
+                variables: dict | None = None, top_k: int | None = None) -> "Preview":
+        """The first turn of a new conversation rendered with `template` (a draft, say), never stored.
+
+        The same steps as `send` (validation, embedding, routing and triage, retrieval, the
+        customer context, rendering), so the admin sees exactly what a chat would send. Stream
+        `preview.reply` for a test reply from this Chatbot's backend. Raises InputRejected for
+        a message over the length limit.
+        """
+        text = clean_message(text, self.max_message_chars)
+        vector = self.knowledge.embedder.embed_one(text) if text else None
+        memory = self._memory({})
+        triage_state = TriageState()
+        choice = self.route(text, vector, memory) if text else None
+        verdict = self.triage.assess(text, choice or UNROUTED, triage_state, customer_tier=customer_tier)
+        k = self.top_k if top_k is None else top_k
+        passages = self.knowledge.search(text, k=k, query_vector=vector) if text and k else []
+        prompt = self.prompts.render_template(
+            template, version, passages=passages, customer=customer_context(verdict, triage_state), query=text,
+            query_vector=vector, variables=variables,
+        )
+        request = self._request(prompt, [], text, passages)
+        meta = TurnMeta(session_id="", backend=self.backend.name, model=self.backend.model,
+                        prompt_name=prompt.name, prompt_version=version, prompt_hash=prompt.hash,
+                        route=choice.to_dict() if choice else {}, triage=verdict.to_dict(),
+                        retrieved=[p.to_dict() for p in passages])
+        reply = Reply("", text, request, meta, time.perf_counter(), self.backend, on_end=_keep_nothing,
+                      reasoning=prompt.chain_of_thought)
+        return Preview(prompt=prompt, passages=passages, reply=reply)
+
+    def _request(self, prompt: RenderedPrompt, recent: list[dict], text: str, passages: list[Passage]) -> ChatRequest:
+        """The backend request for a rendered prompt; deployment overrides win over the template."""
+        return ChatRequest(
+            system=prompt.system,
+            messages=[*recent, {"role": "user", "content": text}],
+            temperature=prompt.temperature if self.temperature is None else self.temperature,
+            max_tokens=prompt.max_tokens if self.max_tokens is None else self.max_tokens,
+            passages=passages,
+            query=text,
+        )
 
     def _handoff(self, session_id: str, text: str, memory: ConversationMemory, triage_state: TriageState,
                  meta: TurnMeta, started: float) -> Reply:
@@ -300,10 +369,10 @@ class Chatbot:
             history = [*self.store.messages(session_id), {"role": "user", "content": text}]
             triage_state.handoff_summary = handoff_summary(triage_state, history)
             meta.triage["handoff_summary"] = triage_state.handoff_summary
-        meta.backend, meta.model = "handoff", ""
+        meta.backend, meta.model = HANDOFF, ""
         request = ChatRequest(system="", messages=[{"role": "user", "content": text}], query=text)
-        return Reply(self, session_id, text, memory, request, meta, started, _Canned(notice),
-                     triage_state=triage_state)
+        return Reply(session_id, text, request, meta, started, _Canned(notice),
+                     on_end=lambda reply, failed: self.end_turn(reply, memory, failed), triage_state=triage_state)
 
     def ask(self, session_id: str, text: str) -> Reply | None:
         """Send and consume a whole turn (CLI, tests); BackendError propagates after persisting."""
@@ -312,9 +381,9 @@ class Chatbot:
             reply.consume()
         return reply
 
-    def _persist(self, reply: Reply, failed: bool) -> None:
+    def end_turn(self, reply: Reply, memory: ConversationMemory, failed: bool) -> None:
+        """Store a finished turn: the customer's message, the reply unless it failed, memory and triage."""
         mark = time.perf_counter()
-        memory = reply._memory
         memory.add("user", reply.user_text)
         messages: list[dict] = [{"role": "user", "content": reply.user_text}]
         if not failed and reply.text:

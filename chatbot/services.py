@@ -37,6 +37,7 @@ class Services:
             knowledge=self.knowledge, backend=backend, store=self.store, prompts=self.prompts, router=self.router,
             top_k=s.top_k, max_message_chars=s.max_message_chars,
             window_tokens=s.window_tokens, window_messages=s.window_messages,
+            temperature=s.temperature, max_tokens=s.max_tokens,
         )
 
 

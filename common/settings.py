@@ -36,8 +36,9 @@ class Settings:
     top_k: int = field(default=4, metadata={"env": "CHATBOT_TOP_K"})
     # How vector and keyword results are combined: "convex" (measured better here) or "rrf".
     retrieval_fusion: str = field(default="convex", metadata={"env": "CHATBOT_FUSION"})
-    temperature: float = field(default=0.2, metadata={"env": "CHATBOT_TEMPERATURE"})
-    max_tokens: int = field(default=600, metadata={"env": "CHATBOT_MAX_TOKENS"})
+    # Unset, each prompt template's own generation settings apply; set, they override every template.
+    temperature: float | None = field(default=None, metadata={"env": "CHATBOT_TEMPERATURE", "type": float})
+    max_tokens: int | None = field(default=None, metadata={"env": "CHATBOT_MAX_TOKENS", "type": int})
     request_timeout: float = field(default=60.0, metadata={"env": "CHATBOT_REQUEST_TIMEOUT"})
     max_retries: int = field(default=3, metadata={"env": "CHATBOT_MAX_RETRIES"})
     session_ttl_days: int = field(default=90, metadata={"env": "CHATBOT_SESSION_TTL_DAYS"})
@@ -63,7 +64,7 @@ class Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             env_name = f.metadata["env"]
-            kind = type(f.default)
+            kind = f.metadata.get("type", type(f.default))
             if f.name in overrides and overrides[f.name] is not None:
                 raw = overrides[f.name]
             elif f.name in secrets:

@@ -5,49 +5,49 @@ from __future__ import annotations
 import streamlit as st
 
 from common.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
+from chatbot.analytics import HANDOFF
 from chatbot.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
 from ui.feedback import render_feedback
+from ui.page_state import CUSTOMER_TIERS, ChatKeys
 from ui.services import BACKENDS, get_backend, get_services
-
-TIERS = ("standard", "plus", "business", "vip")
 
 services = get_services()
 settings = services.settings
 store = services.store
 
 # The conversation id lives in the URL, so a refresh or a second tab resumes it.
-session_id = st.query_params.get("c") or st.session_state.get("session_id") or store.new_id()
-st.session_state["session_id"] = session_id
+session_id = st.query_params.get("c") or st.session_state.get(ChatKeys.SESSION_ID) or store.new_id()
+st.session_state[ChatKeys.SESSION_ID] = session_id
 if st.query_params.get("c") != session_id:
     st.query_params["c"] = session_id
 
 # -- sidebar: backend picker, stats, reset ---------------------------------------------
 # Defaults go through session state, so that other pages (Training's "Chat with this adapter")
 # can preset the same keys before switching here.
-for key, value in (("chat_backend", settings.backend if settings.backend in BACKENDS else "offline"),
-                   ("chat_model", settings.model), ("local_model_path", settings.local_model_path),
-                   ("local_adapter_path", settings.local_adapter_path)):
+for key, value in ((ChatKeys.BACKEND, settings.backend if settings.backend in BACKENDS else "offline"),
+                   (ChatKeys.MODEL, settings.model), (ChatKeys.LOCAL_MODEL_PATH, settings.local_model_path),
+                   (ChatKeys.LOCAL_ADAPTER_PATH, settings.local_adapter_path)):
     st.session_state.setdefault(key, value)
 
 with st.sidebar:
     backend_name = st.selectbox(
-        "Backend", BACKENDS, key="chat_backend",
+        "Backend", BACKENDS, key=ChatKeys.BACKEND,
         help="Offline answers from the knowledge base with no model or key.",
     )
-    model = st.text_input("Model", key="chat_model", help="Blank uses the backend's default model.") \
+    model = st.text_input("Model", key=ChatKeys.MODEL, help="Blank uses the backend's default model.") \
         if backend_name not in ("offline", "local") else ""
     model_path = adapter_path = ""
     if backend_name == "local":
-        model_path = st.text_input("Local model folder", key="local_model_path")
-        adapter_path = st.text_input("LoRA adapter folder (optional)", key="local_adapter_path")
-    tier = st.selectbox("Customer tier", TIERS, key="customer_tier",
+        model_path = st.text_input("Local model folder", key=ChatKeys.LOCAL_MODEL_PATH)
+        adapter_path = st.text_input("LoRA adapter folder (optional)", key=ChatKeys.LOCAL_ADAPTER_PATH)
+    tier = st.selectbox("Customer tier", CUSTOMER_TIERS, key=ChatKeys.CUSTOMER_TIER,
                         help="Weighs into the priority score; the assistant sees it too.")
-    agent = st.text_input("Agent", key="agent_name", placeholder="Your name",
+    agent = st.text_input("Agent", key=ChatKeys.AGENT, placeholder="Your name",
                           help="Conversations are indexed by agent in History.")
     if st.button("New conversation", icon=":material/add_comment:", width="stretch", key="new_conversation"):
-        st.session_state["session_id"] = store.new_id()
-        st.query_params["c"] = st.session_state["session_id"]
+        st.session_state[ChatKeys.SESSION_ID] = store.new_id()
+        st.query_params["c"] = st.session_state[ChatKeys.SESSION_ID]
         st.rerun()
     stats_box = st.container()
 
@@ -86,7 +86,7 @@ for index, message in enumerate(messages):
     # A customer message's triage is stored with the turn: on the reply, or on the message itself.
     turn_meta = (message.get("meta") or following.get("meta")) if message["role"] == "user" else None
     feedback = (lambda i=index, m=message: render_feedback(store, session_id, i, m)) \
-        if message["role"] == "assistant" and (message.get("meta") or {}).get("backend") != "handoff" else None
+        if message["role"] == "assistant" and (message.get("meta") or {}).get("backend") != HANDOFF else None
     render_message(message, turn_meta, feedback)
 
 
@@ -98,7 +98,7 @@ def send(text: str) -> None:
         st.warning(str(exc), icon=":material/block:")
         return
     except StoreUnavailable as exc:
-        st.session_state["unsent"] = text
+        st.session_state[ChatKeys.UNSENT] = text
         st.error(f"{exc} Your message was not sent; it is kept below.")
         return
     if reply is None:
@@ -111,16 +111,16 @@ def send(text: str) -> None:
         except BackendError as exc:
             st.error(f"No reply: {exc} Your message is kept; send it again when the backend is back.")
         except StoreUnavailable as exc:
-            st.session_state["unsent"] = text
+            st.session_state[ChatKeys.UNSENT] = text
             st.error(f"{exc} This turn was not saved; your message is kept below.")
             return
-    st.session_state.pop("unsent", None)
+    st.session_state.pop(ChatKeys.UNSENT, None)
     if reply.done and not reply.meta.error:
         # Rerun so the new turn renders like the others, with its triage, sources and the stats.
         st.rerun()
 
 
-unsent = st.session_state.get("unsent")
+unsent = st.session_state.get(ChatKeys.UNSENT)
 if unsent:
     st.warning("This message has not been sent yet:", icon=":material/drafts:")
     st.code(unsent, language=None, wrap_lines=True)

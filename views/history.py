@@ -10,6 +10,7 @@ from chatbot import analytics
 from common.errors import ConversationNotFound, StoreUnavailable
 from chatbot.sessions import ephemeral_storage_warning
 from ui.chat_view import render_message
+from ui.page_state import open_conversation
 from ui.services import get_services
 
 LIMIT = 200  # conversations listed per search
@@ -103,7 +104,7 @@ except (ConversationNotFound, StoreUnavailable) as exc:
 
 with st.container(horizontal=True):
     if st.button("Resume in chat", key="history_resume", icon=":material/chat:", type="primary"):
-        st.switch_page("views/chat.py", query_params={"c": opened})
+        open_conversation(opened)
     st.download_button("Export JSON", analytics.to_json(conversation), file_name=f"conversation-{opened}.json",
                        mime="application/json", key="history_export_json", icon=":material/data_object:")
     st.download_button("Export Markdown", analytics.to_markdown(conversation), file_name=f"conversation-{opened}.md",

@@ -9,11 +9,10 @@ import time
 import streamlit as st
 import yaml
 
-from common.types import ChatRequest, Usage
 from common.errors import ChatbotError, PromptValidationError, StaleVersionError
 from chatbot.prompts import PromptLibrary, parse_template, skeleton
-from chatbot.reasoning import ReasoningFilter
 from ui.auth import require_admin
+from ui.page_state import CUSTOMER_TIERS
 from ui.services import BACKENDS, get_backend, get_services
 
 require_admin()
@@ -248,10 +247,9 @@ with test_tab:
     if template is not None:
         query = st.text_area("Customer message", key="prompts_test_query", height=80,
                              value="I was charged twice for my Nimbus Plus subscription this month. Why?")
-        c1, c2, c3 = st.columns(3)
-        tier = c1.selectbox("Account tier", ["standard", "plus", "business"], key="prompts_test_tier")
-        history = c2.text_input("Customer history", key="prompts_test_history", placeholder="e.g. 2 earlier contacts")
-        k = c3.number_input("Passages", min_value=0, max_value=10, value=services.settings.top_k,
+        c1, c2 = st.columns(2)
+        tier = c1.selectbox("Account tier", CUSTOMER_TIERS, key="prompts_test_tier")
+        k = c2.number_input("Passages", min_value=0, max_value=10, value=services.settings.top_k,
                             key="prompts_test_k")
         variables_text = st.text_area(
             "Sample variables (YAML)", key=f"prompts_test_vars_{name}", height=100,
@@ -264,11 +262,27 @@ with test_tab:
         except (yaml.YAMLError, ValueError) as exc:
             st.error(f"Sample variables: {exc}")
             variables = {}
-        vector = services.embedder.embed_one(query) if query.strip() else None
-        passages = services.knowledge.search(query, k=int(k), query_vector=vector) if query.strip() and k else []
-        customer = {"customer_name": variables.get("customer_name"), "account_tier": tier, "history": history}
-        rendered = library.render_template(template, version, passages=passages, customer=customer, query=query,
-                                           query_vector=vector, variables=variables)
+        st.subheader("Live test reply")
+        st.caption("The first turn of a new conversation, rendered exactly as the chat would render it; "
+                   "not published, not saved in any conversation.")
+        b1, b2 = st.columns(2)
+        backend_name = b1.selectbox("Backend", BACKENDS, key="prompts_test_backend",
+                                    index=BACKENDS.index(services.settings.backend)
+                                    if services.settings.backend in BACKENDS else 0)
+        model = b2.text_input("Model", value=services.settings.model, key="prompts_test_model",
+                              disabled=backend_name == "offline")
+        try:
+            backend = get_backend(backend_name, model if backend_name != "offline" else "")
+        except ChatbotError as exc:
+            st.warning(f"{exc} The preview below uses the offline backend.")
+            backend = get_backend("offline")
+        try:
+            preview = services.chatbot(backend).preview(
+                query, template=template, version=version, customer_tier=tier, variables=variables, top_k=int(k))
+        except ChatbotError as exc:
+            st.error(str(exc))
+            st.stop()
+        rendered, passages = preview.prompt, preview.passages
         m1, m2, m3, m4 = st.columns(4)
         m1.metric("Characters", f"{len(rendered.system):,}")
         m2.metric("Passages", len(passages))
@@ -278,33 +292,13 @@ with test_tab:
                    f"temperature {rendered.temperature} · max tokens {rendered.max_tokens}")
         st.code(rendered.system, language="xml", wrap_lines=True)
 
-        st.subheader("Live test reply")
-        st.caption("Sent to the backend with this prompt; not published, not saved in any conversation.")
-        b1, b2 = st.columns(2)
-        backend_name = b1.selectbox("Backend", BACKENDS, key="prompts_test_backend",
-                                    index=BACKENDS.index(services.settings.backend)
-                                    if services.settings.backend in BACKENDS else 0)
-        model = b2.text_input("Model", value=services.settings.model, key="prompts_test_model",
-                              disabled=backend_name == "offline")
         if st.button("Send test message", key="prompts_test_send", disabled=not query.strip()):
-            request = ChatRequest(system=rendered.system, messages=[{"role": "user", "content": query}],
-                                  temperature=rendered.temperature, max_tokens=rendered.max_tokens,
-                                  passages=passages, query=query)
-            hidden = ReasoningFilter()
-
-            def visible_pieces(backend):
-                for piece in backend.stream(request):
-                    if not isinstance(piece, Usage) and (shown := hidden.feed(piece)):
-                        yield shown
-                if rest := hidden.flush():
-                    yield rest
-
             try:
-                backend = get_backend(backend_name, model if backend_name != "offline" else "")
                 with st.chat_message("assistant", avatar=":material/science:"):
-                    text = st.write_stream(visible_pieces(backend))
-                ss["prompts_test_reply"] = {"text": text, "reasoning": hidden.reasoning, "backend": backend_name,
-                                            "template": name, "version": version or "unsaved"}
+                    text = st.write_stream(preview.reply)
+                ss["prompts_test_reply"] = {"text": text, "reasoning": preview.reply.reasoning,
+                                            "backend": backend.name, "template": name,
+                                            "version": version or "unsaved"}
             except ChatbotError as exc:
                 st.error(f"No test reply: {exc}")
         elif (last := ss.get("prompts_test_reply")) and last["template"] == name:

@@ -16,6 +16,7 @@ from training.jobs import JobManager, JobStatus, summarise_progress
 from training.progress import format_duration
 from training.spec import METHOD_LABELS, TrainingSpec, default_method, field_help
 from ui.auth import require_admin
+from ui.page_state import open_chat_with_local_model
 from ui.services import get_settings
 
 require_admin()
@@ -136,8 +137,7 @@ def load_source() -> ds.LoadResult | None:
         from ui.services import get_services
 
         store = get_services().store
-        st.session_state["ds_stored"] = ds.from_conversations(
-            {"id": sid, "messages": store.messages(sid)} for sid in store.recent(limit=limit))
+        st.session_state["ds_stored"] = ds.from_conversations(store.approved_conversations(limit=limit))
     return st.session_state.get("ds_stored")
 
 
@@ -355,9 +355,7 @@ def render_adapters() -> None:
     st.caption(f"{info.path} · base {info.base_model} · {info.method}")
     c1, c2 = st.columns(2)
     if c1.button("Chat with this adapter", key="adapter_chat", type="primary"):
-        st.session_state.update(chat_backend="local", local_model_path=info.base_model,
-                                local_adapter_path=str(info.path))
-        st.switch_page("views/chat.py")
+        open_chat_with_local_model(info.base_model, str(info.path))
     if c2.button("Merge and export", key="adapter_merge",
                  help=f"Writes a standalone model to {manager.merged_dir / info.name}"):
         start_job(lambda: manager.create_merge(info.name), "Export")

@@ -1,0 +1,33 @@
+"""Names that more than one page shares: session-state keys, page files and the choices they offer."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+CHAT_PAGE = "views/chat.py"
+CUSTOMER_TIERS = ("standard", "plus", "business", "vip")
+
+
+class ChatKeys:
+    """Session-state keys of the Chat page's sidebar; other pages preset them before switching there."""
+
+    SESSION_ID = "session_id"
+    BACKEND = "chat_backend"
+    MODEL = "chat_model"
+    LOCAL_MODEL_PATH = "local_model_path"
+    LOCAL_ADAPTER_PATH = "local_adapter_path"
+    CUSTOMER_TIER = "customer_tier"
+    AGENT = "agent_name"
+    UNSENT = "unsent"
+
+
+def open_chat_with_local_model(model_path: str, adapter_path: str = "") -> None:
+    """Switch to the Chat page with the Local backend on this model folder (and LoRA adapter)."""
+    st.session_state.update({ChatKeys.BACKEND: "local", ChatKeys.LOCAL_MODEL_PATH: model_path,
+                             ChatKeys.LOCAL_ADAPTER_PATH: adapter_path})
+    st.switch_page(CHAT_PAGE)
+
+
+def open_conversation(session_id: str) -> None:
+    """Switch to the Chat page on a stored conversation, to read or resume it."""
+    st.switch_page(CHAT_PAGE, query_params={"c": session_id})
