@@ -25,8 +25,9 @@ from knowledge.loaders import load_path
 from knowledge.store import KnowledgeBase, make_chroma_client
 from knowledge.types import Document, Section
 
-DEMO_DOCS = Path(__file__).resolve().parent / "docs"
-DEMO_QUERIES = Path(__file__).resolve().parent / "eval" / "queries.jsonl"
+KNOWLEDGE = Path(__file__).resolve().parent.parent / "knowledge"
+DEMO_DOCS = KNOWLEDGE / "docs"
+DEMO_QUERIES = KNOWLEDGE / "eval" / "queries.jsonl"
 CHUNKS_PER_DOCUMENT = 10
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
