@@ -8,7 +8,7 @@ from common.errors import BackendError, ChatbotError, InputRejected, StoreUnavai
 from chatbot.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
 from ui.feedback import render_feedback
-from ui.services import BACKENDS, get_backend, get_services
+from ui.services import BACKENDS, backend_class, get_backend, get_services
 
 TIERS = ("standard", "plus", "business", "vip")
 
@@ -35,10 +35,11 @@ with st.sidebar:
         "Backend", BACKENDS, key="chat_backend",
         help="Offline answers from the knowledge base with no model or key.",
     )
+    model_choice = backend_class(backend_name).model_choice
     model = st.text_input("Model", key="chat_model", help="Blank uses the backend's default model.") \
-        if backend_name not in ("offline", "local") else ""
+        if model_choice == "name" else ""
     model_path = adapter_path = ""
-    if backend_name == "local":
+    if model_choice == "folder":
         model_path = st.text_input("Local model folder", key="local_model_path")
         adapter_path = st.text_input("LoRA adapter folder (optional)", key="local_adapter_path")
     tier = st.selectbox("Customer tier", TIERS, key="customer_tier",

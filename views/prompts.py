@@ -14,7 +14,7 @@ from common.errors import ChatbotError, PromptValidationError, StaleVersionError
 from chatbot.prompts import PromptLibrary, parse_template, skeleton
 from chatbot.reasoning import ReasoningFilter
 from ui.auth import require_admin
-from ui.services import BACKENDS, get_backend, get_services
+from ui.services import BACKENDS, backend_class, get_backend, get_services
 
 require_admin()
 
@@ -284,8 +284,9 @@ with test_tab:
         backend_name = b1.selectbox("Backend", BACKENDS, key="prompts_test_backend",
                                     index=BACKENDS.index(services.settings.backend)
                                     if services.settings.backend in BACKENDS else 0)
+        model_choice = backend_class(backend_name).model_choice
         model = b2.text_input("Model", value=services.settings.model, key="prompts_test_model",
-                              disabled=backend_name == "offline")
+                              disabled=not model_choice)
         if st.button("Send test message", key="prompts_test_send", disabled=not query.strip()):
             request = ChatRequest(system=rendered.system, messages=[{"role": "user", "content": query}],
                                   temperature=rendered.temperature, max_tokens=rendered.max_tokens,
@@ -300,7 +301,7 @@ with test_tab:
                     yield rest
 
             try:
-                backend = get_backend(backend_name, model if backend_name != "offline" else "")
+                backend = get_backend(backend_name, model if model_choice else "")
                 with st.chat_message("assistant", avatar=":material/science:"):
                     text = st.write_stream(visible_pieces(backend))
                 ss["prompts_test_reply"] = {"text": text, "reasoning": hidden.reasoning, "backend": backend_name,
