@@ -1,16 +1,22 @@
-"""The backend contract: one streaming method, plus retry and token helpers."""
+"""The backend contract: one streaming method, capability flags, and the one stream loop of API backends."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from abc import ABC, abstractmethod
-from typing import Callable, Iterator, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
-from common.errors import BackendError
+from common.errors import BackendError, BackendStreamBroken, BackendTimeout, BackendUnavailable
 from common.types import ChatRequest, Usage
 
+if TYPE_CHECKING:
+    from common.settings import Settings
+
 T = TypeVar("T")
+Errors = tuple[type[BaseException], ...]
 # A server may ask for a long wait; a person at a chat window should not be kept longer.
 MAX_RETRY_AFTER = 10.0
 
@@ -19,15 +25,37 @@ class NoTextYet(Exception):
     """The stream closed before any text and without its end marker; worth another try."""
 
 
+@dataclass(frozen=True)
+class StreamEvent:
+    """One provider event, read: text, token counts (None where it reports none), whether it ends the reply."""
+
+    text: str = ""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finished: bool = False
+
+
 class Backend(ABC):
     """An LLM backend: `stream` yields text pieces and, last, at most one `Usage`."""
 
     name: str = "base"
     model: str = ""
-    # Whether the backend can write a faithful summary of old turns.
-    can_summarise: bool = True
-    # Whether the backend can pick an intent when the router abstains (an LLM can; quoting cannot).
+    # Capabilities: the bot and the pages ask these, never the backend's name.
+    # Whether it can follow the router's intent-classification prompt (a language model can).
     can_classify: bool = True
+    # Whether it can write a faithful summary of old turns.
+    can_summarise: bool = True
+    # Whether it refuses to start without an API key.
+    needs_key: bool = False
+    # Whether it runs in this process, with no server to reach.
+    is_local: bool = False
+    # How a model is picked: "name" (the server's model name), "folder" (weights on disk), "" (no choice).
+    model_choice: str = "name"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model: str | None = None, **options: Any) -> Backend:
+        """A ready backend from settings; ConfigurationError names a missing setting."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from settings")
 
     @abstractmethod
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
@@ -45,10 +73,22 @@ class Backend(ABC):
 class RemoteBackend(Backend):
     """A backend behind a network API: its request is retried until the first text piece arrives."""
 
+    # A provider supplies `_send`, `_read`, `_unreachable` and `_status_error`, and names its
+    # client's exceptions in the `*_errors` tuples, so that the stream loop below is written once.
     max_retries = 3
     retry_base_delay = 0.5
+    timeout = 60.0
+    # How messages name the provider ("OpenAI", "Ollama").
+    label = "The model server"
     # An attribute, so that tests can record the backoff instead of waiting it out.
     sleep = staticmethod(time.sleep)
+    # The client's exceptions by kind; timeouts are checked first, as they often subclass connection errors.
+    timeout_errors: Errors = ()
+    connection_errors: Errors = ()
+    # Errors the server reported (any status, or an error event inside the stream).
+    api_errors: Errors = ()
+    # What reading the stream can raise once text has reached the reader.
+    stream_errors: Errors = (ValueError,)
 
     def _set_request_options(self, model: str, timeout: float, max_retries: int,
                              retry_base_delay: float | None) -> None:
@@ -59,27 +99,125 @@ class RemoteBackend(Backend):
         if retry_base_delay is not None:
             self.retry_base_delay = retry_base_delay
 
-    def _open_with_retries(
-        self,
-        open_stream: Callable[[], T],
-        *,
-        is_retryable: Callable[[Exception], bool],
-        retry_after: Callable[[Exception], float],
-    ) -> T:
-        """Run `open_stream` (send the request, read up to the first text) with backoff."""
-        return with_retries(
-            open_stream,
+    # -- what a provider supplies
+
+    @abstractmethod
+    def _send(self, request: ChatRequest) -> tuple[Any, Iterator[Any]]:
+        """Send the request: the response to close, and an iterator over its raw events."""
+
+    @abstractmethod
+    def _read(self, event: Any) -> StreamEvent:
+        """One raw event as text, token counts and the end marker."""
+
+    @abstractmethod
+    def _unreachable(self) -> str:
+        """The message for a server that cannot be reached, naming the setting to check."""
+
+    @abstractmethod
+    def _status_error(self, exc: Exception) -> BackendError | None:
+        """The typed error for an error the server reported; None for any other exception."""
+
+    def _close(self, response: Any) -> None:
+        response.close()
+
+    def _status(self, exc: Exception) -> int | None:
+        """The HTTP status a failed request answered with; None when it got no answer."""
+        status = getattr(exc, "status_code", None)
+        return status if isinstance(status, int) and status >= 100 else None
+
+    def _is_retryable(self, exc: Exception) -> bool:
+        """Whether another try may succeed: no answer, an empty stream, a 429 or a 5xx."""
+        if isinstance(exc, (NoTextYet, *self.timeout_errors, *self.connection_errors)):
+            return True
+        status = self._status(exc)
+        return status is not None and (status == 429 or status >= 500)
+
+    def _retry_after(self, exc: Exception) -> float:
+        """Seconds the server asked to wait, from the failed response's headers; 0 when it did not ask."""
+        return retry_after_seconds(getattr(exc, "response", None))
+
+    def _reason(self, exc: BaseException) -> str:
+        """A few words on why a request failed, for messages."""
+        if isinstance(exc, self.timeout_errors):
+            return "timed out"
+        if isinstance(exc, self.connection_errors):
+            return "connection lost"
+        if isinstance(exc, self.api_errors):
+            return "the server reported an error"
+        return f"unexpected {type(exc).__name__}"
+
+    # -- the shared machinery
+
+    def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
+        """Yield the reply's text as it arrives, then the usage the server reported."""
+        response, events, head = with_retries(
+            lambda: self._open(request),
             retries=self.max_retries,
-            is_retryable=is_retryable,
+            is_retryable=self._is_retryable,
             translate=self._translate,
             base_delay=self.retry_base_delay,
             sleep=self.sleep,
-            retry_after=retry_after,
+            retry_after=self._retry_after,
         )
+        finished, input_tokens, output_tokens = False, None, None
+        try:
+            for event in itertools.chain(head, map(self._read, events)):
+                if event.input_tokens is not None:
+                    input_tokens = event.input_tokens
+                if event.output_tokens is not None:
+                    output_tokens = event.output_tokens
+                if event.text:
+                    yield event.text
+                finished = finished or event.finished
+        except self.stream_errors as exc:
+            # Text already reached the reader, so this is not retried.
+            broken = BackendStreamBroken(f"{self.label} stopped mid-reply ({self._reason(exc)}); ask again.")
+            raise self._with_fields(broken, exc) from exc
+        finally:
+            self._close(response)
+        if not finished:
+            raise BackendStreamBroken(f"{self.label} ended the reply before it was complete; ask again.",
+                                      provider=self.name)
+        if input_tokens is not None or output_tokens is not None:
+            yield Usage(input_tokens or 0, output_tokens or 0)
 
-    @abstractmethod
+    def _open(self, request: ChatRequest) -> tuple[Any, Iterator[Any], list[StreamEvent]]:
+        """Send the request and read up to the first text, so that failures before it can be retried."""
+        response, events = self._send(request)
+        head: list[StreamEvent] = []
+        try:
+            for raw in events:
+                head.append(self._read(raw))
+                if head[-1].text:
+                    return response, events, head
+        except BaseException:
+            self._close(response)
+            raise
+        if not any(event.finished for event in head):
+            self._close(response)
+            raise NoTextYet()
+        return response, events, head
+
     def _translate(self, exc: Exception) -> BackendError:
-        """The typed error a failed request is shown as."""
+        """The typed error a failed request is shown as, with the provider, status and any wait asked for."""
+        who = self.label
+        if isinstance(exc, NoTextYet):
+            error = BackendStreamBroken(f"{who} closed the reply before sending any text; ask again.")
+        elif isinstance(exc, self.timeout_errors):
+            error = BackendTimeout(f"{who} did not answer within {self.timeout:g} s; try again.")
+        elif isinstance(exc, self.connection_errors):
+            error = BackendUnavailable(self._unreachable())
+        else:
+            error = self._status_error(exc) or BackendError(f"{who} failed: {self._reason(exc)}")
+        return self._with_fields(error, exc)
+
+    def _with_fields(self, error: BackendError, exc: Exception) -> BackendError:
+        error.provider = error.provider or self.name
+        if error.status is None:
+            error.status = self._status(exc)
+        if error.retry_after is None:
+            error.retry_after = self._retry_after(exc) or None
+        return error
 
 
 def estimate_tokens(text: str) -> int:

@@ -116,6 +116,8 @@ class LocalBackend(Backend):
     """A local causal LM (optionally with a fine-tuned adapter), streamed token by token."""
 
     name = "local"
+    is_local = True
+    model_choice = "folder"
 
     def __init__(self, model_path: str, adapter_path: str | None = None, load_in_4bit: bool = False,
                  timeout: float = 120.0):
@@ -145,8 +147,12 @@ class LocalBackend(Backend):
         self._loaded = load_cached(self.model_path, self.adapter_path, load_in_4bit)
 
     @classmethod
-    def from_settings(cls, settings: "Settings", model: str | None = None) -> "LocalBackend":
-        """From CHATBOT_LOCAL_MODEL and CHATBOT_LOCAL_ADAPTER; `model` overrides the model path."""
+    def from_settings(cls, settings: "Settings", model: str | None = None, **options: Any) -> "LocalBackend":
+        """From CHATBOT_LOCAL_MODEL and CHATBOT_LOCAL_ADAPTER; `model`, or the `model_path` option, overrides."""
+        # A folder pair picked on the page (model_path, adapter_path) replaces both settings.
+        if options.get("model_path") or options.get("adapter_path"):
+            return cls(options.get("model_path") or settings.require("local_model_path"),
+                       adapter_path=options.get("adapter_path") or None)
         path = model or settings.require("local_model_path")
         return cls(path, adapter_path=settings.local_adapter_path or None)
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from common.types import ChatRequest, Usage
 from adapters.base import Backend, estimate_tokens
+
+if TYPE_CHECKING:
+    from common.settings import Settings
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -42,8 +45,11 @@ class OfflineBackend(Backend):
 
     name = "offline"
     model = "knowledge-base"
-    can_summarise = False
+    # It quotes passages; it cannot classify intents, summarise turns or switch models.
     can_classify = False
+    can_summarise = False
+    is_local = True
+    model_choice = ""
 
     def __init__(self, sentences_per_passage: int = 4, max_passages: int = 2, min_score: float = 0.0,
                  whole_passage_chars: int = 700):
@@ -51,6 +57,12 @@ class OfflineBackend(Backend):
         self.whole_passage_chars = whole_passage_chars
         self.max_passages = max_passages
         self.min_score = min_score
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, model: str | None = None,
+                      **options: Any) -> "OfflineBackend":
+        """The offline backend; it reads no setting."""
+        return cls()
 
     def answer(self, request: ChatRequest) -> str:
         """The whole offline reply."""

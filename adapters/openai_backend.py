@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING, Any, Iterator
 
 import httpx2
 import openai
 
-from common.types import ChatRequest, Usage
-from adapters.base import NoTextYet, RemoteBackend, retry_after_seconds
+from adapters.base import RemoteBackend, StreamEvent
 from common.errors import (
     BackendAuthError,
     BackendError,
     BackendRateLimited,
-    BackendStreamBroken,
-    BackendTimeout,
     BackendUnavailable,
     ConfigurationError,
 )
+from common.types import ChatRequest
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -32,11 +29,16 @@ MISSING_KEY = (
 PLACEHOLDER_KEY = "no-key-needed"
 
 
-
 class OpenAIBackend(RemoteBackend):
     """Streams replies from the Chat Completions API through the official `openai` client."""
 
     name = "openai"
+    needs_key = True
+    # APITimeoutError subclasses APIConnectionError, so the timeouts are named first.
+    timeout_errors = (openai.APITimeoutError, httpx2.TimeoutException)
+    connection_errors = (openai.APIConnectionError, httpx2.TransportError)
+    api_errors = (openai.OpenAIError,)
+    stream_errors = (openai.OpenAIError, httpx2.HTTPError, ValueError)
 
     def __init__(
         self,
@@ -52,14 +54,14 @@ class OpenAIBackend(RemoteBackend):
         self._set_request_options(model or DEFAULT_MODEL, timeout, max_retries, retry_base_delay)
         self.base_url = base_url or OFFICIAL_URL
         self._api_key = api_key or ""
-        self._who = "OpenAI" if not base_url else f"the model server at {base_url}"
+        self.label = "OpenAI" if not base_url else f"The model server at {base_url}"
         # The SDK's own retries are off: retries happen in `stream`, only before the first text.
         self.client = openai.OpenAI(
             api_key=api_key or PLACEHOLDER_KEY, base_url=self.base_url, timeout=timeout, max_retries=0
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, model: str | None = None) -> "OpenAIBackend":
+    def from_settings(cls, settings: Settings, model: str | None = None, **options: Any) -> "OpenAIBackend":
         """Build from settings: key, base URL (for compatible servers), timeout and retries."""
         if not settings.openai_base_url:
             settings.require("openai_api_key")
@@ -70,30 +72,6 @@ class OpenAIBackend(RemoteBackend):
             timeout=settings.request_timeout,
             max_retries=settings.max_retries,
         )
-
-    def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
-        """Yield the reply's text as it arrives, then the usage the server reported."""
-        response, chunks, head = self._open_with_retries(
-            lambda: self._open(request), is_retryable=self._is_retryable, retry_after=_retry_after
-        )
-        finished, usage, who = False, None, _cap(self._who)
-        try:
-            for chunk in itertools.chain(head, chunks):
-                if chunk.usage is not None:
-                    usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
-                for choice in chunk.choices[:1]:
-                    if choice.delta is not None and choice.delta.content:
-                        yield choice.delta.content
-                    finished = finished or choice.finish_reason is not None
-        except (openai.OpenAIError, httpx2.HTTPError, ValueError) as exc:
-            # Text already reached the reader, so this is not retried.
-            raise BackendStreamBroken(f"{who} stopped mid-reply ({_reason(exc)}); ask again.") from exc
-        finally:
-            response.close()
-        if not finished:
-            raise BackendStreamBroken(f"{who} ended the reply before it was complete; ask again.")
-        if usage is not None:
-            yield usage
 
     def _params(self, request: ChatRequest) -> dict[str, Any]:
         messages = [{"role": "system", "content": request.system}] if request.system else []
@@ -111,40 +89,31 @@ class OpenAIBackend(RemoteBackend):
             params["response_format"] = {"type": "json_object"}
         return params
 
-    def _open(self, request: ChatRequest) -> tuple[Any, Iterator[Any], list[Any]]:
-        """Send the request and read up to the first text, so that failures before it can be retried."""
+    def _send(self, request: ChatRequest) -> tuple[Any, Iterator[Any]]:
         response = self.client.chat.completions.create(**self._params(request))
-        chunks = iter(response)
-        head = []
-        try:
-            for chunk in chunks:
-                head.append(chunk)
-                if any(c.delta is not None and c.delta.content for c in chunk.choices[:1]):
-                    return response, chunks, head
-        except BaseException:
-            response.close()
-            raise
-        if not any(c.finish_reason for chunk in head for c in chunk.choices[:1]):
-            raise NoTextYet()
-        return response, chunks, head
+        return response, iter(response)
+
+    def _read(self, chunk: Any) -> StreamEvent:
+        usage = chunk.usage
+        tokens = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage is not None else (None, None)
+        # Only the first choice is asked for; the usage chunk at the end has none.
+        choice = chunk.choices[0] if chunk.choices else None
+        text = choice.delta.content if choice is not None and choice.delta is not None else None
+        finished = choice is not None and choice.finish_reason is not None
+        return StreamEvent(text or "", *tokens, finished=finished)
 
     def _is_retryable(self, exc: Exception) -> bool:
-        if isinstance(exc, (NoTextYet, openai.APIConnectionError, httpx2.TransportError)):
-            return True
-        if isinstance(exc, openai.APIStatusError):
-            # An exhausted quota also answers 429, but waiting will not refill it.
-            return (exc.status_code == 429 and exc.code != "insufficient_quota") or exc.status_code >= 500
-        # An error event inside the stream: the server failed while generating.
-        return isinstance(exc, openai.APIError) and exc.type == "server_error"
+        if isinstance(exc, openai.APIStatusError) and exc.status_code == 429 and exc.code == "insufficient_quota":
+            return False  # an exhausted quota also answers 429, but waiting will not refill it
+        # An error event inside the stream (no status) is the server failing while generating.
+        in_stream = isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIStatusError)
+        return (in_stream and exc.type == "server_error") or super()._is_retryable(exc)
 
-    def _translate(self, exc: Exception) -> BackendError:
-        who = _cap(self._who)
-        if isinstance(exc, NoTextYet):
-            return BackendStreamBroken(f"{who} closed the reply before sending any text; ask again.")
-        if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
-            return BackendTimeout(f"{who} did not answer within {self.timeout:g} s; try again.")
-        if isinstance(exc, (openai.APIConnectionError, httpx2.TransportError)):
-            return BackendUnavailable(f"Could not reach {self.base_url}; check the network and OPENAI_BASE_URL.")
+    def _unreachable(self) -> str:
+        return f"Could not reach {self.base_url}; check the network and OPENAI_BASE_URL."
+
+    def _status_error(self, exc: Exception) -> BackendError | None:
+        who = self.label
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             if status in (401, 403):
@@ -158,7 +127,7 @@ class OpenAIBackend(RemoteBackend):
             return BackendError(f"{who} rejected the request ({status}): {self._detail(exc)}")
         if isinstance(exc, openai.APIError):
             return BackendUnavailable(f"{who} failed while answering: {self._detail(exc)}")
-        return BackendError(f"{who} failed: {_reason(exc)}")
+        return None
 
     def _detail(self, exc: openai.APIError) -> str:
         body = exc.body
@@ -167,22 +136,3 @@ class OpenAIBackend(RemoteBackend):
         if self._api_key:
             text = text.replace(self._api_key, "***")
         return text[:200]
-
-
-def _retry_after(exc: Exception) -> float:
-    """Seconds the server asked to wait, from the failed response's headers."""
-    return retry_after_seconds(getattr(exc, "response", None))
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
-        return "timed out"
-    if isinstance(exc, (openai.APIConnectionError, httpx2.TransportError)):
-        return "connection lost"
-    if isinstance(exc, openai.OpenAIError):
-        return "the server reported an error"
-    return f"unexpected {type(exc).__name__}"
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]

@@ -1,40 +1,40 @@
-"""Build a backend by name from settings; imports each provider's SDK only when chosen."""
+"""Backends by name; each provider's module, and so its SDK, is imported only when that backend is chosen."""
 
 from __future__ import annotations
 
-from adapters.base import Backend
-from common.settings import Settings
-from common.errors import ConfigurationError
+from importlib import import_module
+from typing import Callable
 
-BACKENDS = ("offline", "openai", "anthropic", "ollama", "local")
+from adapters.base import Backend
+from common.errors import ConfigurationError
+from common.settings import Settings
+
+
+def _lazy(module: str, class_name: str) -> Callable[[], type[Backend]]:
+    """A loader of one backend class that imports its module on first call."""
+    return lambda: getattr(import_module(module), class_name)
+
+
+# Name -> loader of the backend's class, whose `from_settings` builds it. Adding a backend: its own
+# module, one line here, and its settings fields in common/settings.py. Pages and the CLI offer
+# them in this order.
+REGISTRY: dict[str, Callable[[], type[Backend]]] = {
+    "offline": _lazy("adapters.offline", "OfflineBackend"),
+    "openai": _lazy("adapters.openai_backend", "OpenAIBackend"),
+    "anthropic": _lazy("adapters.anthropic_backend", "AnthropicBackend"),
+    "ollama": _lazy("adapters.ollama_backend", "OllamaBackend"),
+    "local": _lazy("adapters.local", "LocalBackend"),
+}
+BACKENDS = tuple(REGISTRY)
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class registered as `name`, for its capability flags; ConfigurationError if there is none."""
+    if name not in REGISTRY:
+        raise ConfigurationError(f"Unknown backend {name!r}; choose one of {', '.join(BACKENDS)} (CHATBOT_BACKEND)")
+    return REGISTRY[name]()
 
 
 def make_backend(name: str, settings: Settings, model: str | None = None, **options) -> Backend:
     """A ready backend, or ConfigurationError naming the missing setting."""
-    model = model or None
-    if name == "offline":
-        from adapters.offline import OfflineBackend
-
-        return OfflineBackend()
-    if name == "openai":
-        from adapters.openai_backend import OpenAIBackend
-
-        return OpenAIBackend.from_settings(settings, model=model)
-    if name == "anthropic":
-        from adapters.anthropic_backend import AnthropicBackend
-
-        return AnthropicBackend.from_settings(settings, model=model)
-    if name == "ollama":
-        from adapters.ollama_backend import OllamaBackend
-
-        return OllamaBackend.from_settings(settings, model=model)
-    if name == "local":
-        from adapters.local import LocalBackend
-
-        if options.get("model_path") or options.get("adapter_path"):
-            return LocalBackend(
-                options.get("model_path") or settings.require("local_model_path"),
-                adapter_path=options.get("adapter_path") or None,
-            )
-        return LocalBackend.from_settings(settings, model=model)
-    raise ConfigurationError(f"Unknown backend {name!r}; choose one of {', '.join(BACKENDS)} (CHATBOT_BACKEND)")
+    return backend_class(name).from_settings(settings, model=model or None, **options)

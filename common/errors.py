@@ -16,9 +16,16 @@ class ConfigurationError(ChatbotError):
 
 
 class BackendError(ChatbotError):
-    """An LLM backend failed; the conversation stays usable."""
+    """An LLM backend failed; the conversation stays usable. Fields: provider, HTTP status, seconds asked to wait."""
 
     retryable = False
+
+    def __init__(self, message: str = "", *, provider: str = "", status: int | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+        self.retry_after = retry_after
 
 
 class BackendAuthError(BackendError):

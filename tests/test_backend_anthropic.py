@@ -240,3 +240,23 @@ def test_settings_from_environment_reach_the_client(server, monkeypatch):
     assert backend.complete(REQUEST) == REPLY
     assert server.last.headers["authorization"] == f"Bearer {KEY}"
     assert server.last.body["model"] == "claude-sonnet-4-5"
+
+
+def test_refused_key_error_carries_provider_and_status(server):
+    with pytest.raises(BackendAuthError) as caught:
+        collect(backend_for(server, api_key="sk-ant-wrong-0000"))
+
+    error = caught.value
+    assert (error.provider, error.status, error.retry_after) == ("anthropic", 401, None)
+    assert "ANTHROPIC_API_KEY" in str(error)
+
+
+def test_rate_limit_error_carries_the_wait_the_server_asked_for(server):
+    server.retry_after = 2
+    server.fail(429)
+    with pytest.raises(BackendRateLimited) as caught:
+        collect(backend_for(server, max_retries=0))
+
+    error = caught.value
+    assert (error.provider, error.status, error.retry_after) == ("anthropic", 429, pytest.approx(2.0))
+    assert error.retryable

@@ -222,3 +222,24 @@ def test_without_a_host_setting_the_local_default_is_used(monkeypatch):
     backend = OllamaBackend.from_settings(Settings())
 
     assert backend.host == "http://127.0.0.1:11434"
+
+
+def test_refused_key_error_carries_provider_and_status():
+    with OllamaServer(REPLY, api_key="proxy-secret") as guarded:
+        with pytest.raises(BackendAuthError) as caught:
+            collect(backend_for(guarded))
+
+    error = caught.value
+    assert (error.provider, error.status, error.retry_after) == ("ollama", 401, None)
+    assert "OLLAMA_API_KEY" in str(error)
+
+
+def test_rate_limit_error_carries_the_wait_the_server_asked_for(server):
+    server.retry_after = 2
+    server.fail(429)
+    with pytest.raises(BackendRateLimited) as caught:
+        collect(backend_for(server, max_retries=0))
+
+    error = caught.value
+    assert (error.provider, error.status, error.retry_after) == ("ollama", 429, pytest.approx(2.0))
+    assert error.retryable

@@ -246,3 +246,23 @@ def test_error_event_after_text_breaks_the_reply(server):
 
     assert received == server.pieces[:3]
     assert len(server.requests) == 1
+
+
+def test_refused_key_error_carries_provider_and_status(server):
+    with pytest.raises(BackendAuthError) as caught:
+        collect(backend_for(server, api_key="sk-wrong-0000"))
+
+    error = caught.value
+    assert (error.provider, error.status, error.retry_after) == ("openai", 401, None)
+    assert "OPENAI_API_KEY" in str(error)
+
+
+def test_rate_limit_error_carries_the_wait_the_server_asked_for(server):
+    server.retry_after = 2
+    server.fail(429)
+    with pytest.raises(BackendRateLimited) as caught:
+        collect(backend_for(server, max_retries=0))
+
+    error = caught.value
+    assert (error.provider, error.status, error.retry_after) == ("openai", 429, pytest.approx(2.0))
+    assert error.retryable

@@ -5,12 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from adapters.base import Backend
-from adapters.registry import BACKENDS, make_backend
+from adapters.registry import BACKENDS, backend_class, make_backend
 from chatbot.auth import AdminAuth
 from common.settings import Settings
 from chatbot.services import Services, build_services
 
-__all__ = ["BACKENDS", "get_auth", "get_backend", "get_services", "get_settings"]
+__all__ = ["BACKENDS", "backend_class", "get_auth", "get_backend", "get_services", "get_settings"]
 
 
 def _secrets() -> dict:

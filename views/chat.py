@@ -10,7 +10,7 @@ from chatbot.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
 from ui.feedback import render_feedback
 from ui.page_state import CUSTOMER_TIERS, ChatKeys
-from ui.services import BACKENDS, get_backend, get_services
+from ui.services import BACKENDS, backend_class, get_backend, get_services
 
 services = get_services()
 settings = services.settings
@@ -35,10 +35,11 @@ with st.sidebar:
         "Backend", BACKENDS, key=ChatKeys.BACKEND,
         help="Offline answers from the knowledge base with no model or key.",
     )
+    model_choice = backend_class(backend_name).model_choice
     model = st.text_input("Model", key=ChatKeys.MODEL, help="Blank uses the backend's default model.") \
-        if backend_name not in ("offline", "local") else ""
+        if model_choice == "name" else ""
     model_path = adapter_path = ""
-    if backend_name == "local":
+    if model_choice == "folder":
         model_path = st.text_input("Local model folder", key=ChatKeys.LOCAL_MODEL_PATH)
         adapter_path = st.text_input("LoRA adapter folder (optional)", key=ChatKeys.LOCAL_ADAPTER_PATH)
     tier = st.selectbox("Customer tier", CUSTOMER_TIERS, key=ChatKeys.CUSTOMER_TIER,

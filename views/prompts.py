@@ -13,7 +13,7 @@ from common.errors import ChatbotError, PromptValidationError, StaleVersionError
 from chatbot.prompts import PromptLibrary, parse_template, skeleton
 from ui.auth import require_admin
 from ui.page_state import CUSTOMER_TIERS
-from ui.services import BACKENDS, get_backend, get_services
+from ui.services import BACKENDS, backend_class, get_backend, get_services
 
 require_admin()
 
@@ -269,10 +269,11 @@ with test_tab:
         backend_name = b1.selectbox("Backend", BACKENDS, key="prompts_test_backend",
                                     index=BACKENDS.index(services.settings.backend)
                                     if services.settings.backend in BACKENDS else 0)
+        model_choice = backend_class(backend_name).model_choice
         model = b2.text_input("Model", value=services.settings.model, key="prompts_test_model",
-                              disabled=backend_name == "offline")
+                              disabled=model_choice != "name")
         try:
-            backend = get_backend(backend_name, model if backend_name != "offline" else "")
+            backend = get_backend(backend_name, model if model_choice == "name" else "")
         except ChatbotError as exc:
             st.warning(f"{exc} The preview below uses the offline backend.")
             backend = get_backend("offline")
