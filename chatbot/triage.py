@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from chatbot.routing import RouteChoice
+    from chatbot.routes import RouteChoice
 
 __all__ = [
     "Sentiment", "analyse_sentiment", "TriageState", "TriageResult", "Triage", "handoff_summary",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chatbot.routing import RouteChoice
+from chatbot.routes import RouteChoice
 from chatbot.triage import (
     HANDOFF_NOTICE,
     Sentiment,
