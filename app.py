@@ -8,7 +8,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import streamlit as st  # noqa: E402
 
-from chatbot.sessions import ephemeral_storage_warning  # noqa: E402
+from chatbot.session_server import ephemeral_storage_warning  # noqa: E402
 from ui.services import get_auth, get_services, get_settings  # noqa: E402
 
 st.set_page_config(page_title="Support desk assistant", page_icon=":material/support_agent:", layout="wide")

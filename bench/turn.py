@@ -60,7 +60,7 @@ def bench_ttft(services, runs: int, delay: float = 0.3) -> dict[str, float]:
     import openai
 
     from adapters.openai_backend import OpenAIBackend
-    from devtools.protocol_servers import OpenAIServer
+    from devtools.servers.openai import OpenAIServer
 
     bare: list[float] = []
     through: list[float] = []

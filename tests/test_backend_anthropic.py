@@ -18,7 +18,7 @@ from common.errors import (
     BackendUnavailable,
     ConfigurationError,
 )
-from devtools.protocol_servers import AnthropicServer
+from devtools.servers.anthropic import AnthropicServer
 
 KEY = "sk-ant-test-7c1e0b9a8d2f4e65"
 REPLY = "Your refund was issued on Monday and reaches your card within 5 working days."

@@ -17,7 +17,7 @@ from common.errors import (
     BackendTimeout,
     BackendUnavailable,
 )
-from devtools.protocol_servers import OllamaServer
+from devtools.servers.ollama import OllamaServer
 
 REPLY = "Your refund was issued on Monday and reaches your card within 5 working days."
 REQUEST = ChatRequest(

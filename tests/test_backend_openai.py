@@ -18,7 +18,7 @@ from common.errors import (
     BackendUnavailable,
     ConfigurationError,
 )
-from devtools.protocol_servers import OpenAIServer
+from devtools.servers.openai import OpenAIServer
 
 KEY = "sk-test-5f2a9c0d1e7b4a63"
 REPLY = "Your refund was issued on Monday and reaches your card within 5 working days."

@@ -142,7 +142,8 @@ def test_turn_records_the_production_prompt_version(small_kb, store, tmp_path, e
 
 @pytest.fixture(scope="module")
 def router(embedder, tmp_path_factory):
-    from chatbot.routing import default_routes_path, load_routes, router_for_routes
+    from chatbot.routes import default_routes_path, load_routes
+    from chatbot.routing import router_for_routes
 
     return router_for_routes(load_routes(default_routes_path()), embedder, tmp_path_factory.mktemp("router"))
 

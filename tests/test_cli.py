@@ -34,7 +34,8 @@ def test_ask_streams_a_cited_offline_reply_and_continues_a_session(cli_env):
     meta = json.loads(first.stdout.strip().splitlines()[-1])
     assert meta["citations"] and meta["backend"] == "offline"
     cli(cli_env, "ask", "and how long does it take?", "--session", session)
-    from chatbot.sessions import SessionStore, connect
+    from chatbot.session_server import connect
+    from chatbot.sessions import SessionStore
 
     store = SessionStore(connect(data_dir=Path(cli_env["CHATBOT_DATA_DIR"]) / "redis"))
     assert [m["role"] for m in store.messages(session)] == ["user", "assistant"] * 2

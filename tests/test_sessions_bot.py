@@ -8,7 +8,8 @@ import pytest
 
 from chatbot.bot import Chatbot
 from common.errors import StoreUnavailable
-from chatbot.sessions import SessionStore, connect
+from chatbot.session_server import connect
+from chatbot.sessions import SessionStore
 from tests.fakes import FakeBackend
 from tests.redis_server import RedisServer, require_redis_server
 from tests.test_store import PASSWORDS, REFUNDS

@@ -231,7 +231,7 @@ def test_trainable_parameter_estimate_matches_peft(tiny_model, method, targets):
     from transformers import AutoModelForCausalLM
 
     from training.estimate import estimate
-    from training.trainer import peft_config
+    from training.model_setup import peft_config
 
     spec = TrainingSpec(base_model=str(tiny_model), method=method, target_modules=targets)
     est = estimate(spec, cuda_available=False)

@@ -42,7 +42,7 @@ def test_the_qlora_model_path_quantises_the_base_and_trains_the_adapter(tiny_mod
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from training.trainer import load_model, load_tokenizer, peft_config, sft_config
+    from training.model_setup import load_model, load_tokenizer, peft_config, sft_config
 
     spec = TrainingSpec(base_model=str(tiny_model), method="qlora", max_steps=8, learning_rate=1e-2,
                         warmup_ratio=0.0, per_device_train_batch_size=4, gradient_accumulation_steps=1,

@@ -6,16 +6,9 @@ import json
 
 import pytest
 
-from chatbot.routing import RouteChoice
-from chatbot.triage import (
-    HANDOFF_NOTICE,
-    Sentiment,
-    Triage,
-    TriageState,
-    analyse_sentiment,
-    handoff_summary,
-    sentiment_trend,
-)
+from chatbot.routes import RouteChoice
+from chatbot.sentiment import Sentiment, analyse_sentiment, sentiment_trend
+from chatbot.triage import HANDOFF_NOTICE, Triage, TriageState, handoff_summary
 
 
 def choice(intent: str, *, abstained: bool = False, escalate: bool = False) -> RouteChoice:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from chatbot import analytics
 from common.errors import ConversationNotFound, StoreUnavailable
-from chatbot.sessions import ephemeral_storage_warning
+from chatbot.session_server import ephemeral_storage_warning
 from ui.chat_view import render_message
 from ui.page_state import open_conversation
 from ui.services import get_services

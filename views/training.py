@@ -45,7 +45,7 @@ def cuda_available() -> bool:
 
 @st.cache_resource(show_spinner="Loading the tokenizer…", max_entries=4)
 def load_tokenizer(base_model: str):
-    from training.trainer import load_tokenizer as load
+    from training.model_setup import load_tokenizer as load
 
     return load(base_model)
 

@@ -1,12 +1,4 @@
-"""Local HTTP servers that speak the OpenAI, Anthropic and Ollama wire protocols.
-
-Each server runs on 127.0.0.1 on a free port, records every request it receives
-and is scripted per test or benchmark: the reply (sent in several pieces), a queue
-of failures to serve before succeeding, delays, a hang and a stream cut off halfway.
-
-    with OpenAIServer(reply="Hello there", failures=[429]) as server:
-        client = openai.OpenAI(base_url=server.base_url, api_key="sk-test")
-"""
+"""The shared scriptable HTTP server: request recording, failure modes and streaming, whatever the protocol."""
 
 from __future__ import annotations
 
@@ -15,10 +7,8 @@ import re
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
 
@@ -303,227 +293,13 @@ class ProtocolServer:
     # stream_error_frame() -> the error sent inside a failing stream; full_response(body).
 
 
-def _sse(data: Any, event: str | None = None) -> bytes:
+def sse(data: Any, event: str | None = None) -> bytes:
     prefix = f"event: {event}\n" if event else ""
     return f"{prefix}data: {json.dumps(data)}\n\n".encode()
 
 
-def _default_message(status: int) -> str:
+def default_message(status: int) -> str:
     return {400: "The request is not valid.", 401: "The API key is not valid.", 403: "Forbidden.",
             404: "Not found.", 429: "Rate limit reached: too many requests, slow down.",
             500: "The server had an error while processing your request.", 529: "Overloaded."
             }.get(status, f"HTTP {status}")
-
-
-class OpenAIServer(ProtocolServer):
-    """POST /v1/chat/completions, streamed as server-sent events ending in `data: [DONE]`."""
-
-    path = "/v1/chat/completions"
-
-    @property
-    def base_url(self) -> str:
-        return self.root_url + "/v1"
-
-    def check(self, h: BaseHTTPRequestHandler, body: dict) -> tuple[int, str] | None:
-        if self.api_key is not None:
-            sent = (h.headers.get("Authorization") or "").removeprefix("Bearer ")
-            if sent != self.api_key:
-                # The real API echoes a redacted fragment of a wrong key.
-                shown = f"{sent[:3]}*****{sent[-4:]}" if len(sent) > 8 else "*****"
-                return 401, f"Incorrect API key provided: {shown}. You can find your API key in your account settings."
-        for name in ("model", "messages"):
-            if name not in body:
-                return 400, f"Missing required parameter: '{name}'."
-        return None
-
-    def error_body(self, status: int, message: str | None = None) -> Any:
-        kind, code = {
-            400: ("invalid_request_error", None),
-            401: ("invalid_request_error", "invalid_api_key"),
-            403: ("invalid_request_error", "unsupported_country_region_territory"),
-            404: ("invalid_request_error", "model_not_found"),
-            429: ("requests", "rate_limit_exceeded"),
-        }.get(status, ("server_error", None))
-        return {"error": {"message": message or _default_message(status), "type": kind, "param": None, "code": code}}
-
-    def _usage(self, body: dict) -> dict[str, int]:
-        prompt, completion = self.expected_usage(body)
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-    def stream_frames(self, body: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
-        cid, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), body.get("model")
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        # With include_usage every chunk carries "usage": null until the last one.
-        extra = {"usage": None} if include_usage else {}
-
-        def chunk(delta: dict, finish: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            return _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                         "system_fingerprint": "fp_local", "choices": [choice], **extra})
-
-        head = [chunk({"role": "assistant", "content": "", "refusal": None})]
-        tokens = [chunk({"content": piece}) for piece in self.pieces]
-        tail = [chunk({}, "stop")]
-        if include_usage:
-            tail.append(_sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                              "system_fingerprint": "fp_local", "choices": [], "usage": self._usage(body)}))
-        tail.append(b"data: [DONE]\n\n")
-        return head, tokens, tail
-
-    def stream_error_frame(self) -> bytes:
-        return _sse(self.error_body(500))
-
-    def full_response(self, body: dict) -> Any:
-        message = {"role": "assistant", "content": self.reply, "refusal": None}
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model"), "system_fingerprint": "fp_local",
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
-            "usage": self._usage(body),
-        }
-
-
-class AnthropicServer(ProtocolServer):
-    """POST /v1/messages, streamed as named server-sent events ending in `message_stop`."""
-
-    path = "/v1/messages"
-    # From API version 2026-10-21 on, the Messages API refuses sampling parameters.
-    SAMPLING = ("temperature", "top_p", "top_k")
-
-    def check(self, h: BaseHTTPRequestHandler, body: dict) -> tuple[int, str] | None:
-        # The API takes the key as x-api-key or as a bearer token (what the 2.x SDKs send).
-        sent = h.headers.get("x-api-key") or (h.headers.get("Authorization") or "").removeprefix("Bearer ")
-        if not sent:
-            return 401, "x-api-key header is required"
-        if self.api_key is not None and sent != self.api_key:
-            return 401, "invalid x-api-key"
-        version = h.headers.get("anthropic-version")
-        if not version:
-            return 400, "anthropic-version: header is required"
-        for name in ("model", "messages", "max_tokens"):
-            if name not in body:
-                return 400, f"{name}: Field required"
-        if version >= "2026-10-21":
-            for name in self.SAMPLING:
-                if name in body:
-                    return 400, f"{name}: Extra inputs are not permitted"
-        return None
-
-    def error_body(self, status: int, message: str | None = None) -> Any:
-        kind = {
-            400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-            404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error",
-        }.get(status, "api_error")
-        return {"type": "error", "error": {"type": kind, "message": message or _default_message(status)},
-                "request_id": f"req_{uuid.uuid4().hex[:24]}"}
-
-    def stream_frames(self, body: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
-        input_tokens, output_tokens = self.expected_usage(body)
-        message = {
-            "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
-            "model": body.get("model"), "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": 1},
-        }
-        head = [
-            _sse({"type": "message_start", "message": message}, "message_start"),
-            _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                 "content_block_start"),
-            _sse({"type": "ping"}, "ping"),
-        ]
-        tokens = [
-            _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
-                 "content_block_delta")
-            for piece in self.pieces
-        ]
-        tail = [
-            _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-            _sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                  "usage": {"output_tokens": output_tokens}}, "message_delta"),
-            _sse({"type": "message_stop"}, "message_stop"),
-        ]
-        return head, tokens, tail
-
-    def stream_error_frame(self) -> bytes:
-        # What the API sends when it runs out of capacity mid-generation.
-        return _sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error")
-
-    def full_response(self, body: dict) -> Any:
-        input_tokens, output_tokens = self.expected_usage(body)
-        return {
-            "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
-            "model": body.get("model"), "content": [{"type": "text", "text": self.reply}],
-            "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
-        }
-
-
-class OllamaServer(ProtocolServer):
-    """POST /api/chat, streamed as JSON lines ending in one with `"done": true`."""
-
-    path = "/api/chat"
-    content_type = "application/x-ndjson"
-    banner = "Ollama is running"
-
-    def __init__(self, *args: Any, models: Iterable[str] | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        # The models "pulled" on this server; None accepts any name.
-        self.models = set(models) if models is not None else None
-
-    def streams(self, body: dict) -> bool:
-        return bool(body.get("stream", True))  # Ollama streams unless told not to
-
-    def check(self, h: BaseHTTPRequestHandler, body: dict) -> tuple[int, str] | None:
-        if self.api_key is not None:
-            if (h.headers.get("Authorization") or "") != f"Bearer {self.api_key}":
-                return 401, "unauthorized"
-        model = body.get("model")
-        if not model:
-            return 400, "model is required"
-        if self.models is not None and model not in self.models:
-            return 404, f"model '{model}' not found"
-        return None
-
-    def error_body(self, status: int, message: str | None = None) -> Any:
-        return {"error": message or _default_message(status)}
-
-    def _line(self, body: dict, content: str, **extra: Any) -> bytes:
-        created = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-        line = {"model": body.get("model"), "created_at": created,
-                "message": {"role": "assistant", "content": content}, **extra}
-        return (json.dumps(line) + "\n").encode()
-
-    def _final(self, body: dict) -> dict[str, Any]:
-        prompt, completion = self.expected_usage(body)
-        return {"done": True, "done_reason": "stop", "total_duration": 1_000_000, "load_duration": 100_000,
-                "prompt_eval_count": prompt, "prompt_eval_duration": 200_000,
-                "eval_count": completion, "eval_duration": 700_000}
-
-    def stream_frames(self, body: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
-        tokens = [self._line(body, piece, done=False) for piece in self.pieces]
-        return [], tokens, [self._line(body, "", **self._final(body))]
-
-    def stream_error_frame(self) -> bytes:
-        return b'{"error":"an error was encountered while running the model: llama runner process has terminated"}\n'
-
-    def full_response(self, body: dict) -> Any:
-        return json.loads(self._line(body, self.reply, **self._final(body)))
-
-
-SERVERS = {"openai": OpenAIServer, "anthropic": AnthropicServer, "ollama": OllamaServer}
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Serve one protocol in the foreground: python -m devtools.protocol_servers openai|anthropic|ollama [PORT]."""
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] not in SERVERS:
-        raise SystemExit(main.__doc__)
-    with SERVERS[args[0]](port=int(args[1]) if len(args) > 1 else 0) as server:
-        print(f"{args[0]} protocol server at {server.base_url} (Ctrl-C stops it)", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,73 @@
+"""The conversation store's server-side Lua scripts: append a turn, set feedback, delete a conversation."""
+
+# One turn in one atomic step. KEYS: messages, state, meta, turns, feedback, text, index, agents.
+# ARGV: id, now, ttl, token, agent, has_state, state, n, n messages, k, k field/value pairs,
+# j, j field/increment pairs, title, text. Returns 0 when the token was already applied (a retry).
+APPEND_TURN = """
+local sid, now, ttl, token, agent = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+if token ~= '' and redis.call('SADD', KEYS[4], token) == 0 then return 0 end
+local i = 8
+local n = tonumber(ARGV[i])
+if n > 0 then redis.call('RPUSH', KEYS[1], unpack(ARGV, i + 1, i + n)) end
+i = i + n + 1
+if ARGV[6] == '1' then redis.call('SET', KEYS[2], ARGV[7]) end
+redis.call('HSETNX', KEYS[3], 'created', now)
+redis.call('HSET', KEYS[3], 'updated', now)
+local k = tonumber(ARGV[i])
+if k > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, i + 1, i + 2 * k)) end
+i = i + 2 * k + 1
+local j = tonumber(ARGV[i])
+for m = 0, j - 1 do redis.call('HINCRBY', KEYS[3], ARGV[i + 1 + 2 * m], ARGV[i + 2 + 2 * m]) end
+i = i + 2 * j + 1
+if ARGV[i] ~= '' then redis.call('HSETNX', KEYS[3], 'title', ARGV[i]) end
+if ARGV[i + 1] ~= '' then redis.call('APPEND', KEYS[6], ARGV[i + 1]) end
+redis.call('ZADD', KEYS[7], now, sid)
+if agent ~= '' then
+  redis.call('HSET', KEYS[3], 'agent', agent, 'agent:' .. agent, '1')
+  redis.call('ZADD', 'chatbot:agent:' .. agent, now, sid)
+  redis.call('ZADD', KEYS[8], now, agent)
+end
+if ttl > 0 then
+  for p = 1, 6 do redis.call('EXPIRE', KEYS[p], ttl) end
+  -- Index entries older than the TTL point at expired conversations.
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. tostring(tonumber(now) - ttl))
+  if agent ~= '' then
+    redis.call('ZREMRANGEBYSCORE', 'chatbot:agent:' .. agent, '-inf', '(' .. tostring(tonumber(now) - ttl))
+  end
+end
+return 1
+"""
+
+# Feedback on the reply at a list index. KEYS: messages, feedback, approved set.
+# ARGV: id, index, then field/value pairs to set ('' value deletes the field).
+SET_FEEDBACK = """
+local raw = redis.call('LINDEX', KEYS[1], ARGV[2])
+if not raw then return redis.error_reply('NOMESSAGE') end
+if cjson.decode(raw)['role'] ~= 'assistant' then return redis.error_reply('NOREPLY') end
+for p = 3, #ARGV, 2 do
+  local name = ARGV[2] .. ':' .. ARGV[p]
+  if ARGV[p + 1] == '' then redis.call('HDEL', KEYS[2], name) else redis.call('HSET', KEYS[2], name, ARGV[p + 1]) end
+end
+local approved = 0
+for _, name in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if string.sub(name, -9) == ':approved' then approved = 1 break end
+end
+if approved == 1 then redis.call('SADD', KEYS[3], ARGV[1]) else redis.call('SREM', KEYS[3], ARGV[1]) end
+-- Feedback lives exactly as long as the conversation it is about.
+local left = redis.call('PTTL', KEYS[1])
+if left > 0 then redis.call('PEXPIRE', KEYS[2], left) end
+return 1
+"""
+
+# Delete a conversation and every index entry that points at it. KEYS: the six parts (meta
+# third), index, approved set. ARGV: id. Returns 1 when the conversation existed.
+DELETE_CONVERSATION = """
+local existed = redis.call('EXISTS', KEYS[3])
+for _, name in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if string.sub(name, 1, 6) == 'agent:' then redis.call('ZREM', 'chatbot:agent:' .. string.sub(name, 7), ARGV[1]) end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('ZREM', KEYS[7], ARGV[1])
+redis.call('SREM', KEYS[8], ARGV[1])
+return existed
+"""

@@ -1,0 +1,78 @@
+"""A local server speaking the OpenAI chat completions protocol."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from devtools.servers.base import ProtocolServer, default_message, sse
+
+
+class OpenAIServer(ProtocolServer):
+    """POST /v1/chat/completions, streamed as server-sent events ending in `data: [DONE]`."""
+
+    path = "/v1/chat/completions"
+
+    @property
+    def base_url(self) -> str:
+        return self.root_url + "/v1"
+
+    def check(self, h: BaseHTTPRequestHandler, body: dict) -> tuple[int, str] | None:
+        if self.api_key is not None:
+            sent = (h.headers.get("Authorization") or "").removeprefix("Bearer ")
+            if sent != self.api_key:
+                # The real API echoes a redacted fragment of a wrong key.
+                shown = f"{sent[:3]}*****{sent[-4:]}" if len(sent) > 8 else "*****"
+                return 401, f"Incorrect API key provided: {shown}. You can find your API key in your account settings."
+        for name in ("model", "messages"):
+            if name not in body:
+                return 400, f"Missing required parameter: '{name}'."
+        return None
+
+    def error_body(self, status: int, message: str | None = None) -> Any:
+        kind, code = {
+            400: ("invalid_request_error", None),
+            401: ("invalid_request_error", "invalid_api_key"),
+            403: ("invalid_request_error", "unsupported_country_region_territory"),
+            404: ("invalid_request_error", "model_not_found"),
+            429: ("requests", "rate_limit_exceeded"),
+        }.get(status, ("server_error", None))
+        return {"error": {"message": message or default_message(status), "type": kind, "param": None, "code": code}}
+
+    def _usage(self, body: dict) -> dict[str, int]:
+        prompt, completion = self.expected_usage(body)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def stream_frames(self, body: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        cid, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), body.get("model")
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        # With include_usage every chunk carries "usage": null until the last one.
+        extra = {"usage": None} if include_usage else {}
+
+        def chunk(delta: dict, finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                         "system_fingerprint": "fp_local", "choices": [choice], **extra})
+
+        head = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        tokens = [chunk({"content": piece}) for piece in self.pieces]
+        tail = [chunk({}, "stop")]
+        if include_usage:
+            tail.append(sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                              "system_fingerprint": "fp_local", "choices": [], "usage": self._usage(body)}))
+        tail.append(b"data: [DONE]\n\n")
+        return head, tokens, tail
+
+    def stream_error_frame(self) -> bytes:
+        return sse(self.error_body(500))
+
+    def full_response(self, body: dict) -> Any:
+        message = {"role": "assistant", "content": self.reply, "refusal": None}
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model"), "system_fingerprint": "fp_local",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+            "usage": self._usage(body),
+        }
