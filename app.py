@@ -27,7 +27,7 @@ PAGES = [
     ("Support", "views/knowledge_base.py", "Knowledge base", ":material/menu_book:", "knowledge"),
     ("Insights", "views/stats.py", "Stats", ":material/monitoring:", "stats"),
     ("Admin", "views/prompts.py", "Prompts", ":material/edit_note:", "prompts"),
-    ("Admin", "views/training.py", "Training", ":material/model_training:", "training"),
+    ("Admin", "views/fine_tuning.py", "Training", ":material/model_training:", "training"),
 ]
 HERE = os.path.dirname(os.path.abspath(__file__))
 sections: dict[str, list] = {}

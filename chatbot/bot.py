@@ -17,7 +17,8 @@ from chatbot.prompts import PromptLibrary, RenderedPrompt
 from chatbot.reasoning import ReasoningFilter
 from chatbot.analytics import HANDOFF
 from chatbot.classifier import LLMClassifier
-from chatbot.routing import UNKNOWN, IntentRouter, RouteChoice
+from chatbot.routes import UNKNOWN, RouteChoice
+from chatbot.routing import IntentRouter
 from chatbot.triage import Triage, TriageResult, TriageState, handoff_summary
 from chatbot.sessions import SessionStore
 from knowledge.store import KnowledgeBase

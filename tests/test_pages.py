@@ -84,7 +84,7 @@ def test_knowledge_page_lists_documents_and_searches(app_env):
     assert any("score" in m.value for m in at.markdown)
 
 
-@pytest.mark.parametrize("path", ["views/prompts.py", "views/training.py"])
+@pytest.mark.parametrize("path", ["views/prompts.py", "views/fine_tuning.py"])
 def test_admin_pages_are_locked_without_the_password(app_env, path):
     if not (ROOT / path).exists():
         pytest.skip(f"{path} is not in this build")

@@ -29,7 +29,7 @@ def app_env(tmp_path_factory):
 
 
 def open_page() -> AppTest:
-    return AppTest.from_file(str(ROOT / "views" / "training.py"), default_timeout=WAIT).run()
+    return AppTest.from_file(str(ROOT / "views" / "fine_tuning.py"), default_timeout=WAIT).run()
 
 
 def unlocked() -> AppTest:
