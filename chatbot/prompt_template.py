@@ -1,5 +1,7 @@
 """Prompt templates as YAML: parsing, validation with line numbers, and safe `{variable}` filling.
 
+Text is kept exactly as typed (see prompt_yaml): a variable written `open_at: 9:30` is "9:30".
+
 A template's text fields may name variables as `{name}`; `{{` and `}}` are literal braces.
 Nothing is evaluated: a placeholder is a plain identifier looked up in a dictionary.
 """
@@ -14,6 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from common.errors import PromptValidationError
+from chatbot.prompt_yaml import Located, check_duplicates, is_nothing, load, read_bool, read_number
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -138,103 +141,23 @@ def sha256_text(text: str) -> str:
 
 # -- parsing and validation -------------------------------------------------------------------
 
-class _Located:
-    """The YAML node tree, to turn a field path into the line the admin sees."""
-
-    def __init__(self, root: yaml.Node | None, text: str):
-        self.root = root
-        self.lines = text.splitlines()
-
-    def node(self, path: tuple) -> yaml.Node | None:
-        node = self.root
-        for step in path:
-            if isinstance(node, yaml.MappingNode):
-                node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == step), None)
-            elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
-                node = node.value[step]
-            else:
-                return None
-        return node
-
-    def key_line(self, path: tuple) -> int | None:
-        """The line of the key at `path` (the last step), 1-based."""
-        parent = self.node(path[:-1])
-        if isinstance(parent, yaml.MappingNode):
-            for k, _ in parent.value:
-                if isinstance(k, yaml.ScalarNode) and k.value == path[-1]:
-                    return k.start_mark.line + 1
-        return self.line(path)
-
-    def line(self, path: tuple) -> int | None:
-        node = self.node(path)
-        while node is None and path:
-            path = path[:-1]
-            node = self.node(path)
-        return node.start_mark.line + 1 if node is not None else None
-
-    def text_line(self, path: tuple, value: str, offset: int) -> int | None:
-        """The source line of character `offset` inside the string at `path`."""
-        node = self.node(path)
-        if not isinstance(node, yaml.ScalarNode):
-            return self.line(path)
-        if node.style == "|":
-            # A literal block keeps its lines: content starts on the line after the `|`.
-            return node.start_mark.line + 2 + value.count("\n", 0, offset)
-        if "\n" not in value and node.start_mark.line == node.end_mark.line:
-            return node.start_mark.line + 1
-        # Folded or multi-line plain text: find the snippet in the node's own lines.
-        snippet = value[offset:offset + 12].split("\n")[0]
-        for number in range(node.start_mark.line, min(node.end_mark.line + 1, len(self.lines))):
-            if snippet and snippet in self.lines[number]:
-                return number + 1
-        return node.start_mark.line + 1
-
-
-def _compose(text: str) -> tuple[Any, yaml.Node | None]:
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or "invalid YAML"
-        if exc.context:
-            started = exc.context_mark
-            where = f" started on line {started.line + 1}" if started and mark and started.line != mark.line else ""
-            problem = f"{problem} ({exc.context}{where})"
-        raise PromptValidationError(f"YAML syntax error: {problem}", line=mark.line + 1 if mark else None) from exc
-    except yaml.YAMLError as exc:
-        raise PromptValidationError(f"YAML error: {exc}") from exc
-    finally:
-        loader.dispose()
-    return data, node
-
-
-def _check_duplicates(node: yaml.Node | None) -> None:
-    # PyYAML keeps the last of two equal keys without a word; an admin would lose the first silently.
-    if isinstance(node, yaml.MappingNode):
-        seen: set = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    raise PromptValidationError(f"'{key.value}' appears twice", line=key.start_mark.line + 1,
-                                                field=key.value)
-                seen.add(key.value)
-            _check_duplicates(value)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_duplicates(item)
-
-
-def _mapping(value: Any, where: str, loc: _Located, path: tuple) -> dict:
-    if value is None:
+def _mapping(value: Any, where: str, loc: Located, path: tuple) -> dict:
+    if is_nothing(loc.node(path)):
         return {}
     if not isinstance(value, dict):
         raise PromptValidationError(f"'{where}' must be a mapping of names to values", loc.line(path), where)
     return value
 
 
-def _unknown_keys(data: dict, allowed: tuple, where: str, loc: _Located, path: tuple) -> None:
+def _list(value: Any, where: str, loc: Located, path: tuple, what: str) -> list:
+    if is_nothing(loc.node(path)):
+        return []
+    if not isinstance(value, list):
+        raise PromptValidationError(f"'{where}' must be a list of {what}", loc.line(path), where)
+    return value
+
+
+def _unknown_keys(data: dict, allowed: tuple, where: str, loc: Located, path: tuple) -> None:
     for key in data:
         if key not in allowed:
             raise PromptValidationError(
@@ -243,36 +166,58 @@ def _unknown_keys(data: dict, allowed: tuple, where: str, loc: _Located, path: t
             )
 
 
-def _text(value: Any, where: str, loc: _Located, path: tuple, required: bool = False) -> str:
-    if value is None:
+def _text(value: Any, where: str, loc: Located, path: tuple, required: bool = False) -> str:
+    """A text field: exactly what was typed (9:30 stays 9:30, 010 stays 010, yes stays yes)."""
+    if is_nothing(loc.node(path)):
         value = ""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+    if not isinstance(value, str):
         raise PromptValidationError(f"'{where}' must be text", loc.line(path), where)
-    value = str(value)
     if required and not value.strip():
         raise PromptValidationError(f"'{where}' must not be empty", loc.line(path), where)
     return value
 
 
-def _number(value: Any, kind: type, low: float, high: float, where: str, loc: _Located, path: tuple):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise PromptValidationError(f"'{where}' must be a{'n integer' if kind is int else ' number'}",
-                                    loc.line(path), where)
+def _number(data: dict, key: str, default, kind: type, low: float, high: float, where: str, loc: Located,
+            path: tuple):
+    """A number field, read as the decimal number written (max_tokens: 0600 is 600)."""
+    if key not in data:
+        return default
+    value = read_number(data[key], kind)
+    if value is None:
+        example = "a whole number such as 600" if kind is int else "a number such as 0.2"
+        shown = data[key] if isinstance(data[key], str) else "a " + type(data[key]).__name__
+        raise PromptValidationError(
+            f"'{where}' must be a{'n integer' if kind is int else ' number'}, not '{shown}'; write {example}",
+            loc.line(path), where)
     if not low <= value <= high:
-        raise PromptValidationError(f"'{where}' must be between {low:g} and {high:g}, got {value}",
+        raise PromptValidationError(f"'{where}' must be between {low:g} and {high:g}, got {value:g}",
                                     loc.line(path), where)
-    return kind(value)
+    return value
+
+
+def _switch(data: dict, key: str, default, loc: Located, extra: tuple = ()):
+    """A true/false field (chain_of_thought also takes `auto`)."""
+    if key not in data:
+        return default
+    value = data[key]
+    if isinstance(value, str) and value.strip() in extra:
+        return value.strip()
+    flag = read_bool(value.strip()) if isinstance(value, str) else None
+    if flag is None:
+        allowed = "true, false or auto" if extra else "true or false"
+        raise PromptValidationError(f"'{key}' must be {allowed}, not '{value}'", loc.line((key,)), key)
+    return flag
 
 
 def parse_template(text: str, expected_name: str | None = None) -> PromptTemplate:
     """Parse and validate a template's YAML; PromptValidationError names the line of the first problem."""
     if not text.strip():
         raise PromptValidationError("the template is empty")
-    data, root = _compose(text)
-    loc = _Located(root, text)
+    data, root = load(text)
+    loc = Located(root, text)
     if not isinstance(data, dict):
         raise PromptValidationError("a template is a YAML mapping with name, system, examples, ...", line=1)
-    _check_duplicates(root)
+    check_duplicates(root)
     _unknown_keys(data, TOP_FIELDS, "the template", loc, ())
 
     name = _text(data.get("name"), "name", loc, ("name",), required=True).strip()
@@ -295,35 +240,26 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
 
     model = _mapping(data.get("model"), "model", loc, ("model",))
     _unknown_keys(model, MODEL_FIELDS, "model", loc, ("model",))
-    temperature = _number(model.get("temperature", 0.2), float, 0, 2, "model.temperature", loc,
-                          ("model", "temperature"))
-    max_tokens = _number(model.get("max_tokens", 600), int, 1, MAX_TOKENS_LIMIT, "model.max_tokens", loc,
+    # Settings are read by their declared type; everything else is text, kept as typed.
+    temperature = _number(model, "temperature", 0.2, float, 0, 2, "model.temperature", loc, ("model", "temperature"))
+    max_tokens = _number(model, "max_tokens", 600, int, 1, MAX_TOKENS_LIMIT, "model.max_tokens", loc,
                          ("model", "max_tokens"))
+    cot = _switch(data, "chain_of_thought", False, loc, extra=("auto",))
+    few_shot_k = _number(data, "few_shot_k", 2, int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
+    knowledge = _switch(data, "knowledge", True, loc)
 
-    cot = data.get("chain_of_thought", False)
-    if cot not in (True, False, "auto"):
-        raise PromptValidationError("'chain_of_thought' must be true, false or auto",
-                                    loc.line(("chain_of_thought",)), "chain_of_thought")
-    few_shot_k = _number(data.get("few_shot_k", 2), int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
-    knowledge = data.get("knowledge", True)
-    if not isinstance(knowledge, bool):
-        raise PromptValidationError("'knowledge' must be true or false", loc.line(("knowledge",)), "knowledge")
-
-    tags = data.get("tags") or []
-    if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+    tags = _list(data.get("tags"), "tags", loc, ("tags",), "words")
+    if not all(isinstance(t, str) and t.strip() for t in tags):
         raise PromptValidationError("'tags' must be a list of words", loc.line(("tags",)), "tags")
 
     variables = {}
     for key, value in _mapping(data.get("variables"), "variables", loc, ("variables",)).items():
-        if not isinstance(key, str) or not _IDENT.fullmatch(key):
+        if not _IDENT.fullmatch(key):
             raise PromptValidationError(f"variable name '{key}' must be letters, digits and '_'",
                                         loc.key_line(("variables", key)), "variables")
         variables[key] = _text(value, f"variables.{key}", loc, ("variables", key))
 
-    examples_raw = data.get("examples") or []
-    if not isinstance(examples_raw, list):
-        raise PromptValidationError("'examples' must be a list of {user, assistant}", loc.line(("examples",)),
-                                    "examples")
+    examples_raw = _list(data.get("examples"), "examples", loc, ("examples",), "{user, assistant}")
     examples = []
     for index, ex in enumerate(examples_raw):
         path = ("examples", index)
@@ -365,7 +301,8 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
 # -- writing YAML (new templates, and templates built in code) -------------------------------
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # prompt YAML never has anchors or aliases: a repeated value is written out again
 
 
 def _str(dumper: yaml.SafeDumper, value: str):
