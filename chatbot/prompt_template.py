@@ -177,6 +177,13 @@ def _text(value: Any, where: str, loc: Located, path: tuple, required: bool = Fa
     return value
 
 
+def _shown(value: Any) -> str:
+    """A value as quoted in a message: the text typed (shortened), or what kind of thing it is."""
+    if not isinstance(value, str):
+        return "a list" if isinstance(value, list) else "a mapping"
+    return value.strip() if len(value) <= 40 else value.strip()[:40] + "…"
+
+
 def _number(data: dict, key: str, default, kind: type, low: float, high: float, where: str, loc: Located,
             path: tuple):
     """A number field, read as the decimal number written (max_tokens: 0600 is 600)."""
@@ -185,12 +192,12 @@ def _number(data: dict, key: str, default, kind: type, low: float, high: float, 
     value = read_number(data[key], kind)
     if value is None:
         example = "a whole number such as 600" if kind is int else "a number such as 0.2"
-        shown = data[key] if isinstance(data[key], str) else "a " + type(data[key]).__name__
+        shown = _shown(data[key])
         raise PromptValidationError(
             f"'{where}' must be a{'n integer' if kind is int else ' number'}, not '{shown}'; write {example}",
             loc.line(path), where)
     if not low <= value <= high:
-        raise PromptValidationError(f"'{where}' must be between {low:g} and {high:g}, got {value:g}",
+        raise PromptValidationError(f"'{where}' must be between {low:g} and {high:g}, got {_shown(data[key])}",
                                     loc.line(path), where)
     return value
 
@@ -205,7 +212,7 @@ def _switch(data: dict, key: str, default, loc: Located, extra: tuple = ()):
     flag = read_bool(value.strip()) if isinstance(value, str) else None
     if flag is None:
         allowed = "true, false or auto" if extra else "true or false"
-        raise PromptValidationError(f"'{key}' must be {allowed}, not '{value}'", loc.line((key,)), key)
+        raise PromptValidationError(f"'{key}' must be {allowed}, not '{_shown(value)}'", loc.line((key,)), key)
     return flag
 
 

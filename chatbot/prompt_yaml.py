@@ -27,7 +27,7 @@ NULLS = ("", "~", "null", "Null", "NULL")
 # true/false as YAML 1.1 spells them, read only where a field is declared true/false.
 TRUE_WORDS = ("true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON")
 FALSE_WORDS = ("false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF")
-_INT = re.compile(r"[-+]?[0-9]+")
+_INT = re.compile(r"[-+]?[0-9]{1,15}")  # more digits than any setting needs, fewer than int() refuses
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 

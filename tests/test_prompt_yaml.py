@@ -103,6 +103,8 @@ def test_numbers_are_read_as_the_decimal_number_written(old, new, expected):
     ("max_tokens: 600", "max_tokens: 0x258", "'model.max_tokens' must be an integer, not '0x258'"),
     ("max_tokens: 600", "max_tokens: 1_000", "'model.max_tokens' must be an integer, not '1_000'"),
     ("max_tokens: 600", "max_tokens: 600.0", "'model.max_tokens' must be an integer, not '600.0'"),
+    ("max_tokens: 600", "max_tokens: " + "9" * 5000, "'model.max_tokens' must be an integer, not '999"),
+    ("max_tokens: 600", "max_tokens: 99999999", "'model.max_tokens' must be between 1 and 32000, got 99999999"),
     ("few_shot_k: 2", "few_shot_k: two", "'few_shot_k' must be an integer, not 'two'"),
     ("chain_of_thought: false", "chain_of_thought: maybe",
      "'chain_of_thought' must be true, false or auto, not 'maybe'"),
