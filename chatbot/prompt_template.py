@@ -1,5 +1,7 @@
 """Prompt templates as YAML: parsing, validation with line numbers, and safe `{variable}` filling.
 
+Text is kept exactly as typed (see prompt_yaml): a variable written `open_at: 9:30` is "9:30".
+
 A template's text fields may name variables as `{name}`; `{{` and `}}` are literal braces.
 Nothing is evaluated: a placeholder is a plain identifier looked up in a dictionary.
 """
@@ -14,15 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from common.errors import PromptValidationError
-from chatbot.template_fields import (
-    Located,
-    check_duplicates,
-    compose,
-    mapping_field,
-    number_field,
-    text_field,
-    unknown_keys,
-)
+from chatbot.prompt_yaml import Located, check_duplicates, is_nothing, load, read_bool, read_number
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -147,18 +141,93 @@ def sha256_text(text: str) -> str:
 
 # -- parsing and validation -------------------------------------------------------------------
 
+def _mapping(value: Any, where: str, loc: Located, path: tuple) -> dict:
+    if is_nothing(loc.node(path)):
+        return {}
+    if not isinstance(value, dict):
+        raise PromptValidationError(f"'{where}' must be a mapping of names to values", loc.line(path), where)
+    return value
+
+
+def _list(value: Any, where: str, loc: Located, path: tuple, what: str) -> list:
+    if is_nothing(loc.node(path)):
+        return []
+    if not isinstance(value, list):
+        raise PromptValidationError(f"'{where}' must be a list of {what}", loc.line(path), where)
+    return value
+
+
+def _unknown_keys(data: dict, allowed: tuple, where: str, loc: Located, path: tuple) -> None:
+    for key in data:
+        if key not in allowed:
+            raise PromptValidationError(
+                f"unknown field '{key}' in {where}; expected one of: {', '.join(allowed)}",
+                loc.key_line((*path, key)), str(key),
+            )
+
+
+def _text(value: Any, where: str, loc: Located, path: tuple, required: bool = False) -> str:
+    """A text field: exactly what was typed (9:30 stays 9:30, 010 stays 010, yes stays yes)."""
+    if is_nothing(loc.node(path)):
+        value = ""
+    if not isinstance(value, str):
+        raise PromptValidationError(f"'{where}' must be text", loc.line(path), where)
+    if required and not value.strip():
+        raise PromptValidationError(f"'{where}' must not be empty", loc.line(path), where)
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A value as quoted in a message: the text typed (shortened), or what kind of thing it is."""
+    if not isinstance(value, str):
+        return "a list" if isinstance(value, list) else "a mapping"
+    return value.strip() if len(value) <= 40 else value.strip()[:40] + "…"
+
+
+def _number(data: dict, key: str, default, kind: type, low: float, high: float, where: str, loc: Located,
+            path: tuple):
+    """A number field, read as the decimal number written (max_tokens: 0600 is 600)."""
+    if key not in data:
+        return default
+    value = read_number(data[key], kind)
+    if value is None:
+        example = "a whole number such as 600" if kind is int else "a number such as 0.2"
+        shown = _shown(data[key])
+        raise PromptValidationError(
+            f"'{where}' must be a{'n integer' if kind is int else ' number'}, not '{shown}'; write {example}",
+            loc.line(path), where)
+    if not low <= value <= high:
+        raise PromptValidationError(f"'{where}' must be between {low:g} and {high:g}, got {_shown(data[key])}",
+                                    loc.line(path), where)
+    return value
+
+
+def _switch(data: dict, key: str, default, loc: Located, extra: tuple = ()):
+    """A true/false field (chain_of_thought also takes `auto`)."""
+    if key not in data:
+        return default
+    value = data[key]
+    if isinstance(value, str) and value.strip() in extra:
+        return value.strip()
+    flag = read_bool(value.strip()) if isinstance(value, str) else None
+    if flag is None:
+        allowed = "true, false or auto" if extra else "true or false"
+        raise PromptValidationError(f"'{key}' must be {allowed}, not '{_shown(value)}'", loc.line((key,)), key)
+    return flag
+
+
 def parse_template(text: str, expected_name: str | None = None) -> PromptTemplate:
     """Parse and validate a template's YAML; PromptValidationError names the line of the first problem."""
     if not text.strip():
         raise PromptValidationError("the template is empty")
-    data, root = compose(text)
+    data, root = load(text)
     loc = Located(root, text)
     if not isinstance(data, dict):
         raise PromptValidationError("a template is a YAML mapping with name, system, examples, ...", line=1)
     check_duplicates(root)
-    unknown_keys(data, TOP_FIELDS, "the template", loc, ())
+    _unknown_keys(data, TOP_FIELDS, "the template", loc, ())
 
-    name = text_field(data.get("name"), "name", loc, ("name",), required=True).strip()
+    name = _text(data.get("name"), "name", loc, ("name",), required=True).strip()
     if not NAME_PATTERN.match(name):
         raise PromptValidationError("'name' must be lower-case letters, digits, '-' or '_' (at most 40)",
                                     loc.line(("name",)), "name")
@@ -166,57 +235,48 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
         raise PromptValidationError(f"'name' is '{name}' but this is the '{expected_name}' template; "
                                     "a template cannot be renamed", loc.line(("name",)), "name")
 
-    system = mapping_field(data.get("system"), "system", loc, ("system",))
-    unknown_keys(system, TEXT_SECTIONS, "system", loc, ("system",))
+    system = _mapping(data.get("system"), "system", loc, ("system",))
+    _unknown_keys(system, TEXT_SECTIONS, "system", loc, ("system",))
     if "role" not in system:
         raise PromptValidationError("'system.role' is required: who the assistant is and what it does",
                                     loc.line(("system",)) or 1, "system.role")
     sections = {
-        key: text_field(system.get(key), f"system.{key}", loc, ("system", key), required=key == "role")
+        key: _text(system.get(key), f"system.{key}", loc, ("system", key), required=key == "role")
         for key in TEXT_SECTIONS
     }
 
-    model = mapping_field(data.get("model"), "model", loc, ("model",))
-    unknown_keys(model, MODEL_FIELDS, "model", loc, ("model",))
-    temperature = number_field(model.get("temperature", 0.2), float, 0, 2, "model.temperature", loc,
-                          ("model", "temperature"))
-    max_tokens = number_field(model.get("max_tokens", 600), int, 1, MAX_TOKENS_LIMIT, "model.max_tokens", loc,
+    model = _mapping(data.get("model"), "model", loc, ("model",))
+    _unknown_keys(model, MODEL_FIELDS, "model", loc, ("model",))
+    # Settings are read by their declared type; everything else is text, kept as typed.
+    temperature = _number(model, "temperature", 0.2, float, 0, 2, "model.temperature", loc, ("model", "temperature"))
+    max_tokens = _number(model, "max_tokens", 600, int, 1, MAX_TOKENS_LIMIT, "model.max_tokens", loc,
                          ("model", "max_tokens"))
+    cot = _switch(data, "chain_of_thought", False, loc, extra=("auto",))
+    few_shot_k = _number(data, "few_shot_k", 2, int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
+    knowledge = _switch(data, "knowledge", True, loc)
 
-    cot = data.get("chain_of_thought", False)
-    if cot not in (True, False, "auto"):
-        raise PromptValidationError("'chain_of_thought' must be true, false or auto",
-                                    loc.line(("chain_of_thought",)), "chain_of_thought")
-    few_shot_k = number_field(data.get("few_shot_k", 2), int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
-    knowledge = data.get("knowledge", True)
-    if not isinstance(knowledge, bool):
-        raise PromptValidationError("'knowledge' must be true or false", loc.line(("knowledge",)), "knowledge")
-
-    tags = data.get("tags") or []
-    if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+    tags = _list(data.get("tags"), "tags", loc, ("tags",), "words")
+    if not all(isinstance(t, str) and t.strip() for t in tags):
         raise PromptValidationError("'tags' must be a list of words", loc.line(("tags",)), "tags")
 
     variables = {}
-    for key, value in mapping_field(data.get("variables"), "variables", loc, ("variables",)).items():
-        if not isinstance(key, str) or not _IDENT.fullmatch(key):
+    for key, value in _mapping(data.get("variables"), "variables", loc, ("variables",)).items():
+        if not _IDENT.fullmatch(key):
             raise PromptValidationError(f"variable name '{key}' must be letters, digits and '_'",
                                         loc.key_line(("variables", key)), "variables")
-        variables[key] = text_field(value, f"variables.{key}", loc, ("variables", key))
+        variables[key] = _text(value, f"variables.{key}", loc, ("variables", key))
 
-    examples_raw = data.get("examples") or []
-    if not isinstance(examples_raw, list):
-        raise PromptValidationError("'examples' must be a list of {user, assistant}", loc.line(("examples",)),
-                                    "examples")
+    examples_raw = _list(data.get("examples"), "examples", loc, ("examples",), "{user, assistant}")
     examples = []
     for index, ex in enumerate(examples_raw):
         path = ("examples", index)
         if not isinstance(ex, dict):
             raise PromptValidationError(f"example {index + 1} must have 'user' and 'assistant'", loc.line(path),
                                         "examples")
-        unknown_keys(ex, ("user", "assistant"), f"example {index + 1}", loc, path)
+        _unknown_keys(ex, ("user", "assistant"), f"example {index + 1}", loc, path)
         examples.append({
-            "user": text_field(ex.get("user"), f"examples[{index + 1}].user", loc, (*path, "user"), required=True),
-            "assistant": text_field(ex.get("assistant"), f"examples[{index + 1}].assistant", loc,
+            "user": _text(ex.get("user"), f"examples[{index + 1}].user", loc, (*path, "user"), required=True),
+            "assistant": _text(ex.get("assistant"), f"examples[{index + 1}].assistant", loc,
                                (*path, "assistant"), required=True),
         })
 
@@ -238,7 +298,7 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
                 )
 
     return PromptTemplate(
-        name=name, description=text_field(data.get("description"), "description", loc, ("description",)).strip(),
+        name=name, description=_text(data.get("description"), "description", loc, ("description",)).strip(),
         examples=examples, chain_of_thought=cot, few_shot_k=few_shot_k, knowledge=knowledge,
         temperature=temperature, max_tokens=max_tokens, tags=[t.strip() for t in tags], variables=variables,
         source=text, **sections,
@@ -248,7 +308,8 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
 # -- writing YAML (new templates, and templates built in code) -------------------------------
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # prompt YAML never has anchors or aliases: a repeated value is written out again
 
 
 def _str(dumper: yaml.SafeDumper, value: str):

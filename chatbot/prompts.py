@@ -21,6 +21,7 @@ import numpy as np
 from common.errors import PromptNotFound, PromptValidationError, StaleVersionError
 from chatbot.prompt_store import FilePromptStore, MemoryPromptStore, PromptStore, VersionInfo
 from chatbot.prompt_template import PromptTemplate, parse_template, sha256_text, skeleton, to_yaml
+from chatbot.prompt_yaml import load_variables
 from common.types import Passage
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SECTION_ORDER", "PromptLibrary", "PromptTemplate", "RenderedPrompt", "build_system_prompt",
     "format_passages", "open_prompt_library", "shipped_templates", "is_complex", "PromptValidationError",
-    "StaleVersionError", "PromptNotFound", "VersionInfo", "parse_template", "to_yaml", "skeleton",
+    "StaleVersionError", "PromptNotFound", "VersionInfo", "parse_template", "to_yaml", "skeleton", "load_variables",
 ]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"

@@ -200,3 +200,15 @@ def test_an_abstained_message_is_classified_by_the_backend_with_the_classifier_t
     assert "You classify one customer-support message" in classify.system
     assert "- shipping_orders:" in classify.system and "{intents}" not in classify.system
     assert reply.meta.route["intent"] == "shipping_orders" and reply.meta.route["source"] == "llm"
+
+
+def test_grouped_markers_are_recorded_and_listed_as_sources(demo_kb, store):
+    # A model groups its markers: "[1, 2]" cites passages 1 and 2, then "[3]" passage 3.
+    reply_text = ("A duplicate charge is refunded to the original payment method [1, 2]. "
+                  "Send us both invoice numbers so we can confirm it [3].")
+    bot = make_bot(demo_kb, store, FakeBackend([reply_text]), top_k=4)
+    reply = bot.ask("grouped", "I was charged twice for the same order, what now?")
+    assert len(reply.meta.retrieved) >= 3
+    assert reply.meta.citations == [1, 2, 3]
+    assert [s["n"] for s in reply.meta.sources] == [1, 2, 3]
+    assert store.messages("grouped")[1]["meta"]["citations"] == [1, 2, 3]

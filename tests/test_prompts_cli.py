@@ -79,3 +79,15 @@ def test_errors_are_clear_and_exit_2(data_dir, capsys, tmp_path):
     broken.write_text(shipped_templates()["general"].replace("Warm, concise", "Warm, {adjective}"))
     code, _, err = cli(capsys, "save", "general", str(broken), "--base", "2", "-m", "x")
     assert code == 2 and "error: Line " in err and "unknown variable {adjective}" in err
+
+
+def test_a_hostile_or_mistyped_file_is_refused_by_name_and_nothing_is_saved(data_dir, capsys, tmp_path):
+    laughs = tmp_path / "laughs.yaml"
+    laughs.write_text('a: &a ["lol","lol"]\nb: &b [*a,*a,*a]\n')
+    code, _, err = cli(capsys, "save", "general", str(laughs), "--base", "1", "-m", "x")
+    assert code == 2 and "error: Line 1: a: anchors and aliases ('&a') are not allowed" in err
+    mistyped = tmp_path / "general.yaml"
+    mistyped.write_text(shipped_templates()["general"].replace("temperature: 0.2", "temperature: 0,2"))
+    code, _, err = cli(capsys, "save", "general", str(mistyped), "--base", "1", "-m", "x")
+    assert code == 2 and "'model.temperature' must be a number, not '0,2'" in err
+    assert open_prompt_library(data_dir).labels("general")["latest"] == 1

@@ -195,3 +195,59 @@ def test_unsaved_text_survives_looking_at_another_template_and_new_templates_sta
     at.text_input(key="prompts_new_name").input("returns").run()
     at.button(key="prompts_create").click().run()
     assert "already exists" in at.error[0].value
+
+
+def just_after(tab, key: str):
+    """The element a tab shows right after the button `key` (or the columns holding it)."""
+    children = list(tab.children.values())
+    index = next(i for i, c in enumerate(children)
+                 if getattr(c, "key", None) == key or key in [b.key for b in getattr(c, "button", [])])
+    return children[index + 1]
+
+
+def test_save_and_validate_results_appear_next_to_their_buttons(app_env):
+    from tests.test_prompt_yaml import BILLION_LAUGHS
+
+    at = pick(admin_page(), "billing")
+    editor, original = at.text_area(key="prompts_editor_billing"), at.text_area(key="prompts_editor_billing").value
+    at.button(key="prompts_validate").click().run()
+    result = just_after(at.tabs[0], "prompts_validate")
+    assert result.type == "success" and result.value.startswith("Valid:")
+    assert not [e for e in at.main.children.values() if e.type in ("success", "error")]  # not at the page top
+
+    # A hostile text is refused at once, by name, in the same place.
+    editor.input(BILLION_LAUGHS).run()
+    at.button(key="prompts_validate").click().run()
+    result = just_after(at.tabs[0], "prompts_validate")
+    assert result.type == "error" and "anchors and aliases ('&a') are not allowed" in result.value
+
+    # A setting that is not its type: not saved, told where and how to fix it.
+    mistyped = original.replace("temperature: 0.2", "temperature: 0,2")
+    at.text_area(key="prompts_editor_billing").input(mistyped).run()
+    at.text_input(key="prompts_message_billing").input("Cooler").run()
+    at.button(key="prompts_save").click().run()
+    result = just_after(at.tabs[0], "prompts_save")
+    line = next(n for n, text in enumerate(mistyped.splitlines(), 1) if "0,2" in text)
+    assert result.type == "error" and result.value.startswith(f"Not saved. Line {line}: 'model.temperature' must be")
+
+    # Publishing from the History tab answers there.
+    lib = library()
+    lib.save("billing", original.replace("Calm, precise", "Calm and precise"), author="ops", message="calmer",
+             base_version=lib.labels("billing")["latest"])
+    at = pick(admin_page(), "billing")
+    at.button(key="prompts_publish").click().run()
+    assert "production is now" in at.tabs[1].success[0].value and not at.tabs[0].success
+
+
+def test_variables_reach_the_prompt_as_typed(app_env):
+    at = pick(admin_page(), "general")
+    editor = at.text_area(key="prompts_editor_general")
+    text = editor.value.replace("variables:\n", "variables:\n  opens_at: 9:30\n  app_version: 2.10\n", 1).replace(
+        "  role: |\n", "  role: |\n    Lines open at {opens_at}; the app is version {app_version}.\n", 1)
+    editor.input(text).run()
+    at.selectbox(key="prompts_test_source_general").select("Editor (unsaved)").run()
+    assert not at.exception
+    assert "Lines open at 9:30; the app is version 2.10." in next(c.value for c in at.code if c.language == "xml")
+    # Sample values typed in the Test tab are kept as typed too.
+    at.text_area(key="prompts_test_vars_general").input("opens_at: 10:45\napp_version: 3.0\n").run()
+    assert "Lines open at 10:45; the app is version 3.0." in next(c.value for c in at.code if c.language == "xml")

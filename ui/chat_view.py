@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import streamlit as st
 
+from chatbot.bot import cited_numbers
+
 
 def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f} ms"
 
 
-def render_sources(meta: dict) -> None:
-    """The passages a reply cited, under it, each with the number it was cited by."""
+def render_sources(meta: dict, text: str = "") -> None:
+    """The passages a reply cited, under it, each with the number it was cited by.
+
+    The numbers are read from the reply's text when it is given (a reply stored before a marker
+    form such as [1, 2] or [1-3] was recognised then lists its sources too); out-of-range numbers
+    are never shown.
+    """
     retrieved = meta.get("retrieved") or []
-    cited = meta.get("citations") or []
     if not retrieved:
         return
+    if text:
+        cited = cited_numbers(text, len(retrieved))
+    else:
+        cited = [n for n in dict.fromkeys(meta.get("citations") or []) if 1 <= n <= len(retrieved)]
     label = f"Sources ({len(cited)} cited)" if cited else f"Sources ({len(retrieved)} retrieved, none cited)"
     with st.expander(label):
         numbers = cited or range(1, len(retrieved) + 1)
@@ -85,7 +95,7 @@ def render_message(message: dict, triage_meta: dict | None = None, feedback=None
         if role == "user":
             render_triage(triage_meta or meta)
         else:
-            render_sources(meta)
+            render_sources(meta, message["content"])
             render_reply_caption(meta)
             if feedback is not None:
                 feedback()

@@ -10,7 +10,7 @@ import streamlit as st
 import yaml
 
 from common.errors import ChatbotError, PromptValidationError, StaleVersionError
-from chatbot.prompts import PromptLibrary, parse_template, skeleton
+from chatbot.prompts import PromptLibrary, load_variables, parse_template, skeleton
 from ui.auth import require_admin
 from ui.page_state import CUSTOMER_TIERS
 from ui.services import BACKENDS, backend_class, get_backend, get_services
@@ -28,8 +28,17 @@ def when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
-def flash(kind: str, text: str, excerpt: str = "") -> None:
-    ss["prompts_flash"] = {"kind": kind, "text": text, "excerpt": excerpt}
+def flash(kind: str, text: str, excerpt: str = "", place: str = "edit") -> None:
+    """Keep an action's result for the next run, to show next to the buttons (`place`) that started it."""
+    ss["prompts_flash"] = {"kind": kind, "text": text, "excerpt": excerpt, "place": place}
+
+
+def show_flash(place: str) -> None:
+    """The last action's result, if it was started from `place` (edit, history or new)."""
+    if message and message.get("place", "edit") == place:
+        getattr(st, message["kind"])(message["text"])
+        if message["excerpt"]:
+            st.code(message["excerpt"], language=None)
 
 
 def excerpt(text: str, line: int | None, around: int = 2) -> str:
@@ -93,9 +102,9 @@ def set_production(name: str, version: int, rollback: bool, seen: int) -> None:
         # `seen` is the production this admin was looking at: a move by someone else since is refused.
         previous = action(name, version, author=ss.get("prompts_author", ""), expected=seen)
     except ChatbotError as exc:
-        flash("error", str(exc))
+        flash("error", str(exc), place="history")
     else:
-        flash("success", f"{name}: production is now v{version} (was v{previous}).")
+        flash("success", f"{name}: production is now v{version} (was v{previous}).", place="history")
 
 
 def create(name: str) -> None:
@@ -103,11 +112,11 @@ def create(name: str) -> None:
         library.save(name, skeleton(name), author=ss.get("prompts_author", ""), base_version=0,
                      message="New template", publish=False)
     except ChatbotError as exc:
-        flash("error", str(exc))
+        flash("error", str(exc), place="new")
     else:
         ss["prompts_name"] = name
         flash("success", f"Created {name} v1 from a skeleton. The chat uses it only for intents whose "
-                         f"template is '{name}'.")
+                         f"template is '{name}'.", place="new")
 
 
 # -- page -----------------------------------------------------------------------------------------
@@ -123,11 +132,8 @@ ss.setdefault("prompts_author", "admin")
 with st.sidebar:
     st.text_input("Your name (recorded on changes)", key="prompts_author")
 
+# Shown next to the buttons that started it, below.
 message = ss.pop("prompts_flash", None)
-if message:
-    getattr(st, message["kind"])(message["text"])
-    if message["excerpt"]:
-        st.code(message["excerpt"], language=None)
 
 rows = library.overview()
 st.dataframe(
@@ -139,9 +145,10 @@ st.dataframe(
 names = [r["name"] for r in rows]
 if ss.get("prompts_name") not in names:
     ss["prompts_name"] = "general" if "general" in names else names[0]
-with st.expander("New template"):
+with st.expander("New template", expanded=bool(message and message.get("place") == "new")):
     new_name = st.text_input("Name", key="prompts_new_name", placeholder="e.g. returns")
     st.button("Create", key="prompts_create", on_click=create, args=(new_name.strip(),), disabled=not new_name.strip())
+    show_flash("new")
 
 name = st.selectbox("Template", names, key="prompts_name")
 labels = library.labels(name)
@@ -176,6 +183,7 @@ with edit_tab:
     a.button("Validate", key="prompts_validate", on_click=validate, args=(name,), width="stretch")
     b.button("Save draft", key="prompts_save", on_click=save, args=(name, False), type="primary", width="stretch")
     c.button("Save and publish", key="prompts_save_publish", on_click=save, args=(name, True), width="stretch")
+    show_flash("edit")
 
 with history_tab:
     st.dataframe(
@@ -195,6 +203,7 @@ with history_tab:
         right.button("Roll back", key="prompts_rollback", on_click=set_production,
                      args=(name, target, True, labels["production"]),
                      width="stretch")
+    show_flash("history")
     with st.expander("Label changes"):
         events = [e for e in library.store.events(name) if e["action"] in ("publish", "rollback")]
         for e in reversed(events):
@@ -256,10 +265,8 @@ with test_tab:
             value=yaml.safe_dump(template.variables, sort_keys=False, allow_unicode=True) if template.variables else "",
         )
         try:
-            variables = yaml.safe_load(variables_text) or {}
-            if not isinstance(variables, dict):
-                raise ValueError("a mapping of names to values is expected")
-        except (yaml.YAMLError, ValueError) as exc:
+            variables = load_variables(variables_text)  # each value kept as typed, like the template's
+        except PromptValidationError as exc:
             st.error(f"Sample variables: {exc}")
             variables = {}
         st.subheader("Live test reply")
