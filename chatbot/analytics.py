@@ -242,23 +242,6 @@ def overview(conversations: list[dict], since: float | None = None) -> dict:
     }
 
 
-def conversation_insights(messages: list[dict]) -> dict:
-    """The current conversation's routing, triage and feedback numbers, for the chat sidebar."""
-    records = turn_records([{"id": "", "messages": messages}])
-    scores = [float(r["sentiment_score"]) for r in records if isinstance(r["sentiment_score"], (int, float))]
-    last = records[-1] if records else {}
-    return {
-        "intent": last.get("intent", ""),
-        "intents": dict(Counter(r["intent"] for r in records)),
-        "sentiment": last.get("sentiment", ""),
-        "sentiment_scores": scores,
-        "priority": last.get("priority"),
-        "escalated": any(r["escalate"] for r in records),
-        "escalation_reasons": sorted({reason for r in records if r["escalate"] for reason in r["reasons"]}),
-        **{f"feedback_{k}": v for k, v in feedback_summary(records).items()},
-    }
-
-
 # -- exports ---------------------------------------------------------------------------------------
 
 
