@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from common.errors import DatasetError
+from common.errors import DatasetError, IngestError
 from common.jsonl import json_lines
+from knowledge.loaders import decode_text
 from knowledge.store import CANDIDATES, KnowledgeBase, make_chroma_client
 from common.types import Passage
 
@@ -38,9 +39,11 @@ def load_queries(path: str | Path, known_sources: Iterable[str] | None = None) -
     known = set(known_sources) if known_sources is not None else None
     queries = []
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_text(path.name, path.read_bytes())
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be read ({exc.strerror})") from exc
+    except IngestError as exc:
+        raise DatasetError(str(exc)) from exc
     for number, line in json_lines(text):
         try:
             row = json.loads(line)

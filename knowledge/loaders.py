@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import re
 import unicodedata
 from pathlib import Path, PurePosixPath
 
@@ -24,6 +25,7 @@ _BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_U
 # Characters that are never part of a readable name: controls, format characters (bidi
 # overrides, zero-width marks), line and paragraph separators.
 _INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def visible(text: str) -> str:
@@ -143,5 +145,12 @@ def _load_pdf(name: str, data: bytes) -> Document:
     except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds (ValueError, KeyError, zlib.error...)
         where = f"page {page} " if page else ""
         raise IngestError(name, f"is not a readable PDF ({where}{type(exc).__name__}: {exc})") from exc
+    pages, title = [_storable(t) for t in pages], _storable(title)
     sections = [Section(heading=f"Page {i}", text=t.strip()) for i, t in enumerate(pages, 1) if t.strip()]
     return Document(source=name, title=title.strip() or title_from_name(name), sections=sections)
+
+
+def _storable(text: str) -> str:
+    """Text extracted through a PDF's font tables may hold NULs or lone surrogates, which neither
+    UTF-8 nor the stores can keep: NULs go, a lone surrogate becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text.replace("\x00", ""))

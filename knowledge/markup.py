@@ -220,7 +220,7 @@ def load_html(name: str, text: str) -> Document:
             elif node.name == "pre":
                 layout.preformatted(node.get_text())
             elif node.name == "br":
-                layout.flush()
+                layout.pieces.append(" ") if layout.in_cell else layout.flush()
             else:
                 layout.open(node)
                 stack.append((node, True))

@@ -142,3 +142,10 @@ def test_query_lines_end_at_newline_only(tmp_path):
         load_queries(path, known_sources=["a.md"])
     path.write_bytes(path.read_bytes().replace(b"not json\n", b""))
     assert [q.text for q in load_queries(path, known_sources=["a.md"])] == ["refund\u2028when\u2029how\x85now", "x"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+def test_a_query_set_reads_in_any_unicode_encoding(tmp_path, encoding):
+    path = tmp_path / "queries.jsonl"
+    path.write_bytes('{"query": "remboursé ?", "relevant": ["a.md"]}\n'.encode(encoding))
+    assert [q.text for q in load_queries(path, known_sources=["a.md"])] == ["remboursé ?"]

@@ -148,6 +148,7 @@ def test_html_tables_lists_and_inline_text_are_laid_out_by_line():
         "<body>Loose text <b>in</b> the body<span>, joined</span>."
         "<table><tr><th>Plan</th><th>Price</th></tr><tr><td>Basic</td><td><p>3 EUR</p></td></tr></table>"
         "<ol><li>Open <a href='#'>Settings</a><ul><li>Tap Hub</li></ul></li><li>Reset</li></ol>"
+        "<table><tr><td>Two</td><td>lines<br>in a cell</td></tr></table>"
         "<h5>Small print</h5><pre>  keep\n    this   spacing</pre>"
         "<script>var hidden = 1;</script><style>p { color: red }</style><!-- a comment -->"
         "<div hidden>not shown</div><p style='display: none'>not shown</p><noscript>no script</noscript>"
@@ -156,7 +157,8 @@ def test_html_tables_lists_and_inline_text_are_laid_out_by_line():
     doc = load_bytes("plans.html", page.encode())
     assert doc.title == "Plans"
     assert [(s.heading, s.text) for s in doc.sections] == [
-        ("", "Loose text in the body, joined.\nPlan | Price\nBasic | 3 EUR\n1. Open Settings\n  - Tap Hub\n2. Reset"),
+        ("", "Loose text in the body, joined.\nPlan | Price\nBasic | 3 EUR\n1. Open Settings\n  - Tap Hub\n2. Reset\n"
+             "Two | lines in a cell"),
         ("Small print", "  keep\n    this   spacing\nCall 0800 123 456"),
     ]
 
@@ -272,6 +274,11 @@ def test_encrypted_pdfs_open_with_the_empty_password_and_else_are_refused(algori
     assert load_bytes("guide.pdf", encrypted("")).text == "Refunds take ten days"
     assert refusal("locked.pdf", encrypted("open-sesame")) == \
         "is protected by a password; save an unprotected copy and upload that"
+
+
+def test_pdf_text_keeps_only_what_can_be_stored():
+    # A NUL from a PDF's string (octal \\000) is dropped, not stored.
+    assert load_bytes("guide.pdf", minimal_pdf("Refunds\\000 take ten days")).text == "Refunds take ten days"
 
 
 # -- names ------------------------------------------------------------------------------------
