@@ -10,7 +10,8 @@ from chatbot.services import build_services
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     ingest = subparsers.add_parser("ingest", help="add files or folders to the knowledge base")
-    ingest.add_argument("paths", nargs="+", help="files or folders (md, txt, pdf, html, csv, jsonl)")
+    ingest.add_argument("paths", nargs="+", help="files or folders (md, txt, pdf, html, csv, jsonl); a file in a "
+                                                  "folder is named by its path inside that folder")
     ingest.set_defaults(func=run_ingest)
     search = subparsers.add_parser("search", help="search the knowledge base")
     search.add_argument("text")

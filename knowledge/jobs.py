@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from common.errors import ChatbotError
 from knowledge.chunking import ChunkSettings
-from knowledge.loaders import load_bytes
+from knowledge.loaders import clean_name, load_bytes
 from knowledge.store import IngestResult, KnowledgeBase
 
 
@@ -40,21 +40,16 @@ class IngestionJob:
         if uploads is None:
             self._sources = kb.reindex_sources(reindex, force=force)
         else:
-            self._sources = [(name, self._loader(name, data)) for name, data in uploads]
+            self._sources = [(clean_name(name), self._loader(i, name, data)) for i, (name, data) in enumerate(uploads)]
         self.files = [FileProgress(name) for name, _ in self._sources]
         self._thread = threading.Thread(target=self._work, name="knowledge-ingestion", daemon=True)
 
-    def _loader(self, name: str, data: bytes):
+    def _loader(self, position: int, name: str, data: bytes):
         def load():
-            self._mark(name, "reading")
+            if self.files[position].state == "waiting":
+                self.files[position].state = "reading"
             return load_bytes(name, data)
         return load
-
-    def _mark(self, name: str, state: str) -> None:
-        for f in self.files:
-            if f.name == name and f.state in ("waiting", "reading"):
-                f.state = state
-                return
 
     def start(self) -> "IngestionJob":
         self.started_at = time.time()
@@ -83,10 +78,8 @@ class IngestionJob:
         return not self._thread.is_alive()
 
     def _on_file(self, number: int, total: int, result: IngestResult) -> None:
-        for f in self.files:
-            if f.name == result.source and f.state in ("waiting", "reading", "embedding"):
-                f.state, f.chunks, f.error = result.status, result.chunks, result.error
-                return
+        f = self.files[result.position]
+        f.state, f.chunks, f.error = result.status, result.chunks, result.error
 
     def _on_chunks(self, count: int) -> None:
         self.chunks_written += count

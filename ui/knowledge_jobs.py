@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from knowledge.chunking import ChunkSettings
 from knowledge.fusion import FUSIONS
 from knowledge.jobs import IngestionJob
@@ -15,7 +17,16 @@ RETRIEVER_MODES = MODES
 FUSION_METHODS = FUSIONS
 
 __all__ = ["FUSION_METHODS", "MAX_UPLOAD_MB", "RETRIEVER_MODES", "UPLOAD_TYPES", "IngestionJob",
-           "upload_job", "reindex_job"]
+           "literal", "upload_job", "reindex_job"]
+
+# What Streamlit's markdown would read as markup inside a line: emphasis, code, links, raw
+# HTML and entities, strike-through, LaTeX, tables, colour and icon directives.
+_MARKUP = re.compile(r"([\\`*_\[\]<>&~$|:#])")
+
+
+def literal(text: str) -> str:
+    """`text` (a file name, a title, an error) shown as itself inside Streamlit markdown."""
+    return _MARKUP.sub(r"\\\1", " ".join(str(text).split()))
 
 
 def upload_job(kb: KnowledgeBase, uploads: list[tuple[str, bytes]]) -> IngestionJob:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from common.errors import ChatbotError
 from ui.knowledge_jobs import (FUSION_METHODS, MAX_UPLOAD_MB, RETRIEVER_MODES, UPLOAD_TYPES, IngestionJob,
-                               reindex_job, upload_job)
+                               literal, reindex_job, upload_job)
 from ui.services import get_services
 
 services = get_services()
@@ -46,8 +46,9 @@ def render_job() -> None:
         st.progress(job.finished / total if total else 0.0, text=f"{label} · {job.chunks_written:,} chunks written")
         st.button("Cancel", key="kb_cancel", icon=":material/cancel:", on_click=job.cancel, disabled=job.cancelling)
     for f in job.files:
-        detail = f.error if f.state == "error" else DETAIL.get(f.state, f.state).format(chunks=f.chunks)
-        line = f"{ICONS.get(f.state, '')} **{f.name}**: {detail}"
+        # Names and reasons come from the uploads: shown as they are, never as markup.
+        detail = literal(f.error) if f.state == "error" else DETAIL.get(f.state, f.state).format(chunks=f.chunks)
+        line = f"{ICONS.get(f.state, '')} **{literal(f.name)}**: {detail}"
         if f.state == "error":
             st.error(line)
         elif f.state == "cancelled":
@@ -57,7 +58,7 @@ def render_job() -> None:
         else:
             st.write(line)
     if job.error:
-        st.error(f"The {job.kind} stopped: {job.error}")
+        st.error(f"The {job.kind} stopped: {literal(job.error)}")
     if not job.running and not st.session_state.get("kb_job_seen"):
         # The documents list below was drawn before the job ended: draw the page once more.
         st.session_state["kb_job_seen"] = True
@@ -107,11 +108,11 @@ if docs:
     show, delete = st.columns(2)
     with show.popover("Show chunks", icon=":material/view_agenda:"):
         for p in kb.chunks_of(choice.doc_id):
-            st.markdown(f"**Chunk {p.chunk}** · {p.heading or p.title}")
+            st.markdown(f"**Chunk {p.chunk}** · {literal(p.heading or p.title)}")
             st.text(p.text)
     if delete.button("Delete document", key="kb_delete", icon=":material/delete:", disabled=job_running()):
         kb.delete(choice.doc_id)
-        st.toast(f"Deleted {choice.source}")
+        st.toast(f"Deleted {literal(choice.source)}")
         st.rerun()
 elif not store_error:
     st.info("No documents yet: add some above.")
@@ -153,7 +154,7 @@ if query:
     if not passages:
         st.info("Nothing found.")
     for rank, p in enumerate(passages, 1):
-        where_in = f"{p.title} › {p.heading}" if p.heading else p.title
+        where_in = literal(f"{p.title} › {p.heading}" if p.heading else p.title)
         st.markdown(f"**{rank}. {where_in}** · score {p.score:.3f} · found by {', '.join(p.retrievers)}")
-        st.caption(f"{p.source} · chunk {p.chunk}")
+        st.caption(f"{literal(p.source)} · chunk {p.chunk}")
         st.text(p.text[:500])
