@@ -17,6 +17,7 @@ from chatbot.prompts import PromptLibrary, RenderedPrompt
 from chatbot.reasoning import ReasoningFilter
 from chatbot.analytics import HANDOFF
 from chatbot.classifier import LLMClassifier
+from chatbot.contextual_search import search_in_context
 from chatbot.routes import UNKNOWN, RouteChoice
 from chatbot.routing import IntentRouter
 from chatbot.triage import Triage, TriageResult, TriageState, handoff_summary
@@ -197,6 +198,11 @@ class Reply:
         self.done = True
 
 
+def customer_messages(memory: ConversationMemory) -> list[str]:
+    """The customer's messages in the conversation's memory, oldest first."""
+    return [m["content"] for m in memory.messages if m["role"] == "user"]
+
+
 def customer_context(verdict: TriageResult, triage_state: TriageState) -> dict[str, Any]:
     """What the prompt tells the model about the customer and the conversation so far."""
     return {
@@ -269,8 +275,7 @@ class Chatbot:
         """The message's intent: the router, with the backend as a fallback when it abstains."""
         if self.router is None:
             return None
-        history = [m["content"] for m in memory.messages if m["role"] == "user"]
-        choice = self.router.route(text, vector, history)
+        choice = self.router.route(text, vector, customer_messages(memory))
         if choice.abstained and self.can_classify:
             # The admin-edited "classifier" template, its intent list left as a slot for the classifier.
             prompt = self.prompts.render("classifier", passages=[], variables={"intents": "{intents}"})
@@ -309,7 +314,8 @@ class Chatbot:
         )
         if triage_state.escalated:
             return self._handoff(session_id, text, memory, triage_state, meta, started)
-        passages = self.knowledge.search(text, k=self.top_k, query_vector=vector)
+        # A follow-up is searched with the previous message too: retrieval sees what routing sees.
+        passages = search_in_context(self.knowledge, text, vector, customer_messages(memory), self.top_k)
         mark = lap("retrieve", mark)
         summary, recent = memory.context()
         prompt = self.prompts.render(
