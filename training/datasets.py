@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from adapters.local import ensure_chat_template
 from common.errors import DatasetError
+from common.jsonl import json_lines
 
 ROLES = ("system", "user", "assistant")
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
@@ -174,9 +175,7 @@ def load_chat_jsonl(source: Source, name: str | None = None) -> LoadResult:
     """Read {"messages": [...]} lines; each assistant turn becomes an example with its context."""
     name = _name(source, name)
     result = LoadResult(source=name)
-    for number, raw_line in enumerate(_text(source, name).splitlines(), start=1):
-        if not raw_line.strip():
-            continue
+    for number, raw_line in json_lines(_text(source, name)):
         result.records += 1
         try:
             record = json.loads(raw_line)
@@ -220,9 +219,7 @@ def read_table(source: Source, kind: str, name: str | None = None) -> tuple[list
     if kind != "jsonl":
         raise DatasetError(f"{name}: unknown table format {kind!r}; use csv or jsonl")
     columns: list[str] = []
-    for number, raw_line in enumerate(text.splitlines(), start=1):
-        if not raw_line.strip():
-            continue
+    for number, raw_line in json_lines(text):
         try:
             row = json.loads(raw_line)
         except json.JSONDecodeError as exc:
@@ -377,9 +374,7 @@ def read_examples(path: str | Path) -> list[dict[str, Any]]:
     """Read a prepared prompt/completion file, refusing malformed lines with their number."""
     examples = []
     name = Path(path).name
-    for number, raw_line in enumerate(_text(Path(path), name).splitlines(), start=1):
-        if not raw_line.strip():
-            continue
+    for number, raw_line in json_lines(_text(Path(path), name)):
         try:
             record = json.loads(raw_line)
         except json.JSONDecodeError as exc:
