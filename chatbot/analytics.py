@@ -10,6 +10,8 @@ from datetime import date, datetime, timedelta
 from statistics import mean
 from typing import Any, Iterable
 
+from common.redaction import redact
+
 PERCENTILES = (50, 90, 95, 99)
 HANDOFF = "handoff"  # the backend name of the notice written when a person takes over
 TITLE_CHARS = 120
@@ -245,9 +247,20 @@ def overview(conversations: list[dict], since: float | None = None) -> dict:
 # -- exports ---------------------------------------------------------------------------------------
 
 
+def without_secrets(conversation: dict) -> dict:
+    """A copy whose message texts have card numbers, passwords, tokens... replaced by markers.
+
+    New messages are redacted before they are stored; this also covers conversations stored
+    before that, whenever one leaves the app.
+    """
+    messages = [{**m, "content": redact(m["content"])} if isinstance(m.get("content"), str) else m
+                for m in conversation.get("messages", [])]
+    return {**conversation, "messages": messages}
+
+
 def to_json(conversation: dict) -> str:
     """The whole conversation as stored: summary fields, state, messages with their metadata."""
-    return json.dumps(conversation, ensure_ascii=False, indent=2)
+    return json.dumps(without_secrets(conversation), ensure_ascii=False, indent=2)
 
 
 def _when(ts: float | None) -> str:
@@ -277,6 +290,7 @@ def _reply_facts(meta: dict) -> list[str]:
 
 def to_markdown(conversation: dict) -> str:
     """A readable transcript: who said what and when, sources, triage, feedback."""
+    conversation = without_secrets(conversation)
     lines = [f"# Conversation {conversation['id']}", ""]
     lines.append(f"- Started: {_when(conversation.get('created'))}")
     lines.append(f"- Last activity: {_when(conversation.get('updated'))}")

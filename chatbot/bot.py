@@ -15,6 +15,7 @@ from chatbot.memory import ConversationMemory, extractive_summary
 from chatbot.prompt_template import PromptTemplate
 from chatbot.prompts import PromptLibrary, RenderedPrompt
 from chatbot.reasoning import ReasoningFilter
+from common.redaction import redact, redact_with_kinds
 from chatbot.analytics import HANDOFF
 from chatbot.classifier import LLMClassifier
 from chatbot.contextual_search import search_in_context
@@ -91,6 +92,8 @@ class TurnMeta:
     ttft_ms: float = 0.0
     stages_ms: dict[str, float] = field(default_factory=dict)
     summarised_messages: int = 0
+    # Kinds of secret replaced by a marker in the customer's message ("card", "password", ...).
+    redacted: list[str] = field(default_factory=list)
     summary_updated: bool = False
     route: dict[str, Any] = field(default_factory=dict)
     triage: dict[str, Any] = field(default_factory=dict)
@@ -296,6 +299,8 @@ class Chatbot:
         text = clean_message(text, self.max_message_chars)
         if not text:
             return None
+        # Secrets never reach the store, the search index, exports, training data or the model.
+        text, redacted = redact_with_kinds(text)
         mark = lap("validate", started)
         vector = self.knowledge.embedder.embed_one(text)
         mark = lap("embed", mark)
@@ -310,7 +315,7 @@ class Chatbot:
         meta = TurnMeta(
             session_id=session_id, backend=self.backend.name, model=self.backend.model, stages_ms=stages,
             summarised_messages=memory.summarised_count, agent=agent,
-            route=choice.to_dict() if choice else {}, triage=verdict.to_dict(),
+            route=choice.to_dict() if choice else {}, triage=verdict.to_dict(), redacted=redacted,
         )
         if triage_state.escalated:
             return self._handoff(session_id, text, memory, triage_state, meta, started)
@@ -339,7 +344,7 @@ class Chatbot:
         `preview.reply` for a test reply from this Chatbot's backend. Raises InputRejected for
         a message over the length limit.
         """
-        text = clean_message(text, self.max_message_chars)
+        text = redact(clean_message(text, self.max_message_chars))
         vector = self.knowledge.embedder.embed_one(text) if text else None
         memory = self._memory({})
         triage_state = TriageState()

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 from adapters.local import ensure_chat_template
 from common.errors import DatasetError
 from common.jsonl import json_lines
+from common.redaction import redact
 
 ROLES = ("system", "user", "assistant")
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
@@ -278,6 +279,8 @@ def from_conversations(conversations: Iterable[dict[str, Any]], name: str = "sto
             # The app's own log may hold notices or turns cut off by an error: skip those, keep the rest.
             usable = [m for m in raw if isinstance(m, dict) and m.get("role") in ROLES
                       and isinstance(m.get("content"), str) and m["content"].strip()]
+            # Card numbers, passwords and tokens never become training data, whenever they were stored.
+            usable = [{**m, "content": redact(m["content"])} for m in usable]
             if len(usable) < len(raw):
                 result.issues.append(Issue(f"{len(raw) - len(usable)} empty or non-chat turn(s) skipped",
                                            record=record, level="warning"))
