@@ -76,11 +76,14 @@ class Ingestion:
         chunk_progress: Callable[[int], None] | None = None,
         force: bool = False,
         vectors=None,
+        on_plan: Callable[[int, int], None] | None = None,
     ) -> list[IngestResult]:
         """Ingest (name, loader) pairs; one result per source, in order, reported as each finishes.
 
         `vectors` embeds this ingestion's texts instead of the store's embedder (vectors shipped
-        with the demo articles, say); it must give the same model's vectors.
+        with the demo articles, say); it must give the same model's vectors. `on_plan(position,
+        chunks)` is told how many chunks a source will write once it is chunked, before they are
+        embedded, so progress can be shown in chunks.
         """
         encoder = self._vectors if vectors is None else vectors
         results: list[IngestResult | None] = [None] * len(sources)
@@ -115,6 +118,8 @@ class Ingestion:
                     finish(position, planned)
                     continue
                 planned.position = position
+                if on_plan:
+                    on_plan(position, len(planned.chunks))
                 if any(job.doc_id == planned.doc_id for job in batch):
                     # The same file twice in one go: the later one wins, after the first is committed.
                     for job, result in self._run(batch, cancel, chunk_progress, encoder):

@@ -130,3 +130,19 @@ def test_literal_text_escapes_what_markdown_would_read_as_markup():
     assert literal("refunds.md") == "refunds.md"
     assert literal("a_b *c* `d` [e](f) <g> $h$ :red[i] ~j~ |k| #l &amp;\nm") == \
         "a\\_b \\*c\\* \\`d\\` \\[e\\](f) \\<g\\> \\$h\\$ \\:red\\[i\\] \\~j\\~ \\|k\\| \\#l \\&amp; m"
+
+
+def test_a_very_large_upload_is_announced_and_waits_for_confirmation(app_env):
+    at = page()
+    big = ("The hub keeps a local copy of every rule and syncs it when the network is back. " * 20000).encode()
+    at.file_uploader(key="kb_upload").set_value([("manual.txt", big, "text/plain")])
+    at.button(key="kb_ingest").click()
+    at = at.run()
+    assert not at.exception
+    warning = " ".join(w.value for w in at.warning).replace("\\", "")  # markdown escapes
+    assert re.search(r"manual\.txt is 1\.6 MB, about [\d,]+ chunks: embedding them takes about \d+ (s|min)", warning)
+    assert "kb_job" not in at.session_state or not at.session_state["kb_job"].running
+    assert at.button(key="kb_ingest_large") is not None
+    at.button(key="kb_drop_large").click()
+    at = at.run()
+    assert "kb_pending" not in at.session_state and not any("manual.txt" in w.value for w in at.warning)

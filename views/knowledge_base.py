@@ -9,7 +9,7 @@ import streamlit as st
 
 from common.errors import ChatbotError
 from ui.knowledge_jobs import (FUSION_METHODS, MAX_UPLOAD_MB, RETRIEVER_MODES, UPLOAD_TYPES, IngestionJob,
-                               literal, reindex_job, upload_job)
+                               job_progress, large_uploads, literal, reindex_job, upload_job)
 from ui.services import get_services
 
 services = get_services()
@@ -40,10 +40,9 @@ def render_job() -> None:
     job: IngestionJob | None = st.session_state.get("kb_job")
     if job is None:
         return
-    total = len(job.files)
     if job.running:
-        label = "Cancelling…" if job.cancelling else f"{job.kind.capitalize()}: {job.finished}/{total} files"
-        st.progress(job.finished / total if total else 0.0, text=f"{label} · {job.chunks_written:,} chunks written")
+        fraction, line = job_progress(job)
+        st.progress(fraction, text=line)
         st.button("Cancel", key="kb_cancel", icon=":material/cancel:", on_click=job.cancel, disabled=job.cancelling)
     for f in job.files:
         # Names and reasons come from the uploads: shown as they are, never as markup.
@@ -78,10 +77,26 @@ if submitted:
     if job_running():
         st.warning("An ingestion is already running; wait for it or cancel it.")
     elif files:
-        st.session_state["kb_job_seen"] = False
-        start(lambda: upload_job(kb, [(f.name, f.getvalue()) for f in files]))
+        uploads = [(f.name, f.getvalue()) for f in files]
+        if large_uploads(kb, [(name, len(data)) for name, data in uploads]):
+            st.session_state["kb_pending"] = uploads  # kept until confirmed or dropped
+        else:
+            st.session_state["kb_job_seen"] = False
+            start(lambda: upload_job(kb, uploads))
     else:
         st.info("Choose one or more files first.")
+if pending := st.session_state.get("kb_pending"):
+    for warning in large_uploads(kb, [(name, len(data)) for name, data in pending]):
+        st.warning(literal(warning), icon=":material/hourglass:")
+    go, drop = st.columns(2)
+    if go.button("Ingest anyway", key="kb_ingest_large", icon=":material/upload:", disabled=job_running()):
+        st.session_state.pop("kb_pending")
+        st.session_state["kb_job_seen"] = False
+        start(lambda: upload_job(kb, pending))
+        st.rerun()
+    if drop.button("Don't ingest", key="kb_drop_large"):
+        st.session_state.pop("kb_pending")
+        st.rerun()
 
 # While a job runs, only this part reruns, every second.
 st.fragment(render_job, run_every=1.0 if job_running() else None)()
