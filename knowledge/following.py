@@ -7,12 +7,13 @@ ingestions and deletions left behind.
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 
 import httpx
 
-from common.errors import VectorStoreUnavailable
+from common.errors import VectorStoreBusy, VectorStoreUnavailable
 from knowledge.chunking import ChunkSettings
 from knowledge.ingest import _chunk
 from knowledge.registry import DocumentInfo, new_token
@@ -23,6 +24,8 @@ SYNC_INTERVAL = 2.0
 # A full registry read even when the generation token looks unchanged (two writers can race on it).
 FULL_SYNC_INTERVAL = 30.0
 _GET_PAGE = 2000
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -42,18 +45,34 @@ class Following:
     # -- keeping up with the registry --------------------------------------------------
 
     def sync(self, force: bool = False) -> bool:
-        """Follow changes made by other processes; True if the documents changed."""
+        """Follow changes made by other processes; True if the documents changed.
+
+        A write by another process on the embedded store shows at once: its marker differs from
+        the one this view was read at, so the client is reopened and the registry read afresh.
+        """
         now = time.monotonic()
-        if not force and now - self._synced_at < self.sync_interval:
+        marker = self._store.marker()
+        moved = marker != self._seen
+        if not (force or moved) and now - self._synced_at < self.sync_interval:
             return False
         # A search never waits for an ingestion in this process: its state is current anyway.
         if not self._lock.acquire(blocking=force):
             return False
         try:
             with reachable():
-                return self._sync(now, force)
+                self._store.catch_up(marker)
+                changed = self._sync(now, force or moved)
+                self._seen = marker
+                return changed
         finally:
             self._lock.release()
+
+    @contextmanager
+    def _writing(self, wait: float | None = None):
+        """This process's lock, then the store's (another process's write is waited for), up to date."""
+        with self._lock, self._store.writing(wait):
+            self.sync()
+            yield
 
     def _sync(self, now: float, force: bool) -> bool:
         self._synced_at = now
@@ -63,6 +82,8 @@ class Following:
             self.chunking = _chunking_from(state) or self.chunking
         if generation == self._generation and not force and now - self._full_synced_at < FULL_SYNC_INTERVAL:
             return False
+        if self._generation is not None and generation != self._generation and not force:
+            self._store.reopen()  # committed by a process that died before it could leave its marker
         self._full_synced_at = now
         self.keywords.refresh()  # another process on this data directory may have written rows
         docs, titles = self._registry.documents()
@@ -100,19 +121,29 @@ class Following:
 
     def _sweep(self) -> None:
         """Remove what crashed ingestions (of this index's process) and deletions left behind."""
-        with self._lock:
-            left = self.keywords.in_flight()
-            for doc_id, version, previous in left:
-                current = self._docs.get(doc_id)
-                # Committed: only the version it replaced is left over. Not committed: its own chunks.
-                leftover = previous if current and current.version == version else version
-                if leftover and not (current and current.version == leftover):
-                    self._delete_version(doc_id, leftover)
-            self.keywords.finish([(doc_id, version) for doc_id, version, _ in left])
-            # A tombstone's version is dead whoever wrote it, so its chunks can always go.
-            for doc_id, version, _ in self._registry.removed():
-                self._delete_version(doc_id, version)
-                self._registry.forget([doc_id])
+        if not (self.keywords.in_flight() or self._registry.removed()):
+            return  # the usual start: nothing to take the write lock for
+        try:
+            # Under the write lock, an ingestion in flight (in another process on this index) has
+            # finished: what its journal still lists was left by a crash. A start never waits.
+            with self._writing(wait=0):
+                self._sweep_left_over()
+        except VectorStoreBusy:
+            log.info("another process is writing to the knowledge base; leftovers are swept at a later start")
+
+    def _sweep_left_over(self) -> None:
+        left = self.keywords.in_flight()
+        for doc_id, version, previous in left:
+            current = self._docs.get(doc_id)
+            # Committed: only the version it replaced is left over. Not committed: its own chunks.
+            leftover = previous if current and current.version == version else version
+            if leftover and not (current and current.version == leftover):
+                self._delete_version(doc_id, leftover)
+        self.keywords.finish([(doc_id, version) for doc_id, version, _ in left])
+        # A tombstone's version is dead whoever wrote it, so its chunks can always go.
+        for doc_id, version, _ in self._registry.removed():
+            self._delete_version(doc_id, version)
+            self._registry.forget([doc_id])
 
     def _adopt_unregistered(self) -> None:
         """Register chunks written before the registry existed, so they stay searchable."""
@@ -127,8 +158,9 @@ class Following:
             info.chunks += 1
         infos = list(found.values())
         titles = self._vectors.embed([info.title for info in infos])
-        self._registry.commit(new_token(), self._settings_state(),
-                              [(info, None, vector) for info, vector in zip(infos, titles)])
+        with self._writing():
+            self._registry.commit(new_token(), self._settings_state(),
+                                  [(info, None, vector) for info, vector in zip(infos, titles)])
 
     def _settings_state(self) -> dict:
         return {"chunk_size": self.chunking.size, "chunk_overlap": self.chunking.overlap}

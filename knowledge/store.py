@@ -18,7 +18,7 @@ import numpy as np
 from common.errors import VectorStoreUnavailable
 from common.types import Passage
 from knowledge.chunking import ChunkSettings
-from knowledge.client import make_chroma_client
+from knowledge.client import make_chroma_client, store_of
 from knowledge.embedcache import EmbeddingCache
 from knowledge.embeddings import Embedder
 from knowledge.following import SYNC_INTERVAL, Following, _chunking_from, reachable
@@ -66,11 +66,14 @@ class KnowledgeBase(Following, Ingestion):
         self._fixed_chunking = chunking is not None
         # embedding_function=None: vectors always come from our embedder, and Chroma
         # never tries to download its default model.
-        self._chunks = client.get_or_create_collection(
+        # One Store per embedded directory in a process: it reopens the client when another process
+        # wrote, and serialises writers across processes (see knowledge/client.py).
+        self._store = store_of(client)
+        self._chunks = self._store.get_or_create_collection(
             collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
         )
-        self._registry = Registry(client, f"{collection}-documents", embedder.dimension)
-        self._max_batch = client.get_max_batch_size()
+        self._registry = Registry(self._store, f"{collection}-documents", embedder.dimension)
+        self._max_batch = self._store.get_max_batch_size()
         index_dir = Path(index_dir)
         index_dir.mkdir(parents=True, exist_ok=True)
         self.keywords = KeywordIndex(index_dir / f"keywords-{collection}.sqlite")
@@ -86,6 +89,7 @@ class KnowledgeBase(Following, Ingestion):
         self._docs: dict[str, DocumentInfo] = {}
         self._titles: dict[str, np.ndarray] = {}
         self._generation = None
+        self._seen: str | None = None  # the store's marker when this view was last read in full
         self._synced_at = self._full_synced_at = float("-inf")
         state = self._registry.state()
         self.chunking = chunking or _chunking_from(state) or ChunkSettings()
@@ -96,7 +100,7 @@ class KnowledgeBase(Following, Ingestion):
 
     def delete(self, doc_id: str) -> bool:
         """Remove a document and its chunks; False if there was none."""
-        with self._lock:
+        with self._writing():
             self.sync(force=True)
             info = self._docs.get(doc_id)
             if info is None:
@@ -182,9 +186,7 @@ class KnowledgeBase(Following, Ingestion):
             # Ids and distances only: the passages' fields come from the local rows, and
             # fetching them from Chroma cost more than the nearest-neighbour search itself.
             try:
-                with reachable():
-                    got = self._chunks.query(query_embeddings=[vector], n_results=depth,
-                                             where=_chroma_where(where), include=["distances"])
+                got = self._nearest(vector, depth, _chroma_where(where))
             except VectorStoreUnavailable as exc:
                 mode = self._fall_back(mode, exc)
                 got = {"ids": [[]], "distances": [[]]}
@@ -216,6 +218,29 @@ class KnowledgeBase(Following, Ingestion):
                             if cid in hits]
             passages.append(p)
         return passages
+
+    def _nearest(self, vector: np.ndarray, depth: int, where: dict | None) -> dict:
+        """Chunk ids and distances nearest to `vector`; on an internal error, once more on a reopened client."""
+        from chromadb.errors import InternalError
+
+        retry = self._store.embedded
+        while True:
+            try:
+                with reachable():
+                    return self._chunks.query(query_embeddings=[vector], n_results=depth, where=where,
+                                              include=["distances"])
+            except InternalError as exc:
+                # An embedded client's indexes behind another process's writes ("Error finding id"):
+                # a fresh client loads them from disk.
+                if not retry:
+                    raise VectorStoreUnavailable(
+                        f"The vector store could not answer a search ({exc})"
+                        + (", even on a freshly opened client" if self._store.embedded else "")
+                        + "; answering from the keyword index until it does"
+                    ) from exc
+                log.warning("vector search failed (%s); reopening the store and trying again", exc)
+                self._store.reopen()
+                retry = False
 
     def _fall_back(self, mode: str, exc: VectorStoreUnavailable) -> str:
         """With the server down, hybrid search answers from the local keyword index alone."""
