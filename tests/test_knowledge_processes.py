@@ -1,5 +1,5 @@
 """Several processes on one data directory, every one of them real: the running app (its services
-built in this process), `python -m chatbot ingest` beside it, and two writers at once.
+built in this process), `python -m chatbot ingest` and `delete` beside it, and two writers at once.
 """
 
 from __future__ import annotations
@@ -67,6 +67,22 @@ def test_an_article_ingested_from_the_command_line_is_found_by_the_running_app(a
     assert stats["chunks"] == stats["vectors_stored"] == stats["keyword_rows"]
     reply = app.chatbot(OfflineBackend()).ask(app.store.new_id(), QUESTION)
     assert "loyalty-points.md" in sources(reply.passages)
+
+
+def test_a_document_deleted_from_the_command_line_is_gone_from_the_running_app(app):
+    kb = app.knowledge
+    kb.ingest_upload("gift-cards.md", b"# Gift cards\n\nGift cards never expire and can pay for any order.\n")
+    question = "Do gift cards expire?"
+    assert sources(kb.search(question, k=1, mode="vector")) == ["gift-cards.md"]
+    code, out, err = finished(cli(app.settings.data_dir, "delete", "gift-cards.md"))
+    assert code == 0, err
+    assert "gift-cards.md: deleted" in out
+    for mode in ("vector", "keyword", "hybrid"):
+        assert "gift-cards.md" not in sources(kb.search(question, k=5, mode=mode)), mode
+    assert "gift-cards.md" not in [d.source for d in kb.documents()]
+    missing = cli(app.settings.data_dir, "delete", "gift-cards.md")
+    code, out, _ = finished(missing)
+    assert code == 1 and "gift-cards.md: not in the knowledge base" in out
 
 
 def article(name: str, sections: int = 12) -> str:
