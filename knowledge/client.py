@@ -8,11 +8,16 @@ processes writing at once lose vectors for good (measured on chromadb 1.5.9). So
 directory, every process holds one `Store`:
 
 - writers take `knowledge-writer.lock` in the directory (an flock through `filelock`: one writer
-  at a time across processes and threads; the lock goes with a process that dies) and rewrite
-  the marker file `knowledge-generation` with a fresh token when they are done;
-- readers read that marker (a 32-byte file, microseconds) before a search and, when it changed,
-  reopen the client: closing the process's only client of the directory drops Chroma's engine,
-  and a new one loads what is on disk (about 15 ms), so the next search sees every commit.
+  at a time across processes and threads; the kernel releases it when a process dies) and, when
+  done, rewrite the marker file `knowledge-generation` with a fresh token;
+- readers read that marker (a 32-byte file: 0.1 ms) before a search and, when it changed, reopen
+  the client: closing the process's only client of the directory drops Chroma's engine, and a
+  new one loads what is on disk (about 0.2 s on the demo base with two busy cores, once per
+  write elsewhere), so the next search sees every commit; a search that still meets an internal
+  error reopens once and retries (knowledge/store.py).
+
+The alternative, refusing a second process outright, would stop the documented `ingest` beside
+the app; a lock held per commit batch lets both go on, the second waiting seconds, not minutes.
 
 A Chroma server (HttpClient) serves every process itself: no lock, no marker, nothing to reopen.
 """
@@ -33,8 +38,9 @@ log = logging.getLogger(__name__)
 
 MARKER = "knowledge-generation"
 LOCK = "knowledge-writer.lock"
-# How long a write waits for another process's: it holds the lock for one commit batch
-# (at most ingest.COMMIT_CHUNKS chunks embedded and written), well under a minute on a CPU.
+# How long a write waits for another process's before it gives up (VectorStoreBusy). A writer holds
+# the lock for one commit batch: at most ingest.COMMIT_CHUNKS chunks embedded and written, about
+# 25 s at the 43 chunks/s BENCHMARKS.md measured on two cores.
 WRITE_WAIT = 300.0
 
 _stores: dict[str, "Store"] = {}
@@ -124,7 +130,8 @@ class Store:
 
     @property
     def closed(self) -> bool:
-        return bool(getattr(self.client, "_closed", False))
+        """Closed by someone else (not for a moment by `reopen`): the directory needs a new Store."""
+        return not self._reopening and bool(getattr(self.client, "_closed", False))
 
     def _open(self):
         import chromadb
