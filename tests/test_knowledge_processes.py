@@ -132,6 +132,7 @@ def test_a_write_waits_for_another_process_then_gives_up_with_a_clear_message(ap
     kb = app.knowledge
     holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, os.path.join(kb._store.directory, LOCK)],
                               stdout=subprocess.PIPE, text=True)
+    patience = kb._store.write_wait
     try:
         assert holder.stdout.readline().strip() == "held"
         kb._store.write_wait = 0.5
@@ -143,6 +144,6 @@ def test_a_write_waits_for_another_process_then_gives_up_with_a_clear_message(ap
     finally:
         holder.kill()
         holder.wait()
-        kb._store.write_wait = 300.0
+        kb._store.write_wait = patience
     assert kb.ingest_upload("coupons.md", b"# Coupons\n\nOne coupon per order.\n").status == "added"
     assert sources(kb.search("How many coupons per order?", k=1)) == ["coupons.md"]
