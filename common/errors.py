@@ -109,3 +109,7 @@ class ConversationNotFound(ChatbotError):
 
 class VectorStoreUnavailable(ChatbotError):
     """The vector store (a Chroma server) cannot be reached; keyword search still answers."""
+
+
+class VectorStoreBusy(VectorStoreUnavailable):
+    """Another process holds the embedded vector store's write lock for longer than a write waits."""

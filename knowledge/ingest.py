@@ -181,7 +181,9 @@ class Ingestion:
 
     def _run(self, batch: list[_Job], cancel, chunk_progress, encoder) -> list[tuple[_Job, IngestResult]]:
         """Embed and write a batch of documents, then commit them together."""
-        with self._lock:
+        with self._writing():
+            for job in batch:  # up to date under the write lock: another process may have replaced one since
+                job.previous = self._docs.get(job.doc_id)
             pending = [(j.doc_id, j.version) for j in batch]
             self.keywords.begin([(j.doc_id, j.version, j.previous.version if j.previous else "") for j in batch])
             try:
@@ -298,13 +300,14 @@ class Ingestion:
         """Adopt new chunk settings (shared with other replicas) and list the documents to re-chunk."""
         with self._lock:
             if chunking is not None and chunking != self.chunking:
-                current = self._registry.state().get("generation", "") == self._generation
-                self.chunking = chunking
-                self._fixed_chunking = False
-                generation = new_token()
-                self._registry.commit(generation, self._settings_state())
-                if current:
-                    self._generation = generation
+                with self._writing():
+                    current = self._registry.state().get("generation", "") == self._generation
+                    self.chunking = chunking
+                    self._fixed_chunking = False
+                    generation = new_token()
+                    self._registry.commit(generation, self._settings_state())
+                    if current:
+                        self._generation = generation
             targets = self.documents() if force else self.needs_reindex()
         return [(d.source, lambda d=d: self._stored_document(d)) for d in targets]
 

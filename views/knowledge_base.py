@@ -126,9 +126,15 @@ if docs:
             st.markdown(f"**Chunk {p.chunk}** · {literal(p.heading or p.title)}")
             st.text(p.text)
     if delete.button("Delete document", key="kb_delete", icon=":material/delete:", disabled=job_running()):
-        kb.delete(choice.doc_id)
-        st.toast(f"Deleted {literal(choice.source)}")
-        st.rerun()
+        try:
+            # Waits its turn if another process (an ingestion from the command line) is writing.
+            with st.spinner("Deleting…"):
+                kb.delete(choice.doc_id)
+        except ChatbotError as exc:
+            st.error(str(exc))
+        else:
+            st.toast(f"Deleted {literal(choice.source)}")
+            st.rerun()
 elif not store_error:
     st.info("No documents yet: add some above.")
 
