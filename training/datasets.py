@@ -20,6 +20,8 @@ ROLES = ("system", "user", "assistant")
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 SAMPLE_CHAT = SAMPLE_DIR / "nimbus_home_support.jsonl"
 SAMPLE_PAIRS = SAMPLE_DIR / "nimbus_home_pairs.csv"
+# A subset of Bitext's customer-support sample (CDLA-Sharing-1.0; see bitext-support.README.md).
+SAMPLE_BITEXT = SAMPLE_DIR / "bitext-support.csv"
 
 Source = str | Path | bytes
 
@@ -266,6 +268,11 @@ def load_pairs(source: Source, kind: str, instruction: str, response: str, input
     if not rows:
         result.issues.append(Issue("the file holds no rows"))
     return result
+
+
+def load_bitext(path: Source = SAMPLE_BITEXT, name: str | None = None) -> LoadResult:
+    """The shipped Bitext support requests (or a CSV with the same columns): instruction -> response."""
+    return load_pairs(path, "csv", "instruction", "response", name=name)
 
 
 def from_conversations(conversations: Iterable[dict[str, Any]], name: str = "stored conversations") -> LoadResult:
