@@ -60,7 +60,7 @@ with st.sidebar:
     stats_box = st.container()
 
 try:
-    if backend_name == "local":
+    if model_choice == "folder":
         model_path = prepare_local_model(model_path, settings.data_dir)  # the bundled model: converted once
     backend = get_backend(backend_name, model, model_path, adapter_path)
 except ChatbotError as exc:
