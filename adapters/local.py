@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from common.types import ChatRequest, Usage
 from adapters.base import Backend
 from common.errors import BackendError, BackendTimeout, ConfigurationError
+from common.extras import LOCAL_BACKEND_PACKAGES, require
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -121,6 +122,8 @@ class LocalBackend(Backend):
 
     def __init__(self, model_path: str, adapter_path: str | None = None, load_in_4bit: bool = False,
                  timeout: float = 120.0):
+        # The chat-only install has no torch: say what to install (the chat page falls back to offline).
+        require(LOCAL_BACKEND_PACKAGES, "The Local backend")
         if not model_path:
             raise ConfigurationError("Missing setting: set CHATBOT_LOCAL_MODEL to a local model folder")
         path = Path(model_path).expanduser()
@@ -149,6 +152,7 @@ class LocalBackend(Backend):
     @classmethod
     def from_settings(cls, settings: "Settings", model: str | None = None, **options: Any) -> "LocalBackend":
         """From CHATBOT_LOCAL_MODEL and CHATBOT_LOCAL_ADAPTER; `model`, or the `model_path` option, overrides."""
+        require(LOCAL_BACKEND_PACKAGES, "The Local backend")  # before asking for a model folder
         # A folder pair picked on the page (model_path, adapter_path) replaces both settings.
         if options.get("model_path") or options.get("adapter_path"):
             return cls(options.get("model_path") or settings.require("local_model_path"),

@@ -35,7 +35,9 @@ def missing(packages: Iterable[str]) -> list[str]:
 
 def install_hint(feature: str, absent: Iterable[str]) -> str:
     """One sentence: what `feature` lacks and the command that installs it."""
-    return (f"{feature} needs {', '.join(absent)}, which the chat-only install (requirements.txt) leaves out. "
+    names = list(absent)
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+    return (f"{feature} needs {listed}, which the chat-only install (requirements.txt) leaves out. "
             f"Install the training requirements with `{TRAIN_INSTALL}` and restart the app.")
 
 
