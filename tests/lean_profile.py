@@ -65,8 +65,7 @@ def _pages() -> dict:
     from streamlit.testing.v1 import AppTest
 
     def page(path: str):
-        # Through app.py's navigation, as a visitor gets there (the page files' own folder is then
-        # not first on sys.path, where views/training.py would shadow the training package).
+        # Through app.py's navigation, as a visitor gets there.
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
         return at if path == "views/chat.py" else at.switch_page(path).run()
 
@@ -93,7 +92,7 @@ def _pages() -> dict:
     out["prompts"] = {"exception": [str(e.value) for e in at.exception],
                       "locked": any(s.value == "Admin sign-in" for s in at.subheader)}
 
-    at = _unlock(page("views/training.py"))
+    at = _unlock(page("views/fine_tuning.py"))
     out["training"] = {"exception": [str(e.value) for e in at.exception], "title": [t.value for t in at.title],
                        "warnings": [w.value for w in at.warning], "tabs": [t.label for t in at.tabs]}
     return out
