@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.errors import ConfigurationError
+from common.extras import LOCAL_BACKEND_PACKAGES, require
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,8 @@ def ensure_bundled_model(data_dir: str | os.PathLike, progress: Progress | None 
     A lock file serialises converters (the second one waits, then finds the folder ready); the folder is
     written under a temporary name and renamed into place, so no reader ever sees half a model.
     """
+    # The chat-only install has neither torch nor gguf: say what to install (the chat falls back to offline).
+    require((*LOCAL_BACKEND_PACKAGES, "gguf"), "The bundled model")
     target = bundled_dir(data_dir)
     if is_ready(data_dir):
         return target
