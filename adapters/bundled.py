@@ -109,7 +109,7 @@ def ensure_bundled_model(data_dir: str | os.PathLike, progress: Progress | None 
     written under a temporary name and renamed into place, so no reader ever sees half a model.
     """
     # The chat-only install has neither torch nor gguf: say what to install (the chat falls back to offline).
-    require((*LOCAL_BACKEND_PACKAGES, "gguf"), "The bundled model")
+    require((*LOCAL_BACKEND_PACKAGES, "gguf"), "The Local backend")
     target = bundled_dir(data_dir)
     if is_ready(data_dir):
         return target
