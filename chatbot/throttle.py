@@ -67,6 +67,10 @@ class SignInThrottle:
         self._windows = MovingWindows(client)
         self._clock = clock
 
+    @property
+    def limiter(self) -> MovingWindowRateLimiter:
+        return self._windows.limiter
+
     @staticmethod
     def _key(who: str) -> str:
         return f"{PREFIX}:client:{who}"
@@ -83,7 +87,7 @@ class SignInThrottle:
         mine = max(0.0, float(until) - self._clock()) if until else 0.0
         if mine:
             return Wait(mine, "client")
-        if not self._windows.limiter.test(self.everyone, "failures"):
+        if not self.limiter.test(self.everyone, "failures"):
             return Wait(max(1.0, self._windows.seconds_to_reset(self.everyone, "failures")), "everyone")
         return Wait()
 
@@ -99,7 +103,7 @@ class SignInThrottle:
         pipe.hset(key, "until", self._clock() + delay)
         pipe.expire(key, int(max(delay, FORGET_AFTER)))
         pipe.execute()
-        self._windows.limiter.hit(self.everyone, "failures")
+        self.limiter.hit(self.everyone, "failures")
         if delay:
             return Wait(delay, "client")
         return self.wait(who)
