@@ -14,6 +14,7 @@ from chatbot.prompts import PromptLibrary, load_variables, parse_template, skele
 from ui.auth import ADMIN_ONLY, is_admin, require_admin
 from ui.page_state import CUSTOMER_TIERS
 from ui.services import BACKENDS, backend_class, get_backend, get_services
+from ui.spending import metered, within_limits
 
 require_admin()
 
@@ -298,6 +299,7 @@ with test_tab:
         except ChatbotError as exc:
             st.warning(f"{exc} The preview below uses the offline backend.")
             backend = get_backend("offline")
+        backend = within_limits(backend)  # test replies count against the same spending limits
         try:
             preview = services.chatbot(backend).preview(
                 query, template=template, version=version, customer_tier=tier, variables=variables, top_k=int(k))
@@ -317,7 +319,7 @@ with test_tab:
         if st.button("Send test message", key="prompts_test_send", disabled=not query.strip()):
             try:
                 with st.chat_message("assistant", avatar=":material/science:"):
-                    text = st.write_stream(preview.reply)
+                    text = st.write_stream(metered(preview.reply))
                 ss["prompts_test_reply"] = {"text": text, "reasoning": preview.reply.reasoning,
                                             "backend": backend.name, "template": name,
                                             "version": version or "unsaved"}
