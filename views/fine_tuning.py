@@ -15,7 +15,7 @@ from training.export import best_adapter, list_adapters, runs_table
 from training.jobs import JobManager, JobStatus, summarise_progress
 from training.progress import format_duration
 from training.spec import METHOD_LABELS, TrainingSpec, default_method, field_help
-from ui.auth import require_admin
+from ui.auth import authorized, require_admin
 from ui.page_state import open_chat_with_local_model
 from ui.services import get_settings
 
@@ -66,6 +66,8 @@ if "job_select_pending" in st.session_state:
 
 
 def make_tiny() -> None:
+    if not authorized("train"):  # a callback runs before the page's sign-in gate
+        return
     from training.tiny_model import make_tiny_model
 
     path = make_tiny_model(manager.root / "tiny-model")
@@ -312,8 +314,17 @@ def render_job_panel(job_id: str) -> None:
         else:
             st.rerun()
     if status.finished and c3.button("Delete job", key="job_delete", help="The job's folder; its adapter stays."):
-        manager.delete(job_id)
-        st.rerun()
+        st.session_state["job_confirm_delete"] = job_id
+    if st.session_state.get("job_confirm_delete") == job_id:
+        st.warning(f"Delete job {job_id} and its folder for good? Its adapter stays.")
+        confirm = st.container(horizontal=True)
+        if confirm.button("Delete for good", key="job_delete_confirm", type="primary") and authorized("train"):
+            manager.delete(job_id)
+            st.session_state.pop("job_confirm_delete", None)
+            st.rerun()
+        if confirm.button("Keep it", key="job_delete_cancel"):
+            st.session_state.pop("job_confirm_delete", None)
+            st.rerun()
 
 
 def render_jobs() -> None:
