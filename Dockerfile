@@ -25,9 +25,10 @@ WORKDIR /app
 # CPU host never uses. For a CUDA host, build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128
 # (any index that has torch 2.13.0 for your CUDA version).
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-COPY requirements.txt ./
+COPY requirements.txt requirements-bundled.txt ./
 RUN pip install --index-url "$TORCH_INDEX" torch==2.13.0 \
-    && pip install -r requirements.txt
+    && pip install -r requirements.txt \
+    && pip install --no-deps -r requirements-bundled.txt
 
 COPY . .
 RUN useradd --create-home --uid 10001 app \

@@ -13,8 +13,9 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 # A stamp per requirements file: reinstall only when the pins change.
-$(VENV)/.installed: requirements.txt | $(BIN)/python
+$(VENV)/.installed: requirements.txt requirements-bundled.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -r requirements-bundled.txt
 	touch $@
 
 $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed

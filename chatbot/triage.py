@@ -7,7 +7,6 @@ pattern lists for the escalation triggers, and a small state machine.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from chatbot.escalation_triggers import (
     SECURITY_REPORT,
     repeat_contact_count,
 )
+from common.redaction import redact
 from chatbot.sentiment import Sentiment, analyse_sentiment, sentiment_level, sentiment_trend
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TriageState", "TriageResult", "Triage", "handoff_summary",
-    "STATES", "TRANSITIONS", "HANDOFF_NOTICE", "redact",
+    "STATES", "TRANSITIONS", "HANDOFF_NOTICE",
 ]
 
 # The conversation state machine. "escalated" is left only by a person closing the case.
@@ -242,19 +242,6 @@ class Triage:
             return None
         state.handoff_announced = True
         return HANDOFF_NOTICE
-
-
-_CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
-# What follows "password is", "PIN:" or "code 1234"; not "error code E42", which helps the agent.
-_SECRET = re.compile(
-    r"(?<!error )\b(password|passcode|pin|cvv|cvc|code)(?:\s+(?:is|was)\s+|\s*[:=]\s*|\s+(?=\S*\d))\S+", re.IGNORECASE
-)
-
-
-def redact(text: str) -> str:
-    """The text without card numbers, passwords, PINs or codes the customer typed."""
-    text = _CARD.sub("[card number]", text)
-    return _SECRET.sub(lambda m: f"{m.group(1)} [redacted]", text)
 
 
 def handoff_summary(state: TriageState, messages: list[dict], max_chars: int = 280) -> str:

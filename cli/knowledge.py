@@ -1,4 +1,8 @@
-"""`ingest`, `search` and `demo-vectors`: drive the knowledge base from a shell."""
+"""`ingest`, `delete`, `search` and `demo-vectors`: drive the knowledge base from a shell.
+
+They may run beside the app on the same data directory: writes take turns with the app's
+(knowledge/client.py), and the running app sees them at its next search.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,12 @@ from chatbot.services import build_services
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     ingest = subparsers.add_parser("ingest", help="add files or folders to the knowledge base")
-    ingest.add_argument("paths", nargs="+", help="files or folders (md, txt, pdf, html, csv, jsonl)")
+    ingest.add_argument("paths", nargs="+", help="files or folders (md, txt, pdf, html, csv, jsonl); a file in a "
+                                                  "folder is named by its path inside that folder")
     ingest.set_defaults(func=run_ingest)
+    delete = subparsers.add_parser("delete", help="remove documents from the knowledge base")
+    delete.add_argument("documents", nargs="+", help="file names as the Knowledge page lists them, or document ids")
+    delete.set_defaults(func=run_delete)
     search = subparsers.add_parser("search", help="search the knowledge base")
     search.add_argument("text")
     search.add_argument("-k", type=int, default=5, help="passages to return (default 5)")
@@ -40,6 +48,29 @@ def run_ingest(args: argparse.Namespace) -> int:
     print(f"{len(results) - failed} ingested or unchanged, {failed} failed; "
           f"{services.knowledge.chunk_count()} chunks in store")
     return 1 if failed else 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    from chatbot.services import build_knowledge
+    from common.settings import Settings
+    from knowledge.embeddings import shared_embedder
+
+    settings = Settings.load()
+    knowledge = build_knowledge(settings, shared_embedder(settings.embedding_model))
+    missing = 0
+    for name in args.documents:
+        matches = [d for d in knowledge.documents() if name in (d.doc_id, d.source)]
+        if len(matches) > 1:
+            print(f"{name}: names {len(matches)} documents; give one of their ids: "
+                  + ", ".join(d.doc_id for d in matches))
+            missing += 1
+        elif not matches or not knowledge.delete(matches[0].doc_id):
+            print(f"{name}: not in the knowledge base")
+            missing += 1
+        else:
+            print(f"{name}: deleted ({matches[0].chunks} chunks)")
+    print(f"{len(args.documents) - missing} deleted, {missing} not found; {knowledge.chunk_count()} chunks in store")
+    return 1 if missing else 0
 
 
 def run_search(args: argparse.Namespace) -> int:

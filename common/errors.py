@@ -54,6 +54,15 @@ class BackendStreamBroken(BackendError):
     """The reply stream ended before the backend said it was complete."""
 
 
+class ContextTooLong(BackendError):
+    """The prompt does not fit in the model's context window; retrying cannot help."""
+
+    def __init__(self, message: str, prompt_tokens: int = 0, max_context: int = 0):
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.max_context = max_context
+
+
 class IngestError(ChatbotError):
     """A document could not be ingested; the message names the file and the reason."""
 
@@ -109,3 +118,7 @@ class ConversationNotFound(ChatbotError):
 
 class VectorStoreUnavailable(ChatbotError):
     """The vector store (a Chroma server) cannot be reached; keyword search still answers."""
+
+
+class VectorStoreBusy(VectorStoreUnavailable):
+    """Another process holds the embedded vector store's write lock for longer than a write waits."""

@@ -43,6 +43,8 @@ class Usage:
 
     input_tokens: int = 0
     output_tokens: int = 0
+    # Why generation ended, where the backend knows: "end_turn" (the model's end-of-turn token) or "max_tokens".
+    stop_reason: str = ""
 
 
 @dataclass

@@ -197,7 +197,8 @@ class Bm25Index:
         docs = np.array([doc for doc, rows in self.doc_rows.items() for _ in rows], dtype=str)
         doc_rows = np.array([row for rows in self.doc_rows.values() for row in rows], dtype=np.int32)
         codes = list(self._codes)
-        tmp = path.with_name(path.name + ".tmp")
+        # Its own temporary file: the app and the command line may save the same snapshot at once.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
             np.savez(
                 fh,

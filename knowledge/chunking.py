@@ -39,26 +39,60 @@ def doc_id_for(source: str) -> str:
     return hashlib.sha1(source.encode()).hexdigest()[:16]
 
 
+def _code_blocks(text: str) -> list[tuple[int, int]]:
+    """(first line, line after) of each fenced code block, as CommonMark reads them."""
+    if "```" not in text and "~~~" not in text:
+        return []
+    from markdown_it import MarkdownIt
+
+    return [tuple(t.map) for t in MarkdownIt("commonmark").parse(text) if t.type == "fence" and t.map]
+
+
+def _pieces(text: str, size: int) -> list[tuple[str, bool]]:
+    """Sentences and lines to pack, each with whether it is code; a fenced code block that fits
+    in a chunk is one piece, a longer one a piece per line, so that no chunk joins code lines."""
+    lines = text.split("\n")
+    pieces: list[tuple[str, bool]] = []
+    done = 0
+    for start, end in [*_code_blocks(text), (len(lines), len(lines))]:
+        pieces += [(p, False) for p in _SENTENCE_END.split("\n".join(lines[done:start])) if p.strip()]
+        block = "\n".join(lines[start:end]).rstrip()
+        if block.strip():
+            pieces += [(block, True)] if len(block) <= size else [(line, True) for line in block.split("\n")]
+        done = end
+    return pieces
+
+
 def _split(text: str, size: int, overlap: int) -> list[str]:
-    """Greedy packing of sentences up to `size`, carrying `overlap` characters over."""
+    """Greedy packing of sentences up to `size`, carrying `overlap` characters over (never into or out of code)."""
     if len(text) <= size:
         return [text]
-    pieces = [p for p in _SENTENCE_END.split(text) if p.strip()]
     chunks: list[str] = []
     current = ""
-    for piece in pieces:
+    after_code = False
+    prose_from = 0  # where the text after the last code piece starts in `current`
+    for piece, code in _pieces(text, size):
         while len(piece) > size:  # a sentence longer than a chunk is cut hard
             head, piece = piece[:size], piece[size - overlap:]
             if current:
                 chunks.append(current)
                 current = ""
             chunks.append(head)
-        candidate = f"{current} {piece}".strip() if current else piece
+        if code or after_code:  # code keeps its lines
+            candidate = f"{current}\n{piece}" if current else piece
+        else:
+            candidate = f"{current} {piece}".strip() if current else piece
         if len(candidate) <= size:
-            current = candidate
+            current, after_code = candidate, code
+            prose_from = len(current) + 1 if code else prose_from
             continue
         chunks.append(current)
-        tail = current[-overlap:] if overlap else ""
+        if code or after_code:
+            current, after_code = piece, code
+            prose_from = len(current) + 1 if code else 0
+            continue
+        tail = current[max(len(current) - overlap, prose_from):] if overlap else ""
+        prose_from = 0
         # Start the overlap at a word boundary.
         tail = tail[tail.find(" ") + 1:] if " " in tail else tail
         current = f"{tail} {piece}".strip()

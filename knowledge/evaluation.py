@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from common.errors import DatasetError
+from common.errors import DatasetError, IngestError
+from common.jsonl import json_lines
+from knowledge.loaders import decode_text
 from knowledge.store import CANDIDATES, KnowledgeBase, make_chroma_client
 from common.types import Passage
 
@@ -37,12 +39,12 @@ def load_queries(path: str | Path, known_sources: Iterable[str] | None = None) -
     known = set(known_sources) if known_sources is not None else None
     queries = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = decode_text(path.name, path.read_bytes())
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be read ({exc.strerror})") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    except IngestError as exc:
+        raise DatasetError(str(exc)) from exc
+    for number, line in json_lines(text):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:

@@ -12,14 +12,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from common.errors import IngestError
 from knowledge.chunking import ChunkSettings, chunk_document, content_hash, doc_id_for
-from knowledge.loaders import load_bytes, load_path
+from knowledge.loaders import clean_name, load_bytes, load_path, visible
 from knowledge.registry import DocumentInfo, new_token
 from knowledge.types import Chunk, Document
 
@@ -43,6 +43,7 @@ class IngestResult:
     status: str  # "added", "updated", "unchanged", "error" or "cancelled"
     chunks: int = 0
     error: str = ""
+    position: int = -1  # the source's place in the list given to `ingest`
 
 
 @dataclass
@@ -75,11 +76,14 @@ class Ingestion:
         chunk_progress: Callable[[int], None] | None = None,
         force: bool = False,
         vectors=None,
+        on_plan: Callable[[int, int], None] | None = None,
     ) -> list[IngestResult]:
         """Ingest (name, loader) pairs; one result per source, in order, reported as each finishes.
 
         `vectors` embeds this ingestion's texts instead of the store's embedder (vectors shipped
-        with the demo articles, say); it must give the same model's vectors.
+        with the demo articles, say); it must give the same model's vectors. `on_plan(position,
+        chunks)` is told how many chunks a source will write once it is chunked, before they are
+        embedded, so progress can be shown in chunks.
         """
         encoder = self._vectors if vectors is None else vectors
         results: list[IngestResult | None] = [None] * len(sources)
@@ -87,6 +91,7 @@ class Ingestion:
 
         def finish(position: int, result: IngestResult) -> None:
             nonlocal finished
+            result.position = position
             results[position] = result
             finished += 1
             if progress:
@@ -100,14 +105,21 @@ class Ingestion:
                 if cancel is not None and cancel.is_set():
                     break
                 try:
-                    planned = self._plan(load(), force)
+                    doc = load()
                 except IngestError as exc:
                     finish(position, IngestResult(name, "error", error=exc.reason))
                     continue
+                except Exception as exc:  # noqa: BLE001 - one unreadable file never fails the others
+                    log.exception("could not load %s", name)
+                    finish(position, IngestResult(name, "error", error=f"could not be read ({type(exc).__name__}: {exc})"))
+                    continue
+                planned = self._plan(doc, force)
                 if isinstance(planned, IngestResult):
                     finish(position, planned)
                     continue
                 planned.position = position
+                if on_plan:
+                    on_plan(position, len(planned.chunks))
                 if any(job.doc_id == planned.doc_id for job in batch):
                     # The same file twice in one go: the later one wins, after the first is committed.
                     for job, result in self._run(batch, cancel, chunk_progress, encoder):
@@ -169,7 +181,9 @@ class Ingestion:
 
     def _run(self, batch: list[_Job], cancel, chunk_progress, encoder) -> list[tuple[_Job, IngestResult]]:
         """Embed and write a batch of documents, then commit them together."""
-        with self._lock:
+        with self._writing():
+            for job in batch:  # up to date under the write lock: another process may have replaced one since
+                job.previous = self._docs.get(job.doc_id)
             pending = [(j.doc_id, j.version) for j in batch]
             self.keywords.begin([(j.doc_id, j.version, j.previous.version if j.previous else "") for j in batch])
             try:
@@ -261,17 +275,20 @@ class Ingestion:
         return self.ingest_uploads([(name, data)])[0]
 
     def ingest_uploads(self, files: Iterable[tuple[str, bytes]], **options) -> list[IngestResult]:
-        """Ingest uploaded (name, bytes) pairs; options as for `ingest`."""
-        return self.ingest([(name, lambda n=name, d=data: load_bytes(n, d)) for name, data in files], **options)
+        """Ingest uploaded (name, bytes) pairs, each stored under its clean name; options as for `ingest`."""
+        return self.ingest([(clean_name(name), lambda n=name, d=data: load_bytes(n, d)) for name, data in files],
+                           **options)
 
     def ingest_paths(
         self, paths: Iterable[str | Path], progress: Progress | None = None, **options
     ) -> list[IngestResult]:
-        """Ingest files and folders (recursively), one result per file."""
-        files: list[Path] = []
-        for p in map(Path, paths):
-            files.extend(sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p])
-        return self.ingest([(f.name, lambda f=f: load_path(f)) for f in files], progress=progress, **options)
+        """Ingest files and folders (recursively), one result per file.
+
+        A file is named by its path inside the folder given (a file given itself, by its name),
+        so files of one name in different folders are different documents; two files given
+        that would have the same name are refused by name, the first one kept.
+        """
+        return self.ingest(path_sources(paths), progress=progress, **options)
 
     def reindex(
         self, chunking: ChunkSettings | None = None, force: bool = False, **options
@@ -283,13 +300,14 @@ class Ingestion:
         """Adopt new chunk settings (shared with other replicas) and list the documents to re-chunk."""
         with self._lock:
             if chunking is not None and chunking != self.chunking:
-                current = self._registry.state().get("generation", "") == self._generation
-                self.chunking = chunking
-                self._fixed_chunking = False
-                generation = new_token()
-                self._registry.commit(generation, self._settings_state())
-                if current:
-                    self._generation = generation
+                with self._writing():
+                    current = self._registry.state().get("generation", "") == self._generation
+                    self.chunking = chunking
+                    self._fixed_chunking = False
+                    generation = new_token()
+                    self._registry.commit(generation, self._settings_state())
+                    if current:
+                        self._generation = generation
             targets = self.documents() if force else self.needs_reindex()
         return [(d.source, lambda d=d: self._stored_document(d)) for d in targets]
 
@@ -303,6 +321,32 @@ class Ingestion:
         """Documents chunked with settings other than the current ones."""
         size, overlap = self.chunking.size, self.chunking.overlap
         return [d for d in self.documents() if (d.chunk_size, d.chunk_overlap) != (size, overlap)]
+
+
+def path_sources(paths: Iterable[str | Path]) -> list[Source]:
+    """(name, loader) for every file under `paths`, each file once, named as `ingest_paths` says."""
+    named: dict[str, Path] = {}
+    seen: set[Path] = set()
+    sources: list[Source] = []
+    for p in map(Path, paths):
+        found = [(f, f.relative_to(p)) for f in sorted(p.rglob("*")) if f.is_file()] if p.is_dir() else [(p, p.name)]
+        for file, relative in found:
+            real = file.resolve()
+            if real in seen:  # the same file reached twice (a folder and a file in it)
+                continue
+            seen.add(real)
+            name = clean_name(PurePath(relative).as_posix())
+            first = named.setdefault(name, file)
+            if first is file:
+                sources.append((name, lambda f=file, n=name: load_path(f, n)))
+            else:
+                sources.append((name, lambda f=file, n=name, o=first: _clash(f, n, o)))
+    return sources
+
+
+def _clash(file: Path, name: str, first: Path) -> Document:
+    raise IngestError(name, f"{visible(str(file))} and {visible(str(first))} would both be stored as {name}; "
+                            "ingest the folder that holds both, so each keeps its folder in its name")
 
 
 def _metadata(c: Chunk) -> dict:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from common.errors import ChatbotError
 from knowledge.chunking import ChunkSettings
-from knowledge.loaders import load_bytes
+from knowledge.loaders import clean_name, load_bytes
 from knowledge.store import IngestResult, KnowledgeBase
 
 
@@ -24,6 +24,14 @@ class FileProgress:
     state: str = "waiting"  # waiting, reading, embedding, then an IngestResult status
     chunks: int = 0
     error: str = ""
+    # Chunks this file will write: estimated from its size until it is chunked, then exact.
+    expected_chunks: int = 0
+    size_bytes: int = 0
+
+
+def estimate_chunks(size_bytes: int, chunking: ChunkSettings) -> int:
+    """About how many chunks `size_bytes` of text make (each chunk adds size - overlap characters)."""
+    return max(1, -(-size_bytes // max(1, chunking.size - chunking.overlap)))
 
 
 class IngestionJob:
@@ -40,21 +48,21 @@ class IngestionJob:
         if uploads is None:
             self._sources = kb.reindex_sources(reindex, force=force)
         else:
-            self._sources = [(name, self._loader(name, data)) for name, data in uploads]
+            self._sources = [(clean_name(name), self._loader(i, name, data)) for i, (name, data) in enumerate(uploads)]
         self.files = [FileProgress(name) for name, _ in self._sources]
+        if uploads is not None:
+            for f, (_, data) in zip(self.files, uploads):
+                f.size_bytes = len(data)
+                f.expected_chunks = estimate_chunks(len(data), kb.chunking)
+        self.embedding_started_at = 0.0
         self._thread = threading.Thread(target=self._work, name="knowledge-ingestion", daemon=True)
 
-    def _loader(self, name: str, data: bytes):
+    def _loader(self, position: int, name: str, data: bytes):
         def load():
-            self._mark(name, "reading")
+            if self.files[position].state == "waiting":
+                self.files[position].state = "reading"
             return load_bytes(name, data)
         return load
-
-    def _mark(self, name: str, state: str) -> None:
-        for f in self.files:
-            if f.name == name and f.state in ("waiting", "reading"):
-                f.state = state
-                return
 
     def start(self) -> "IngestionJob":
         self.started_at = time.time()
@@ -83,12 +91,33 @@ class IngestionJob:
         return not self._thread.is_alive()
 
     def _on_file(self, number: int, total: int, result: IngestResult) -> None:
-        for f in self.files:
-            if f.name == result.source and f.state in ("waiting", "reading", "embedding"):
-                f.state, f.chunks, f.error = result.status, result.chunks, result.error
-                return
+        f = self.files[result.position]
+        f.state, f.chunks, f.error = result.status, result.chunks, result.error
+
+    @property
+    def chunks_expected(self) -> int:
+        """Chunks the whole job will write: exact for the files already chunked, estimated for the rest."""
+        return max(self.chunks_written, sum(f.expected_chunks for f in self.files
+                                            if f.state in ("waiting", "reading", "embedding")) + self._chunks_done)
+
+    @property
+    def _chunks_done(self) -> int:
+        return sum(f.chunks for f in self.files if f.state in ("added", "updated"))
+
+    def seconds_left(self, now: float | None = None) -> float | None:
+        """Seconds until the job ends at the embedding rate so far; None before the first chunks."""
+        if not self.embedding_started_at or not self.chunks_written:
+            return None
+        elapsed = (now or time.time()) - self.embedding_started_at
+        rate = self.chunks_written / elapsed if elapsed > 0 else 0.0
+        return (self.chunks_expected - self.chunks_written) / rate if rate else None
+
+    def _on_plan(self, position: int, chunks: int) -> None:
+        self.files[position].expected_chunks = chunks
 
     def _on_chunks(self, count: int) -> None:
+        if not self.embedding_started_at:
+            self.embedding_started_at = time.time()
         self.chunks_written += count
         for f in self.files:
             if f.state == "reading":
@@ -97,7 +126,7 @@ class IngestionJob:
     def _work(self) -> None:
         try:
             self.kb.ingest(self._sources, progress=self._on_file, cancel=self._cancel,
-                           chunk_progress=self._on_chunks, force=self.kind == "re-index")
+                           chunk_progress=self._on_chunks, force=self.kind == "re-index", on_plan=self._on_plan)
         except ChatbotError as exc:
             self.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a thread's failure must reach the page, not vanish

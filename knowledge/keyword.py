@@ -74,18 +74,50 @@ class KeywordIndex:
             self._db.executescript(_SCHEMA)
             self._changed = 0
             self._revision = ""
+            self._versions: dict[str, str] = {}  # doc_id -> version of what the in-memory index holds
             self.refresh()
 
     def refresh(self) -> bool:
-        """Reload the in-memory index if another process changed the rows; True if it did."""
+        """Bring the in-memory index up to the rows if another process changed them; True if it did.
+
+        A running index reads only the documents whose version changed (one ingestion from the
+        command line beside the app: milliseconds, where a rebuild took 7 s at 20,000 chunks);
+        the first load takes the snapshot, or rebuilds from the rows.
+        """
         with self._lock:
-            revision = self._state("revision")
-            if revision == self._revision and hasattr(self, "_index"):
-                return False
-            index = Bm25Index.load(self._snapshot, revision) if revision else None
-            self._index = index if index is not None else self._rebuild()
+            self._db.execute("BEGIN")  # one snapshot of the rows: revision, versions and chunks agree
+            try:
+                revision = self._state("revision")
+                if revision == self._revision and hasattr(self, "_index"):
+                    return False
+                versions = dict(self._db.execute("SELECT doc_id, version FROM docs").fetchall())
+                if hasattr(self, "_index"):
+                    self._catch_up(versions)
+                else:
+                    index = Bm25Index.load(self._snapshot, revision) if revision else None
+                    self._index = index if index is not None else self._rebuild()
+            finally:
+                self._db.execute("COMMIT")
+            self._versions = versions
             self._revision = revision
             return True
+
+    def _catch_up(self, versions: dict[str, str]) -> None:
+        """Apply other processes' writes: re-read the documents whose version differs from memory's."""
+        # A version-less document (written before versions existed) cannot be compared: re-read it.
+        changed = [d for d in versions.keys() | self._versions.keys()
+                   if versions.get(d) != self._versions.get(d) or not versions.get(d)]
+        self._index.remove_documents(changed)
+        for start in range(0, len(changed), 500):
+            group = changed[start:start + 500]
+            rows = self._db.execute(
+                "SELECT chunk_id, doc_id, source, category, title, heading, text FROM chunks"
+                f" WHERE doc_id IN ({','.join('?' * len(group))})", group,
+            ).fetchall()
+            self._index.add((cid, doc, source or "", category or "", _body(title, heading, text))
+                            for cid, doc, source, category, title, heading, text in rows)
+            self._changed += len(rows)
+        self._changed += len(changed)
 
     def _state(self, key: str) -> str:
         row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
@@ -141,6 +173,9 @@ class KeywordIndex:
                 raise
             # Memory follows only a committed transaction.
             self._revision = revision
+            for doc_id in doomed:
+                self._versions.pop(doc_id, None)
+            self._versions.update({doc_id: version for doc_id, (version, _) in replace.items()})
             self._index.remove_documents(doomed)
             self._index.add(
                 (c.id, doc_id, c.source, c.category, _body(c.title, c.heading, c.text))

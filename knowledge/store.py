@@ -11,25 +11,21 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from common.errors import VectorStoreUnavailable
-
+from common.types import Passage
 from knowledge.chunking import ChunkSettings
-from knowledge.client import make_chroma_client
+from knowledge.client import make_chroma_client, store_of
 from knowledge.embedcache import EmbeddingCache
 from knowledge.embeddings import Embedder
+from knowledge.following import SYNC_INTERVAL, Following, _chunking_from, reachable
 from knowledge.fusion import FUSIONS, document_evidence, fuse
-from knowledge.ingest import IngestResult, Ingestion, _chunk
+from knowledge.ingest import IngestResult, Ingestion
 from knowledge.keyword import KeywordIndex
 from knowledge.registry import DocumentInfo, Registry, new_token
-from common.types import Passage
-from knowledge.types import Chunk
 
 __all__ = ["KnowledgeBase", "IngestResult", "DocumentInfo", "make_chroma_client", "dump_passages", "MODES"]
 
@@ -43,25 +39,9 @@ DEFAULT_FUSION = "convex"
 # Candidates each retriever contributes before fusion, whatever k is, so that a caller
 # asking for more passages gets the same ranking's longer tail.
 CANDIDATES = 40
-# How often a search checks whether another process changed the registry.
-SYNC_INTERVAL = 2.0
-# A full registry read even when the generation token looks unchanged (two writers can race on it).
-FULL_SYNC_INTERVAL = 30.0
-_GET_PAGE = 2000
 
 
-@contextmanager
-def reachable():
-    """Turn a Chroma server that cannot be reached into the typed error pages and the CLI show."""
-    try:
-        yield
-    except httpx.TransportError as exc:
-        raise VectorStoreUnavailable(
-            f"The Chroma server cannot be reached ({exc}); check that it runs, and CHROMA_HOST / CHROMA_PORT"
-        ) from exc
-
-
-class KnowledgeBase(Ingestion):
+class KnowledgeBase(Following, Ingestion):
     """Ingest, list, delete, re-index and search support documents."""
 
     def __init__(
@@ -86,11 +66,14 @@ class KnowledgeBase(Ingestion):
         self._fixed_chunking = chunking is not None
         # embedding_function=None: vectors always come from our embedder, and Chroma
         # never tries to download its default model.
-        self._chunks = client.get_or_create_collection(
+        # One Store per embedded directory in a process: it reopens the client when another process
+        # wrote, and serialises writers across processes (see knowledge/client.py).
+        self._store = store_of(client)
+        self._chunks = self._store.get_or_create_collection(
             collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
         )
-        self._registry = Registry(client, f"{collection}-documents", embedder.dimension)
-        self._max_batch = client.get_max_batch_size()
+        self._registry = Registry(self._store, f"{collection}-documents", embedder.dimension)
+        self._max_batch = self._store.get_max_batch_size()
         index_dir = Path(index_dir)
         index_dir.mkdir(parents=True, exist_ok=True)
         self.keywords = KeywordIndex(index_dir / f"keywords-{collection}.sqlite")
@@ -106,6 +89,7 @@ class KnowledgeBase(Ingestion):
         self._docs: dict[str, DocumentInfo] = {}
         self._titles: dict[str, np.ndarray] = {}
         self._generation = None
+        self._seen: str | None = None  # the store's marker when this view was last read in full
         self._synced_at = self._full_synced_at = float("-inf")
         state = self._registry.state()
         self.chunking = chunking or _chunking_from(state) or ChunkSettings()
@@ -114,112 +98,9 @@ class KnowledgeBase(Ingestion):
         self.sync(force=True)
         self._sweep()
 
-    # -- keeping up with the registry --------------------------------------------------
-
-    def sync(self, force: bool = False) -> bool:
-        """Follow changes made by other processes; True if the documents changed."""
-        now = time.monotonic()
-        if not force and now - self._synced_at < self.sync_interval:
-            return False
-        # A search never waits for an ingestion in this process: its state is current anyway.
-        if not self._lock.acquire(blocking=force):
-            return False
-        try:
-            with reachable():
-                return self._sync(now, force)
-        finally:
-            self._lock.release()
-
-    def _sync(self, now: float, force: bool) -> bool:
-        self._synced_at = now
-        state = self._registry.state()
-        generation = state.get("generation", "")
-        if not self._fixed_chunking:
-            self.chunking = _chunking_from(state) or self.chunking
-        if generation == self._generation and not force and now - self._full_synced_at < FULL_SYNC_INTERVAL:
-            return False
-        self._full_synced_at = now
-        self.keywords.refresh()  # another process on this data directory may have written rows
-        docs, titles = self._registry.documents()
-        changed = {d: i.version for d, i in docs.items()} != {d: i.version for d, i in self._docs.items()}
-        self._reconcile(docs, generation)
-        self._docs, self._titles, self._generation = docs, titles, generation
-        return changed
-
-    def _reconcile(self, docs: dict[str, DocumentInfo], generation: str) -> None:
-        """Make the local keyword index hold exactly the registered versions."""
-        local = self.keywords.versions()
-        stale = [d for d, v in local.items() if d not in docs or docs[d].version != v]
-        missing = [d for d, info in docs.items() if local.get(d) != info.version]
-        replace: dict[str, tuple[str, list[Chunk]]] = {d: (docs[d].version, []) for d in missing}
-        for start in range(0, len(missing), 50):
-            group = missing[start:start + 50]
-            for text, meta in self._get_chunks({"doc_id": {"$in": group}} if len(group) > 1 else {"doc_id": group[0]}):
-                version, chunks = replace[meta["doc_id"]]
-                if meta.get("version", "") == version:
-                    chunks.append(_chunk(text, meta))
-        if stale or replace or generation != self.keywords.generation:
-            self.keywords.apply(replace=replace, delete=stale, generation=generation)
-
-    def _get_chunks(self, where: dict, include_vectors: bool = False):
-        include = ["documents", "metadatas", *(["embeddings"] if include_vectors else [])]
-        offset = 0
-        while True:
-            got = self._chunks.get(where=where, include=include, limit=_GET_PAGE, offset=offset)
-            vectors = got["embeddings"] if include_vectors else [None] * len(got["ids"])
-            for text, meta, vector in zip(got["documents"], got["metadatas"], vectors):
-                yield (text, meta, vector) if include_vectors else (text, meta)
-            if len(got["ids"]) < _GET_PAGE:
-                return
-            offset += _GET_PAGE
-
-    def _sweep(self) -> None:
-        """Remove what crashed ingestions (of this index's process) and deletions left behind."""
-        with self._lock:
-            left = self.keywords.in_flight()
-            for doc_id, version, previous in left:
-                current = self._docs.get(doc_id)
-                # Committed: only the version it replaced is left over. Not committed: its own chunks.
-                leftover = previous if current and current.version == version else version
-                if leftover and not (current and current.version == leftover):
-                    self._delete_version(doc_id, leftover)
-            self.keywords.finish([(doc_id, version) for doc_id, version, _ in left])
-            # A tombstone's version is dead whoever wrote it, so its chunks can always go.
-            for doc_id, version, _ in self._registry.removed():
-                self._delete_version(doc_id, version)
-                self._registry.forget([doc_id])
-
-    def _adopt_unregistered(self) -> None:
-        """Register chunks written before the registry existed, so they stay searchable."""
-        found: dict[str, DocumentInfo] = {}
-        for _, meta in self._get_chunks({"chunk": {"$gte": 0}}):
-            info = found.get(meta["doc_id"])
-            if info is None:
-                info = found[meta["doc_id"]] = DocumentInfo(
-                    meta["doc_id"], meta["source"], meta["title"], meta.get("category", ""), 0, 0, "", time.time(),
-                    meta.get("version", ""),
-                )
-            info.chunks += 1
-        infos = list(found.values())
-        titles = self._vectors.embed([info.title for info in infos])
-        self._registry.commit(new_token(), self._settings_state(),
-                              [(info, None, vector) for info, vector in zip(infos, titles)])
-
-    def _settings_state(self) -> dict:
-        return {"chunk_size": self.chunking.size, "chunk_overlap": self.chunking.overlap}
-
-    def _delete_version(self, doc_id: str, version: str) -> None:
-        if version:
-            self._chunks.delete(where={"$and": [{"doc_id": doc_id}, {"version": version}]})
-            return
-        # Chunks written before versions existed carry no version field (ids "doc:index").
-        ids = [cid for cid in self._chunks.get(where={"doc_id": doc_id}, include=[])["ids"] if cid.count(":") == 1]
-        if ids:
-            self._chunks.delete(ids=ids)
-
     def delete(self, doc_id: str) -> bool:
         """Remove a document and its chunks; False if there was none."""
-        with self._lock:
+        with self._writing():
             self.sync(force=True)
             info = self._docs.get(doc_id)
             if info is None:
@@ -305,9 +186,7 @@ class KnowledgeBase(Ingestion):
             # Ids and distances only: the passages' fields come from the local rows, and
             # fetching them from Chroma cost more than the nearest-neighbour search itself.
             try:
-                with reachable():
-                    got = self._chunks.query(query_embeddings=[vector], n_results=depth,
-                                             where=_chroma_where(where), include=["distances"])
+                got = self._nearest(vector, depth, _chroma_where(where))
             except VectorStoreUnavailable as exc:
                 mode = self._fall_back(mode, exc)
                 got = {"ids": [[]], "distances": [[]]}
@@ -339,6 +218,29 @@ class KnowledgeBase(Ingestion):
                             if cid in hits]
             passages.append(p)
         return passages
+
+    def _nearest(self, vector: np.ndarray, depth: int, where: dict | None) -> dict:
+        """Chunk ids and distances nearest to `vector`; on an internal error, once more on a reopened client."""
+        from chromadb.errors import InternalError
+
+        retry = self._store.embedded
+        while True:
+            try:
+                with reachable():
+                    return self._chunks.query(query_embeddings=[vector], n_results=depth, where=where,
+                                              include=["distances"])
+            except InternalError as exc:
+                # An embedded client's indexes behind another process's writes ("Error finding id"):
+                # a fresh client loads them from disk.
+                if not retry:
+                    raise VectorStoreUnavailable(
+                        f"The vector store could not answer a search ({exc})"
+                        + (", even on a freshly opened client" if self._store.embedded else "")
+                        + "; answering from the keyword index until it does"
+                    ) from exc
+                log.warning("vector search failed (%s); reopening the store and trying again", exc)
+                self._store.reopen()
+                retry = False
 
     def _fall_back(self, mode: str, exc: VectorStoreUnavailable) -> str:
         """With the server down, hybrid search answers from the local keyword index alone."""
@@ -389,12 +291,6 @@ def _passage(text: str, meta: dict, score: float, retrievers: list[str]) -> Pass
         heading=meta.get("heading", ""), doc_id=meta["doc_id"], category=meta.get("category", ""),
         retrievers=retrievers,
     )
-
-
-def _chunking_from(state: dict) -> ChunkSettings | None:
-    if state.get("chunk_size"):
-        return ChunkSettings(int(state["chunk_size"]), int(state.get("chunk_overlap", 0)))
-    return None
 
 
 def _chroma_where(where: dict[str, str] | None) -> dict | None:

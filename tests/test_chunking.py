@@ -41,3 +41,22 @@ def test_invalid_settings_are_refused():
         ChunkSettings(size=50)
     with pytest.raises(ValueError):
         ChunkSettings(size=400, overlap=300)
+
+
+CODE = "```bash\n" + "\n".join(f"# step {i}\nnimbusctl run --step {i}" for i in range(6)) + "\n```"
+PROSE = " ".join(f"Sentence {i} says one more thing about the hub." for i in range(12))
+
+
+def test_a_fenced_code_block_that_fits_stays_whole_in_one_chunk():
+    chunks = [c.text for c in chunk_document(_doc(f"{PROSE}\n\n{CODE}\n\n{PROSE}"), ChunkSettings(size=400, overlap=80))]
+    holding = [c for c in chunks if "```" in c]
+    assert len(holding) == 1 and holding[0].startswith(CODE + "\n")
+    # No chunk carries a piece of the code over as its overlap.
+    assert sum("nimbusctl" in c for c in chunks) == 1
+
+
+def test_a_code_block_longer_than_a_chunk_is_cut_between_its_lines():
+    code = "```\n" + "\n".join(f"nimbusctl configure --option-{i} value-{i}" for i in range(20)) + "\n```"
+    chunks = [c.text for c in chunk_document(_doc(code), ChunkSettings(size=200, overlap=40))]
+    assert all(len(c) <= 200 for c in chunks)
+    assert "\n".join(chunks) == code  # every line whole, in order, none joined to another

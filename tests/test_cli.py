@@ -54,6 +54,21 @@ def test_ingest_and_search(cli_env, tmp_path):
     assert found[0]["source"] == "loyalty-points.md"
 
 
+def test_ingest_names_files_by_their_folder(cli_env, tmp_path):
+    for plan in ("basic", "plus"):
+        (tmp_path / "plans" / plan).mkdir(parents=True)
+        (tmp_path / "plans" / plan / "cancellation.md").write_text(f"# Cancelling {plan}\n\nThe {plan} rules.\n")
+    result = cli(cli_env, "ingest", str(tmp_path / "plans"))
+    assert "[1/2] basic/cancellation.md: added (1 chunks)" in result.stdout
+    assert "[2/2] plus/cancellation.md: added (1 chunks)" in result.stdout
+    again = cli(cli_env, "ingest", str(tmp_path / "plans" / "basic" / "cancellation.md"),
+                str(tmp_path / "plans" / "plus" / "cancellation.md"), check=False)
+    assert again.returncode == 1
+    assert "cancellation.md: added (1 chunks)" in again.stdout
+    assert f"cancellation.md: error ({tmp_path / 'plans' / 'plus' / 'cancellation.md'} and " in again.stdout
+    assert "would both be stored as cancellation.md" in again.stdout
+
+
 def test_bad_backend_configuration_is_a_clear_error(cli_env):
     env = {k: v for k, v in cli_env.items() if k != "OPENAI_API_KEY"}
     result = cli(env, "ask", "hello", "--backend", "openai", check=False)

@@ -132,3 +132,20 @@ def test_the_vector_cache_embeds_each_text_once_per_model(tmp_path, embedder):
     other_model = type("Other", (Counting,), {"model_path": "other"})()
     EmbeddingCache(other_model, tmp_path / "cache.sqlite").embed(["new text"])
     assert counting.calls == [2, 1, 1]
+
+
+def test_query_lines_end_at_newline_only(tmp_path):
+    path = tmp_path / "queries.jsonl"
+    lines = [{"query": "refund\u2028when\u2029how\x85now", "relevant": ["a.md"]}, {"query": "x", "relevant": ["a.md"]}]
+    path.write_bytes(b"\r\n\n".join(json.dumps(q, ensure_ascii=False).encode() for q in lines) + b"\nnot json\n")
+    with pytest.raises(DatasetError, match="queries.jsonl line 4: not valid JSON"):
+        load_queries(path, known_sources=["a.md"])
+    path.write_bytes(path.read_bytes().replace(b"not json\n", b""))
+    assert [q.text for q in load_queries(path, known_sources=["a.md"])] == ["refund\u2028when\u2029how\x85now", "x"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+def test_a_query_set_reads_in_any_unicode_encoding(tmp_path, encoding):
+    path = tmp_path / "queries.jsonl"
+    path.write_bytes('{"query": "remboursé ?", "relevant": ["a.md"]}\n'.encode(encoding))
+    assert [q.text for q in load_queries(path, known_sources=["a.md"])] == ["remboursé ?"]

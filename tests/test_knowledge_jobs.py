@@ -67,3 +67,23 @@ def test_a_reindex_job_rechunks_with_the_new_settings(kb, force):
     assert job.wait(120) and not job.error
     assert {f.state for f in job.files} == {"updated"}
     assert kb.chunking == ChunkSettings(120, 20) and not kb.needs_reindex()
+
+
+def test_progress_counts_chunks_done_of_chunks_expected_and_time_left(kb):
+    from ui.knowledge_jobs import job_progress
+
+    text = "\n\n".join(f"Section {i}. " + "The doorbell battery lasts longer with fewer motion events. " * 12
+                       for i in range(120))
+    job = IngestionJob(kb, uploads=[("battery.txt", text.encode())])
+    estimate = job.chunks_expected
+    assert estimate > 50  # estimated from the file's size before anything is read
+    lines = []
+    job.start()
+    while job.running:
+        if job.chunks_written:
+            lines.append(job_progress(job)[1])
+        job.wait(0.05)
+    written = job.files[0].chunks
+    assert job.files[0].state == "added" and job.chunks_written == written == job.chunks_expected
+    assert abs(written - estimate) / written < 0.5  # the size estimate was in the right range
+    assert any(f"of {written:,} chunks" in line and "left" in line for line in lines), lines

@@ -101,3 +101,22 @@ def test_in_flight_journal_is_durable_until_finished(tmp_path):
     again.finish([("a", "v2")])
     assert again.in_flight() == []
     again.close()
+
+
+def test_another_process_writes_are_read_document_by_document(tmp_path, monkeypatch):
+    path = tmp_path / "keywords.sqlite"
+    app, other = KeywordIndex(path), KeywordIndex(path)  # two processes' indexes on one database
+    app.apply(replace={"a": ("v1", [chunk("a", 0, "Refunds take ten days.")]),
+                       "b": ("v1", [chunk("b", 0, "Reset the thermostat.")])})
+    assert other.refresh() and [cid for cid, _ in other.search("thermostat", 5)] == ["b:v1:0"]
+    # The command line replaces one document and deletes another; the app reads only those two.
+    other.apply(replace={"a": ("v2", [chunk("a", 0, "Refunds take fourteen days.", version="v2")])}, delete=["b"])
+    monkeypatch.setattr(KeywordIndex, "_rebuild", lambda self: pytest.fail("a running index rebuilt"))
+    assert app.refresh() and not app.refresh()
+    assert [cid for cid, _ in app.search("fourteen days", 5)] == ["a:v2:0"]
+    assert app.search("thermostat", 5) == [] and app.count() == 1
+    monkeypatch.undo()
+    fresh = KeywordIndex(tmp_path / "keywords.sqlite")
+    assert fresh.search("refund days", 5) == app.search("refund days", 5)
+    for made in (app, other, fresh):
+        made.close()

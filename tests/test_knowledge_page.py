@@ -116,3 +116,42 @@ def test_chunks_reindex_and_delete(app_env):
     assert len(services_kb.documents()) == doc_count - 1
     assert any(s.value.startswith(f"{doc_count - 1} documents") for s in at.subheader)
     assert [d.source for d in services_kb.documents()] == ["passwords.md"]
+
+
+def test_names_from_uploads_are_shown_as_text_never_as_markup(app_env):
+    at = page()
+    at.file_uploader(key="kb_upload").set_value([
+        ("../../**Bold** [x](javascript:alert(1)).md", b"# Odd name\n\nA file with an odd name.\n", "text/markdown"),
+        ("<img src=x onerror=alert(1)>.txt", b"\x89PNG\r\n\x1a\n\x00\x00", "text/plain"),
+    ])
+    at.button(key="kb_ingest").click()
+    at = finish_job(at.run())
+    assert not at.exception
+    shown = texts(at)
+    assert "**\\*\\*Bold\\*\\* \\[x\\](javascript\\:alert(1)).md**: 1 chunks added" in shown
+    assert "**\\<img src=x onerror=alert(1)\\>.txt**: looks like a binary file, not text" in shown
+    assert "**Bold** [x](javascript:alert(1)).md" in list(at.dataframe[0].value["source"])
+
+
+def test_literal_text_escapes_what_markdown_would_read_as_markup():
+    from ui.knowledge_jobs import literal
+
+    assert literal("refunds.md") == "refunds.md"
+    assert literal("a_b *c* `d` [e](f) <g> $h$ :red[i] ~j~ |k| #l &amp;\nm") == \
+        "a\\_b \\*c\\* \\`d\\` \\[e\\](f) \\<g\\> \\$h\\$ \\:red\\[i\\] \\~j\\~ \\|k\\| \\#l \\&amp; m"
+
+
+def test_a_very_large_upload_is_announced_and_waits_for_confirmation(app_env):
+    at = page()
+    big = ("The hub keeps a local copy of every rule and syncs it when the network is back. " * 20000).encode()
+    at.file_uploader(key="kb_upload").set_value([("manual.txt", big, "text/plain")])
+    at.button(key="kb_ingest").click()
+    at = at.run()
+    assert not at.exception
+    warning = " ".join(w.value for w in at.warning).replace("\\", "")  # markdown escapes
+    assert re.search(r"manual\.txt is 1\.6 MB, about [\d,]+ chunks: embedding them takes about \d+ (s|min)", warning)
+    assert "kb_job" not in at.session_state or not at.session_state["kb_job"].running
+    assert at.button(key="kb_ingest_large") is not None
+    at.button(key="kb_drop_large").click()
+    at = at.run()
+    assert "kb_pending" not in at.session_state and not any("manual.txt" in w.value for w in at.warning)

@@ -188,3 +188,11 @@ def test_a_chat_turn_uses_and_records_the_production_version(tmp_path, kb, store
     assert [(m["prompt_name"], m["prompt_version"]) for m in stored] == [
         ("general", 1), ("general", 1), ("general", 2), ("general", 1)
     ]
+
+
+def test_an_event_with_a_unicode_line_separator_is_read_back_whole(tmp_path):
+    library = open_prompt_library(tmp_path)
+    text = edit(library, "general", "Warm, concise", "Warm, concise, exact")
+    library.save("general", text, author="ana", message="Tone\u2028and\u2029length", base_version=1)
+    saves = [e for e in library.store.events("general") if e["action"] == "save"]
+    assert [e.get("message") for e in saves][-1] == "Tone\u2028and\u2029length"

@@ -111,14 +111,6 @@ def test_percentile_is_nearest_rank():
     assert analytics.percentile([7.0], 99) == 7.0 and analytics.percentile([], 50) is None
 
 
-def test_conversation_insights_for_the_sidebar():
-    insights = analytics.conversation_insights(CONVERSATIONS[0]["messages"] + CONVERSATIONS[1]["messages"])
-    assert insights["intent"] == "talk_to_human" and insights["intents"] == {"refunds": 2, "talk_to_human": 1}
-    assert insights["sentiment_scores"] == [-0.5, 0.1, -0.9] and insights["priority"] is None
-    assert insights["escalated"] and insights["escalation_reasons"] == ["asked for a person", "repeated contact"]
-    assert (insights["feedback_up"], insights["feedback_down"], insights["feedback_approved"]) == (1, 1, 1)
-
-
 def test_summary_fields_of_a_turn():
     sets, incr, title = analytics.summary_fields([
         {"role": "user", "content": "x" * 200},

@@ -283,3 +283,17 @@ def test_summary_averages_only_available_scores():
     rows = [{"rouge_l_base": 0.1, "rouge_l_adapter": 0.5}, {"rouge_l_base": 0.3, "rouge_l_adapter": 0.7}]
     assert summarise(rows) == {"rouge_l_base": 0.2, "rouge_l_adapter": 0.6, "similarity_base": None,
                                "similarity_adapter": None}
+
+
+def test_json_lines_with_unicode_line_separators_inside_strings_load_whole(tmp_path):
+    separator = "\u2028"  # valid unescaped inside a JSON string; not a line break in JSON Lines
+    reply = f"Track it under Account > Orders.{separator}If it has not moved in 3 days, tell us."
+    chat = json.dumps({"messages": [{"role": "user", "content": "Where is my parcel?"},
+                                    {"role": "assistant", "content": reply}]}, ensure_ascii=False) + "\n"
+    result = ds.load_chat_jsonl(chat, name="train.jsonl")
+    assert result.issues == [] and len(result.examples) == 1
+    assert result.examples[0]["completion"][0]["content"] == reply
+    path = tmp_path / "train.jsonl"
+    ds.write_jsonl([{"prompt": [{"role": "user", "content": "Where is my parcel?"}],
+                     "completion": [{"role": "assistant", "content": reply}]}], path)
+    assert ds.read_examples(path)[0]["completion"][0]["content"] == reply

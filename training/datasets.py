@@ -13,11 +13,15 @@ from typing import Any, Iterable
 
 from adapters.local import ensure_chat_template
 from common.errors import DatasetError
+from common.jsonl import json_lines
+from common.redaction import redact
 
 ROLES = ("system", "user", "assistant")
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 SAMPLE_CHAT = SAMPLE_DIR / "nimbus_home_support.jsonl"
 SAMPLE_PAIRS = SAMPLE_DIR / "nimbus_home_pairs.csv"
+# A subset of Bitext's customer-support sample (CDLA-Sharing-1.0; see bitext-support.README.md).
+SAMPLE_BITEXT = SAMPLE_DIR / "bitext-support.csv"
 
 Source = str | Path | bytes
 
@@ -174,9 +178,7 @@ def load_chat_jsonl(source: Source, name: str | None = None) -> LoadResult:
     """Read {"messages": [...]} lines; each assistant turn becomes an example with its context."""
     name = _name(source, name)
     result = LoadResult(source=name)
-    for number, raw_line in enumerate(_text(source, name).splitlines(), start=1):
-        if not raw_line.strip():
-            continue
+    for number, raw_line in json_lines(_text(source, name)):
         result.records += 1
         try:
             record = json.loads(raw_line)
@@ -220,9 +222,7 @@ def read_table(source: Source, kind: str, name: str | None = None) -> tuple[list
     if kind != "jsonl":
         raise DatasetError(f"{name}: unknown table format {kind!r}; use csv or jsonl")
     columns: list[str] = []
-    for number, raw_line in enumerate(text.splitlines(), start=1):
-        if not raw_line.strip():
-            continue
+    for number, raw_line in json_lines(text):
         try:
             row = json.loads(raw_line)
         except json.JSONDecodeError as exc:
@@ -270,6 +270,11 @@ def load_pairs(source: Source, kind: str, instruction: str, response: str, input
     return result
 
 
+def load_bitext(path: Source = SAMPLE_BITEXT, name: str | None = None) -> LoadResult:
+    """The shipped Bitext support requests (or a CSV with the same columns): instruction -> response."""
+    return load_pairs(path, "csv", "instruction", "response", name=name)
+
+
 def from_conversations(conversations: Iterable[dict[str, Any]], name: str = "stored conversations") -> LoadResult:
     """Examples from the app's conversations: agent-approved assistant replies with their context."""
     result = LoadResult(source=name)
@@ -281,6 +286,8 @@ def from_conversations(conversations: Iterable[dict[str, Any]], name: str = "sto
             # The app's own log may hold notices or turns cut off by an error: skip those, keep the rest.
             usable = [m for m in raw if isinstance(m, dict) and m.get("role") in ROLES
                       and isinstance(m.get("content"), str) and m["content"].strip()]
+            # Card numbers, passwords and tokens never become training data, whenever they were stored.
+            usable = [{**m, "content": redact(m["content"])} for m in usable]
             if len(usable) < len(raw):
                 result.issues.append(Issue(f"{len(raw) - len(usable)} empty or non-chat turn(s) skipped",
                                            record=record, level="warning"))
@@ -377,9 +384,7 @@ def read_examples(path: str | Path) -> list[dict[str, Any]]:
     """Read a prepared prompt/completion file, refusing malformed lines with their number."""
     examples = []
     name = Path(path).name
-    for number, raw_line in enumerate(_text(Path(path), name).splitlines(), start=1):
-        if not raw_line.strip():
-            continue
+    for number, raw_line in json_lines(_text(Path(path), name)):
         try:
             record = json.loads(raw_line)
         except json.JSONDecodeError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -17,6 +18,10 @@ CUDA_OVERHEAD = 0.75 * GIB
 NF4_BITS = {True: 4 + 8 / 64 + 32 / (64 * 256), False: 4 + 32 / 64}
 # Models beyond this many parameters are too slow to fine-tune on a CPU to be worth trying.
 CPU_PARAM_LIMIT = 1_500_000_000
+# Share of a plain matrix product's speed a training step reaches: the rest goes to attention, norms,
+# activations, the loss over the vocabulary, the optimiser and Python. Measured on SmolLM2-135M with LoRA
+# on a 2-core CPU (see BENCHMARKS.md): 0.4.
+STEP_EFFICIENCY = 0.4
 
 
 @dataclass
@@ -43,6 +48,9 @@ class Estimate:
     breakdown: dict[str, float] = field(default_factory=dict)
     device: str = "cuda"
     warnings: list[str] = field(default_factory=list)
+    tokens_per_step: int = 0
+    flops_per_step: float = 0.0
+    seconds_per_step: float | None = None
 
     @property
     def trainable_share(self) -> float:
@@ -59,8 +67,10 @@ def model_shape(base_model: str) -> ModelShape:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from adapters.bundled import resolve_model_path
+
     try:
-        config = AutoConfig.from_pretrained(base_model)
+        config = AutoConfig.from_pretrained(resolve_model_path(base_model))
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"Cannot read the configuration of {base_model!r}: {exc}") from exc
     with torch.device("meta"):
@@ -101,8 +111,13 @@ def trainable_params(shape: ModelShape, spec: TrainingSpec) -> tuple[int, int]:
     return lora, len(modules)
 
 
-def estimate(spec: TrainingSpec, cuda_available: bool, shape: ModelShape | None = None) -> Estimate:
-    """Trainable share and peak memory for training `spec.base_model` with these settings."""
+def estimate(spec: TrainingSpec, cuda_available: bool, shape: ModelShape | None = None,
+             tokens_per_example: float | None = None, flops_per_second: float | None = None) -> Estimate:
+    """Trainable share, peak memory and time per step for training `spec.base_model` with these settings.
+
+    `tokens_per_example`: the dataset's typical length (a batch is padded to its longest example), else
+    max_seq_length; `flops_per_second`: the device's speed, else measured here.
+    """
     shape = shape or model_shape(spec.base_model)
     device = spec.resolved_device(cuda_available) if spec.device in ("auto", "cuda", "cpu") else "cpu"
     trainable, adapted = trainable_params(shape, spec)
@@ -135,9 +150,55 @@ def estimate(spec: TrainingSpec, cuda_available: bool, shape: ModelShape | None 
                         "epoch. A model under 1B, or a CUDA GPU, is the practical choice.")
     if adapted == 0:
         warnings.append("No module of this model matches the target modules; nothing would be trained.")
+    tokens_per_step = spec.effective_batch_size() * min(spec.max_seq_length, tokens_per_example or spec.max_seq_length)
+    flops = step_flops(shape, spec, tokens_per_step)
+    speed = flops_per_second if flops_per_second is not None else measured_flops(device)
     return Estimate(trainable_params=trainable, total_params=shape.total_params + trainable,
                     adapted_modules=adapted, memory_bytes=sum(breakdown.values()), breakdown=breakdown,
-                    device=device, warnings=warnings)
+                    device=device, warnings=warnings, tokens_per_step=tokens_per_step, flops_per_step=flops,
+                    seconds_per_step=flops / (speed * STEP_EFFICIENCY) if speed else None)
+
+
+def step_flops(shape: ModelShape, spec: TrainingSpec, tokens: int) -> float:
+    """Floating-point operations of one optimiser step over `tokens` tokens.
+
+    A forward pass costs 2 FLOPs per weight of every matrix product (the linear layers and the output head)
+    and per token, plus attention's scores and weighted sum (4 * layers * hidden * sequence per token). The
+    backward pass costs as much again for the activations' gradients, and again for the weights' gradients
+    of whatever is trained: for an adapter that is a small share, for a full fine-tune all of it.
+    Recomputing activations (checkpointing) adds one forward pass.
+    """
+    matmul = sum(i * o for _, i, o in shape.linear) + shape.vocab * shape.hidden
+    forward = tokens * (2 * matmul + 4 * shape.layers * shape.hidden * spec.max_seq_length)
+    passes = 2 + (1 if spec.gradient_checkpointing else 0)
+    return forward * passes
+
+
+@lru_cache(maxsize=4)
+def measured_flops(device: str) -> float | None:
+    """FLOP/s of a float32 matrix product the size of a small model's layer, timed here with the training
+    threads (a busy machine measures slower, as its jobs will run). None where the device is not present."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        return None
+    from training.trainer import cpu_threads
+
+    threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(cpu_threads())
+    try:
+        dtype = torch.float32 if device == "cpu" else torch.bfloat16
+        a = torch.randn(512, 1024, device=device, dtype=dtype)
+        b = torch.randn(1024, 2048, device=device, dtype=dtype)
+        best = float("inf")
+        for _ in range(4):
+            start = time.perf_counter()
+            (a @ b).sum().item()
+            best = min(best, time.perf_counter() - start)
+        return 2 * 512 * 1024 * 2048 / best
+    finally:
+        torch.set_num_threads(threads)
 
 
 def describe(est: Estimate) -> dict[str, Any]:
@@ -147,4 +208,14 @@ def describe(est: Estimate) -> dict[str, Any]:
         "share of all parameters": f"{100 * est.trainable_share:.3f}%",
         "adapted modules": est.adapted_modules,
         ("GPU memory" if est.device == "cuda" else "RAM") + " (estimate)": f"{est.memory_gib:.2f} GiB",
+        "time per step (estimate)": format_seconds(est.seconds_per_step),
     }
+
+
+def format_seconds(seconds: float | None) -> str:
+    """1.2 s, 14 s or 3.5 min; a dash when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -23,6 +23,7 @@ from training.progress import (LOG_FILE, PROGRESS_FILE, RESULT_FILE, STATUS_FILE
                                        tail, write_json)
 from training.spec import TrainingSpec
 
+# The repository root, where `python -m chatbot` runs: training/ sits directly in it.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FINAL_STATES = ("completed", "failed", "stopped")
 # Popen objects of jobs this process started: polling them reaps the child and gives its exit code.

@@ -51,10 +51,11 @@ def load_tokenizer(base_model: str):
     """The base model's tokenizer, with a pad token and a chat template."""
     from transformers import AutoTokenizer
 
+    from adapters.bundled import resolve_model_path
     from training.datasets import ensure_chat_template
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base_model)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(base_model))
     except OSError as exc:
         raise ConfigurationError(f"Cannot load the tokenizer of {base_model!r}: {exc}") from exc
     if tokenizer.pad_token is None:

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.jsonl import json_lines
+
 PROGRESS_FILE = "progress.jsonl"
 RESULT_FILE = "result.json"
 STATUS_FILE = "status.json"
@@ -45,9 +47,7 @@ def read_progress(path: str | Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         return []
     events = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
+    for _, line in json_lines(text):
         try:
             events.append(json.loads(line))
         except json.JSONDecodeError:

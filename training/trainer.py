@@ -143,8 +143,12 @@ def _previous_train_seconds(events: list[dict[str, Any]]) -> float:
     return sum(e.get("train_seconds") or 0.0 for e in events if e.get("event") == "segment")
 
 
-def run(config_path: str | Path, resume: bool = False) -> int:
-    """Run one job to the end; returns the process exit code and leaves result.json behind."""
+def run(config_path: str | Path, resume: bool = False, adapters_dir: str | Path | None = None) -> int:
+    """Run one job to the end; returns the process exit code and leaves result.json behind.
+
+    The adapter is saved under `adapters_dir` (default: beside the jobs folder, else the data directory's).
+    """
+    from adapters.bundled import is_bundled, resolve_model_path
     from training.datasets import read_examples
 
     config_path = Path(config_path)
@@ -165,6 +169,9 @@ def run(config_path: str | Path, resume: bool = False) -> int:
 
         cuda = cuda_available()
         spec.validate(cuda)
+        if is_bundled(spec.base_model):
+            writer.write("phase", phase="preparing the bundled model")
+            spec.base_model = resolve_model_path(spec.base_model, progress=lambda m: writer.write("phase", phase=m))
         train = read_examples(_resolve(spec.train_file, job_dir))
         evals = read_examples(_resolve(spec.eval_file, job_dir)) if spec.eval_file.strip() else []
         if not train:
@@ -179,7 +186,8 @@ def run(config_path: str | Path, resume: bool = False) -> int:
                 raise TrainingJobError("No checkpoint to resume from yet: start the job again instead.")
         log.info("device=%s method=%s base=%s train=%d eval=%d resume=%s", "cuda" if cuda else "cpu",
                  spec.method, spec.base_model, len(train), len(evals), checkpoint or "no")
-        result = _train(spec, job_dir, train, evals, cuda, checkpoint, writer, prior)
+        root = Path(adapters_dir) if adapters_dir else adapters_root(config_path)
+        result = _train(spec, job_dir, train, evals, cuda, checkpoint, writer, prior, root)
     except StopRequested:
         result.update(state="stopped", exit_code=EXIT_STOPPED, error="Stopped before training began.")
     except (ChatbotError, ValueError) as exc:
@@ -205,7 +213,7 @@ def run(config_path: str | Path, resume: bool = False) -> int:
 
 
 def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bool, checkpoint: str | None,
-           writer: ProgressWriter, prior_seconds: float) -> dict[str, Any]:
+           writer: ProgressWriter, prior_seconds: float, adapters_dir: Path) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from trl import SFTTrainer
@@ -228,6 +236,11 @@ def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bo
     trainable, total = trainer.model.get_nb_trainable_parameters()
     writer.write("model", trainable_params=trainable, total_params=total, device="cuda" if cuda else "cpu",
                  optim=trainer.args.optim, planned_steps=spec.planned_steps(len(train)))
+    base_eval = None
+    if evals and checkpoint is None:
+        # A fresh LoRA/DoRA update is zero, so this is the base model's loss: the "before" of the comparison.
+        writer.write("phase", phase="evaluating the base model")
+        base_eval = trainer.evaluate()["eval_loss"]
     writer.write("phase", phase="training")
     segment_start = time.time()
     output = trainer.train(resume_from_checkpoint=checkpoint)
@@ -253,6 +266,7 @@ def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bo
         "train_loss": losses[-1] if losses else output.training_loss,
         "train_loss_mean": output.training_loss, "eval_loss": eval_loss,
         "perplexity": math.exp(min(eval_loss, 50)) if eval_loss is not None else None,
+        "eval_loss_base": base_eval, "perplexity_base": math.exp(min(base_eval, 50)) if base_eval is not None else None,
         "duration_s": round(seconds, 2),
         "tokens_per_s": round(trainer.state.num_input_tokens_seen / seconds, 1) if seconds else None,
         "trainable_params": trainable, "total_params": total,
@@ -261,7 +275,7 @@ def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bo
     }
     metrics["peak_memory_mb"] = metrics["gpu_peak_mb"] if cuda else metrics["rss_peak_mb"]
 
-    adapter_dir = adapters_root(job_dir / "job.yaml") / (spec.adapter_name or job_dir.name)
+    adapter_dir = adapters_dir / (spec.adapter_name or job_dir.name)
     writer.write("phase", phase="saving the adapter", path=str(adapter_dir))
     adapter_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(str(adapter_dir))

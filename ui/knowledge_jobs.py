@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from knowledge.chunking import ChunkSettings
 from knowledge.fusion import FUSIONS
-from knowledge.jobs import IngestionJob
+from knowledge.jobs import IngestionJob, estimate_chunks
 from knowledge.loaders import MAX_FILE_BYTES, SUPPORTED
 from knowledge.store import MODES, KnowledgeBase
 
@@ -15,7 +17,21 @@ RETRIEVER_MODES = MODES
 FUSION_METHODS = FUSIONS
 
 __all__ = ["FUSION_METHODS", "MAX_UPLOAD_MB", "RETRIEVER_MODES", "UPLOAD_TYPES", "IngestionJob",
-           "upload_job", "reindex_job"]
+           "job_progress", "large_uploads", "literal", "upload_job", "reindex_job"]
+
+# An upload estimated at more chunks than this is confirmed first: at the embedding rate measured
+# on 2 shared cores (about 50 chunks/s, BENCHMARKS.md "Knowledge base scale") it takes over 40 s.
+LARGE_UPLOAD_CHUNKS = 2000
+EMBEDDED_CHUNKS_PER_S = 50
+
+# What Streamlit's markdown would read as markup inside a line: emphasis, code, links, raw
+# HTML and entities, strike-through, LaTeX, tables, colour and icon directives.
+_MARKUP = re.compile(r"([\\`*_\[\]<>&~$|:#])")
+
+
+def literal(text: str) -> str:
+    """`text` (a file name, a title, an error) shown as itself inside Streamlit markdown."""
+    return _MARKUP.sub(r"\\\1", " ".join(str(text).split()))
 
 
 def upload_job(kb: KnowledgeBase, uploads: list[tuple[str, bytes]]) -> IngestionJob:
@@ -26,3 +42,33 @@ def upload_job(kb: KnowledgeBase, uploads: list[tuple[str, bytes]]) -> Ingestion
 def reindex_job(kb: KnowledgeBase, size: int, overlap: int) -> IngestionJob:
     """Re-chunk and re-embed every document with new chunk settings; ValueError for bad settings."""
     return IngestionJob(kb, reindex=ChunkSettings(int(size), int(overlap)), force=True)
+
+
+def duration(seconds: float) -> str:
+    """A rough human duration: "about 40 s", "about 7 min"."""
+    return f"about {max(1, round(seconds))} s" if seconds < 90 else f"about {round(seconds / 60)} min"
+
+
+def large_uploads(kb: KnowledgeBase, uploads: list[tuple[str, int]]) -> list[str]:
+    """A warning line for each (name, size in bytes) upload big enough to take a while."""
+    warnings = []
+    for name, size in uploads:
+        chunks = estimate_chunks(size, kb.chunking)
+        if chunks >= LARGE_UPLOAD_CHUNKS:
+            warnings.append(f"{name} is {size / 1_000_000:.1f} MB, about {chunks:,} chunks: embedding them "
+                            f"takes {duration(chunks / EMBEDDED_CHUNKS_PER_S)} here.")
+    return warnings
+
+
+def job_progress(job: IngestionJob) -> tuple[float, str]:
+    """The running job's progress as a fraction and a line: files, chunks done of expected, time left."""
+    total, expected = len(job.files), job.chunks_expected
+    if job.cancelling:
+        return (job.chunks_written / expected if expected else 0.0), "Cancelling…"
+    line = f"{job.kind.capitalize()}: {job.finished}/{total} files · {job.chunks_written:,} of {expected:,} chunks"
+    left = job.seconds_left()
+    if left is not None:
+        line += f" · {duration(left)} left"
+    elif job.chunks_written == 0 and job.running:
+        line += " · reading and chunking"
+    return (min(1.0, job.chunks_written / expected) if expected else 0.0), line

@@ -6,6 +6,8 @@ import streamlit as st
 
 CHAT_PAGE = "views/chat.py"
 CUSTOMER_TIERS = ("standard", "plus", "business", "vip")
+# The Local backend's choice of "a model folder" (the other choice is the bundled model, by its name).
+LOCAL_FOLDER = "folder"
 
 
 class ChatKeys:
@@ -14,6 +16,7 @@ class ChatKeys:
     SESSION_ID = "session_id"
     BACKEND = "chat_backend"
     MODEL = "chat_model"
+    LOCAL_MODEL_CHOICE = "local_model_choice"
     LOCAL_MODEL_PATH = "local_model_path"
     LOCAL_ADAPTER_PATH = "local_adapter_path"
     CUSTOMER_TIER = "customer_tier"
@@ -23,8 +26,11 @@ class ChatKeys:
 
 def open_chat_with_local_model(model_path: str, adapter_path: str = "") -> None:
     """Switch to the Chat page with the Local backend on this model folder (and LoRA adapter)."""
+    from adapters.bundled import BUNDLED_MODEL, is_bundled
+
     st.session_state.update({ChatKeys.BACKEND: "local", ChatKeys.LOCAL_MODEL_PATH: model_path,
-                             ChatKeys.LOCAL_ADAPTER_PATH: adapter_path})
+                             ChatKeys.LOCAL_ADAPTER_PATH: adapter_path,
+                             ChatKeys.LOCAL_MODEL_CHOICE: BUNDLED_MODEL if is_bundled(model_path) else LOCAL_FOLDER})
     st.switch_page(CHAT_PAGE)
 
 

@@ -9,7 +9,8 @@ from chatbot.analytics import HANDOFF
 from chatbot.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
 from ui.feedback import render_feedback
-from ui.page_state import CUSTOMER_TIERS, ChatKeys
+from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
+from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys
 from ui.services import BACKENDS, backend_class, get_backend, get_services
 from ui.spending import metered, within_limits
 
@@ -28,7 +29,10 @@ if st.query_params.get("c") != session_id:
 # can preset the same keys before switching here.
 for key, value in ((ChatKeys.BACKEND, settings.backend if settings.backend in BACKENDS else "offline"),
                    (ChatKeys.MODEL, settings.model), (ChatKeys.LOCAL_MODEL_PATH, settings.local_model_path),
-                   (ChatKeys.LOCAL_ADAPTER_PATH, settings.local_adapter_path)):
+                   (ChatKeys.LOCAL_ADAPTER_PATH, settings.local_adapter_path),
+                   # The bundled model needs no setting: it is the Local backend's choice unless a folder is set.
+                   (ChatKeys.LOCAL_MODEL_CHOICE, LOCAL_FOLDER if settings.local_model_path
+                    and not is_bundled(settings.local_model_path) else BUNDLED_MODEL)):
     st.session_state.setdefault(key, value)
 
 with st.sidebar:
@@ -41,7 +45,10 @@ with st.sidebar:
         if model_choice == "name" else ""
     model_path = adapter_path = ""
     if model_choice == "folder":
-        model_path = st.text_input("Local model folder", key=ChatKeys.LOCAL_MODEL_PATH)
+        choice = st.selectbox("Local model", (BUNDLED_MODEL, LOCAL_FOLDER), key=ChatKeys.LOCAL_MODEL_CHOICE,
+                              format_func={BUNDLED_MODEL: BUNDLED_LABEL, LOCAL_FOLDER: "A model folder…"}.get)
+        model_path = BUNDLED_MODEL if choice == BUNDLED_MODEL \
+            else st.text_input("Local model folder", key=ChatKeys.LOCAL_MODEL_PATH)
         adapter_path = st.text_input("LoRA adapter folder (optional)", key=ChatKeys.LOCAL_ADAPTER_PATH)
     tier = st.selectbox("Customer tier", CUSTOMER_TIERS, key=ChatKeys.CUSTOMER_TIER,
                         help="Weighs into the priority score; the assistant sees it too.")
@@ -54,6 +61,8 @@ with st.sidebar:
     stats_box = st.container()
 
 try:
+    if model_choice == "folder":
+        model_path = prepare_local_model(model_path, settings.data_dir)  # the bundled model: converted once
     backend = get_backend(backend_name, model, model_path, adapter_path)
 except ChatbotError as exc:
     st.sidebar.error(str(exc))

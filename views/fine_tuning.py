@@ -15,9 +15,13 @@ from training.export import best_adapter, list_adapters, runs_table
 from training.jobs import JobManager, JobStatus, summarise_progress
 from training.progress import format_duration
 from training.spec import METHOD_LABELS, TrainingSpec, default_method, field_help
+from training.demo import DEMO_SETTINGS
 from ui.auth import authorized, require_admin
+from ui.confirm import ask_first, confirmed
+from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
 from ui.page_state import open_chat_with_local_model
 from ui.services import get_settings
+from ui.training_view import render_before_after
 
 require_admin()
 
@@ -25,7 +29,7 @@ GROUPS = {"model": "Method", "adapter": "Adapter", "quantisation": "4-bit quanti
           "optimisation": "Optimisation", "intervals": "Logging, evaluation and checkpoints",
           "data": "Output and comparison"}
 HIDDEN = {"base_model", "train_file", "eval_file", "load_in_4bit"}
-SOURCES = {"sample": "Nimbus Home sample", "chat": "Chat JSONL", "pairs": "Instruction/response table",
+SOURCES = {"sample": "Nimbus Home sample", "bitext": "Bitext customer support (810 requests)", "chat": "Chat JSONL", "pairs": "Instruction/response table",
            "stored": "Stored conversations"}
 STATE_ICONS = {"running": "🟢", "stopping": "🟠", "completed": "✅", "failed": "❌", "stopped": "⏹️", "created": "⚪"}
 FLOAT_FORMATS = {"learning_rate": "%.1e"}
@@ -74,6 +78,17 @@ def make_tiny() -> None:
     st.session_state["train_base_model"] = str(path)
 
 
+def use_bundled() -> None:
+    st.session_state["train_base_model"] = BUNDLED_MODEL
+
+
+def use_demo_preset() -> None:
+    """The CPU demo: the bundled model, the Bitext requests (long replies truncated) and settings for minutes."""
+    use_bundled()
+    st.session_state.update(ds_source="bitext", ds_drop_long=False, ds_val_fraction=0.1)
+    st.session_state.update({f"spec_{k}": v for k, v in DEMO_SETTINGS.items() if k != "base_model"})
+
+
 st.title("Training")
 if "training_flash" in st.session_state:
     st.success(st.session_state.pop("training_flash"))
@@ -83,15 +98,23 @@ if not cuda:
             "plain LoRA (or DoRA, IA3) on the CPU, which suits small models. The tiny demo model trains in seconds.",
             icon=":material/memory:")
 
-left, right = st.columns([3, 1], vertical_alignment="bottom")
-base_model = left.text_input("Base model", key="train_base_model", help=field_help("base_model")).strip()
+left, middle, right = st.columns([3, 1, 1], vertical_alignment="bottom")
+base_model = left.text_input("Base model", key="train_base_model", help=field_help("base_model")
+                             + f" {BUNDLED_MODEL} is the bundled {BUNDLED_LABEL}.").strip()
+middle.button(f"Use {BUNDLED_MODEL}", key="use_bundled_model", on_click=use_bundled, help=BUNDLED_LABEL)
 right.button("Make a tiny demo model", key="make_tiny_model", on_click=make_tiny,
              help="A small random Llama with a tokenizer trained here: no download, trains in seconds.")
+st.button("CPU demo: SmolLM2 on the Bitext requests", key="demo_preset", on_click=use_demo_preset,
+          help="The bundled model, the Bitext dataset, and LoRA r8 on q_proj/v_proj with 128-token examples for "
+               "60 steps: minutes on a CPU. Same as `python -m chatbot finetune-demo`.")
 
 tokenizer = None
+model_folder = base_model
 if base_model:
     try:
-        tokenizer = load_tokenizer(base_model)
+        # The bundled model by name: converted into the data directory once, a model folder from then on.
+        model_folder = prepare_local_model(base_model, settings.data_dir)
+        tokenizer = load_tokenizer(model_folder)
     except ChatbotError as exc:
         st.warning(f"{exc} Token counts below are estimates.")
 
@@ -110,6 +133,11 @@ def load_source() -> ds.LoadResult | None:
     if source == "sample":
         st.caption(f"{ds.SAMPLE_CHAT.name}: support conversations written for this project.")
         return ds.load_chat_jsonl(ds.SAMPLE_CHAT)
+    if source == "bitext":
+        st.caption(f"{ds.SAMPLE_BITEXT.name}: 30 requests for each of 27 intents from Bitext's customer-support "
+                   "sample (CDLA-Sharing-1.0), instruction -> response. Replies keep placeholders like "
+                   "{{Order Number}}.")
+        return ds.load_bitext()
     if source == "chat":
         upload = st.file_uploader('JSON lines of {"messages": [{"role", "content"}, ...]}', type=["jsonl", "json"],
                                   key="ds_chat_file")
@@ -152,8 +180,10 @@ def render_dataset() -> ds.BuiltDataset | None:
     if result is None:
         return None
     c1, c2 = st.columns(2)
-    val_fraction = c1.slider("Validation share", 0.0, 0.5, 0.1, 0.05, key="ds_val_fraction")
-    drop_long = c2.checkbox("Leave out examples over the sequence length", True, key="ds_drop_long")
+    st.session_state.setdefault("ds_val_fraction", 0.1)
+    st.session_state.setdefault("ds_drop_long", True)  # the CPU demo preset turns it off: truncate instead
+    val_fraction = c1.slider("Validation share", 0.0, 0.5, step=0.05, key="ds_val_fraction")
+    drop_long = c2.checkbox("Leave out examples over the sequence length", key="ds_drop_long")
     max_len = int(st.session_state.get("spec_max_seq_length", TrainingSpec.max_seq_length))
     try:
         built = build_dataset(result, base_model, tokenizer is not None, tokenizer, max_len, val_fraction,
@@ -225,7 +255,7 @@ def start_job(create: Callable[[], JobStatus], kind: str) -> None:
 
 
 def render_new_job(built: ds.BuiltDataset | None) -> None:
-    values: dict[str, object] = {"base_model": base_model}
+    values: dict[str, object] = {"base_model": model_folder}
     for group, title in GROUPS.items():
         group_fields = [f for f in fields(TrainingSpec) if f.metadata["group"] == group and f.name not in HIDDEN]
         with st.expander(title, expanded=group in ("model", "adapter", "optimisation")):
@@ -238,12 +268,16 @@ def render_new_job(built: ds.BuiltDataset | None) -> None:
         from training.estimate import describe, estimate
 
         try:
-            est = estimate(spec, cuda)
-            cols = st.columns(4)
-            for col, (label, value) in zip(cols, describe(est).items()):
+            est = estimate(spec, cuda, tokens_per_example=built.stats["p95"] if built else None)
+            shown = describe(est)
+            for col, (label, value) in zip(st.columns(len(shown)), shown.items()):
                 col.metric(label, value)
+            steps = spec.planned_steps(len(built.train)) if built else None
+            total = f" (about {format_duration(est.seconds_per_step * steps)} in all)" \
+                if steps and est.seconds_per_step else ""
             st.caption("Memory: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in est.breakdown.items())
-                       + f"; planned steps: {spec.planned_steps(len(built.train)) if built else '?'}.")
+                       + f"; planned steps: {steps or '?'}{total}; {est.tokens_per_step:,} tokens a step, "
+                       f"{est.flops_per_step / 1e12:.2f} TFLOP, timed against this machine's speed now.")
             for warning in est.warnings:
                 st.warning(warning)
         except ChatbotError as exc:
@@ -255,6 +289,8 @@ def render_new_job(built: ds.BuiltDataset | None) -> None:
         st.info("Choose a dataset in the Dataset tab first.")
     if active:
         st.warning(f"Job {active.id} is running: one job at a time. Stop it or wait for it to finish.")
+    if is_bundled(base_model) and not cuda and spec.max_steps > 200:
+        st.info("Tip: the CPU demo preset above trains SmolLM2 in minutes.")
     if st.button("Launch training job", type="primary", key="launch_job",
                  disabled=bool(problems) or built is None or active is not None):
         start_job(lambda: manager.create(spec, built.train, built.validation), "Job")
@@ -314,17 +350,11 @@ def render_job_panel(job_id: str) -> None:
         else:
             st.rerun()
     if status.finished and c3.button("Delete job", key="job_delete", help="The job's folder; its adapter stays."):
-        st.session_state["job_confirm_delete"] = job_id
-    if st.session_state.get("job_confirm_delete") == job_id:
-        st.warning(f"Delete job {job_id} and its folder for good? Its adapter stays.")
-        confirm = st.container(horizontal=True)
-        if confirm.button("Delete for good", key="job_delete_confirm", type="primary") and authorized("train"):
-            manager.delete(job_id)
-            st.session_state.pop("job_confirm_delete", None)
-            st.rerun()
-        if confirm.button("Keep it", key="job_delete_cancel"):
-            st.session_state.pop("job_confirm_delete", None)
-            st.rerun()
+        ask_first("job_confirm_delete", job_id)
+    if confirmed("job_confirm_delete", job_id, f"Delete job {job_id} and its folder for good? Its adapter stays.",
+                 "train", "job"):
+        manager.delete(job_id)
+        st.rerun()
 
 
 def render_jobs() -> None:
@@ -373,14 +403,7 @@ def render_adapters() -> None:
     merged = manager.merged_dir / info.name
     if (merged / "config.json").is_file():
         st.success(f"Merged model: {merged}")
-    if info.comparison:
-        st.markdown("**Before and after on held-out prompts**")
-        st.dataframe([{"prompt": r["prompt"], "reference": r["reference"], "base model": r["base"],
-                       "adapter": r["adapter"], "ROUGE-L base": round(r["rouge_l_base"], 3),
-                       "ROUGE-L adapter": round(r["rouge_l_adapter"], 3),
-                       "similarity base": round(r["similarity_base"], 3) if "similarity_base" in r else None,
-                       "similarity adapter": round(r["similarity_adapter"], 3) if "similarity_adapter" in r else None}
-                      for r in info.comparison["rows"]], hide_index=True, width="stretch")
+    render_before_after(info.metrics, info.comparison)
     with st.expander("Metrics and settings"):
         st.json({"metrics": info.metrics, "settings": info.spec}, expanded=False)
 

@@ -9,8 +9,9 @@ import streamlit as st
 from chatbot import analytics
 from common.errors import ConversationNotFound, StoreUnavailable
 from chatbot.session_server import ephemeral_storage_warning
-from ui.auth import ADMIN_ONLY, admin_hint, authorized, is_admin
+from ui.auth import ADMIN_ONLY, admin_hint, is_admin
 from ui.chat_view import render_message
+from ui.confirm import ask_first, confirmed
 from ui.page_state import open_conversation
 from ui.services import get_services
 
@@ -120,28 +121,21 @@ with st.container(horizontal=True):
                   help=ADMIN_ONLY)
     if st.button("Delete", key="history_delete", icon=":material/delete:", disabled=not admin,
                  help=None if admin else ADMIN_ONLY):
-        st.session_state["history_confirm_delete"] = opened
+        ask_first("history_confirm_delete", opened)
 if not admin:
     admin_hint("export or delete conversations")
 
-if st.session_state.get("history_confirm_delete") == opened:
-    st.warning(f"Delete this conversation ({len(conversation['messages'])} messages) for good?")
-    confirm = st.container(horizontal=True)
-    if confirm.button("Delete for good", key="history_delete_confirm", type="primary") \
-            and authorized("delete_conversations"):
-        try:
-            store.delete(opened)
-        except StoreUnavailable as exc:
-            st.error(str(exc))
-            st.stop()
-        st.session_state.pop("history_confirm_delete", None)
-        st.session_state.pop("history_open", None)
-        st.query_params.pop("open", None)
-        st.toast(f"Deleted conversation {opened}.", icon=":material/delete:")
-        st.rerun()
-    if confirm.button("Keep it", key="history_delete_cancel"):
-        st.session_state.pop("history_confirm_delete", None)
-        st.rerun()
+if confirmed("history_confirm_delete", opened, f"Delete this conversation ({len(conversation['messages'])} "
+             "messages) for good?", "delete_conversations", "history"):
+    try:
+        store.delete(opened)
+    except StoreUnavailable as exc:
+        st.error(str(exc))
+        st.stop()
+    st.session_state.pop("history_open", None)
+    st.query_params.pop("open", None)
+    st.toast(f"Deleted conversation {opened}.", icon=":material/delete:")
+    st.rerun()
 
 facts = [f"Started {when(conversation['created'])}", f"last active {when(conversation['updated'])}",
          f"{conversation['turns']} turn(s)"]

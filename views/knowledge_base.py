@@ -10,8 +10,9 @@ import streamlit as st
 
 from common.errors import ChatbotError
 from ui.knowledge_jobs import (FUSION_METHODS, MAX_UPLOAD_MB, RETRIEVER_MODES, UPLOAD_TYPES, IngestionJob,
-                               reindex_job, upload_job)
+                               job_progress, large_uploads, literal, reindex_job, upload_job)
 from ui.auth import ADMIN_ONLY, admin_hint, authorized, is_admin
+from ui.confirm import ask_first, confirmed
 from ui.services import get_services
 
 services = get_services()
@@ -44,14 +45,14 @@ def render_job() -> None:
     job: IngestionJob | None = st.session_state.get("kb_job")
     if job is None:
         return
-    total = len(job.files)
     if job.running:
-        label = "Cancelling…" if job.cancelling else f"{job.kind.capitalize()}: {job.finished}/{total} files"
-        st.progress(job.finished / total if total else 0.0, text=f"{label} · {job.chunks_written:,} chunks written")
+        fraction, line = job_progress(job)
+        st.progress(fraction, text=line)
         st.button("Cancel", key="kb_cancel", icon=":material/cancel:", on_click=job.cancel, disabled=job.cancelling)
     for f in job.files:
-        detail = f.error if f.state == "error" else DETAIL.get(f.state, f.state).format(chunks=f.chunks)
-        line = f"{ICONS.get(f.state, '')} **{f.name}**: {detail}"
+        # Names and reasons come from the uploads: shown as they are, never as markup.
+        detail = literal(f.error) if f.state == "error" else DETAIL.get(f.state, f.state).format(chunks=f.chunks)
+        line = f"{ICONS.get(f.state, '')} **{literal(f.name)}**: {detail}"
         if f.state == "error":
             st.error(line)
         elif f.state == "cancelled":
@@ -61,7 +62,7 @@ def render_job() -> None:
         else:
             st.write(line)
     if job.error:
-        st.error(f"The {job.kind} stopped: {job.error}")
+        st.error(f"The {job.kind} stopped: {literal(job.error)}")
     if not job.running and not st.session_state.get("kb_job_seen"):
         # The documents list below was drawn before the job ended: draw the page once more.
         st.session_state["kb_job_seen"] = True
@@ -84,10 +85,27 @@ if submitted and authorized("change_knowledge"):
     if job_running():
         st.warning("An ingestion is already running; wait for it or cancel it.")
     elif files:
-        st.session_state["kb_job_seen"] = False
-        start(lambda: upload_job(kb, [(f.name, f.getvalue()) for f in files]))
+        uploads = [(f.name, f.getvalue()) for f in files]
+        if large_uploads(kb, [(name, len(data)) for name, data in uploads]):
+            st.session_state["kb_pending"] = uploads  # kept until confirmed or dropped
+        else:
+            st.session_state["kb_job_seen"] = False
+            start(lambda: upload_job(kb, uploads))
     else:
         st.info("Choose one or more files first.")
+if pending := st.session_state.get("kb_pending"):
+    for warning in large_uploads(kb, [(name, len(data)) for name, data in pending]):
+        st.warning(literal(warning), icon=":material/hourglass:")
+    go, drop = st.columns(2)
+    if go.button("Ingest anyway", key="kb_ingest_large", icon=":material/upload:", disabled=job_running()) \
+            and authorized("change_knowledge"):
+        st.session_state.pop("kb_pending")
+        st.session_state["kb_job_seen"] = False
+        start(lambda: upload_job(kb, pending))
+        st.rerun()
+    if drop.button("Don't ingest", key="kb_drop_large"):
+        st.session_state.pop("kb_pending")
+        st.rerun()
 
 # While a job runs, only this part reruns, every second.
 st.fragment(render_job, run_every=1.0 if job_running() else None)()
@@ -114,22 +132,21 @@ if docs:
     show, delete = st.columns(2)
     with show.popover("Show chunks", icon=":material/view_agenda:"):
         for p in kb.chunks_of(choice.doc_id):
-            st.markdown(f"**Chunk {p.chunk}** · {p.heading or p.title}")
+            st.markdown(f"**Chunk {p.chunk}** · {literal(p.heading or p.title)}")
             st.text(p.text)
     if delete.button("Delete document", key="kb_delete", icon=":material/delete:", disabled=job_running() or not admin,
                      help=locked_help):
-        st.session_state["kb_confirm_delete"] = choice.doc_id
-    if st.session_state.get("kb_confirm_delete") == choice.doc_id:
-        st.warning(f"Delete {choice.source} ({choice.chunks} chunks) from the knowledge base for good?")
-        confirm = st.container(horizontal=True)
-        if confirm.button("Delete for good", key="kb_delete_confirm", type="primary") \
-                and authorized("change_knowledge"):
-            kb.delete(choice.doc_id)
-            st.session_state.pop("kb_confirm_delete", None)
-            st.toast(f"Deleted {choice.source}")
-            st.rerun()
-        if confirm.button("Keep it", key="kb_delete_cancel"):
-            st.session_state.pop("kb_confirm_delete", None)
+        ask_first("kb_confirm_delete", choice.doc_id)
+    if confirmed("kb_confirm_delete", choice.doc_id, f"Delete {literal(choice.source)} ({choice.chunks} chunks) "
+                 "from the knowledge base for good?", "change_knowledge", "kb"):
+        try:
+            # Waits its turn if another process (an ingestion from the command line) is writing.
+            with st.spinner("Deleting…"):
+                kb.delete(choice.doc_id)
+        except ChatbotError as exc:
+            st.error(str(exc))
+        else:
+            st.toast(f"Deleted {literal(choice.source)}")
             st.rerun()
 elif not store_error:
     st.info("No documents yet: add some above.")
@@ -174,7 +191,7 @@ if query:
     if not passages:
         st.info("Nothing found.")
     for rank, p in enumerate(passages, 1):
-        where_in = f"{p.title} › {p.heading}" if p.heading else p.title
+        where_in = literal(f"{p.title} › {p.heading}" if p.heading else p.title)
         st.markdown(f"**{rank}. {where_in}** · score {p.score:.3f} · found by {', '.join(p.retrievers)}")
-        st.caption(f"{p.source} · chunk {p.chunk}")
+        st.caption(f"{literal(p.source)} · chunk {p.chunk}")
         st.text(p.text[:500])

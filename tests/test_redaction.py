@@ -1,0 +1,66 @@
+"""Secrets a customer types are replaced by visible markers before they are stored, searched,
+exported, sent to a model or used for training."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot import analytics
+from chatbot.bot import Chatbot
+from common.redaction import redact, redact_with_kinds
+from tests.fakes import FakeBackend
+from tests.test_bot import small_kb  # noqa: F401  (fixture)
+from training.datasets import from_conversations
+
+
+@pytest.mark.parametrize("typed, kept, marker", [
+    ("card 4111 1111 1111 1111 was charged", "4111", "[card number]"),
+    ("card 4111-1111-1111-1111", "1111-1111", "[card number]"),
+    ("IBAN DE89 3704 0044 0532 0130 00 please", "3704", "[bank account]"),
+    ("my ssn is 123-45-6789", "6789", "[national id]"),
+    ("NI number AB 12 34 56 C", "34 56", "[national id]"),
+    ("my password is hunter2", "hunter2", "password [redacted]"),
+    ("PIN: 4821", "4821", "PIN [redacted]"),
+    ("the code 493021 came by text", "493021", "code [redacted]"),
+    ("I pasted sk-proj-abcdefghijklmnop1234 by mistake", "abcdefghij", "[access token]"),
+    ("token ghp_abcdefghijklmnopqrstuvwxyz0123 leaked", "ghp_", "[access token]"),
+    ("Authorization: Bearer abcdefghijklmnopqrstuv", "abcdefghijklm", "[access token]"),
+])
+def test_each_kind_of_secret_is_replaced_by_its_marker(typed, kept, marker):
+    assert kept not in redact(typed) and marker in redact(typed)
+
+
+@pytest.mark.parametrize("text", [
+    "order 1234567890123 has not arrived",  # fails the card checksum: an order number
+    "tracking 1Z999AA10123456784",
+    "error code E42 on the thermostat",
+    "call me on 555-123-4567",
+    "IBAN DE00 3704 0044 0532 0130 00",  # fails the IBAN check
+])
+def test_numbers_an_agent_needs_stay_readable(text):
+    assert redact_with_kinds(text) == (text, [])
+
+
+def test_a_turn_stores_searches_sends_and_exports_only_the_markers(small_kb, store):  # noqa: F811
+    backend = FakeBackend(["I have blocked that card [1]."])
+    bot = Chatbot(knowledge=small_kb, backend=backend, store=store)
+    reply = bot.ask("s", "Someone used my card 4111 1111 1111 1111 and my password is hunter2, refund me")
+    assert reply.meta.redacted == ["card", "password"]
+    stored = store.messages("s")[0]["content"]
+    assert stored == "Someone used my card [card number] and my password [redacted], refund me"
+    sent = backend.requests[0]
+    assert "4111" not in sent.messages[-1]["content"] and "hunter2" not in sent.system + sent.query
+    assert store.search(text="4111") == [] and store.search(text="hunter2") == []
+    conversation = store.load(["s"])[0]
+    for export in (analytics.to_json(conversation), analytics.to_markdown(conversation)):
+        assert "4111" not in export and "hunter2" not in export and "[card number]" in export
+
+
+def test_conversations_stored_before_redaction_leave_the_app_without_secrets():
+    raw = {"id": "old", "messages": [
+        {"role": "user", "content": "card 4111 1111 1111 1111, password is hunter2"},
+        {"role": "assistant", "content": "Blocked.", "approved": True},
+    ]}
+    examples = from_conversations([raw]).examples
+    assert examples and examples[0]["prompt"][-1]["content"] == "card [card number], password [redacted]"
+    assert "4111" not in analytics.to_json(raw) and "hunter2" not in analytics.to_markdown(raw)
