@@ -1,4 +1,5 @@
-# Self-hosted image of the support desk assistant: `docker build -t support-desk .` then
+# Self-hosted image of the support desk assistant: `docker build -t support-desk .` (the chat;
+# add --build-arg PROFILE=train for training and the Local backend) then
 #   docker run -p 8501:8501 -v support-desk-data:/data support-desk
 # Runtime state (conversations, vector store, prompt versions, jobs, adapters) lives in the /data
 # volume. Keys come from the environment (-e OPENAI_API_KEY=...) or a mounted secrets file
@@ -21,14 +22,22 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
-# The CPU build of the pinned torch: from PyPI, torch pulls about 2.7 GB of CUDA wheels that a
-# CPU host never uses. For a CUDA host, build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128
-# (any index that has torch 2.13.0 for your CUDA version).
+# PROFILE=chat (the default) installs requirements.txt: the chat, without torch, as on Streamlit
+# Community Cloud. PROFILE=train adds requirements-train.txt for the Training page and the Local
+# backend, with torch from TORCH_INDEX: the CPU build by default (from PyPI, torch pulls about 2.7 GB
+# of CUDA wheels that a CPU host never uses); for a GPU host, build with
+# --build-arg PROFILE=train --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# (any index that has torch 2.13.0 for your CUDA version) and run with --gpus all.
+ARG PROFILE=chat
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-COPY requirements.txt requirements-bundled.txt ./
-RUN pip install --index-url "$TORCH_INDEX" torch==2.13.0 \
-    && pip install -r requirements.txt \
-    && pip install --no-deps -r requirements-bundled.txt
+COPY requirements.txt requirements-train.txt requirements-nodeps.txt ./
+RUN pip install -r requirements.txt \
+    && if [ "$PROFILE" = train ]; then \
+        pip install --index-url "$TORCH_INDEX" torch==2.13.0 \
+        && pip install -r requirements-train.txt \
+        && if grep -qv '^[[:space:]]*\(#\|$\)' requirements-nodeps.txt; then \
+            pip install --no-deps -r requirements-nodeps.txt; fi; \
+    elif [ "$PROFILE" != chat ]; then echo "PROFILE must be chat or train" >&2; exit 1; fi
 
 COPY . .
 RUN useradd --create-home --uid 10001 app \

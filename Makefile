@@ -1,4 +1,5 @@
-# Two entry points: `make run` and `make test`. Both create .venv if missing and install.
+# Two entry points: `make run` and `make test`. Both create .venv if missing and install the
+# training requirements (the chat's requirements.txt included); see README "Install profiles".
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,22 +8,32 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: run test install install-dev system-deps bench clean
+.PHONY: run test install install-train install-dev system-deps bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 # A stamp per requirements file: reinstall only when the pins change.
-$(VENV)/.installed: requirements.txt requirements-bundled.txt | $(BIN)/python
+# requirements.txt: the chat alone (what Streamlit Community Cloud installs).
+$(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q --no-deps -r requirements-bundled.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+# requirements-train.txt: the Training page and the Local backend (torch, transformers, peft, trl...),
+# then the packages of requirements-nodeps.txt without their declared dependencies.
+$(VENV)/.installed-train: requirements-train.txt requirements-nodeps.txt $(VENV)/.installed
+	$(BIN)/pip install -q -r requirements-train.txt
+	if grep -qv '^[[:space:]]*\(#\|$$\)' requirements-nodeps.txt; then \
+		$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt; fi
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed-train
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
+
+install-train: $(VENV)/.installed-train
 
 install-dev: $(VENV)/.installed-dev system-deps
 
@@ -33,7 +44,7 @@ system-deps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium redis-server >/dev/null; \
 	fi
 
-run: install
+run: install-train
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
 
 test: install-dev

@@ -12,6 +12,7 @@ from common.types import ChatRequest, Usage
 from adapters.base import Backend
 from adapters.bundled import BUNDLED_MODEL, is_bundled, resolve_model_path
 from common.errors import BackendError, BackendTimeout, ConfigurationError, ContextTooLong
+from common.extras import LOCAL_BACKEND_PACKAGES, require
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -146,6 +147,8 @@ class LocalBackend(Backend):
 
     def __init__(self, model_path: str, adapter_path: str | None = None, load_in_4bit: bool = False,
                  timeout: float = 120.0, data_dir: str | Path | None = None):
+        # The chat-only install has no torch: say what to install (the chat page falls back to offline).
+        require(LOCAL_BACKEND_PACKAGES, "The Local backend")
         if not model_path:
             raise ConfigurationError("Missing setting: set CHATBOT_LOCAL_MODEL to a local model folder, or to "
                                      f"{BUNDLED_MODEL} for the bundled model")
@@ -179,6 +182,7 @@ class LocalBackend(Backend):
     def from_settings(cls, settings: "Settings", model: str | None = None, **options: Any) -> "LocalBackend":
         """From CHATBOT_LOCAL_MODEL and CHATBOT_LOCAL_ADAPTER; `model`, or the `model_path` option, overrides
         the model path (or names the bundled model, smollm2-135m-instruct)."""
+        require(LOCAL_BACKEND_PACKAGES, "The Local backend")  # before asking for a model folder
         # A folder pair picked on the page (model_path, adapter_path) replaces both settings.
         adapter = options.get("adapter_path") or None
         try:

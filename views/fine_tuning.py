@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from common.errors import ChatbotError
+from common.extras import TRAINING_PACKAGES, install_hint, missing
 from training import datasets as ds
 from training.export import best_adapter, list_adapters, runs_table
 from training.jobs import JobManager, JobStatus, summarise_progress
@@ -24,6 +25,10 @@ from ui.services import get_settings
 from ui.training_view import render_before_after
 
 require_admin()
+if absent := missing(TRAINING_PACKAGES):  # the chat-only install (requirements.txt)
+    st.title("Training")
+    st.warning(install_hint("Training", absent), icon=":material/download:")
+    st.stop()
 
 GROUPS = {"model": "Method", "adapter": "Adapter", "quantisation": "4-bit quantisation (QLoRA)",
           "optimisation": "Optimisation", "intervals": "Logging, evaluation and checkpoints",
