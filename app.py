@@ -9,6 +9,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 import streamlit as st  # noqa: E402
 
 from chatbot.session_server import ephemeral_storage_warning  # noqa: E402
+from ui.auth import render_account  # noqa: E402
 from ui.services import get_auth, get_services, get_settings  # noqa: E402
 
 st.set_page_config(page_title="Support desk assistant", page_icon=":material/support_agent:", layout="wide")
@@ -36,4 +37,6 @@ for section, path, title, icon, url_path in PAGES:
         sections.setdefault(section, []).append(
             st.Page(path, title=title, icon=icon, url_path=url_path, default=path == "views/chat.py")
         )
-st.navigation(sections).run()
+page = st.navigation(sections)
+render_account()  # the role, and signing in or out, under the menu on every page
+page.run()

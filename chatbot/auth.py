@@ -1,8 +1,7 @@
-"""The admin password: configured or generated once, stored only as a hash, with a lockout."""
+"""The admin password: configured or generated once, stored only as a hash, checked through a throttle."""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
 import json
@@ -10,14 +9,12 @@ import os
 import secrets
 import sys
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-MAX_ATTEMPTS = 5
-LOCKOUT_SECONDS = 300
+from chatbot.throttle import SignInThrottle
+
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
 
@@ -25,21 +22,22 @@ def _derive(password: str, salt: bytes) -> bytes:
     return hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+@dataclass(frozen=True)
+class Attempt:
+    """The result of a sign-in attempt: right or not, and how long to wait (for whom) before the next."""
+
+    ok: bool
+    wait: float = 0.0
+    scope: str = ""  # "client" (this browser session) or "everyone"
 
 
 class AdminAuth:
-    """Checks the admin password in constant time; five wrong attempts from one client lock it out."""
+    """Checks the admin password in constant time; a throttle slows whoever keeps getting it wrong."""
 
-    def __init__(self, state_dir: Path, configured_password: str = "", clock=time.time):
+    def __init__(self, state_dir: Path, configured_password: str = "", throttle: SignInThrottle | None = None):
         self._dir = state_dir
         self._dir.mkdir(parents=True, exist_ok=True)
-        self._clock = clock
-        self._lock = threading.Lock()
+        self.throttle = throttle
         if configured_password:
             self._salt = secrets.token_bytes(16)
             self._hash = _derive(configured_password, self._salt)
@@ -75,46 +73,25 @@ class AdminAuth:
         data = json.loads(path.read_text())
         return bytes.fromhex(data["salt"]), bytes.fromhex(data["hash"])
 
-    # The lockout lives in the data directory, so that a reload or another server process shares it.
-    @contextmanager
-    def _attempts(self) -> Iterator[dict]:
-        path = self._dir / "admin-attempts.json"
-        with self._lock, open(self._dir / "admin-attempts.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                state = json.loads(path.read_text())
-            except FileNotFoundError:
-                state = {}
-            before = json.dumps(state, sort_keys=True)
-            yield state
-            if json.dumps(state, sort_keys=True) != before:
-                _write_atomically(path, json.dumps(state))
-
-    def locked_for(self, client: str = "") -> float:
-        """Seconds until the form unlocks for this client; 0 when it is open."""
-        with self._attempts() as state:
-            return max(0.0, state.get(client, {}).get("locked_until", 0.0) - self._clock())
-
-    def failures(self, client: str = "") -> int:
-        with self._attempts() as state:
-            return state.get(client, {}).get("failures", 0)
+    def attempt(self, password: str, client: str = "") -> Attempt:
+        """Check a password from `client` unless it must wait; wrong ones slow that client, then everyone."""
+        if self.throttle is not None:
+            wait = self.throttle.wait(client)
+            if wait.seconds > 0:
+                return Attempt(False, wait.seconds, wait.scope)
+        if hmac.compare_digest(_derive(password, self._salt), self._hash):
+            if self.throttle is not None:
+                self.throttle.succeeded(client)
+            return Attempt(True)
+        if self.throttle is None:
+            return Attempt(False)
+        wait = self.throttle.failed(client)
+        return Attempt(False, wait.seconds, wait.scope)
 
     def check(self, password: str, client: str = "") -> bool:
-        """True for the right password; counts a client's failures and locks it after MAX_ATTEMPTS."""
-        with self._attempts() as state:
-            now = self._clock()
-            # Forget clients whose lockout is long over, so the file stays small.
-            for key in [k for k, v in state.items() if v.get("locked_until", 0) and v["locked_until"] < now - 86400]:
-                del state[key]
-            entry = state.get(client, {"failures": 0, "locked_until": 0.0})
-            if entry["locked_until"] > now:
-                return False
-            ok = hmac.compare_digest(_derive(password, self._salt), self._hash)
-            if ok:
-                state.pop(client, None)
-                return True
-            entry = {"failures": entry["failures"] + 1, "locked_until": 0.0}
-            if entry["failures"] >= MAX_ATTEMPTS:
-                entry = {"failures": 0, "locked_until": now + LOCKOUT_SECONDS}
-            state[client] = entry
-            return False
+        """True for the right password (and a client that need not wait)."""
+        return self.attempt(password, client).ok
+
+    def locked_for(self, client: str = "") -> float:
+        """Seconds until the form is open to this client again; 0 when it is open."""
+        return self.throttle.wait(client).seconds if self.throttle is not None else 0.0

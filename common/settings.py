@@ -55,6 +55,19 @@ class Settings:
     redis_url: str = field(default="", metadata={"env": "REDIS_URL", "secret": True})
     embedding_model: str = field(default="", metadata={"env": "CHATBOT_EMBEDDING_MODEL"})
     admin_password: str = field(default="", metadata={"env": "CHATBOT_ADMIN_PASSWORD", "secret": True})
+    # With OpenID Connect set up in the secrets' [auth] section, these accounts are the admins
+    # (comma-separated, or a list in secrets.toml); the password form is then off.
+    admin_emails: str = field(default="", metadata={"env": "CHATBOT_ADMIN_EMAILS"})
+    # How long an admin sign-in lasts, across page refreshes.
+    admin_session_hours: float = field(default=8.0, metadata={"env": "CHATBOT_ADMIN_SESSION_HOURS"})
+    # Spending limits of the API backends (OpenAI, Anthropic, Ollama); 0 switches a limit off.
+    requests_per_minute: int = field(default=20, metadata={"env": "CHATBOT_REQUESTS_PER_MINUTE"})
+    conversation_token_limit: int = field(default=60_000, metadata={"env": "CHATBOT_CONVERSATION_TOKEN_LIMIT"})
+    daily_token_limit: int = field(default=2_000_000, metadata={"env": "CHATBOT_DAILY_TOKEN_LIMIT"})
+    daily_cost_limit: float = field(default=0.0, metadata={"env": "CHATBOT_DAILY_COST_LIMIT"})
+    # Price per million tokens, input/output, by model name (or name prefix), for the cost estimate:
+    # "gpt-4o-mini=0.15/0.60, claude-haiku=1/5", or a table of [input, output] pairs in secrets.toml.
+    model_prices: str = field(default="", metadata={"env": "CHATBOT_MODEL_PRICES"})
 
     @classmethod
     def load(cls, secrets: Mapping[str, Any] | None = None, **overrides: Any) -> "Settings":

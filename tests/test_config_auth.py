@@ -1,10 +1,14 @@
-"""Settings precedence and secrecy; the admin password and its lockout."""
+"""Settings precedence and secrecy; the admin password, its throttle and sign-in tokens."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from chatbot.auth import MAX_ATTEMPTS, AdminAuth
+from chatbot.auth import AdminAuth, Attempt
+from chatbot.session_tokens import SessionTokens, load_or_create_key
+from chatbot.throttle import SignInThrottle
 from common.settings import Settings
 from common.errors import ConfigurationError
 
@@ -45,20 +49,60 @@ def test_generated_password_is_stored_only_as_a_hash(tmp_path, capsys):
     assert again.check(password) and not again.check("wrong")
 
 
-def test_five_wrong_attempts_lock_the_form_for_that_client_only(tmp_path):
+def test_wrong_passwords_slow_that_client_down_exponentially_and_not_the_others(tmp_path, redis_client):
     now = [1000.0]
-    auth = AdminAuth(tmp_path, configured_password="right", clock=lambda: now[0])
-    for _ in range(MAX_ATTEMPTS):
-        assert not auth.check("wrong", client="10.0.0.9")
-    assert auth.locked_for("10.0.0.9") > 0
-    assert not auth.check("right", client="10.0.0.9")  # locked, even with the right password
-    # Another admin elsewhere is not locked out by someone else's guesses.
-    assert auth.locked_for("10.0.0.1") == 0 and auth.check("right", client="10.0.0.1")
-    # A second server process on the same data directory sees the same lockout.
-    assert AdminAuth(tmp_path, configured_password="right", clock=lambda: now[0]).locked_for("10.0.0.9") > 0
-    now[0] += 301
-    assert auth.locked_for("10.0.0.9") == 0
-    assert auth.check("right", client="10.0.0.9")
+    throttle = SignInThrottle(lambda: redis_client, free_attempts=3, base_delay=2, max_delay=60, clock=lambda: now[0])
+    auth = AdminAuth(tmp_path, configured_password="right", throttle=throttle)
+    for _ in range(2):
+        assert auth.attempt("wrong", client="guesser") == Attempt(False)  # free tries: no wait yet
+    waits = []
+    for _ in range(5):
+        attempt = auth.attempt("wrong", client="guesser")
+        assert not attempt.ok and attempt.scope == "client"
+        waits.append(attempt.wait)
+        # While it waits, even the right password is not checked.
+        assert auth.attempt("right", client="guesser") == Attempt(False, attempt.wait, "client")
+        now[0] += attempt.wait
+    assert waits == [2, 4, 8, 16, 32]
+    assert auth.attempt("wrong", client="guesser").wait == 60  # the ceiling
+    assert auth.locked_for("guesser") == 60
+    # Another browser session is not slowed by someone else's guesses.
+    assert auth.locked_for("admin-elsewhere") == 0 and auth.check("right", client="admin-elsewhere")
+    # A second server process on the same Redis sees the same delay.
+    other = AdminAuth(tmp_path, configured_password="right", throttle=SignInThrottle(
+        lambda: redis_client, free_attempts=3, base_delay=2, max_delay=60, clock=lambda: now[0]))
+    assert other.locked_for("guesser") == 60
+    now[0] += 60
+    assert auth.check("right", client="guesser")
+    assert throttle.failures("guesser") == 0  # the right password starts the count afresh
+
+
+def test_a_global_cap_bounds_guessing_from_many_sessions(tmp_path, redis_client):
+    throttle = SignInThrottle(lambda: redis_client, free_attempts=3, global_failures=4, global_window=2)
+    auth = AdminAuth(tmp_path, configured_password="right", throttle=throttle)
+    for session in range(4):  # a guesser opening a new session for every try
+        assert not auth.check("wrong", client=f"session-{session}")
+    attempt = auth.attempt("right", client="fresh-session")
+    assert not attempt.ok and attempt.scope == "everyone" and 0 < attempt.wait <= 2
+    time.sleep(attempt.wait + 0.1)  # a moving window: it opens again by itself
+    assert auth.check("right", client="fresh-session")
+
+
+def test_sign_in_tokens_are_signed_expire_and_can_be_revoked(tmp_path, redis_client):
+    now = [1_000_000.0]
+    key = load_or_create_key(tmp_path)
+    assert load_or_create_key(tmp_path) == key and (tmp_path / "session-key").stat().st_mode & 0o777 == 0o600
+    tokens = SessionTokens(key, lambda: redis_client, lifetime=3600, clock=lambda: now[0])
+    token, sid = tokens.issue("admin", via="password")
+    session = tokens.verify(token)
+    assert session == {"user": "admin", "via": "password", "sid": sid, "issued": now[0]}
+    assert tokens.verify(token[:-2] + ("AA" if not token.endswith("AA") else "BB")) is None  # tampered
+    assert SessionTokens(load_or_create_key(tmp_path / "other"), lambda: redis_client, 3600).verify(token) is None
+    now[0] += 3601
+    assert tokens.verify(token) is None  # expired
+    now[0] -= 3601
+    tokens.revoke(sid)
+    assert tokens.verify(token) is None  # signed out
 
 
 def test_two_servers_starting_at_once_agree_on_one_generated_password(tmp_path, capsys):

@@ -67,8 +67,11 @@ def app_env(tmp_path_factory):
         store.client.shutdown(nosave=True)  # the embedded server the pages shared
 
 
-def page(path: str) -> AppTest:
-    return AppTest.from_file(str(ROOT / path), default_timeout=TIMEOUT).run()
+def page(path: str, admin: bool = False) -> AppTest:
+    at = AppTest.from_file(str(ROOT / path), default_timeout=TIMEOUT)
+    if admin:
+        at.session_state["admin_since"] = time.time()  # signed in (sign-in itself: test_roles_pages.py)
+    return at.run()
 
 
 def table_ids(at: AppTest) -> list[str]:
@@ -109,7 +112,7 @@ def test_history_filters_by_start_date(app_env):
 
 
 def test_history_opens_a_conversation_read_only_with_feedback_and_exports(app_env):
-    at = page("views/history.py")
+    at = page("views/history.py", admin=True)
     at.selectbox(key="history_open").select("refund1").run()
     assert not at.exception
     bubbles = [m.markdown[0].value for m in at.chat_message]
@@ -146,7 +149,7 @@ def test_history_resume_opens_the_conversation_in_the_chat(app_env):
 def test_history_delete_asks_first_then_removes_it(app_env):
     store = SessionStore(connect(data_dir=app_env / "redis"))
     store.append("doomed", [{"role": "user", "content": "delete me"}, reply("ok")])
-    at = page("views/history.py")
+    at = page("views/history.py", admin=True)
     assert at.selectbox(key="history_open").value == "doomed"
     at.button(key="history_delete").click().run()
     assert any("for good?" in w.value for w in at.warning)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,10 @@ def app_env(tmp_path_factory):
 
 
 def page() -> AppTest:
-    return AppTest.from_file(str(ROOT / "views" / "knowledge_base.py"), default_timeout=TIMEOUT).run()
+    """The page as an admin (what an agent sees is in test_roles_pages.py)."""
+    at = AppTest.from_file(str(ROOT / "views" / "knowledge_base.py"), default_timeout=TIMEOUT)
+    at.session_state["admin_since"] = time.time()
+    return at.run()
 
 
 def finish_job(at: AppTest, limit: float = 120) -> AppTest:
@@ -103,6 +107,11 @@ def test_chunks_reindex_and_delete(app_env):
     assert all(len(p.text) <= 120 for d in services_kb.documents() for p in services_kb.chunks_of(d.doc_id))
     doc_count = len(services_kb.documents())
     at.button(key="kb_delete").click().run()
+    assert any("for good?" in w.value for w in at.warning)  # asks first
+    at.button(key="kb_delete_cancel").click().run()
+    assert len(services_kb.documents()) == doc_count
+    at.button(key="kb_delete").click().run()
+    at.button(key="kb_delete_confirm").click().run()
     assert not at.exception
     assert len(services_kb.documents()) == doc_count - 1
     assert any(s.value.startswith(f"{doc_count - 1} documents") for s in at.subheader)

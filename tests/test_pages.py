@@ -103,10 +103,10 @@ def test_admin_pages_are_locked_without_the_password(app_env, path):
 def test_admin_sign_in_expires_and_can_be_signed_out(app_env):
     import time
 
-    from ui.auth import SESSION_HOURS
+    from common.settings import Settings
 
     at = AppTest.from_file(str(ROOT / "views/prompts.py"), default_timeout=TIMEOUT)
-    at.session_state["admin_since"] = time.time() - SESSION_HOURS * 3600 - 1
+    at.session_state["admin_since"] = time.time() - Settings().admin_session_hours * 3600 - 1
     at.run()
     assert at.subheader[0].value == "Admin sign-in"  # expired
     at.text_input(key="admin_password_input").input("correct horse")

@@ -158,3 +158,14 @@ def test_launch_watch_stop_and_use_an_adapter_from_the_page(app_env):
     assert any("Stopped (exit code 143)" in w.value for w in at.warning)
     assert at.button(key="job_resume")  # it checkpointed on the way out
     assert not at.button(key="launch_job").disabled
+
+    # Deleting a finished job asks first.
+    stopped = at.selectbox(key="job_select").value
+    at.button(key="job_delete").click().run()
+    assert any("for good?" in w.value for w in at.warning)
+    at.button(key="job_delete_cancel").click().run()
+    assert stopped in list(at.dataframe[1].value["job"])
+    at.button(key="job_delete").click().run()
+    at.button(key="job_delete_confirm").click().run()
+    assert not at.exception
+    assert stopped not in list(at.dataframe[1].value["job"])

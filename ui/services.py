@@ -7,10 +7,13 @@ import streamlit as st
 from adapters.base import Backend
 from adapters.registry import BACKENDS, backend_class, make_backend
 from chatbot.auth import AdminAuth
+from chatbot.session_tokens import SessionTokens, load_or_create_key
+from chatbot.throttle import SignInThrottle
 from common.settings import Settings
 from chatbot.services import Services, build_services
 
-__all__ = ["BACKENDS", "backend_class", "get_auth", "get_backend", "get_services", "get_settings"]
+__all__ = ["BACKENDS", "backend_class", "get_auth", "get_backend", "get_services", "get_session_tokens",
+           "get_settings"]
 
 
 def _secrets() -> dict:
@@ -33,8 +36,20 @@ def get_services() -> Services:
 
 @st.cache_resource(show_spinner=False)
 def get_auth() -> AdminAuth:
+    """The admin password, its wrong attempts counted in the conversations' Redis (shared by every process)."""
     settings = get_settings()
-    return AdminAuth(settings.path("admin", ".keep").parent, settings.admin_password)
+    store = get_services().store
+    return AdminAuth(settings.path("admin", ".keep").parent, settings.admin_password,
+                     throttle=SignInThrottle(lambda: store.client))
+
+
+@st.cache_resource(show_spinner=False)
+def get_session_tokens() -> SessionTokens:
+    """Sign-in tokens for the browser cookie, signed with this data directory's key."""
+    settings = get_settings()
+    store = get_services().store
+    key = load_or_create_key(settings.path("admin", ".keep").parent)
+    return SessionTokens(key, lambda: store.client, lifetime=settings.admin_session_hours * 3600)
 
 
 @st.cache_resource(show_spinner="Connecting the model backend…", max_entries=8)

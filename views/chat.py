@@ -12,6 +12,7 @@ from ui.feedback import render_feedback
 from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
 from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys
 from ui.services import BACKENDS, backend_class, get_backend, get_services
+from ui.spending import metered, within_limits
 
 services = get_services()
 settings = services.settings
@@ -69,6 +70,7 @@ except ChatbotError as exc:
     st.sidebar.error(str(exc))
     st.sidebar.info("Using the offline backend until this is fixed.")
     backend = get_backend("offline")
+backend = within_limits(backend, session_id)  # over a spending limit: the offline backend, and why
 bot = services.chatbot(backend)
 
 # -- conversation ------------------------------------------------------------------------
@@ -119,7 +121,7 @@ def send(text: str) -> None:
         st.markdown(reply.user_text)
     with st.chat_message("assistant", avatar=":material/support_agent:"):
         try:
-            st.write_stream(reply)
+            st.write_stream(metered(reply))
         except BackendError as exc:
             st.error(f"No reply: {exc} Your message is kept; send it again when the backend is back.")
         except StoreUnavailable as exc:

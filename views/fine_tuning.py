@@ -17,7 +17,8 @@ from training.jobs import JobManager, JobStatus, summarise_progress
 from training.progress import format_duration
 from training.spec import METHOD_LABELS, TrainingSpec, default_method, field_help
 from training.demo import DEMO_SETTINGS
-from ui.auth import require_admin
+from ui.auth import authorized, require_admin
+from ui.confirm import ask_first, confirmed
 from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
 from ui.page_state import open_chat_with_local_model
 from ui.services import get_settings
@@ -74,6 +75,8 @@ if "job_select_pending" in st.session_state:
 
 
 def make_tiny() -> None:
+    if not authorized("train"):  # a callback runs before the page's sign-in gate
+        return
     from training.tiny_model import make_tiny_model
 
     path = make_tiny_model(manager.root / "tiny-model")
@@ -352,6 +355,9 @@ def render_job_panel(job_id: str) -> None:
         else:
             st.rerun()
     if status.finished and c3.button("Delete job", key="job_delete", help="The job's folder; its adapter stays."):
+        ask_first("job_confirm_delete", job_id)
+    if confirmed("job_confirm_delete", job_id, f"Delete job {job_id} and its folder for good? Its adapter stays.",
+                 "train", "job"):
         manager.delete(job_id)
         st.rerun()
 

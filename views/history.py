@@ -1,4 +1,4 @@
-"""History: find past conversations, read one, resume it in the chat, export or delete it."""
+"""History: find past conversations, read one, resume it in the chat; admins also export or delete it."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import streamlit as st
 from chatbot import analytics
 from common.errors import ConversationNotFound, StoreUnavailable
 from chatbot.session_server import ephemeral_storage_warning
+from ui.auth import ADMIN_ONLY, admin_hint, is_admin
 from ui.chat_view import render_message
+from ui.confirm import ask_first, confirmed
 from ui.page_state import open_conversation
 from ui.services import get_services
 
 LIMIT = 200  # conversations listed per search
 services = get_services()
 store = services.store
+admin = is_admin()
 
 
 def when(ts: float) -> str:
@@ -105,30 +108,34 @@ except (ConversationNotFound, StoreUnavailable) as exc:
 with st.container(horizontal=True):
     if st.button("Resume in chat", key="history_resume", icon=":material/chat:", type="primary"):
         open_conversation(opened)
-    st.download_button("Export JSON", analytics.to_json(conversation), file_name=f"conversation-{opened}.json",
-                       mime="application/json", key="history_export_json", icon=":material/data_object:")
-    st.download_button("Export Markdown", analytics.to_markdown(conversation), file_name=f"conversation-{opened}.md",
-                       mime="text/markdown", key="history_export_md", icon=":material/description:")
-    if st.button("Delete", key="history_delete", icon=":material/delete:"):
-        st.session_state["history_confirm_delete"] = opened
+    if admin:  # an agent's page never carries the files
+        st.download_button("Export JSON", analytics.to_json(conversation), file_name=f"conversation-{opened}.json",
+                           mime="application/json", key="history_export_json", icon=":material/data_object:")
+        st.download_button("Export Markdown", analytics.to_markdown(conversation),
+                           file_name=f"conversation-{opened}.md", mime="text/markdown", key="history_export_md",
+                           icon=":material/description:")
+    else:
+        st.button("Export JSON", key="history_export_json", icon=":material/data_object:", disabled=True,
+                  help=ADMIN_ONLY)
+        st.button("Export Markdown", key="history_export_md", icon=":material/description:", disabled=True,
+                  help=ADMIN_ONLY)
+    if st.button("Delete", key="history_delete", icon=":material/delete:", disabled=not admin,
+                 help=None if admin else ADMIN_ONLY):
+        ask_first("history_confirm_delete", opened)
+if not admin:
+    admin_hint("export or delete conversations")
 
-if st.session_state.get("history_confirm_delete") == opened:
-    st.warning(f"Delete this conversation ({len(conversation['messages'])} messages) for good?")
-    confirm = st.container(horizontal=True)
-    if confirm.button("Delete for good", key="history_delete_confirm", type="primary"):
-        try:
-            store.delete(opened)
-        except StoreUnavailable as exc:
-            st.error(str(exc))
-            st.stop()
-        st.session_state.pop("history_confirm_delete", None)
-        st.session_state.pop("history_open", None)
-        st.query_params.pop("open", None)
-        st.toast(f"Deleted conversation {opened}.", icon=":material/delete:")
-        st.rerun()
-    if confirm.button("Keep it", key="history_delete_cancel"):
-        st.session_state.pop("history_confirm_delete", None)
-        st.rerun()
+if confirmed("history_confirm_delete", opened, f"Delete this conversation ({len(conversation['messages'])} "
+             "messages) for good?", "delete_conversations", "history"):
+    try:
+        store.delete(opened)
+    except StoreUnavailable as exc:
+        st.error(str(exc))
+        st.stop()
+    st.session_state.pop("history_open", None)
+    st.query_params.pop("open", None)
+    st.toast(f"Deleted conversation {opened}.", icon=":material/delete:")
+    st.rerun()
 
 facts = [f"Started {when(conversation['created'])}", f"last active {when(conversation['updated'])}",
          f"{conversation['turns']} turn(s)"]

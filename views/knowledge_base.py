@@ -1,5 +1,6 @@
 """Knowledge base: upload documents with per-file progress, list, inspect and delete them,
-re-index after changing the chunk settings, and try a search."""
+re-index after changing the chunk settings, and try a search. Agents read and search; admins
+also upload, delete and re-index."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ import streamlit as st
 from common.errors import ChatbotError
 from ui.knowledge_jobs import (FUSION_METHODS, MAX_UPLOAD_MB, RETRIEVER_MODES, UPLOAD_TYPES, IngestionJob,
                                job_progress, large_uploads, literal, reindex_job, upload_job)
+from ui.auth import ADMIN_ONLY, admin_hint, authorized, is_admin
+from ui.confirm import ask_first, confirmed
 from ui.services import get_services
 
 services = get_services()
 kb = services.knowledge
+admin = is_admin()
+locked_help = None if admin else ADMIN_ONLY
 
 ICONS = {"waiting": "⏳", "reading": "📄", "embedding": "⚙️", "added": "✅", "updated": "🔁",
          "unchanged": "⏭️", "error": "❌", "cancelled": "⛔"}
@@ -66,14 +71,17 @@ def render_job() -> None:
 
 # -- add documents ------------------------------------------------------------------------
 st.subheader("Add documents")
+if not admin:
+    admin_hint("change_knowledge")
 with st.form("kb_upload_form", clear_on_submit=True, border=False):
     files = st.file_uploader(
         "Markdown, text, PDF, HTML, or FAQ CSV/JSONL (question and answer columns)",
         type=UPLOAD_TYPES, accept_multiple_files=True, key="kb_upload",
-        max_upload_size=MAX_UPLOAD_MB,
+        max_upload_size=MAX_UPLOAD_MB, disabled=not admin,
     )
-    submitted = st.form_submit_button("Ingest", key="kb_ingest", icon=":material/upload:")
-if submitted:
+    submitted = st.form_submit_button("Ingest", key="kb_ingest", icon=":material/upload:", disabled=not admin,
+                                      help=locked_help)
+if submitted and authorized("change_knowledge"):
     if job_running():
         st.warning("An ingestion is already running; wait for it or cancel it.")
     elif files:
@@ -89,7 +97,8 @@ if pending := st.session_state.get("kb_pending"):
     for warning in large_uploads(kb, [(name, len(data)) for name, data in pending]):
         st.warning(literal(warning), icon=":material/hourglass:")
     go, drop = st.columns(2)
-    if go.button("Ingest anyway", key="kb_ingest_large", icon=":material/upload:", disabled=job_running()):
+    if go.button("Ingest anyway", key="kb_ingest_large", icon=":material/upload:", disabled=job_running()) \
+            and authorized("change_knowledge"):
         st.session_state.pop("kb_pending")
         st.session_state["kb_job_seen"] = False
         start(lambda: upload_job(kb, pending))
@@ -125,7 +134,11 @@ if docs:
         for p in kb.chunks_of(choice.doc_id):
             st.markdown(f"**Chunk {p.chunk}** · {literal(p.heading or p.title)}")
             st.text(p.text)
-    if delete.button("Delete document", key="kb_delete", icon=":material/delete:", disabled=job_running()):
+    if delete.button("Delete document", key="kb_delete", icon=":material/delete:", disabled=job_running() or not admin,
+                     help=locked_help):
+        ask_first("kb_confirm_delete", choice.doc_id)
+    if confirmed("kb_confirm_delete", choice.doc_id, f"Delete {literal(choice.source)} ({choice.chunks} chunks) "
+                 "from the knowledge base for good?", "change_knowledge", "kb"):
         try:
             # Waits its turn if another process (an ingestion from the command line) is writing.
             with st.spinner("Deleting…"):
@@ -140,14 +153,17 @@ elif not store_error:
 
 # -- chunk settings and re-index --------------------------------------------------------------
 with st.expander("Chunk settings and re-index"):
+    if not admin:
+        admin_hint("change_knowledge")
     size = st.number_input("Chunk size (characters)", min_value=100, max_value=8000, step=50,
-                           value=kb.chunking.size, key="kb_chunk_size")
+                           value=kb.chunking.size, key="kb_chunk_size", disabled=not admin)
     overlap = st.number_input("Overlap (characters)", min_value=0, max_value=4000, step=10,
-                              value=kb.chunking.overlap, key="kb_chunk_overlap")
+                              value=kb.chunking.overlap, key="kb_chunk_overlap", disabled=not admin)
     stale = [d for d in docs if (d.chunk_size, d.chunk_overlap) != (kb.chunking.size, kb.chunking.overlap)]
     if stale:
         st.warning(f"{len(stale)} documents were chunked with other settings; re-index to apply these.")
-    if st.button("Re-index everything", key="kb_reindex", icon=":material/refresh:", disabled=job_running()):
+    if st.button("Re-index everything", key="kb_reindex", icon=":material/refresh:", disabled=job_running() or not admin,
+                 help=locked_help) and authorized("change_knowledge"):
         st.session_state["kb_job_seen"] = False
         start(lambda: reindex_job(kb, size, overlap))
         if job_running():

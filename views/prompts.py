@@ -11,9 +11,10 @@ import yaml
 
 from common.errors import ChatbotError, PromptValidationError, StaleVersionError
 from chatbot.prompts import PromptLibrary, load_variables, parse_template, skeleton
-from ui.auth import require_admin
+from ui.auth import ADMIN_ONLY, is_admin, require_admin
 from ui.page_state import CUSTOMER_TIERS
 from ui.services import BACKENDS, backend_class, get_backend, get_services
+from ui.spending import metered, within_limits
 
 require_admin()
 
@@ -66,7 +67,17 @@ def load_editor(name: str) -> None:
 
 
 # -- actions (callbacks run before the page, so they may reset widgets) -------------------------
+def still_admin(place: str) -> bool:
+    """Callbacks run before the page's sign-in gate: each change checks the role itself."""
+    if is_admin():
+        return True
+    flash("error", f"Not changed. {ADMIN_ONLY} to edit, publish or roll back prompts.", place=place)
+    return False
+
+
 def save(name: str, publish: bool) -> None:
+    if not still_admin("edit"):
+        return
     text, base = ss[editor_key(name)], ss[base_key(name)]
     try:
         info = library.save(name, text, author=ss.get("prompts_author", ""), base_version=base,
@@ -97,6 +108,8 @@ def validate(name: str) -> None:
 
 
 def set_production(name: str, version: int, rollback: bool, seen: int) -> None:
+    if not still_admin("history"):
+        return
     try:
         action = library.rollback if rollback else library.publish
         # `seen` is the production this admin was looking at: a move by someone else since is refused.
@@ -108,6 +121,8 @@ def set_production(name: str, version: int, rollback: bool, seen: int) -> None:
 
 
 def create(name: str) -> None:
+    if not still_admin("new"):
+        return
     try:
         library.save(name, skeleton(name), author=ss.get("prompts_author", ""), base_version=0,
                      message="New template", publish=False)
@@ -284,6 +299,7 @@ with test_tab:
         except ChatbotError as exc:
             st.warning(f"{exc} The preview below uses the offline backend.")
             backend = get_backend("offline")
+        backend = within_limits(backend)  # test replies count against the same spending limits
         try:
             preview = services.chatbot(backend).preview(
                 query, template=template, version=version, customer_tier=tier, variables=variables, top_k=int(k))
@@ -303,7 +319,7 @@ with test_tab:
         if st.button("Send test message", key="prompts_test_send", disabled=not query.strip()):
             try:
                 with st.chat_message("assistant", avatar=":material/science:"):
-                    text = st.write_stream(preview.reply)
+                    text = st.write_stream(metered(preview.reply))
                 ss["prompts_test_reply"] = {"text": text, "reasoning": preview.reply.reasoning,
                                             "backend": backend.name, "template": name,
                                             "version": version or "unsaved"}

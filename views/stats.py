@@ -1,4 +1,4 @@
-"""Stats: how the assistant is doing across conversations, as charts."""
+"""Stats: how the assistant is doing across conversations, as charts, and the API spend against its limits."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import streamlit as st
 from chatbot import analytics
 from common.errors import StoreUnavailable
 from ui.services import get_services
+from ui.spending import render_spending
 
 PERIODS = {"Last 24 hours": 1, "Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90, "All time": 0}
 MAX_CONVERSATIONS = 2000  # the most recent ones in the period; keeps the page fast on a busy desk
@@ -22,6 +23,12 @@ def ms(value: float | None) -> str:
 
 def share(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
+
+
+def spending_section() -> None:
+    st.subheader("API spending", help="OpenAI, Anthropic and Ollama turns, against the limits in the settings. "
+                                      "Over a limit the chat answers from the offline backend.")
+    render_spending()
 
 
 st.title("Stats")
@@ -37,6 +44,7 @@ except StoreUnavailable as exc:
 numbers = analytics.overview(conversations, since)
 if not numbers["turns"] and not numbers["failed_turns"]:
     st.info("No conversations in this period yet.", icon=":material/query_stats:")
+    spending_section()
     st.stop()
 if len(ids) == MAX_CONVERSATIONS:
     st.caption(f"Based on the {MAX_CONVERSATIONS:,} most recently active conversations of the period.")
@@ -95,3 +103,5 @@ cols[0].metric("Thumbs up", feedback["up"])
 cols[1].metric("Thumbs down", feedback["down"])
 cols[2].metric("Comments", feedback["comments"])
 cols[3].metric("Approved for training", feedback["approved"])
+
+spending_section()
