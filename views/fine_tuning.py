@@ -294,7 +294,7 @@ def render_new_job(built: ds.BuiltDataset | None) -> None:
         st.info("Choose a dataset in the Dataset tab first.")
     if active:
         st.warning(f"Job {active.id} is running: one job at a time. Stop it or wait for it to finish.")
-    if is_bundled(base_model) and not cuda and spec.max_steps > 200:
+    if is_bundled(base_model) and not cuda and built and spec.planned_steps(len(built.train)) > 200:
         st.info("Tip: the CPU demo preset above trains SmolLM2 in minutes.")
     if st.button("Launch training job", type="primary", key="launch_job",
                  disabled=bool(problems) or built is None or active is not None):
