@@ -6,7 +6,9 @@ chat-only install (requirements.txt) needs neither torch nor sentence-transforme
 builds nothing. Another model folder (CHATBOT_EMBEDDING_MODEL) that is a BERT encoder with mean
 pooling is turned into the same graph from its safetensors weights with the `onnx` package, once
 per data directory (`knowledge/bert_onnx.py`). Any other model falls back to
-sentence-transformers, installed by requirements-train.txt only.
+sentence-transformers. Both `onnx` and sentence-transformers come with requirements-train.txt:
+the chat-only install runs the shipped graph with onnxruntime alone (onnx is 33 MB installed and
+takes seconds to import).
 
 Why this path (measured here, 2 cores): the graph gives sentence-transformers' vectors to within
 2e-7 (float32 weights) or 1e-6 cosine (the shipped float16 weights), where exporting through torch
@@ -207,9 +209,9 @@ class _SentenceTransformersEncoder:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise ConfigurationError(
-                f"The embedding model {model_path} is not a BERT encoder with mean pooling, so it needs "
-                f"sentence-transformers, which the chat-only install leaves out: run `{TRAIN_INSTALL}`, "
-                "or unset CHATBOT_EMBEDDING_MODEL to use the shipped model."
+                f"The embedding model {model_path} needs what the chat-only install leaves out (onnx to build "
+                f"the graph of a BERT model, sentence-transformers for any other): run `{TRAIN_INSTALL}`, or "
+                "unset CHATBOT_EMBEDDING_MODEL to use the shipped model."
             ) from exc
 
         self._model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
