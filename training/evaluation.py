@@ -82,16 +82,7 @@ def compare_replies(model: Any, tokenizer: Any, examples: list[dict[str, Any]], 
         with model.disable_adapter():
             replies["base"] += generate_replies(model, tokenizer, prompts, max_new_tokens, batch_size)
         replies["adapter"] += generate_replies(model, tokenizer, prompts, max_new_tokens, batch_size)
-    rows = []
-    for example, base, tuned in zip(examples, replies["base"], replies["adapter"]):
-        reference = example["completion"][0]["content"]
-        last_user = next((m["content"] for m in reversed(example["prompt"]) if m["role"] == "user"), "")
-        rows.append({"prompt": last_user, "reference": reference, "base": base, "adapter": tuned,
-                     "rouge_l_base": rouge_l(base, reference), "rouge_l_adapter": rouge_l(tuned, reference)})
-    sims = embedding_similarities([(r[k], r["reference"]) for r in rows for k in ("base", "adapter")], embed)
-    if sims is not None:
-        for i, row in enumerate(rows):
-            row["similarity_base"], row["similarity_adapter"] = sims[2 * i], sims[2 * i + 1]
+    rows = comparison_rows(examples, replies["base"], replies["adapter"], embed)
     return {"rows": rows, "summary": summarise(rows)}
 
 
@@ -191,16 +182,7 @@ def evaluate_adapter(adapter_dir: str, examples: list[dict[str, Any]], max_new_t
             out[f"perplexity_{which}"] = round(math.exp(min(out[f"eval_loss_{which}"], 50)), 3)
             say(f"{which}: generating {len(examples)} replies")
             out[f"replies_{which}"] = generate_replies(model, tokenizer, prompts, max_new_tokens, batch_size)
-    rows = []
-    for example, b, a in zip(examples, out.pop("replies_base"), out.pop("replies_adapter")):
-        reference = example["completion"][0]["content"]
-        last_user = next((m["content"] for m in reversed(example["prompt"]) if m["role"] == "user"), "")
-        rows.append({"prompt": last_user, "reference": reference, "base": b, "adapter": a,
-                     "rouge_l_base": rouge_l(b, reference), "rouge_l_adapter": rouge_l(a, reference)})
-    sims = embedding_similarities([(r[k], r["reference"]) for r in rows for k in ("base", "adapter")], embed)
-    if sims is not None:
-        for i, row in enumerate(rows):
-            row["similarity_base"], row["similarity_adapter"] = sims[2 * i], sims[2 * i + 1]
+    rows = comparison_rows(examples, out.pop("replies_base"), out.pop("replies_adapter"), embed)
     out.update(summarise(rows))
     out["seconds"] = round(time.monotonic() - started, 1)
     out["rows"] = rows
@@ -212,3 +194,20 @@ def load_base_path(base_model: str) -> str:
     from adapters.bundled import resolve_model_path
 
     return resolve_model_path(base_model)
+
+
+def comparison_rows(examples: list[dict], base: list[str], adapter: list[str], embed) -> list[dict]:
+    """One row per example: its last customer message, the reference reply, both models' replies,
+    their ROUGE-L and, where `embed` is given, their embedding similarity to the reference."""
+    rows = []
+    for example, base_reply, adapter_reply in zip(examples, base, adapter):
+        reference = example["completion"][0]["content"]
+        last_user = next((m["content"] for m in reversed(example["prompt"]) if m["role"] == "user"), "")
+        rows.append({"prompt": last_user, "reference": reference, "base": base_reply, "adapter": adapter_reply,
+                     "rouge_l_base": rouge_l(base_reply, reference),
+                     "rouge_l_adapter": rouge_l(adapter_reply, reference)})
+    sims = embedding_similarities([(r[k], r["reference"]) for r in rows for k in ("base", "adapter")], embed)
+    if sims is not None:
+        for i, row in enumerate(rows):
+            row["similarity_base"], row["similarity_adapter"] = sims[2 * i], sims[2 * i + 1]
+    return rows
