@@ -69,21 +69,46 @@ def test_a_reindex_job_rechunks_with_the_new_settings(kb, force):
     assert kb.chunking == ChunkSettings(120, 20) and not kb.needs_reindex()
 
 
-def test_progress_counts_chunks_done_of_chunks_expected_and_time_left(kb):
+class PausingEmbedder:
+    """The real embedder, pausing before its second batch until the test has read the progress line."""
+
+    def __init__(self, embedder):
+        self.embedder, self.dimension = embedder, embedder.dimension
+        self.calls, self.paused, self.resume = 0, threading.Event(), threading.Event()
+
+    def embed(self, texts, batch_size: int = 64):
+        self.calls += 1
+        if self.calls == 2:
+            self.paused.set()
+            self.resume.wait(60)
+        return self.embedder.embed(texts, batch_size=batch_size)
+
+    def embed_one(self, text):
+        return self.embedder.embed_one(text)
+
+
+def test_progress_counts_chunks_done_of_chunks_expected_and_time_left(tmp_path, embedder, monkeypatch):
     from ui.knowledge_jobs import job_progress
 
+    monkeypatch.setattr(ingest, "EMBED_BATCH", 16)  # several batches, so progress shows between them
+    pausing = PausingEmbedder(embedder)
+    kb = make_kb(tmp_path, pausing)
     text = "\n\n".join(f"Section {i}. " + "The doorbell battery lasts longer with fewer motion events. " * 12
                        for i in range(120))
-    job = IngestionJob(kb, uploads=[("battery.txt", text.encode())])
-    estimate = job.chunks_expected
-    assert estimate > 50  # estimated from the file's size before anything is read
-    lines = []
-    job.start()
-    while job.running:
-        if job.chunks_written:
-            lines.append(job_progress(job)[1])
-        job.wait(0.05)
-    written = job.files[0].chunks
-    assert job.files[0].state == "added" and job.chunks_written == written == job.chunks_expected
-    assert abs(written - estimate) / written < 0.5  # the size estimate was in the right range
-    assert any(f"of {written:,} chunks" in line and "left" in line for line in lines), lines
+    try:
+        job = IngestionJob(kb, uploads=[("battery.txt", text.encode())])
+        estimate = job.chunks_expected
+        assert estimate > 50  # estimated from the file's size before anything is read
+        job.start()
+        assert pausing.paused.wait(120)  # one batch written, the next one held
+        fraction, line = job_progress(job)
+        pausing.resume.set()
+        assert job.wait(120) and not job.error
+        written = job.files[0].chunks
+        assert job.files[0].state == "added" and job.chunks_written == written == job.chunks_expected
+        assert abs(written - estimate) / written < 0.5  # the size estimate was in the right range
+        assert f"16 of {written:,} chunks" in line and "left" in line, line
+        assert 0 < fraction < 1
+    finally:
+        pausing.resume.set()
+        kb.close()
