@@ -27,6 +27,7 @@ from chatbot.analytics import ConversationSummary, merge_feedback, summary_field
 from chatbot.session_scripts import APPEND_TURN, DELETE_CONVERSATION, SET_FEEDBACK
 from chatbot.session_server import as_text, connect, restart_errors, retire
 from common.errors import ConversationNotFound, StoreUnavailable
+from common.redaction import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 INDEX = "chatbot:conversations"
@@ -193,12 +194,15 @@ class SessionStore:
             raise
 
     def set_feedback(self, session_id: str, index: int, score: int | None, comment: str = "") -> None:
-        """Thumbs (1 up, 0 down, None cleared) and an optional comment on the reply at `index`."""
+        """Thumbs (1 up, 0 down, None cleared) and an optional comment on the reply at `index`.
+
+        The comment is redacted like a customer's message: agents paste what the customer wrote.
+        """
         if score not in (None, 0, 1):
             raise ValueError("score must be 1 (up), 0 (down) or None")
         now = repr(self.clock()) if score is not None or comment.strip() else ""
         self._set_feedback_fields(session_id, index, [
-            "score", "" if score is None else str(score), "comment", comment.strip(), "at", now,
+            "score", "" if score is None else str(score), "comment", redact(comment.strip()), "at", now,
         ])
 
     def set_approved(self, session_id: str, index: int, approved: bool) -> None:

@@ -64,3 +64,10 @@ def test_conversations_stored_before_redaction_leave_the_app_without_secrets():
     examples = from_conversations([raw]).examples
     assert examples and examples[0]["prompt"][-1]["content"] == "card [card number], password [redacted]"
     assert "4111" not in analytics.to_json(raw) and "hunter2" not in analytics.to_markdown(raw)
+
+
+def test_a_feedback_comment_is_stored_without_the_secret_an_agent_pasted(store):
+    store.append("s", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}])
+    store.set_feedback("s", 1, 0, "customer gave card 4111 1111 1111 1111, reply ignored it")
+    comment = store.conversation("s")["messages"][1]["feedback"]["comment"]
+    assert "4111" not in comment and "[card number]" in comment and "reply ignored it" in comment
