@@ -67,6 +67,13 @@ def _store_call(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _holds(text: str, needle: str) -> bool:
+    """Whether `needle` (case-folded) is in the text as an agent may see it: secrets in conversations
+    stored before redaction existed never match. Redacting only the few texts that match keeps a
+    search over thousands of conversations fast."""
+    return needle in text.casefold() and needle in redact(text).casefold()
+
+
 class SessionStore:
     """Messages with their metadata and the conversation state, per conversation id."""
 
@@ -315,7 +322,7 @@ class SessionStore:
             ]
             if needle and candidates:
                 texts = self._contents([s.id for s in candidates])
-                candidates = [s for s in candidates if needle in s.title.casefold() or needle in texts[s.id]]
+                candidates = [s for s in candidates if _holds(s.title, needle) or _holds(texts[s.id], needle)]
             matches += candidates
             if len(matches) >= limit:
                 break
@@ -323,7 +330,7 @@ class SessionStore:
 
     @_store_call
     def _contents(self, ids: list[str]) -> dict[str, str]:
-        """Every message's text per conversation, lower-cased for matching."""
+        """Every message's text per conversation."""
         pipe = self.client.pipeline(transaction=False)
         for session_id in ids:
             pipe.get(_key(session_id, "text"))
@@ -335,4 +342,4 @@ class SessionStore:
             pipe.lrange(_key(session_id, "messages"), 0, -1)
         for session_id, raws in zip(older, pipe.execute()):
             texts[session_id] = "\n".join(json.loads(raw).get("content", "") for raw in raws)
-        return {sid: as_text(text).casefold() for sid, text in texts.items()}
+        return {sid: as_text(text) for sid, text in texts.items()}

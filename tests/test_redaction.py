@@ -71,3 +71,11 @@ def test_a_feedback_comment_is_stored_without_the_secret_an_agent_pasted(store):
     store.set_feedback("s", 1, 0, "customer gave card 4111 1111 1111 1111, reply ignored it")
     comment = store.conversation("s")["messages"][1]["feedback"]["comment"]
     assert "4111" not in comment and "[card number]" in comment and "reply ignored it" in comment
+
+
+def test_history_search_never_finds_a_secret_stored_before_redaction_existed(store):
+    # written straight to the store, as conversations stored by an older release were
+    store.append("old", [{"role": "user", "content": "Refund to card 4111 1111 1111 1111 please"},
+                         {"role": "assistant", "content": "Done"}])
+    assert [s.id for s in store.search(text="refund to card")] == ["old"]
+    assert store.search(text="4111 1111") == []
