@@ -106,8 +106,11 @@ class IntentRouter(IntentHead):
 
     # -- persistence --------------------------------------------------------------
 
-    def save(self, path: str | Path) -> None:
-        """Write the fitted router to one .npz file (arrays and JSON; no pickle), atomically."""
+    def save(self, path: str | Path, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Write the fitted router to one .npz file (arrays and JSON; no pickle), atomically.
+
+        `extra` arrays are stored beside the router's own (`load` ignores them).
+        """
         if self._head is None:
             raise ValueError("nothing to save: the router is not trained")
         head = self._head
@@ -117,7 +120,7 @@ class IntentRouter(IntentHead):
             "margin": self.margin, "classes": head["classes"],
             "blocks": [{"analyzer": b["analyzer"], "ngrams": b["ngrams"]} for b in head["text_blocks"]],
         }
-        arrays = {"meta": np.array(json.dumps(meta)), "intercept": head["intercept"],
+        arrays = {**(extra or {}), "meta": np.array(json.dumps(meta)), "intercept": head["intercept"],
                   "embedding_weights": head["embedding_weights"], "vectors": head["vectors"], "labels": head["labels"]}
         for i, block in enumerate(head["text_blocks"]):
             terms = sorted(block["vocabulary"], key=block["vocabulary"].get)
@@ -170,6 +173,11 @@ def router_for_routes(routes: Sequence[Route], embedder: "Embedder", cache_dir: 
             return IntentRouter.load(path, embedder=embedder)
         except (OSError, ValueError, KeyError, EOFError) as exc:
             log.warning("refitting the router: cached %s is unreadable (%s)", path, exc)
+    from chatbot.shipped_router import load_shipped_router  # here: it imports this module
+
+    shipped = load_shipped_router(routes, embedder)
+    if shipped is not None:
+        return shipped
     texts = [u for r in routes for u in r.utterances]
     labels = [r.name for r in routes for _ in r.utterances]
     router = IntentRouter(routes, embedder=embedder).fit(texts, labels, embedder.embed(texts))

@@ -1,4 +1,5 @@
-"""`evaluate-routing`: train the intent router on one CSV file and score it on another."""
+"""`evaluate-routing`: train the intent router on one CSV file and score it on another.
+`shipped-router`: after editing chatbot/intents.yaml, ship the router fitted on it."""
 
 from __future__ import annotations
 
@@ -25,6 +26,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label-names", action=argparse.BooleanOptionalAction, default=True,
                         help="also train on each label written as words (card_arrival -> 'card arrival'); default on")
     parser.set_defaults(func=run_evaluate_routing)
+    shipped = subparsers.add_parser(
+        "shipped-router", help="after editing chatbot/intents.yaml: ship the router fitted on it for a fast first start")
+    shipped.set_defaults(func=run_shipped_router)
+
+
+def run_shipped_router(args: argparse.Namespace) -> int:
+    from chatbot.routes import default_routes_path, load_routes
+    from chatbot.shipped_router import SHIPPED_ROUTER, write_shipped_router
+    from common.settings import Settings
+    from knowledge.embeddings import shared_embedder
+
+    count = write_shipped_router(load_routes(default_routes_path()), shared_embedder(Settings.load().embedding_model))
+    print(f"fitted on {count} utterances; wrote {SHIPPED_ROUTER}")
+    return 0
 
 
 def run_evaluate_routing(args: argparse.Namespace) -> int:
