@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chatbot.bot import cited_numbers
+from chatbot.citations import cited_numbers
 
 
 def _ms(value: float | None) -> str:
