@@ -42,6 +42,7 @@ class AnthropicBackend(RemoteBackend):
     timeout_errors = (anthropic.APITimeoutError, httpx2.TimeoutException)
     connection_errors = (anthropic.APIConnectionError, httpx2.TransportError)
     api_errors = (anthropic.AnthropicError,)
+    dropped_errors = (httpx2.RemoteProtocolError,)
     stream_errors = (anthropic.AnthropicError, httpx2.HTTPError, ValueError)
 
     def __init__(

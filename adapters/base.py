@@ -92,6 +92,9 @@ class RemoteBackend(Backend):
     connection_errors: Errors = ()
     # Errors the server reported (any status, or an error event inside the stream).
     api_errors: Errors = ()
+    # The server answered, then dropped the connection: found on the error or its cause, these are
+    # shown as a reply cut off, not as a server that cannot be reached.
+    dropped_errors: Errors = ()
     # What reading the stream can raise once text has reached the reader.
     stream_errors: Errors = (ValueError,)
 
@@ -208,7 +211,7 @@ class RemoteBackend(Backend):
     def _translate(self, exc: Exception) -> BackendError:
         """The typed error a failed request is shown as, with the provider, status and any wait asked for."""
         who = self.label
-        if isinstance(exc, NoTextYet):
+        if isinstance(exc, NoTextYet) or self._dropped(exc):
             error = BackendStreamBroken(f"{who} closed the reply before sending any text; ask again.")
         elif isinstance(exc, self.timeout_errors):
             error = BackendTimeout(f"{who} did not answer within {self.timeout:g} s; try again.")
@@ -217,6 +220,16 @@ class RemoteBackend(Backend):
         else:
             error = self._status_error(exc) or BackendError(f"{who} failed: {self._reason(exc)}")
         return self._with_fields(error, exc)
+
+    def _dropped(self, exc: BaseException | None) -> bool:
+        """Whether the connection broke after the server had started answering."""
+        for _ in range(3):  # the error, its cause, the cause's cause: SDKs wrap their transport's errors
+            if exc is None:
+                return False
+            if isinstance(exc, self.dropped_errors):
+                return True
+            exc = exc.__cause__ or exc.__context__
+        return False
 
     def _with_fields(self, error: BackendError, exc: Exception) -> BackendError:
         error.provider = error.provider or self.name

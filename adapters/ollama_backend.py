@@ -31,6 +31,7 @@ class OllamaBackend(RemoteBackend):
     # The client raises the built-in ConnectionError when nothing listens at the host.
     connection_errors = (ConnectionError, httpx.TransportError)
     api_errors = (ollama.ResponseError,)
+    dropped_errors = (httpx.RemoteProtocolError,)
     stream_errors = (ollama.ResponseError, httpx.HTTPError, ValueError)
 
     def __init__(
@@ -106,6 +107,8 @@ class OllamaBackend(RemoteBackend):
             return BackendError(f"Ollama has no model '{self.model}': run `ollama pull {self.model}`.")
         if status == 429:
             return BackendRateLimited("Ollama is limiting requests (429); wait a minute and try again.")
-        if status >= 500 or status == IN_STREAM:
+        if status == IN_STREAM:
             return BackendUnavailable(f"Ollama failed while answering: {detail}")
+        if status >= 500:
+            return BackendUnavailable(f"Ollama is having trouble ({status}); try again shortly. {detail}")
         return BackendError(f"Ollama rejected the request ({status}): {detail}")

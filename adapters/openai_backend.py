@@ -40,6 +40,7 @@ class OpenAIBackend(RemoteBackend):
     timeout_errors = (openai.APITimeoutError, httpx2.TimeoutException)
     connection_errors = (openai.APIConnectionError, httpx2.TransportError)
     api_errors = (openai.OpenAIError,)
+    dropped_errors = (httpx2.RemoteProtocolError,)
     stream_errors = (openai.OpenAIError, httpx2.HTTPError, ValueError)
 
     def __init__(
