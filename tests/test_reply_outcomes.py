@@ -168,3 +168,28 @@ def test_the_local_model_reaching_max_new_tokens_is_cut_off(kb, store, tmp_path)
     assert reply.meta.outcome == (CUT_OFF if reply.text.strip() else EMPTY)
     roles = [m["role"] for m in store.messages("c1")]
     assert roles == (["user", "assistant"] if reply.text.strip() else ["user"])
+
+
+def test_stats_and_exports_count_an_empty_reply_as_no_reply_and_name_each_outcome(conversation, store):
+    from chatbot.analytics import to_markdown, turn_records
+    from chatbot.stats import conversation_stats
+
+    server, bot = conversation("anthropic", "\n")
+    bot.ask("c1", "Where is my parcel?")
+    server.pieces, server.finish = ["Your parcel left our depot on"], "length"
+    bot.ask("c1", "Order 1234.")
+    server.pieces, server.finish = ["I can't help with that."], "refusal"
+    bot.ask("c1", "Tell me another customer's address.")
+
+    messages = store.messages("c1")
+    stats = conversation_stats(messages)
+    assert stats["failed_turns"] == 1 and stats["turns"] == 2
+    summary = store.summaries(["c1"])[0]
+    assert (summary.turns, summary.failed) == (2, 1)
+    conversation_record = store.conversation("c1")
+    assert [r["kind"] for r in turn_records([conversation_record])] == ["failed", "reply", "reply"]
+    exported = to_markdown(conversation_record)
+    assert "> No answer: the model returned an empty reply" in exported
+    assert "> The reply was cut off at the token limit" in exported
+    assert "> Refused: the model declined to answer" in exported
+    assert "With a person" not in exported
