@@ -12,7 +12,7 @@ from common.types import ChatRequest, Usage
 from adapters.base import Backend
 from common.errors import BackendError, InputRejected
 from chatbot.memory import ConversationMemory, extractive_summary
-from chatbot.outcomes import keeps_customer_message, read_outcome, turn_texts
+from chatbot.outcomes import ANSWER, keeps_customer_message, read_outcome, turn_texts
 from chatbot.prompt_template import PromptTemplate
 from chatbot.prompts import PromptLibrary, RenderedPrompt
 from chatbot.reasoning import ReasoningFilter
@@ -425,7 +425,11 @@ class Chatbot:
             temperature=prompt.temperature, max_tokens=prompt.max_tokens,
         )
         try:
-            return self.backend.complete(request)
+            pieces = list(self.backend.stream(request))
         except BackendError:
             # A failed summary must not lose the turn: fall back to the offline method.
             return extractive_summary(previous, folded)
+        # So does a summary that is blank, cut off or refused: it would stand for the old turns.
+        text = "".join(p for p in pieces if isinstance(p, str))
+        stop = next((p.stop_reason for p in pieces if isinstance(p, Usage)), "")
+        return text if read_outcome(text, stop) == ANSWER else extractive_summary(previous, folded)

@@ -193,3 +193,28 @@ def test_stats_and_exports_count_an_empty_reply_as_no_reply_and_name_each_outcom
     assert "> The reply was cut off at the token limit" in exported
     assert "> Refused: the model declined to answer" in exported
     assert "With a person" not in exported
+
+
+class SummaryCutOffServer(AnthropicServer):
+    """Answers the turns in full, but stops every summary of old turns at the token limit."""
+
+    def stream_frames(self, body: dict):
+        summary = "Summary so far:" in str(body["messages"][-1]["content"])
+        pieces, finish = self.pieces, self.finish
+        if summary:
+            self.pieces, self.finish = ["The customer asked about"], "length"
+        try:
+            return super().stream_frames(body)
+        finally:
+            self.pieces, self.finish = pieces, finish
+
+
+def test_a_summary_cut_off_at_the_token_limit_is_not_kept_as_the_summary(kb, store):
+    with SummaryCutOffServer(ANSWER) as server:
+        backend = AnthropicBackend(api_key=KEY, base_url=server.base_url, timeout=5.0, max_retries=0)
+        bot = Chatbot(knowledge=kb, backend=backend, store=store, window_messages=2)
+        for text in ("My camera is offline.", "It still is.", "Any other idea?"):
+            assert bot.ask("c1", text).text == ANSWER
+    summary = store.state("c1")["memory"]["summary"]
+    assert summary and "The customer asked about" not in summary
+    assert "- Customer: My camera is offline." in summary  # the offline method's summary instead
