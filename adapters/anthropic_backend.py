@@ -15,7 +15,7 @@ from common.errors import (
     BackendUnavailable,
     ConfigurationError,
 )
-from common.types import ChatRequest
+from common.types import ChatRequest, Stop
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -27,6 +27,9 @@ MISSING_KEY = (
 )
 # Error types that an `error` event inside a 200 stream carries, as the status they stand for.
 STREAM_ERROR_STATUS = {"rate_limit_error": 429, "overloaded_error": 529, "api_error": 500}
+# stop_reason as the product names it; others ("tool_use", "pause_turn") pass through as they are.
+STOP_REASONS = {"end_turn": Stop.END, "stop_sequence": Stop.END, "max_tokens": Stop.LENGTH,
+                "model_context_window_exceeded": Stop.LENGTH, "refusal": Stop.REFUSAL}
 
 
 class AnthropicBackend(RemoteBackend):
@@ -39,6 +42,7 @@ class AnthropicBackend(RemoteBackend):
     timeout_errors = (anthropic.APITimeoutError, httpx2.TimeoutException)
     connection_errors = (anthropic.APIConnectionError, httpx2.TransportError)
     api_errors = (anthropic.AnthropicError,)
+    dropped_errors = (httpx2.RemoteProtocolError,)
     stream_errors = (anthropic.AnthropicError, httpx2.HTTPError, ValueError)
 
     def __init__(
@@ -97,7 +101,9 @@ class AnthropicBackend(RemoteBackend):
             usage = event.usage
             # Input tokens here, when present, are cumulative: they replace those of message_start.
             prompt = _input_tokens(usage) if usage.input_tokens is not None else None
-            return StreamEvent(input_tokens=prompt, output_tokens=usage.output_tokens)
+            reason = event.delta.stop_reason or ""
+            return StreamEvent(input_tokens=prompt, output_tokens=usage.output_tokens,
+                               stop_reason=STOP_REASONS.get(reason, reason))
         return StreamEvent(finished=event.type == "message_stop")
 
     def _status(self, exc: Exception) -> int | None:

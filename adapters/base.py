@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from common.errors import BackendError, BackendStreamBroken, BackendTimeout, BackendUnavailable
-from common.types import ChatRequest, Usage
+from common.types import ChatRequest, Stop, Usage
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -27,16 +27,21 @@ class NoTextYet(Exception):
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """One provider event, read: text, token counts (None where it reports none), whether it ends the reply."""
+    """One provider event, read: text, token counts (None where it reports none), whether it ends the reply.
+
+    `stop_reason` is why the model stopped, where the event says (a `Stop` value or the provider's
+    own word); a refusal's text comes as `text` with `stop_reason` Stop.REFUSAL.
+    """
 
     text: str = ""
     input_tokens: int | None = None
     output_tokens: int | None = None
     finished: bool = False
+    stop_reason: str = ""
 
 
 class Backend(ABC):
-    """An LLM backend: `stream` yields text pieces and, last, at most one `Usage`."""
+    """An LLM backend: `stream` yields text pieces and, last, at most one `Usage` (with the stop reason)."""
 
     name: str = "base"
     model: str = ""
@@ -87,6 +92,9 @@ class RemoteBackend(Backend):
     connection_errors: Errors = ()
     # Errors the server reported (any status, or an error event inside the stream).
     api_errors: Errors = ()
+    # The server answered, then dropped the connection: found on the error or its cause, these are
+    # shown as a reply cut off, not as a server that cannot be reached.
+    dropped_errors: Errors = ()
     # What reading the stream can raise once text has reached the reader.
     stream_errors: Errors = (ValueError,)
 
@@ -149,7 +157,7 @@ class RemoteBackend(Backend):
     # -- the shared machinery
 
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
-        """Yield the reply's text as it arrives, then the usage the server reported."""
+        """Yield the reply's text as it arrives, then the usage and the stop reason the server reported."""
         response, events, head = with_retries(
             lambda: self._open(request),
             retries=self.max_retries,
@@ -159,13 +167,16 @@ class RemoteBackend(Backend):
             sleep=self.sleep,
             retry_after=self._retry_after,
         )
-        finished, input_tokens, output_tokens = False, None, None
+        finished, input_tokens, output_tokens, stop_reason = False, None, None, ""
         try:
             for event in itertools.chain(head, map(self._read, events)):
                 if event.input_tokens is not None:
                     input_tokens = event.input_tokens
                 if event.output_tokens is not None:
                     output_tokens = event.output_tokens
+                # A refusal stays one, whatever the closing event says (OpenAI ends a refusal with "stop").
+                if event.stop_reason and stop_reason != Stop.REFUSAL:
+                    stop_reason = event.stop_reason
                 if event.text:
                     yield event.text
                 finished = finished or event.finished
@@ -178,8 +189,7 @@ class RemoteBackend(Backend):
         if not finished:
             raise BackendStreamBroken(f"{self.label} ended the reply before it was complete; ask again.",
                                       provider=self.name)
-        if input_tokens is not None or output_tokens is not None:
-            yield Usage(input_tokens or 0, output_tokens or 0)
+        yield Usage(input_tokens or 0, output_tokens or 0, stop_reason)
 
     def _open(self, request: ChatRequest) -> tuple[Any, Iterator[Any], list[StreamEvent]]:
         """Send the request and read up to the first text, so that failures before it can be retried."""
@@ -201,7 +211,7 @@ class RemoteBackend(Backend):
     def _translate(self, exc: Exception) -> BackendError:
         """The typed error a failed request is shown as, with the provider, status and any wait asked for."""
         who = self.label
-        if isinstance(exc, NoTextYet):
+        if isinstance(exc, NoTextYet) or self._dropped(exc):
             error = BackendStreamBroken(f"{who} closed the reply before sending any text; ask again.")
         elif isinstance(exc, self.timeout_errors):
             error = BackendTimeout(f"{who} did not answer within {self.timeout:g} s; try again.")
@@ -210,6 +220,16 @@ class RemoteBackend(Backend):
         else:
             error = self._status_error(exc) or BackendError(f"{who} failed: {self._reason(exc)}")
         return self._with_fields(error, exc)
+
+    def _dropped(self, exc: BaseException | None) -> bool:
+        """Whether the connection broke after the server had started answering."""
+        for _ in range(3):  # the error, its cause, the cause's cause: SDKs wrap their transport's errors
+            if exc is None:
+                return False
+            if isinstance(exc, self.dropped_errors):
+                return True
+            exc = exc.__cause__ or exc.__context__
+        return False
 
     def _with_fields(self, error: BackendError, exc: Exception) -> BackendError:
         error.provider = error.provider or self.name

@@ -9,7 +9,7 @@ import ollama
 
 from adapters.base import RemoteBackend, StreamEvent, retry_after_seconds
 from common.errors import BackendAuthError, BackendError, BackendRateLimited, BackendUnavailable
-from common.types import ChatRequest
+from common.types import ChatRequest, Stop
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -18,6 +18,8 @@ DEFAULT_MODEL = "llama3.2"
 DEFAULT_HOST = "http://127.0.0.1:11434"
 # The status a ResponseError carries when the error was reported inside the stream.
 IN_STREAM = -1
+# done_reason as the product names it; others ("load", "unload") pass through as they are.
+STOP_REASONS = {"stop": Stop.END, "length": Stop.LENGTH}
 
 
 class OllamaBackend(RemoteBackend):
@@ -29,6 +31,7 @@ class OllamaBackend(RemoteBackend):
     # The client raises the built-in ConnectionError when nothing listens at the host.
     connection_errors = (ConnectionError, httpx.TransportError)
     api_errors = (ollama.ResponseError,)
+    dropped_errors = (httpx.RemoteProtocolError,)
     stream_errors = (ollama.ResponseError, httpx.HTTPError, ValueError)
 
     def __init__(
@@ -71,8 +74,10 @@ class OllamaBackend(RemoteBackend):
         text = (part.message.content if part.message is not None else None) or ""
         if not part.done:
             return StreamEvent(text)
-        # The last part, marked done, carries the token counts.
-        return StreamEvent(text, part.prompt_eval_count or 0, part.eval_count or 0, finished=True)
+        # The last part, marked done, carries the token counts and why generation stopped.
+        reason = getattr(part, "done_reason", None) or ""
+        return StreamEvent(text, part.prompt_eval_count or 0, part.eval_count or 0, finished=True,
+                           stop_reason=STOP_REASONS.get(reason, reason))
 
     def _is_retryable(self, exc: Exception) -> bool:
         in_stream = isinstance(exc, ollama.ResponseError) and exc.status_code == IN_STREAM
@@ -102,6 +107,8 @@ class OllamaBackend(RemoteBackend):
             return BackendError(f"Ollama has no model '{self.model}': run `ollama pull {self.model}`.")
         if status == 429:
             return BackendRateLimited("Ollama is limiting requests (429); wait a minute and try again.")
-        if status >= 500 or status == IN_STREAM:
+        if status == IN_STREAM:
             return BackendUnavailable(f"Ollama failed while answering: {detail}")
+        if status >= 500:
+            return BackendUnavailable(f"Ollama is having trouble ({status}); try again shortly. {detail}")
         return BackendError(f"Ollama rejected the request ({status}): {detail}")

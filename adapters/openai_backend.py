@@ -15,7 +15,7 @@ from common.errors import (
     BackendUnavailable,
     ConfigurationError,
 )
-from common.types import ChatRequest
+from common.types import ChatRequest, Stop
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -27,6 +27,8 @@ MISSING_KEY = (
 )
 # Compatible servers usually need no key, but the SDK refuses to start without one.
 PLACEHOLDER_KEY = "no-key-needed"
+# finish_reason as the product names it; others ("tool_calls", ...) pass through as they are.
+STOP_REASONS = {"stop": Stop.END, "length": Stop.LENGTH, "content_filter": Stop.REFUSAL}
 
 
 class OpenAIBackend(RemoteBackend):
@@ -38,6 +40,7 @@ class OpenAIBackend(RemoteBackend):
     timeout_errors = (openai.APITimeoutError, httpx2.TimeoutException)
     connection_errors = (openai.APIConnectionError, httpx2.TransportError)
     api_errors = (openai.OpenAIError,)
+    dropped_errors = (httpx2.RemoteProtocolError,)
     stream_errors = (openai.OpenAIError, httpx2.HTTPError, ValueError)
 
     def __init__(
@@ -98,9 +101,15 @@ class OpenAIBackend(RemoteBackend):
         tokens = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage is not None else (None, None)
         # Only the first choice is asked for; the usage chunk at the end has none.
         choice = chunk.choices[0] if chunk.choices else None
-        text = choice.delta.content if choice is not None and choice.delta is not None else None
-        finished = choice is not None and choice.finish_reason is not None
-        return StreamEvent(text or "", *tokens, finished=finished)
+        delta = choice.delta if choice is not None else None
+        text = delta.content if delta is not None else None
+        finish = choice.finish_reason if choice is not None else None
+        stop = STOP_REASONS.get(finish, finish or "")
+        # A refusal arrives in its own field, in pieces like text, and the chunk then ends with "stop".
+        refusal = getattr(delta, "refusal", None) if delta is not None else None
+        if refusal:
+            return StreamEvent(refusal, *tokens, finished=finish is not None, stop_reason=Stop.REFUSAL)
+        return StreamEvent(text or "", *tokens, finished=finish is not None, stop_reason=stop)
 
     def _is_retryable(self, exc: Exception) -> bool:
         if isinstance(exc, openai.APIStatusError) and exc.status_code == 429 and exc.code == "insufficient_quota":

@@ -10,12 +10,18 @@ from datetime import date, datetime, timedelta
 from statistics import mean
 from typing import Any, Iterable
 
+from chatbot.outcomes import EMPTY, outcome_notice
 from common.redaction import redact
 
 PERCENTILES = (50, 90, 95, 99)
 HANDOFF = "handoff"  # the backend name of the notice written when a person takes over
 TITLE_CHARS = 120
 SPEAKERS = {"user": "Customer", "assistant": "Assistant"}
+
+
+def _no_reply(meta: dict) -> bool:
+    """A customer message's turn got no reply: the backend failed, or answered with nothing."""
+    return bool(meta.get("error")) or meta.get("outcome") == EMPTY
 
 
 def _decode(raw: Any) -> str:
@@ -72,9 +78,9 @@ def summary_fields(messages: list[dict]) -> tuple[dict[str, str], dict[str, int]
     for message in messages:
         meta = message.get("meta") or {}
         # A turn is a customer message that was answered or handed to a person; one that got no
-        # reply because a backend failed is counted apart.
+        # reply because a backend failed or answered with nothing is counted apart.
         if message.get("role") == "user":
-            counter = "failed" if meta.get("error") else "turns"
+            counter = "failed" if _no_reply(meta) else "turns"
             incr[counter] = incr.get(counter, 0) + 1
         if not meta:
             continue
@@ -148,7 +154,7 @@ def turn_records(conversations: Iterable[dict], since: float | None = None) -> l
             if message.get("role") == "assistant":
                 kind = HANDOFF if meta.get("backend") == HANDOFF else "reply"
             else:
-                kind = "failed" if meta.get("error") else HANDOFF
+                kind = "failed" if _no_reply(meta) else HANDOFF
             replied = kind == "reply"
             ts = float(message.get("ts") or meta.get("created_at") or 0)
             if since is not None and ts < since:
@@ -311,6 +317,8 @@ def to_markdown(conversation: dict) -> str:
             # A customer message carries the turn's metadata only when no reply was written.
             if meta.get("error"):
                 lines += ["", f"> No reply: {meta['error']}"]
+            elif outcome_notice(meta):
+                lines += ["", f"> {outcome_notice(meta)}"]
             elif meta:
                 lines += ["", "> With a person: the assistant drafted no reply."]
             if meta and _reply_facts(meta):
@@ -322,6 +330,8 @@ def to_markdown(conversation: dict) -> str:
             lines += ["", "Sources:"]
             lines += [f"- [{n}] {retrieved[n - 1].get('title', '')} ({retrieved[n - 1].get('source', '')})"
                       for n in cited]
+        if outcome_notice(meta):  # cut off or refused
+            lines += ["", f"> {outcome_notice(meta)}"]
         facts = _reply_facts(meta)
         if facts:
             lines += ["", f"*{' · '.join(facts)}*"]

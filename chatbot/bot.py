@@ -12,11 +12,13 @@ from common.types import ChatRequest, Usage
 from adapters.base import Backend
 from common.errors import BackendError, InputRejected
 from chatbot.memory import ConversationMemory, extractive_summary
+from chatbot.outcomes import ANSWER, keeps_customer_message, read_outcome, turn_texts
 from chatbot.prompt_template import PromptTemplate
 from chatbot.prompts import PromptLibrary, RenderedPrompt
 from chatbot.reasoning import ReasoningFilter
 from common.redaction import redact, redact_with_kinds
 from chatbot.analytics import HANDOFF
+from chatbot.citations import cited_numbers
 from chatbot.classifier import LLMClassifier
 from chatbot.contextual_search import search_in_context
 from chatbot.routes import UNKNOWN, RouteChoice
@@ -26,10 +28,6 @@ from chatbot.sessions import SessionStore
 from knowledge.store import KnowledgeBase
 from common.types import Passage
 
-# Citation markers as models write them: [1], [1, 2], [1,3], [1; 2], [1, 2 and 3], ranges [1-3] (any dash).
-_CITED_ITEM = re.compile("(\\d{1,2})(?:\\s*[-\u2010-\u2014\u2212]\\s*(\\d{1,2}))?")
-_CITATION = re.compile(rf"\[\s*({_CITED_ITEM.pattern}(?:(?:\s*[,;&]\s*(?:and\s+)?|\s+and\s+)"
-                       rf"{_CITED_ITEM.pattern})*)\s*\]")
 STAGES = ("validate", "embed", "route", "retrieve", "render", "first_token", "persist")
 
 
@@ -44,16 +42,6 @@ def clean_message(text: str, limit: int) -> str:
             "Shorten it or split it into several messages."
         )
     return cleaned
-
-
-def cited_numbers(reply: str, passage_count: int) -> list[int]:
-    """The passage numbers a reply cites, in order of first use, ignoring out-of-range markers."""
-    seen: list[int] = []
-    for match in _CITATION.finditer(reply):
-        for item in _CITED_ITEM.finditer(match.group(1)):
-            ends = sorted((int(item.group(1)), int(item.group(2) or item.group(1))))  # [3-1] reads as [1-3]
-            seen += [n for n in range(max(ends[0], 1), min(ends[1], passage_count) + 1) if n not in seen]
-    return seen
 
 
 # What triage sees when no router is configured: an intent it cannot name.
@@ -98,6 +86,10 @@ class TurnMeta:
     route: dict[str, Any] = field(default_factory=dict)
     triage: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    # Why the backend stopped (a common.types.Stop value, "" when it does not say), and what the
+    # reply was made of it (chatbot.outcomes: answer, cut_off, refusal, empty; "" for no model reply).
+    stop_reason: str = ""
+    outcome: str = ""
     agent: str = ""
     created_at: float = field(default_factory=time.time)
 
@@ -162,6 +154,7 @@ class Reply:
             for piece in self._backend.stream(self._request):
                 if isinstance(piece, Usage):
                     self.meta.input_tokens, self.meta.output_tokens = piece.input_tokens, piece.output_tokens
+                    self.meta.stop_reason = piece.stop_reason
                     continue
                 if hidden is not None:
                     piece = hidden.feed(piece)
@@ -197,6 +190,8 @@ class Reply:
     def _finish(self, failed: bool) -> None:
         self.meta.latency_ms = (time.perf_counter() - self._started) * 1000
         self.meta.citations = cited_numbers(self.text, len(self._request.passages))
+        if not failed and self.meta.backend != HANDOFF:
+            self.meta.outcome = read_outcome(self.text, self.meta.stop_reason)
         self._on_end(self, failed)
         self.done = True
 
@@ -397,13 +392,19 @@ class Chatbot:
         return reply
 
     def end_turn(self, reply: Reply, memory: ConversationMemory, failed: bool) -> None:
-        """Store a finished turn: the customer's message, the reply unless it failed, memory and triage."""
+        """Store a finished turn: the customer's message, the reply unless it failed or was empty, memory and triage.
+
+        The model sees later only answers (a cut-off one marked so), never a blank reply or a refusal.
+        """
         mark = time.perf_counter()
-        memory.add("user", reply.user_text)
+        if failed or keeps_customer_message(reply.meta.outcome):
+            memory.add("user", reply.user_text)
         messages: list[dict] = [{"role": "user", "content": reply.user_text}]
-        if not failed and reply.text:
-            memory.add("assistant", reply.text)
-            messages.append({"role": "assistant", "content": reply.text})
+        stored, remembered = turn_texts(reply.text, reply.meta.outcome, failed)
+        if stored is not None:
+            messages.append({"role": "assistant", "content": stored})
+        if remembered is not None:
+            memory.add("assistant", remembered)
             reply.meta.summary_updated = memory.fold(self._summarise)
         messages[-1]["meta"] = reply.meta.to_dict()
         state = {"memory": memory.to_dict()}
@@ -424,7 +425,11 @@ class Chatbot:
             temperature=prompt.temperature, max_tokens=prompt.max_tokens,
         )
         try:
-            return self.backend.complete(request)
+            pieces = list(self.backend.stream(request))
         except BackendError:
             # A failed summary must not lose the turn: fall back to the offline method.
             return extractive_summary(previous, folded)
+        # So does a summary that is blank, cut off or refused: it would stand for the old turns.
+        text = "".join(p for p in pieces if isinstance(p, str))
+        stop = next((p.stop_reason for p in pieces if isinstance(p, Usage)), "")
+        return text if read_outcome(text, stop) == ANSWER else extractive_summary(previous, folded)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from statistics import mean
 
+from chatbot.outcomes import EMPTY
+
 
 def conversation_stats(messages: list[dict]) -> dict:
     """Turns, retrievals, tokens, latency and time to first token of one conversation."""
     metas = [m["meta"] for m in messages if m.get("role") == "assistant" and m.get("meta")]
-    failed = [m["meta"] for m in messages if m.get("role") == "user" and m.get("meta", {}).get("error")]
+    # A turn failed when the backend raised an error, or answered with nothing (an empty reply).
+    failed = [m["meta"] for m in messages if m.get("role") == "user"
+              and (m.get("meta", {}).get("error") or m.get("meta", {}).get("outcome") == EMPTY)]
     latencies = [m["latency_ms"] for m in metas]
     ttfts = [m["ttft_ms"] for m in metas if m.get("ttft_ms")]
     last = metas[-1] if metas else {}

@@ -7,6 +7,7 @@ import json
 import sys
 
 from adapters.registry import BACKENDS, make_backend
+from chatbot.outcomes import EMPTY, outcome_notice
 from chatbot.services import build_services
 
 
@@ -35,7 +36,10 @@ def run_ask(args: argparse.Namespace) -> int:
     sys.stdout.write("\n")
     for source in reply.meta.sources:
         print(f"[{source['n']}] {source['title']} ({source['source']})")
+    notice = outcome_notice(reply.meta.to_dict())
+    if notice:  # an empty, cut-off or refused reply
+        print(notice, file=sys.stderr)
     print(f"session: {session}", file=sys.stderr)
     if args.json:
         print(json.dumps(reply.meta.to_dict(), ensure_ascii=False))
-    return 0
+    return 1 if reply.meta.outcome == EMPTY else 0

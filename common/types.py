@@ -37,13 +37,27 @@ class Passage:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
+class Stop:
+    """Why a backend stopped generating, in the product's words whatever the provider's."""
+
+    # The model ended its answer (OpenAI "stop", Anthropic "end_turn", Ollama "stop", an end-of-turn token).
+    END = "end_turn"
+    # Cut off at the request's token limit (OpenAI and Ollama "length", Anthropic "max_tokens",
+    # a local model reaching max_new_tokens).
+    LENGTH = "max_tokens"
+    # The model or the provider's filter declined to answer (an OpenAI refusal or "content_filter",
+    # Anthropic "refusal").
+    REFUSAL = "refusal"
+
+
 @dataclass
 class Usage:
-    """Token counts a backend reports at the end of a stream."""
+    """Token counts and the stop reason a backend reports at the end of a stream."""
 
     input_tokens: int = 0
     output_tokens: int = 0
-    # Why generation ended, where the backend knows: "end_turn" (the model's end-of-turn token) or "max_tokens".
+    # Why generation ended, where the backend knows: a `Stop` value, a provider's own word for a
+    # reason the product does not name, or "" when the backend does not say.
     stop_reason: str = ""
 
 

@@ -56,7 +56,7 @@ def test_reply_streams_in_pieces_and_ends_with_reported_usage(server):
     texts = [p for p in out if isinstance(p, str)]
     assert len(texts) > 5
     assert "".join(texts) == REPLY
-    assert out[-1] == Usage(input_tokens=48, output_tokens=16)
+    assert out[-1] == Usage(input_tokens=48, output_tokens=16, stop_reason="end_turn")
     assert sum(isinstance(p, Usage) for p in out) == 1
 
 
@@ -101,7 +101,7 @@ def test_rate_limit_then_success_delivers_the_reply(server):
     texts, usages = collect(backend_for(server))
 
     assert "".join(texts) == REPLY
-    assert usages == [Usage(48, 16)]
+    assert usages == [Usage(48, 16, "end_turn")]
     assert len(server.requests) == 2
 
 

@@ -74,3 +74,17 @@ def test_bad_backend_configuration_is_a_clear_error(cli_env):
     result = cli(env, "ask", "hello", "--backend", "openai", check=False)
     assert result.returncode == 2
     assert "OPENAI_API_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("reply,finish,says,code", [
+    ("Refunds reach your card within", "length", "cut off at the token limit", 0),
+    ("\n\n", "end", "No answer: the model returned an empty reply", 1),
+])
+def test_ask_says_when_a_reply_is_cut_off_or_empty(cli_env, reply, finish, says, code):
+    from devtools.servers.openai import OpenAIServer
+
+    with OpenAIServer(reply, finish=finish) as server:
+        env = {**cli_env, "OPENAI_BASE_URL": server.base_url, "CHATBOT_MAX_RETRIES": "0"}
+        result = cli(env, "ask", "How long does a refund take?", "--backend", "openai", check=False)
+    assert result.returncode == code, result.stderr
+    assert says in result.stderr

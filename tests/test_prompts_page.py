@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import app_environment
 
 from chatbot.prompts import PromptLibrary
+from devtools.servers.openai import OpenAIServer
 from ui.services import get_services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +22,11 @@ TIMEOUT = 180  # the first run builds the shared services (embedding model, demo
 @pytest.fixture(scope="module")
 def app_env(tmp_path_factory, embedder):
     """One data directory and one set of cached services for the module, like one server."""
-    with app_environment(tmp_path_factory.mktemp("prompts-app"), CHATBOT_ADMIN_PASSWORD="s3cret admin") as data:
+    # An OpenAI-protocol server for the live test reply on an API backend, scripted per test.
+    with OpenAIServer("Refunds reach your card within", finish="length") as server, app_environment(
+        tmp_path_factory.mktemp("prompts-app"), CHATBOT_ADMIN_PASSWORD="s3cret admin",
+        OPENAI_API_KEY="sk-test-prompts", OPENAI_BASE_URL=server.base_url, CHATBOT_MAX_RETRIES="0",
+    ) as data:
         yield data
 
 
@@ -251,3 +256,12 @@ def test_variables_reach_the_prompt_as_typed(app_env):
     # Sample values typed in the Test tab are kept as typed too.
     at.text_area(key="prompts_test_vars_general").input("opens_at: 10:45\napp_version: 3.0\n").run()
     assert "Lines open at 10:45; the app is version 3.0." in next(c.value for c in at.code if c.language == "xml")
+
+
+def test_a_test_reply_cut_off_at_the_token_limit_says_so(app_env):
+    at = pick(admin_page(), "billing")
+    at.text_area(key="prompts_test_query").input("How long does a refund take?").run()
+    at.selectbox(key="prompts_test_backend").select("openai").run()
+    at.button(key="prompts_test_send").click().run()
+    assert not at.exception
+    assert any("cut off at the token limit" in w.value for w in at.warning)

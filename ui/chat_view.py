@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chatbot.bot import cited_numbers
+from chatbot.citations import cited_numbers
+from chatbot.outcomes import CUT_OFF, REFUSAL, outcome_notice
 
 
 def _ms(value: float | None) -> str:
@@ -37,6 +38,16 @@ def render_sources(meta: dict, text: str = "") -> None:
 
 def render_reply_caption(meta: dict) -> None:
     st.caption(reply_caption(meta))
+
+
+OUTCOME_ICONS = {CUT_OFF: ":material/content_cut:", REFUSAL: ":material/block:"}
+
+
+def render_outcome(meta: dict) -> None:
+    """The notice under a reply that is not a plain answer: empty, cut off or refused."""
+    notice = outcome_notice(meta)
+    if notice:
+        st.warning(notice, icon=OUTCOME_ICONS.get(meta.get("outcome", ""), ":material/chat_error:"))
 
 
 def reply_caption(meta: dict) -> str:
@@ -95,6 +106,7 @@ def render_message(message: dict, triage_meta: dict | None = None, feedback=None
         if role == "user":
             render_triage(triage_meta or meta)
         else:
+            render_outcome(meta)
             render_sources(meta, message["content"])
             render_reply_caption(meta)
             if feedback is not None:
@@ -102,6 +114,9 @@ def render_message(message: dict, triage_meta: dict | None = None, feedback=None
     if role == "user" and meta.get("error"):
         with st.chat_message("assistant", avatar=":material/error:"):
             st.error(f"No reply: {meta['error']}")
+    elif role == "user" and outcome_notice(meta):  # the reply was empty: nothing was stored but this
+        with st.chat_message("assistant", avatar=":material/error:"):
+            render_outcome(meta)
 
 
 def render_handoff(triage_state: dict) -> None:

@@ -10,6 +10,7 @@ import streamlit as st
 import yaml
 
 from common.errors import ChatbotError, PromptValidationError, StaleVersionError
+from chatbot.outcomes import outcome_notice
 from chatbot.prompts import PromptLibrary, load_variables, parse_template, skeleton
 from ui.auth import ADMIN_ONLY, is_admin, require_admin
 from ui.page_state import CUSTOMER_TIERS
@@ -322,7 +323,8 @@ with test_tab:
                     text = st.write_stream(metered(preview.reply))
                 ss["prompts_test_reply"] = {"text": text, "reasoning": preview.reply.reasoning,
                                             "backend": backend.name, "template": name,
-                                            "version": version or "unsaved"}
+                                            "version": version or "unsaved",
+                                            "notice": outcome_notice(preview.reply.meta.to_dict())}
             except ChatbotError as exc:
                 st.error(f"No test reply: {exc}")
         elif (last := ss.get("prompts_test_reply")) and last["template"] == name:
@@ -330,6 +332,8 @@ with test_tab:
                 st.markdown(last["text"])
         last = ss.get("prompts_test_reply")
         if last and last["template"] == name:
+            if last.get("notice"):  # empty, cut off at the token limit, or refused
+                st.warning(last["notice"], icon=":material/chat_error:")
             st.caption(f"Last test reply: {last['backend']} · {name} "
                        f"{'v' if last['version'] != 'unsaved' else ''}{last['version']}")
             if last["reasoning"]:

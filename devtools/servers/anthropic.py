@@ -13,6 +13,7 @@ class AnthropicServer(ProtocolServer):
     """POST /v1/messages, streamed as named server-sent events ending in `message_stop`."""
 
     path = "/v1/messages"
+    finish_words = {"end": "end_turn", "length": "max_tokens", "refusal": "refusal"}
     # From API version 2026-10-21 on, the Messages API refuses sampling parameters.
     SAMPLING = ("temperature", "top_p", "top_k")
 
@@ -33,6 +34,13 @@ class AnthropicServer(ProtocolServer):
             for name in self.SAMPLING:
                 if name in body:
                     return 400, f"{name}: Extra inputs are not permitted"
+        # The API refuses a conversation holding a blank text message, as it was sent back.
+        for i, message in enumerate(body["messages"]):
+            content = message.get("content") if isinstance(message, dict) else None
+            blocks = [content] if isinstance(content, str) else [b.get("text", "") for b in content or []
+                                                                 if isinstance(b, dict) and b.get("type") == "text"]
+            if any(not str(text).strip() for text in blocks):
+                return 400, f"messages.{i}: text content blocks must contain non-whitespace text"
         return None
 
     def error_body(self, status: int, message: str | None = None) -> Any:
@@ -63,7 +71,8 @@ class AnthropicServer(ProtocolServer):
         ]
         tail = [
             sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-            sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            sse({"type": "message_delta", "delta": {"stop_reason": self.finish_words[self.finish],
+                                                     "stop_sequence": None},
                   "usage": {"output_tokens": output_tokens}}, "message_delta"),
             sse({"type": "message_stop"}, "message_stop"),
         ]
@@ -78,6 +87,6 @@ class AnthropicServer(ProtocolServer):
         return {
             "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
             "model": body.get("model"), "content": [{"type": "text", "text": self.reply}],
-            "stop_reason": "end_turn", "stop_sequence": None,
+            "stop_reason": self.finish_words[self.finish], "stop_sequence": None,
             "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
         }

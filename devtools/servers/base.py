@@ -20,6 +20,10 @@ DEFAULT_REPLY = "Thanks for getting in touch! Refunds reach your card within 5 t
 # in-stream error and end the body, as a provider does when it fails mid-generation.
 Failure = int | str
 MODES = ("hang", "cut", "stream_error")
+# How a complete reply ends, in the product's words; each protocol sends its own word for it:
+# "end" (the model's answer is complete), "length" (cut off at max_tokens), "refusal" (the model
+# declines; OpenAI sends the pieces as refusal text), "content_filter" (OpenAI's filter stops it).
+FINISHES = ("end", "length", "refusal", "content_filter")
 
 
 def split_reply(text: str) -> list[str]:
@@ -82,11 +86,17 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class ProtocolServer:
-    """A scriptable local server for one provider's protocol; use it as a context manager."""
+    """A scriptable local server for one provider's protocol; use it as a context manager.
+
+    `reply` may be blank ("\n\n") or empty (a stream with no text at all); `finish` says how a
+    complete reply ends (see FINISHES).
+    """
 
     path = "/"
     content_type = "text/event-stream"
     banner = "ok"
+    # The protocol's stop reason for each of FINISHES it can send.
+    finish_words: dict[str, str] = {"end": "stop"}
 
     def __init__(
         self,
@@ -101,10 +111,15 @@ class ProtocolServer:
         api_key: str | None = None,
         framing: str = "chunked",
         cut_after: int | None = None,
+        finish: str = "end",
         port: int = 0,
     ):
         if framing not in ("chunked", "close"):
             raise ValueError("framing is 'chunked' or 'close'")
+        if finish not in self.finish_words:
+            raise ValueError(f"{type(self).__name__} cannot end a reply with {finish!r}: "
+                             f"one of {tuple(self.finish_words)}")
+        self.finish = finish
         self.pieces = split_reply(reply) if isinstance(reply, str) else list(reply)
         self.first_token_delay = first_token_delay
         self.token_delay = token_delay

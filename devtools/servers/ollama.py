@@ -16,6 +16,7 @@ class OllamaServer(ProtocolServer):
     path = "/api/chat"
     content_type = "application/x-ndjson"
     banner = "Ollama is running"
+    finish_words = {"end": "stop", "length": "length"}
 
     def __init__(self, *args: Any, models: Iterable[str] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -47,7 +48,7 @@ class OllamaServer(ProtocolServer):
 
     def _final(self, body: dict) -> dict[str, Any]:
         prompt, completion = self.expected_usage(body)
-        return {"done": True, "done_reason": "stop", "total_duration": 1_000_000, "load_duration": 100_000,
+        return {"done": True, "done_reason": self.finish_words[self.finish], "total_duration": 1_000_000, "load_duration": 100_000,
                 "prompt_eval_count": prompt, "prompt_eval_duration": 200_000,
                 "eval_count": completion, "eval_duration": 700_000}
 

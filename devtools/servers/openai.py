@@ -14,6 +14,8 @@ class OpenAIServer(ProtocolServer):
     """POST /v1/chat/completions, streamed as server-sent events ending in `data: [DONE]`."""
 
     path = "/v1/chat/completions"
+    # A refusal ends with "stop": what marks it is its text, sent in the `refusal` field.
+    finish_words = {"end": "stop", "length": "length", "refusal": "stop", "content_filter": "content_filter"}
 
     @property
     def base_url(self) -> str:
@@ -57,8 +59,9 @@ class OpenAIServer(ProtocolServer):
                          "system_fingerprint": "fp_local", "choices": [choice], **extra})
 
         head = [chunk({"role": "assistant", "content": "", "refusal": None})]
-        tokens = [chunk({"content": piece}) for piece in self.pieces]
-        tail = [chunk({}, "stop")]
+        field = "refusal" if self.finish == "refusal" else "content"
+        tokens = [chunk({field: piece}) for piece in self.pieces]
+        tail = [chunk({}, self.finish_words[self.finish])]
         if include_usage:
             tail.append(sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                               "system_fingerprint": "fp_local", "choices": [], "usage": self._usage(body)}))
@@ -69,10 +72,13 @@ class OpenAIServer(ProtocolServer):
         return sse(self.error_body(500))
 
     def full_response(self, body: dict) -> Any:
-        message = {"role": "assistant", "content": self.reply, "refusal": None}
+        refused = self.finish == "refusal"
+        message = {"role": "assistant", "content": None if refused else self.reply,
+                   "refusal": self.reply if refused else None}
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model"), "system_fingerprint": "fp_local",
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": self.finish_words[self.finish]}],
             "usage": self._usage(body),
         }
