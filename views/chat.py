@@ -114,7 +114,7 @@ def send(text: str) -> None:
     if reply is None:
         return
     with st.chat_message("user", avatar=":material/person:"):
-        st.markdown(reply.user_text)
+        st.text(reply.user_text)  # as typed, never read as Markdown
     with st.chat_message("assistant", avatar=":material/support_agent:"):
         try:
             st.write_stream(metered(reply))
