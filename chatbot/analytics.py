@@ -64,18 +64,34 @@ class ConversationSummary:
         return asdict(self)
 
 
+def count_turns(messages: Iterable[dict]) -> tuple[int, int]:
+    """Turns and failed turns among stored messages: the one definition every page counts by.
+
+    A turn is a customer message and what answered it: a model's reply, the handoff notice, or
+    nothing once a person has the conversation (the message is kept for them). A customer message
+    that got no reply because the backend failed is a failed turn, counted apart.
+    """
+    turns = failed = 0
+    for message in messages:
+        if message.get("role") == "user":
+            if (message.get("meta") or {}).get("error"):
+                failed += 1
+            else:
+                turns += 1
+    return turns, failed
+
+
 def summary_fields(messages: list[dict]) -> tuple[dict[str, str], dict[str, int], str]:
     """What a turn changes in the conversation's summary hash: fields to set, counters, title."""
     sets: dict[str, str] = {}
     incr: dict[str, int] = {"messages": len(messages)}
     title = next((m["content"][:TITLE_CHARS] for m in messages if m.get("role") == "user"), "")
+    turns, failed = count_turns(messages)
+    for counter, value in (("turns", turns), ("failed", failed)):
+        if value:
+            incr[counter] = value
     for message in messages:
         meta = message.get("meta") or {}
-        # A turn is a customer message that was answered or handed to a person; one that got no
-        # reply because a backend failed is counted apart.
-        if message.get("role") == "user":
-            counter = "failed" if meta.get("error") else "turns"
-            incr[counter] = incr.get(counter, 0) + 1
         if not meta:
             continue
         for name in ("backend", "model"):

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 from chatbot import analytics
+from chatbot.stats import conversation_stats
 
 DAY = 86400.0
 T0 = datetime(2025, 3, 3, 12, 0).timestamp()
@@ -80,6 +81,23 @@ def test_sentiment_within_one_day_is_bucketed_by_hour():
                                                                            (f"{hour + 3:02d}:00", 1)]
     assert analytics.overview(one_day)["sentiment"]["rows"][0]["mean_score"] == -0.2
     assert analytics.overview([])["sentiment"] == {"unit": "day", "rows": []}
+
+
+def test_a_turn_is_a_customer_message_and_what_answered_it():
+    handed_off = [
+        user(T0), reply(T0, "refunds"),  # a model's reply
+        user(T0 + 60), {"ts": T0 + 60, "role": "assistant", "content": "A colleague will take over.",
+                        "meta": {"backend": analytics.HANDOFF, "triage": {"escalate": True}}},  # the handoff notice
+        {"ts": T0 + 120, "role": "user", "content": "hello??", "meta": {"backend": analytics.HANDOFF}},  # a person's
+        user(T0 + 180, error="timeout"),  # no reply: the backend failed
+    ]
+    assert analytics.count_turns(handed_off) == (3, 1)
+    sidebar = conversation_stats(handed_off)  # the chat page's sidebar
+    assert (sidebar["turns"], sidebar["failed_turns"]) == (3, 1)
+    _, counters, _ = analytics.summary_fields(handed_off)
+    assert (counters["turns"], counters["failed"]) == (3, 1)
+    o = analytics.overview([{"id": "h", "created": T0, "messages": handed_off}])
+    assert (o["turns"], o["failed_turns"]) == (3, 1)
 
 
 def test_older_turns_without_routing_or_triage_are_counted_gracefully():
