@@ -54,7 +54,7 @@ def test_one_days_sentiment_is_drawn_as_points_by_hour(app_env):
     spec = json.loads(sentiment_chart(at).proto.spec)
     mark = spec["mark"]
     # A line alone through one bucket draws nothing; each bucket is a visible point.
-    assert mark["type"] == "line" and mark["point"] is True
+    assert mark["type"] == "line" and mark["point"] and mark["point"].get("size", 0) >= 30
     assert spec["encoding"]["x"]["title"] == "hour"
     chart = sentiment_chart(at).proto
     raw = chart.data.data or next(iter(chart.datasets)).data.data

@@ -82,7 +82,8 @@ with right:
     if numbers["sentiment"]["rows"]:
         # A line through a point per bucket: a single day (or hour) still shows as a point.
         unit = numbers["sentiment"]["unit"]
-        trend = alt.Chart(pd.DataFrame(numbers["sentiment"]["rows"])).mark_line(point=True).encode(
+        points = alt.OverlayMarkDef(size=80, filled=True)
+        trend = alt.Chart(pd.DataFrame(numbers["sentiment"]["rows"])).mark_line(point=points).encode(
             x=alt.X("when:O", title=unit), y=alt.Y("mean_score:Q", title="mean score", scale=alt.Scale(domain=[-1, 1])),
             tooltip=[alt.Tooltip("when:O", title=unit), alt.Tooltip("mean_score:Q", title="mean score", format=".2f"),
                      alt.Tooltip("turns:Q")],
