@@ -70,18 +70,35 @@ class ConversationSummary:
         return asdict(self)
 
 
+def count_turns(messages: Iterable[dict]) -> tuple[int, int]:
+    """Turns and failed turns among stored messages: the one definition every page counts by.
+
+    A turn is a customer message and what answered it: a model's reply, the handoff notice, or
+    nothing once a person has the conversation (the message is kept for them). A customer message
+    that got no reply because the backend failed or answered with nothing is a failed turn,
+    counted apart.
+    """
+    turns = failed = 0
+    for message in messages:
+        if message.get("role") == "user":
+            if _no_reply(message.get("meta") or {}):
+                failed += 1
+            else:
+                turns += 1
+    return turns, failed
+
+
 def summary_fields(messages: list[dict]) -> tuple[dict[str, str], dict[str, int], str]:
     """What a turn changes in the conversation's summary hash: fields to set, counters, title."""
     sets: dict[str, str] = {}
     incr: dict[str, int] = {"messages": len(messages)}
     title = next((m["content"][:TITLE_CHARS] for m in messages if m.get("role") == "user"), "")
+    turns, failed = count_turns(messages)
+    for counter, value in (("turns", turns), ("failed", failed)):
+        if value:
+            incr[counter] = value
     for message in messages:
         meta = message.get("meta") or {}
-        # A turn is a customer message that was answered or handed to a person; one that got no
-        # reply because a backend failed or answered with nothing is counted apart.
-        if message.get("role") == "user":
-            counter = "failed" if _no_reply(meta) else "turns"
-            incr[counter] = incr.get(counter, 0) + 1
         if not meta:
             continue
         for name in ("backend", "model"):
@@ -215,6 +232,23 @@ def feedback_summary(records: list[dict]) -> dict:
             "approved": sum(1 for r in records if r["approved"])}
 
 
+def sentiment_over_time(records: list[dict]) -> dict:
+    """The mean sentiment score per day, or per hour when the scored turns span less than a day.
+
+    `unit` is "day" or "hour"; `rows` hold `when` (the bucket: "2025-03-03", or "2025-03-03 14:00"),
+    `mean_score` and `turns`. Hours make one day's turns a line rather than a single point.
+    """
+    scored = [(r["ts"], float(r["sentiment_score"])) for r in records
+              if isinstance(r["sentiment_score"], (int, float))]
+    stamps = [ts for ts, _ in scored]
+    unit = "hour" if stamps and max(stamps) - min(stamps) < 86400 else "day"
+    buckets: dict[str, list[float]] = defaultdict(list)
+    for ts, score in scored:
+        buckets[datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:00") if unit == "hour" else _day(ts)].append(score)
+    return {"unit": unit, "rows": [{"when": k, "mean_score": mean(v), "turns": len(v)}
+                                   for k, v in sorted(buckets.items())]}
+
+
 def overview(conversations: list[dict], since: float | None = None) -> dict:
     """Everything the stats page charts, for the conversations given (turns from `since` on)."""
     records = turn_records(conversations, since)
@@ -222,10 +256,6 @@ def overview(conversations: list[dict], since: float | None = None) -> dict:
     counted = [c for c in conversations if c.get("id") in active]
     escalated = {r["conversation"] for r in records if r["escalate"]}
     reasons = Counter(reason for r in records if r["escalate"] for reason in r["reasons"])
-    sentiment_by_day: dict[str, list[float]] = defaultdict(list)
-    for r in records:
-        if isinstance(r["sentiment_score"], (int, float)):
-            sentiment_by_day[r["day"]].append(float(r["sentiment_score"]))
     tokens: dict[str, dict[str, Any]] = {}
     for r in (r for r in records if r["kind"] == "reply"):
         row = tokens.setdefault(r["backend"], {"backend": r["backend"], "turns": 0, "input_tokens": 0,
@@ -241,7 +271,7 @@ def overview(conversations: list[dict], since: float | None = None) -> dict:
         "intents": [{"intent": k, "turns": v} for k, v in Counter(r["intent"] for r in records).most_common()],
         "escalation": {"escalated": len(escalated), "rate": len(escalated) / len(counted) if counted else None,
                        "reasons": [{"reason": k, "count": v} for k, v in reasons.most_common()]},
-        "sentiment": [{"day": d, "mean_score": mean(v), "turns": len(v)} for d, v in sorted(sentiment_by_day.items())],
+        "sentiment": sentiment_over_time(records),
         "sentiment_levels": [{"sentiment": k, "turns": v}
                              for k, v in Counter(r["sentiment"] for r in records if r["sentiment"]).most_common()],
         "feedback": feedback_summary(records),

@@ -15,6 +15,7 @@ chatbot:agents (agent by last activity), chatbot:approved (ids holding an approv
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -35,6 +36,7 @@ AGENTS = "chatbot:agents"
 APPROVED = "chatbot:approved"
 PARTS = ("messages", "state", "meta", "feedback", "turns", "text")
 BATCH = 200  # conversations per pipelined round trip when reading many
+ID_FORM = re.compile(r"[0-9a-f]{16}")  # what `SessionStore.new_id` makes
 
 
 def _key(session_id: str, part: str) -> str:
@@ -120,6 +122,16 @@ class SessionStore:
     @staticmethod
     def new_id() -> str:
         return uuid.uuid4().hex[:16]
+
+    def accepts(self, session_id: str) -> bool:
+        """Whether an id from outside (a link) may be opened: the form `new_id` makes, or one already stored.
+
+        Anything else (`*`, a path, thousands of characters) must not become a conversation.
+        Raises StoreUnavailable when an id of another form cannot be checked.
+        """
+        if ID_FORM.fullmatch(session_id):
+            return True
+        return bool(session_id) and self.exists(session_id)
 
     def append(self, session_id: str, messages: list[dict], state: dict | None = None, *, agent: str = "") -> None:
         """Append one turn's messages, replace the state and update the indexes, all in one atomic step."""

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from statistics import mean
 
-from chatbot.outcomes import EMPTY
+from chatbot.analytics import count_turns
 
 
 def conversation_stats(messages: list[dict]) -> dict:
     """Turns, retrievals, tokens, latency and time to first token of one conversation."""
     metas = [m["meta"] for m in messages if m.get("role") == "assistant" and m.get("meta")]
-    # A turn failed when the backend raised an error, or answered with nothing (an empty reply).
-    failed = [m["meta"] for m in messages if m.get("role") == "user"
-              and (m.get("meta", {}).get("error") or m.get("meta", {}).get("outcome") == EMPTY)]
-    latencies = [m["latency_ms"] for m in metas]
+    turns, failed = count_turns(messages)  # the same count as History's and the Stats page's
+    latencies = [m["latency_ms"] for m in metas if m.get("latency_ms") is not None]
     ttfts = [m["ttft_ms"] for m in metas if m.get("ttft_ms")]
     last = metas[-1] if metas else {}
     return {
-        "turns": len(metas),
-        "failed_turns": len(failed),
+        "turns": turns,
+        "failed_turns": failed,
         "retrievals": sum(1 for m in metas if m.get("retrieved")),
         "passages_cited": sum(len(m.get("citations", [])) for m in metas),
         "tokens_in": sum(m.get("input_tokens", 0) for m in metas),

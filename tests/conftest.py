@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +15,8 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DOCS = ROOT / "knowledge" / "docs"
+# The bundled model converted once per machine, reused by every test that runs it (and by later runs).
+MODEL_CACHE = Path(tempfile.gettempdir()) / "chatbot-test-models"
 
 
 @pytest.fixture(scope="session")

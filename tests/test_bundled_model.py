@@ -7,7 +7,6 @@ reuse it) and loaded once per test session.
 from __future__ import annotations
 
 import json
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,9 +16,10 @@ import pytest
 from adapters.bundled import BUNDLED_MODEL
 from common.errors import ContextTooLong
 from common.types import ChatRequest, Usage
+from tests.conftest import MODEL_CACHE
 
 pytestmark = pytest.mark.slow
-CACHE = Path(tempfile.gettempdir()) / "chatbot-test-models"
+CACHE = MODEL_CACHE
 SYSTEM = "You are the support desk of Nimbus Home. Answer from these passages:\n[1] Refunds take 5 to 10 days."
 
 
@@ -183,3 +183,37 @@ def test_evaluate_adapter_prints_both_models_scores_as_json(tiny_run, smollm_dat
                 "perplexity_adapter"):
         assert isinstance(scores[key], float), key
     assert {"prompt", "reference", "base", "adapter"} <= set(scores["rows"][0])
+
+
+def test_ask_on_the_command_line_streams_the_bundled_models_reply(smollm_data_dir, tmp_path):
+    """`python -m chatbot ask --backend local --model smollm2-135m-instruct ...`, as the README shows it."""
+    import os
+    import subprocess
+    import sys
+
+    from adapters.bundled import bundled_dir
+
+    data = tmp_path / "data"
+    (data / "models").mkdir(parents=True)
+    (data / "models" / BUNDLED_MODEL).symlink_to(bundled_dir(smollm_data_dir))  # converted once per machine
+    env = {**os.environ, "CHATBOT_DATA_DIR": str(data), "CHATBOT_MAX_TOKENS": "16", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatbot", "ask", "--backend", "local", "--model", BUNDLED_MODEL,
+         "How do I get a refund?", "--json"],
+        cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    reads = []  # what each read of the pipe got: a streamed reply arrives in several
+    while chunk := os.read(proc.stdout.fileno(), 65536):
+        reads.append(chunk.decode())
+    assert proc.wait(timeout=600) == 0, proc.stderr.read().decode()
+    out = "".join(reads)
+    reply, _, last = out.rstrip("\n").rpartition("\n")  # the reply (and any sources), then the turn as JSON
+    meta = json.loads(last)
+    assert (meta["backend"], meta["model"]) == ("local", BUNDLED_MODEL)
+    assert 0 < meta["output_tokens"] <= 16 and reply.strip() and "Offline mode" not in reply
+    # Streamed: pieces of the reply reached the pipe before the whole of it.
+    seen, partial = "", 0
+    for chunk in reads:
+        seen += chunk
+        partial += bool(chunk.strip()) and len(seen) < len(reply)
+    assert partial >= 1, reads

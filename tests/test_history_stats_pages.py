@@ -74,6 +74,11 @@ def page(path: str, admin: bool = False) -> AppTest:
     return at.run()
 
 
+def bubble(message) -> str:
+    """A chat bubble's text as shown: the customer's as plain text, the assistant's as Markdown."""
+    return message.text[0].value if message.name == "user" else message.markdown[0].value
+
+
 def table_ids(at: AppTest) -> list[str]:
     return list(at.dataframe[0].value["id"])
 
@@ -115,7 +120,7 @@ def test_history_opens_a_conversation_read_only_with_feedback_and_exports(app_en
     at = page("views/history.py", admin=True)
     at.selectbox(key="history_open").select("refund1").run()
     assert not at.exception
-    bubbles = [m.markdown[0].value for m in at.chat_message]
+    bubbles = [bubble(m) for m in at.chat_message]
     assert bubbles == ["How do I get a refund for my camera?", "Ask within 30 days [1].",
                        "And how long does it take?", "5 to 10 business days [1]."]
     assert not at.chat_input, "a read-only view has no message box"
@@ -142,7 +147,7 @@ def test_history_resume_opens_the_conversation_in_the_chat(app_env):
     assert at.title[0].value == "Support chat"
     assert at.query_params["c"] == "refund1"
     assert at.session_state["session_id"] == "refund1"
-    contents = [m.markdown[0].value for m in at.chat_message]
+    contents = [bubble(m) for m in at.chat_message]
     assert contents[:2] == ["How do I get a refund for my camera?", "Ask within 30 days [1]."]
 
 
@@ -160,6 +165,21 @@ def test_history_delete_asks_first_then_removes_it(app_env):
     assert not at.exception
     assert not store.exists("doomed")
     assert "doomed" not in table_ids(at)
+
+
+def test_history_shows_the_customer_text_exactly_as_typed(app_env):
+    store = SessionStore(connect(data_dir=app_env / "redis"))
+    typed = "# x\n__class__ -- *not bold*"
+    store.append("markup1", [{"role": "user", "content": typed}, reply("**Bold** is fine here.")])
+    try:
+        at = page("views/history.py")
+        assert at.selectbox(key="history_open").value == "markup1"
+        customer, assistant = at.chat_message
+        assert [t.value for t in customer.text] == [typed]
+        assert not any("__class__" in md.value for md in customer.markdown)
+        assert assistant.markdown[0].value == "**Bold** is fine here." and not assistant.text
+    finally:
+        store.delete("markup1")
 
 
 def test_history_and_stats_say_when_the_store_is_down(app_env):

@@ -163,4 +163,27 @@ def test_each_customer_message_shows_its_triage_and_escalation_shows_a_banner(ap
     replies_before = len([m for m in at.chat_message if m.name == "assistant"])
     at.chat_input(key="chat_input").set_value("hello??").run()
     assert len([m for m in at.chat_message if m.name == "assistant"]) == replies_before
-    assert [m for m in at.chat_message if m.name == "user"][-1].markdown[0].value == "hello??"
+    assert [m for m in at.chat_message if m.name == "user"][-1].text[0].value == "hello??"
+
+    # One definition of a turn: a customer message and what answered it (reply, notice, or a person).
+    assert next(m for m in at.sidebar.metric if m.label == "Turns").value == "3"
+    session = at.session_state["session_id"]
+    history = AppTest.from_file(str(ROOT / "views/history.py"), default_timeout=TIMEOUT)
+    history.query_params["open"] = session
+    history.run()
+    assert not history.exception and history.selectbox(key="history_open").value == session
+    table = history.dataframe[0].value
+    assert list(table.loc[table["id"] == session, "turns"]) == [3]
+    assert any("3 turn(s)" in c.value for c in history.caption)
+
+
+def test_customer_text_shows_exactly_as_typed_and_the_reply_stays_markdown(app_env):
+    at = page("views/chat.py")
+    typed = "# x order __class__ -- refund *now*"
+    at.chat_input(key="chat_input").set_value(typed).run()
+    assert not at.exception
+    customer = [m for m in at.chat_message if m.name == "user"][-1]
+    assert [t.value for t in customer.text] == [typed]  # plain text: no heading, no bold, no dash
+    assert not any("__class__" in md.value or "refund *now*" in md.value for md in customer.markdown)
+    reply = [m for m in at.chat_message if m.name == "assistant"][-1]
+    assert reply.markdown and "[1]" in reply.markdown[0].value and not reply.text

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 from chatbot import analytics
+from chatbot.stats import conversation_stats
 
 DAY = 86400.0
 T0 = datetime(2025, 3, 3, 12, 0).timestamp()
@@ -60,13 +61,43 @@ def test_overview_counts_rates_and_trends():
     assert o["escalation"]["escalated"] == 1 and o["escalation"]["rate"] == 0.5
     assert o["escalation"]["reasons"] == [{"reason": "asked for a person", "count": 1},
                                           {"reason": "repeated contact", "count": 1}]
-    assert o["sentiment"] == [{"day": "2025-03-03", "mean_score": -0.2, "turns": 2},
-                              {"day": "2025-03-05", "mean_score": -0.9, "turns": 1}]
+    assert o["sentiment"] == {"unit": "day", "rows": [{"when": "2025-03-03", "mean_score": -0.2, "turns": 2},
+                                                      {"when": "2025-03-05", "mean_score": -0.9, "turns": 1}]}
     assert o["feedback"] == {"up": 1, "down": 1, "rated": 2, "score": 0.5, "comments": 1, "approved": 1}
     reply_row = o["latency"][0]
     assert (reply_row["measure"], reply_row["n"], reply_row["p50"], reply_row["p95"]) == ("reply", 3, 200, 300)
     assert o["tokens"] == [{"backend": "openai", "turns": 2, "input_tokens": 400, "output_tokens": 100},
                            {"backend": "anthropic", "turns": 1, "input_tokens": 200, "output_tokens": 50}]
+
+
+def test_sentiment_within_one_day_is_bucketed_by_hour():
+    one_day = [c for c in CONVERSATIONS if c["id"] == "a"]
+    late = {"id": "late", "created": T0 + 3 * 3600, "messages": [
+        user(T0 + 3 * 3600), reply(T0 + 3 * 3600, "refunds", sentiment="positive", sentiment_score=0.7)]}
+    trend = analytics.overview([*one_day, late])["sentiment"]
+    hour = datetime.fromtimestamp(T0).hour
+    assert trend["unit"] == "hour"
+    assert [(row["when"][-5:], row["turns"]) for row in trend["rows"]] == [(f"{hour:02d}:00", 2),
+                                                                           (f"{hour + 3:02d}:00", 1)]
+    assert analytics.overview(one_day)["sentiment"]["rows"][0]["mean_score"] == -0.2
+    assert analytics.overview([])["sentiment"] == {"unit": "day", "rows": []}
+
+
+def test_a_turn_is_a_customer_message_and_what_answered_it():
+    handed_off = [
+        user(T0), reply(T0, "refunds"),  # a model's reply
+        user(T0 + 60), {"ts": T0 + 60, "role": "assistant", "content": "A colleague will take over.",
+                        "meta": {"backend": analytics.HANDOFF, "triage": {"escalate": True}}},  # the handoff notice
+        {"ts": T0 + 120, "role": "user", "content": "hello??", "meta": {"backend": analytics.HANDOFF}},  # a person's
+        user(T0 + 180, error="timeout"),  # no reply: the backend failed
+    ]
+    assert analytics.count_turns(handed_off) == (3, 1)
+    sidebar = conversation_stats(handed_off)  # the chat page's sidebar
+    assert (sidebar["turns"], sidebar["failed_turns"]) == (3, 1)
+    _, counters, _ = analytics.summary_fields(handed_off)
+    assert (counters["turns"], counters["failed"]) == (3, 1)
+    o = analytics.overview([{"id": "h", "created": T0, "messages": handed_off}])
+    assert (o["turns"], o["failed_turns"]) == (3, 1)
 
 
 def test_older_turns_without_routing_or_triage_are_counted_gracefully():

@@ -102,10 +102,11 @@ def render_message(message: dict, triage_meta: dict | None = None, feedback=None
     role = message["role"]
     meta = message.get("meta") or {}
     with st.chat_message(role, avatar=":material/person:" if role == "user" else ":material/support_agent:"):
-        st.markdown(message["content"])
         if role == "user":
+            st.text(message["content"])  # exactly what the customer typed: `__x__`, `--` and `# x` stay as typed
             render_triage(triage_meta or meta)
         else:
+            st.markdown(message["content"])  # the assistant writes Markdown (lists, bold, citations)
             render_outcome(meta)
             render_sources(meta, message["content"])
             render_reply_caption(meta)

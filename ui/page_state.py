@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from chatbot.sessions import SessionStore
+from common.errors import StoreUnavailable
+
 CHAT_PAGE = "views/chat.py"
 CUSTOMER_TIERS = ("standard", "plus", "business", "vip")
 # The Local backend's choice of "a model folder" (the other choice is the bundled model, by its name).
@@ -37,3 +40,28 @@ def open_chat_with_local_model(model_path: str, adapter_path: str = "") -> None:
 def open_conversation(session_id: str) -> None:
     """Switch to the Chat page on a stored conversation, to read or resume it."""
     st.switch_page(CHAT_PAGE, query_params={"c": session_id})
+
+
+def current_conversation(store: SessionStore) -> str:
+    """The Chat page's conversation: the link's `?c=`, else this browser session's, else a new one.
+
+    The id lives in the URL, so a refresh or a second tab resumes it. A `c` of another form than the
+    store makes, and not already stored (`*`, a path, thousands of characters), is never opened: a
+    fresh conversation starts instead, with a notice saying so.
+    """
+    requested = st.query_params.get("c")
+    if requested:
+        try:
+            accepted = store.accepts(requested)
+        except StoreUnavailable:
+            accepted = False
+        if not accepted:
+            st.warning("The conversation in this link does not exist, or its id is not valid: "
+                       "a new conversation was started instead.", icon=":material/link_off:")
+            requested = ""
+            st.session_state[ChatKeys.SESSION_ID] = store.new_id()
+    session_id = requested or st.session_state.get(ChatKeys.SESSION_ID) or store.new_id()
+    st.session_state[ChatKeys.SESSION_ID] = session_id
+    if st.query_params.get("c") != session_id:
+        st.query_params["c"] = session_id
+    return session_id

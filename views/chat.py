@@ -10,7 +10,7 @@ from chatbot.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
 from ui.feedback import render_feedback
 from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
-from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys
+from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys, current_conversation
 from ui.services import BACKENDS, backend_class, get_backend, get_services
 from ui.spending import metered, within_limits
 
@@ -18,11 +18,7 @@ services = get_services()
 settings = services.settings
 store = services.store
 
-# The conversation id lives in the URL, so a refresh or a second tab resumes it.
-session_id = st.query_params.get("c") or st.session_state.get(ChatKeys.SESSION_ID) or store.new_id()
-st.session_state[ChatKeys.SESSION_ID] = session_id
-if st.query_params.get("c") != session_id:
-    st.query_params["c"] = session_id
+session_id = current_conversation(store)  # from the URL (checked), so a refresh resumes it
 
 # -- sidebar: backend picker, stats, reset ---------------------------------------------
 # Defaults go through session state, so that other pages (Training's "Chat with this adapter")
@@ -118,7 +114,7 @@ def send(text: str) -> None:
     if reply is None:
         return
     with st.chat_message("user", avatar=":material/person:"):
-        st.markdown(reply.user_text)
+        st.text(reply.user_text)  # as typed, never read as Markdown
     with st.chat_message("assistant", avatar=":material/support_agent:"):
         try:
             st.write_stream(metered(reply))

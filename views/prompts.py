@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import html
 import time
 
 import streamlit as st
@@ -14,6 +13,7 @@ from chatbot.outcomes import outcome_notice
 from chatbot.prompts import PromptLibrary, load_variables, parse_template, skeleton
 from ui.auth import ADMIN_ONLY, is_admin, require_admin
 from ui.page_state import CUSTOMER_TIERS
+from ui.prompt_diff import render_side_by_side
 from ui.services import BACKENDS, backend_class, get_backend, get_services
 from ui.spending import metered, within_limits
 
@@ -248,13 +248,7 @@ with diff_tab:
                                              fromfile=f"{name} v{old}", tofile=f"{name} {new_label}")),
                 language="diff")
     else:
-        table = difflib.HtmlDiff(wrapcolumn=70).make_table(
-            old_text.splitlines(), new_text.splitlines(), html.escape(f"v{old}"), html.escape(new_label),
-            context=True, numlines=3,
-        )
-        st.html("<style>table.diff{font-family:monospace;font-size:12px;border-collapse:collapse}"
-                ".diff_add{background:#d7f5dd}.diff_chg{background:#fff3b0}.diff_sub{background:#fbd4d4}"
-                "td{padding:0 4px;vertical-align:top}</style>" + table)
+        render_side_by_side(old_text, new_text, f"v{old}", new_label)
 
 with test_tab:
     options = [UNSAVED, *[v.version for v in versions]]

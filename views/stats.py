@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -78,8 +79,16 @@ with left:
         st.caption("No escalation in this period.")
 with right:
     st.subheader("Sentiment")
-    if numbers["sentiment"]:
-        st.line_chart(pd.DataFrame(numbers["sentiment"]), x="day", y="mean_score", y_label="mean score")
+    if numbers["sentiment"]["rows"]:
+        # A line through a point per bucket: a single day (or hour) still shows as a point.
+        unit = numbers["sentiment"]["unit"]
+        points = alt.OverlayMarkDef(size=80, filled=True)
+        trend = alt.Chart(pd.DataFrame(numbers["sentiment"]["rows"])).mark_line(point=points).encode(
+            x=alt.X("when:O", title=unit), y=alt.Y("mean_score:Q", title="mean score", scale=alt.Scale(domain=[-1, 1])),
+            tooltip=[alt.Tooltip("when:O", title=unit), alt.Tooltip("mean_score:Q", title="mean score", format=".2f"),
+                     alt.Tooltip("turns:Q")],
+        )
+        st.altair_chart(trend, width="stretch")
         st.bar_chart(pd.DataFrame(numbers["sentiment_levels"]), x="sentiment", y="turns", height=180)
     else:
         st.caption("No sentiment recorded in this period.")
