@@ -188,6 +188,7 @@ def app_env(tmp_path_factory, servers):
 def page_text(at: AppTest) -> str:
     """Everything a person reads in the conversation: messages, notices, errors and warnings."""
     parts = [md.value for m in at.chat_message for md in m.markdown]
+    parts += [t.value for m in at.chat_message for t in m.text]  # customer messages, shown as typed
     parts += [e.value for e in at.main.error] + [w.value for w in at.main.warning]
     return " ".join(parts).lower()
 
@@ -212,5 +213,5 @@ def test_the_chat_page_names_the_fault_and_keeps_the_conversation_going(fault, p
     at.chat_input(key="chat_input").set_value("Where is my parcel?").run()
     assert not at.exception
     assert ANSWER.lower().removesuffix(" [1].") in page_text(at)
-    customers = [m.markdown[0].value for m in at.chat_message if m.name == "user"]
+    customers = [m.text[0].value for m in at.chat_message if m.name == "user"]
     assert customers[:2] == ["How do I get a refund?", "Where is my parcel?"]
