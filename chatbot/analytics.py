@@ -73,7 +73,7 @@ def summary_fields(messages: list[dict]) -> tuple[dict[str, str], dict[str, int]
         meta = message.get("meta") or {}
         # A turn is a customer message that was answered or handed to a person; one that got no
         # reply because a backend failed is counted apart.
-        if message.get("role") == "user":
+        if message.get("role") == "user" and message.get("status") != "pending":  # counted when it ends
             counter = "failed" if meta.get("error") else "turns"
             incr[counter] = incr.get(counter, 0) + 1
         if not meta:

@@ -34,6 +34,11 @@ AGENTS = "chatbot:agents"
 APPROVED = "chatbot:approved"
 PARTS = ("messages", "state", "meta", "feedback", "turns", "text")
 BATCH = 200  # conversations per pipelined round trip when reading many
+# A customer message is stored as `pending` when it is sent, and completed when its reply ends.
+PENDING, INTERRUPTED = "pending", "interrupted"
+# A turn still pending after this long was cut off (its process stopped): it reads as interrupted.
+PENDING_SECONDS = 600.0
+STALE = "The reply was interrupted: the app stopped before it finished."
 
 
 def _key(session_id: str, part: str) -> str:
@@ -44,8 +49,28 @@ def _agent_key(agent: str) -> str:
     return f"chatbot:agent:{agent}"
 
 
+def describe_fault(exc: Exception) -> str:
+    """What a Redis error means for the person at the page, in one sentence."""
+    text = str(exc)
+    if isinstance(exc, redis.TimeoutError):
+        return "The conversation store did not answer in time."
+    if isinstance(exc, redis.ConnectionError):
+        return f"The conversation store cannot be reached ({exc.__class__.__name__})."
+    if isinstance(exc, redis.ReadOnlyError) or text.startswith("READONLY"):
+        return "The conversation store is a read-only replica and refused the write."
+    if text.startswith("OOM") or "maxmemory" in text:
+        return "The conversation store is out of memory and refused the write."
+    code = text.split(" ", 1)[0] if text[:1].isupper() else exc.__class__.__name__
+    return f"The conversation store refused the request ({code})."
+
+
 def _store_call(method: F) -> F:
-    """Turn a lost Redis connection into StoreUnavailable, reviving an embedded server once first."""
+    """Turn every Redis fault into StoreUnavailable, reviving a lost embedded server once first.
+
+    A lost connection or a timeout, and every error the server answers (out of memory, read-only
+    replica, a script it no longer has, a key of the wrong type...): the page shows one message
+    and keeps the customer's text; it never shows a traceback.
+    """
 
     @wraps(method)
     def wrapper(self: "SessionStore", *args: Any, **kwargs: Any) -> Any:
@@ -57,13 +82,22 @@ def _store_call(method: F) -> F:
             if self._revive(client):
                 try:
                     return method(self, *args, **kwargs)
-                except (redis.ConnectionError, redis.TimeoutError) as again:
+                except redis.RedisError as again:
                     error = again
-            raise StoreUnavailable(
-                f"The conversation store cannot be reached ({error.__class__.__name__})."
-            ) from error
+            raise StoreUnavailable(describe_fault(error)) from error
+        except redis.RedisError as exc:
+            raise StoreUnavailable(describe_fault(exc)) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def settle(messages: list[dict], now: float, after: float) -> list[dict]:
+    """Messages whose turn never finished (its process stopped) read as interrupted after `after` seconds."""
+    for message in messages:
+        if message.get("status") == PENDING and now - float(message.get("ts") or now) >= after:
+            message["status"] = INTERRUPTED
+            message["meta"] = {**(message.get("meta") or {}), "error": STALE, "interrupted": True}
+    return messages
 
 
 class SessionStore:
@@ -76,6 +110,7 @@ class SessionStore:
         self.ttl = ttl_seconds
         self._reconnect = reconnect
         self.revive_error = ""
+        self.pending_seconds = PENDING_SECONDS
         self._lock = threading.Lock()
         self._append = client.register_script(APPEND_TURN)
         self._feedback = client.register_script(SET_FEEDBACK)
@@ -118,14 +153,35 @@ class SessionStore:
         # The token makes the write idempotent: a retry after a lost reply is not applied twice.
         self._write_turn(session_id, messages, state, agent, uuid.uuid4().hex)
 
+    def begin_turn(self, session_id: str, text: str, *, agent: str = "") -> dict:
+        """Store a customer's message as it is sent, before any reply: returns it as stored (pending)."""
+        message = {"ts": self.clock(), "role": "user", "content": text, "turn": uuid.uuid4().hex, "status": PENDING}
+        self._write_turn(session_id, [message], None, agent, message["turn"])
+        return message
+
+    def finish_turn(self, session_id: str, sent: dict, replies: list[dict], state: dict | None = None, *,
+                    meta: dict | None = None, agent: str = "") -> None:
+        """Complete a turn begun with `begin_turn`: its message (with `meta` when it got no reply) and the replies.
+
+        One atomic step; the message is found by its turn id wherever it is now in the list.
+        """
+        final = {k: v for k, v in sent.items() if k != "status"}
+        if meta is not None:
+            final["meta"] = meta
+        self._write_turn(session_id, replies, state, agent, uuid.uuid4().hex, replaces=final)
+
     @_store_call
-    def _write_turn(self, session_id: str, messages: list[dict], state: dict | None, agent: str, token: str) -> None:
+    def _write_turn(self, session_id: str, messages: list[dict], state: dict | None, agent: str, token: str,
+                    replaces: dict | None = None) -> None:
         now = self.clock()
         encoded = [json.dumps({"ts": now, **m}, ensure_ascii=False) for m in messages]
-        sets, incr, title = summary_fields(messages)
+        sets, incr, title = summary_fields([replaces, *messages] if replaces else messages)
+        incr["messages"] = len(messages)
         args: list[Any] = [session_id, repr(now), self.ttl or 0, token, agent,
                            "1" if state is not None else "0",
                            json.dumps(state, ensure_ascii=False) if state is not None else "",
+                           replaces["turn"] if replaces else "",
+                           json.dumps(replaces, ensure_ascii=False) if replaces else "",
                            len(encoded), *encoded, len(sets)]
         for name, value in sets.items():
             args += [name, value]
@@ -144,7 +200,8 @@ class SessionStore:
         pipe.lrange(_key(session_id, "messages"), 0, -1)
         pipe.hgetall(_key(session_id, "feedback"))
         raw_messages, raw_feedback = pipe.execute()
-        return merge_feedback([json.loads(raw) for raw in raw_messages], raw_feedback)
+        messages = merge_feedback([json.loads(raw) for raw in raw_messages], raw_feedback)
+        return settle(messages, self.clock(), self.pending_seconds)
 
     @_store_call
     def state(self, session_id: str) -> dict:
@@ -219,12 +276,18 @@ class SessionStore:
     def approved_conversations(self, limit: int | None = None) -> Iterator[dict]:
         """Conversations with an approved reply, in the training dataset builder's shape."""
         for conversation in self.load(self.approved_ids()[:limit]):
-            messages = [
-                {"role": m["role"], "content": m["content"], "approved": bool(m.get("approved"))}
-                for m in conversation["messages"]
+            messages: list[dict] = []
+            for m in conversation["messages"]:
+                meta = m.get("meta") or {}
                 # A message that got no reply was sent again by the agent; a model never saw it answered.
-                if not (m["role"] == "user" and (m.get("meta") or {}).get("error"))
-            ]
+                if m["role"] == "user" and (meta.get("error") or m.get("status")):
+                    continue
+                if m["role"] == "assistant" and meta.get("interrupted"):
+                    # A reply cut off half-way teaches nothing: it goes, with the message it answered.
+                    if messages and messages[-1]["role"] == "user":
+                        messages.pop()
+                    continue
+                messages.append({"role": m["role"], "content": m["content"], "approved": bool(m.get("approved"))})
             yield {"id": conversation["id"], "messages": messages}
 
     # -- listing, search, loading many -----------------------------------------------------------
@@ -278,7 +341,8 @@ class SessionStore:
                 meta, state, raw_messages, feedback = replies[4 * n:4 * n + 4]
                 if not meta:
                     continue
-                messages = merge_feedback([json.loads(raw) for raw in raw_messages], feedback)
+                messages = settle(merge_feedback([json.loads(raw) for raw in raw_messages], feedback),
+                                  self.clock(), self.pending_seconds)
                 loaded.append({**ConversationSummary.from_hash(session_id, meta).to_dict(),
                                "state": json.loads(state) if state else {}, "messages": messages})
         return loaded

@@ -94,7 +94,12 @@ def render_message(message: dict, triage_meta: dict | None = None, feedback=None
         st.markdown(message["content"])
         if role == "user":
             render_triage(triage_meta or meta)
+            if message.get("status") == "pending":
+                st.caption("Waiting for the reply…", help="It is being written in another tab or process.")
         else:
+            if meta.get("interrupted"):
+                st.warning(f"**Interrupted.** {meta.get('error') or ''} The text above is what arrived before it "
+                           "stopped.", icon=":material/content_cut:")
             render_sources(meta, message["content"])
             render_reply_caption(meta)
             if feedback is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from common.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
+from common.errors import BackendError, ChatbotError, ContextTooLong, InputRejected, StoreUnavailable
 from chatbot.analytics import HANDOFF
 from chatbot.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
@@ -13,6 +13,8 @@ from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_lo
 from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys
 from ui.services import BACKENDS, backend_class, get_backend, get_services
 from ui.spending import metered, within_limits
+from ui.turn_state import (clear_unsent, keep_unsent, queued, render_fallback, render_resend, render_unsent,
+                           set_aside, set_aside_reason, unanswered)
 
 services = get_services()
 settings = services.settings
@@ -62,14 +64,20 @@ with st.sidebar:
         st.rerun()
     stats_box = st.container()
 
+# Every backend that cannot answer (a missing key, a folder that is not a model, no server, a
+# refused key) says why in the sidebar, and the offline backend answers meanwhile.
+choice = (backend_name, model, model_path, adapter_path)
 try:
     if model_choice == "folder":
         model_path = prepare_local_model(model_path, settings.data_dir)  # the bundled model: converted once
     backend = get_backend(backend_name, model, model_path, adapter_path)
 except ChatbotError as exc:
-    st.sidebar.error(str(exc))
-    st.sidebar.info("Using the offline backend until this is fixed.")
+    render_fallback(backend_name, str(exc))
     backend = get_backend("offline")
+else:
+    if reason := set_aside_reason(choice):  # it failed a turn in this session
+        render_fallback(backend_name, reason, retry=True)
+        backend = get_backend("offline")
 backend = within_limits(backend, session_id)  # over a spending limit: the offline backend, and why
 bot = services.chatbot(backend)
 
@@ -105,45 +113,52 @@ for index, message in enumerate(messages):
 
 
 def send(text: str) -> None:
-    """Run one turn on the page; a message that could not be sent is kept as a draft."""
+    """Run one turn on the page. The message is stored before the reply streams; one that could not be
+    sent at all is kept as a draft to send again."""
     try:
         reply = bot.send(session_id, text, customer={"tier": tier}, agent=agent)
     except InputRejected as exc:
-        st.warning(str(exc), icon=":material/block:")
+        keep_unsent(text, f"{exc} Your message is kept below.")
         return
     except StoreUnavailable as exc:
-        st.session_state[ChatKeys.UNSENT] = text
-        st.error(f"{exc} Your message was not sent; it is kept below.")
+        keep_unsent(text, f"{exc} Your message was not sent; it is kept below to send again.")
         return
+    clear_unsent()
     if reply is None:
         return
     with st.chat_message("user", avatar=":material/person:"):
         st.markdown(reply.user_text)
     with st.chat_message("assistant", avatar=":material/support_agent:"):
+        stream = metered(reply)
         try:
-            st.write_stream(metered(reply))
+            st.write_stream(stream)
         except BackendError as exc:
-            st.error(f"No reply: {exc} Your message is kept; send it again when the backend is back.")
+            if not reply.text and not isinstance(exc, ContextTooLong):
+                set_aside(choice, str(exc))  # it cannot answer: the offline backend does, until it is retried
+            st.error(f"No reply: {exc} Your message is kept; send it again.")
         except StoreUnavailable as exc:
-            st.session_state[ChatKeys.UNSENT] = text
-            st.error(f"{exc} This turn was not saved; your message is kept below.")
+            st.error(f"{exc} The reply could not be saved; your message is kept and can be sent again.")
             return
-    st.session_state.pop(ChatKeys.UNSENT, None)
-    if reply.done and not reply.meta.error:
-        # Rerun so the new turn renders like the others, with its triage, sources and the stats.
-        st.rerun()
+        finally:
+            # A rerun or a stop mid-stream (a widget touched, the tab closed) leaves here too: the reply
+            # is recorded as interrupted, with the text that arrived.
+            stream.close()
+            reply.close()
+    # Rerun so the new turn renders like the others, with its triage, sources, the stats and, when it
+    # failed, the notice and the button that sends it again.
+    st.rerun()
 
 
-unsent = st.session_state.get(ChatKeys.UNSENT)
-if unsent:
-    st.warning("This message has not been sent yet:", icon=":material/drafts:")
-    st.code(unsent, language=None, wrap_lines=True)
-    if st.button("Send it again", key="resend_unsent", icon=":material/send:"):
-        send(unsent)
+last_unanswered = unanswered(messages)
+if last_unanswered:
+    render_resend(last_unanswered)
 
 text = st.chat_input("Type the customer's message…", key="chat_input")
+resend = queued()  # a "Send it again" button pressed on the previous run
+text = text if text is not None else resend
 if text is not None:
     send(text)
+render_unsent()
 
 with stats_box:
     try:

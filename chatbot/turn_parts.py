@@ -1,0 +1,92 @@
+"""Pieces of a turn that need no Chatbot: the message's checks, citations, the customer context."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from typing import Any, Iterator, Sequence
+
+from adapters.base import Backend
+from chatbot.analytics import HANDOFF
+from chatbot.contextual_search import search_in_context
+from chatbot.memory import ConversationMemory
+from chatbot.triage import TriageResult, TriageState
+from common.errors import InputRejected
+from common.types import ChatRequest, Passage, Usage
+from knowledge.store import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+# Citation markers as models write them: [1], [1, 2], [1,3], [1; 2], [1, 2 and 3], ranges [1-3] (any dash).
+_CITED_ITEM = re.compile("(\\d{1,2})(?:\\s*[-\u2010-\u2014\u2212]\\s*(\\d{1,2}))?")
+_CITATION = re.compile(rf"\[\s*({_CITED_ITEM.pattern}(?:(?:\s*[,;&]\s*(?:and\s+)?|\s+and\s+)"
+                       rf"{_CITED_ITEM.pattern})*)\s*\]")
+
+
+def clean_message(text: str, limit: int) -> str:
+    """Strip control characters and surrounding space; refuse text over `limit` characters."""
+    cleaned = "".join(
+        ch for ch in text if ch in "\n\t" or not unicodedata.category(ch).startswith("C")
+    ).strip()
+    if len(cleaned) > limit:
+        raise InputRejected(
+            f"This message is {len(cleaned):,} characters long; the limit is {limit:,}. "
+            "Shorten it or split it into several messages."
+        )
+    return cleaned
+
+
+def cited_numbers(reply: str, passage_count: int) -> list[int]:
+    """The passage numbers a reply cites, in order of first use, ignoring out-of-range markers."""
+    seen: list[int] = []
+    for match in _CITATION.finditer(reply):
+        for item in _CITED_ITEM.finditer(match.group(1)):
+            ends = sorted((int(item.group(1)), int(item.group(2) or item.group(1))))  # [3-1] reads as [1-3]
+            seen += [n for n in range(max(ends[0], 1), min(ends[1], passage_count) + 1) if n not in seen]
+    return seen
+
+
+class Canned(Backend):
+    """A fixed reply (the handoff notice), streamed like a model's."""
+
+    name = HANDOFF
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
+        for piece in re.findall(r"\S+\s*", self.text):
+            yield piece
+
+
+def customer_messages(memory: ConversationMemory) -> list[str]:
+    """The customer's messages in the conversation's memory, oldest first."""
+    return [m["content"] for m in memory.messages if m["role"] == "user"]
+
+
+def customer_context(verdict: TriageResult, triage_state: TriageState) -> dict[str, Any]:
+    """What the prompt tells the model about the customer and the conversation so far."""
+    return {
+        "account tier": triage_state.customer_tier,
+        "conversation state": triage_state.state,
+        "sentiment": f"{verdict.sentiment.level.replace('_', ' ')}, {verdict.trend}",
+        "priority": f"{verdict.priority}/10",
+        "earlier contacts about this": triage_state.contact_count - 1,
+    }
+
+
+def retrieve(knowledge: KnowledgeBase, text: str, vector, history: Sequence[str], k: int) -> list[Passage]:
+    """The passages for a message in its context; a vector store that fails (busy, changed by another
+    process, unreachable) falls back to the keyword index, and that to no passages: never a failed turn."""
+    try:
+        # A follow-up is searched with the previous message too: retrieval sees what routing sees.
+        return search_in_context(knowledge, text, vector, history, k)
+    except Exception as exc:  # noqa: BLE001 - the turn goes on without the vector store
+        log.warning("Vector search failed (%s: %s); answering from the keyword index", type(exc).__name__, exc)
+        knowledge.degraded = str(exc) or type(exc).__name__
+    try:
+        return knowledge.search(text, k=k, mode="keyword")
+    except Exception as exc:  # noqa: BLE001 - nor the keyword index: a reply without passages
+        log.warning("Keyword search failed too (%s: %s); replying without passages", type(exc).__name__, exc)
+        return []
