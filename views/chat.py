@@ -137,7 +137,8 @@ def send(text: str) -> None:
                 set_aside(choice, str(exc))  # it cannot answer: the offline backend does, until it is retried
             st.error(f"No reply: {exc} Your message is kept; send it again.")
         except StoreUnavailable as exc:
-            st.error(f"{exc} The reply could not be saved; your message is kept and can be sent again.")
+            # The message was stored when it was sent; the reply could not be. Offer to send it again.
+            keep_unsent(text, f"{exc} The reply could not be saved; your message is kept, below, to send again.")
             return
         finally:
             # A rerun or a stop mid-stream (a widget touched, the tab closed) leaves here too: the reply
