@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from common.errors import StoreUnavailable
 from ui.page_state import ChatKeys
 
 OFFLINE_NOTICE = "Using the offline backend until this is fixed."
@@ -66,6 +67,28 @@ def unanswered(messages: list[dict]) -> str | None:
             and messages[-2]["role"] == "user":
         return messages[-2]["content"]
     return None
+
+
+def pending_turn(messages: list[dict]) -> str:
+    """The turn id of a customer message still waiting for its reply (in another tab, or a run being stopped)."""
+    waiting = [m for m in messages if m.get("status") == "pending"]
+    return waiting[-1].get("turn", "") if waiting else ""
+
+
+@st.fragment(run_every=1.0)
+def watch_pending(store, session_id: str, turn: str) -> None:
+    """Rerun the page once the reply of `turn` is stored (or the turn reads as interrupted).
+
+    A rerun that stops a streaming reply starts the next run while the stopped one is still
+    recording what arrived; this shows the turn as soon as it is recorded, and likewise a reply
+    being written in another tab.
+    """
+    try:
+        waiting = pending_turn([m for m in store.messages(session_id) if m.get("turn") == turn])
+    except StoreUnavailable:  # the page already says so; look again on the next tick
+        return
+    if not waiting:
+        st.rerun()
 
 
 def render_resend(text: str) -> None:

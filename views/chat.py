@@ -13,8 +13,8 @@ from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_lo
 from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys
 from ui.services import BACKENDS, backend_class, get_backend, get_services
 from ui.spending import metered, within_limits
-from ui.turn_state import (clear_unsent, keep_unsent, queued, render_fallback, render_resend, render_unsent,
-                           set_aside, set_aside_reason, unanswered)
+from ui.turn_state import (clear_unsent, keep_unsent, pending_turn, queued, render_fallback, render_resend,
+                           render_unsent, set_aside, set_aside_reason, unanswered, watch_pending)
 
 services = get_services()
 settings = services.settings
@@ -150,6 +150,8 @@ def send(text: str) -> None:
     st.rerun()
 
 
+if turn := pending_turn(messages):
+    watch_pending(store, session_id, turn)
 last_unanswered = unanswered(messages)
 if last_unanswered:
     render_resend(last_unanswered)
