@@ -311,11 +311,15 @@ def to_markdown(conversation: dict) -> str:
             # A customer message carries the turn's metadata only when no reply was written.
             if meta.get("error"):
                 lines += ["", f"> No reply: {meta['error']}"]
+            elif message.get("status") == "pending":
+                lines += ["", "> Waiting for the reply."]
             elif meta:
                 lines += ["", "> With a person: the assistant drafted no reply."]
             if meta and _reply_facts(meta):
                 lines += ["", f"*{' · '.join(_reply_facts(meta))}*"]
             continue
+        if meta.get("interrupted"):
+            lines += ["", f"> Interrupted: {meta.get('error') or 'the reply stopped before its end.'}"]
         retrieved = meta.get("retrieved") or []
         cited = [n for n in meta.get("citations") or [] if 1 <= n <= len(retrieved)]
         if cited:

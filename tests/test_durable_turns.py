@@ -84,7 +84,10 @@ def test_a_backend_failing_half_way_keeps_what_arrived(demo_kb, store):
     stored = store.messages("c4")
     assert [m["content"] for m in stored] == [DOORBELL, "one two "]
     assert stored[1]["meta"]["interrupted"] is True and stored[1]["meta"]["error"] == "the stream broke"
-    # An incomplete reply never becomes training data, even when approved.
+    # The export says so, and an incomplete reply never becomes training data, even when approved.
+    from chatbot.analytics import to_markdown
+
+    assert "> Interrupted: the stream broke" in to_markdown(store.conversation("c4"))
     store.set_approved("c4", 1, True)
     assert [c["messages"] for c in store.approved_conversations()] == [[]]
 
