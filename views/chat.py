@@ -123,6 +123,10 @@ def send(text: str) -> None:
     except StoreUnavailable as exc:
         keep_unsent(text, f"{exc} Your message was not sent; it is kept below to send again.")
         return
+    except ChatbotError:
+        # Stored when it was sent, with why it got no reply: the rerun shows it with "Send it again".
+        clear_unsent()
+        st.rerun()
     clear_unsent()
     if reply is None:
         return
