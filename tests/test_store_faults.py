@@ -181,3 +181,32 @@ def test_a_turn_while_another_process_changes_and_holds_the_vector_store(app_env
     reply = [m for m in at.chat_message if m.name == "assistant"][-1]
     assert "defrost" in reply.markdown[0].value.lower()
     assert stored(session, server)[2] == "My heat pump shows error H7, what does it mean?"
+
+
+def test_a_turn_with_the_vector_store_gone_answers_from_the_keyword_index(tmp_path, embedder, store):
+    # A Chroma server (CHROMA_HOST) that stops between two turns: the second turn still answers, from
+    # the keyword index, and both messages are kept.
+    from adapters.offline import OfflineBackend
+    from chatbot.bot import Chatbot
+    from knowledge.store import KnowledgeBase, make_chroma_client
+    from tests.chroma_server import ChromaServer
+
+    server = ChromaServer(tmp_path / "chroma")
+    kb = KnowledgeBase(make_chroma_client(host=server.host, port=server.port), embedder, tmp_path / "index",
+                       sync_interval=0)
+    try:
+        kb.ingest_upload("thermostat.md", b"# Thermostat errors\n\nError E4 means the boiler lost its flame: "
+                         b"check the gas supply, then reset the boiler.\n")
+        bot = Chatbot(knowledge=kb, backend=OfflineBackend(), store=store)
+        first = bot.ask("v", "What does thermostat error E4 mean?")
+        assert "vector" in first.meta.retrieved[0]["retrievers"]
+        server.stop()
+        second = bot.ask("v", "And how do I reset the boiler after error E4?")
+        assert not second.meta.error and second.meta.retrieved
+        assert second.meta.retrieved[0]["source"] == "thermostat.md"
+        assert second.meta.retrieved[0]["retrievers"] == ["keyword"]
+        assert [m["content"] for m in store.messages("v") if m["role"] == "user"] == [
+            "What does thermostat error E4 mean?", "And how do I reset the boiler after error E4?"]
+    finally:
+        server.stop()
+        kb.close()
