@@ -52,7 +52,7 @@ def _agent_key(agent: str) -> str:
 
 def describe_fault(exc: Exception) -> str:
     """What a Redis error means for the person at the page, in one sentence."""
-    text = str(exc)
+    text = str(exc).split("caused error: ", 1)[-1]  # a pipeline's error names its command first
     if isinstance(exc, redis.TimeoutError):
         return "The conversation store did not answer in time."
     if isinstance(exc, redis.ConnectionError):

@@ -210,3 +210,22 @@ def test_a_turn_with_the_vector_store_gone_answers_from_the_keyword_index(tmp_pa
     finally:
         server.stop()
         kb.close()
+
+
+def test_every_error_the_server_answers_is_a_store_unavailable_with_its_reason(server):
+    from chatbot.session_server import connect
+    from chatbot.sessions import SessionStore
+    from common.errors import StoreUnavailable
+
+    store = SessionStore(connect(server.url))
+    # Another program left a value of the wrong type where a conversation's messages go.
+    admin(server).set("chatbot:conv:clash:messages", "not a list")
+    with pytest.raises(StoreUnavailable, match=r"refused the request \(WRONGTYPE\)"):
+        store.begin_turn("clash", MESSAGE)
+    with pytest.raises(StoreUnavailable, match="WRONGTYPE"):
+        store.messages("clash")
+    # The server forgot its scripts (a restart, SCRIPT FLUSH): NOSCRIPT is answered by loading them again.
+    admin(server).script_flush()
+    sent = store.begin_turn("flushed", MESSAGE)
+    store.finish_turn("flushed", sent, [{"role": "assistant", "content": "Reset the boiler."}])
+    assert [m["content"] for m in store.messages("flushed")] == [MESSAGE, "Reset the boiler."]
