@@ -176,3 +176,20 @@ def test_the_history_page_shows_an_interrupted_reply_as_such(app_env):
     assert bubbles[0] == ("user", DOORBELL)
     assert bubbles[1][0] == "assistant"
     assert any("Interrupted" in w.value and "interrupted" in w.value for w in at.warning)
+
+
+def test_a_reply_that_ends_after_a_later_turn_goes_right_after_its_message_feedback_and_all(store):
+    # Two tabs on one conversation: the first message's reply ends after a whole second turn, which
+    # already has feedback. The first reply lands right after its message; the feedback stays on its reply.
+    first = store.begin_turn("tabs", "Where is my parcel?")
+    second = store.begin_turn("tabs", "And can I change the address?")
+    store.finish_turn("tabs", second, [{"role": "assistant", "content": "Yes, until it ships."}])
+    store.set_feedback("tabs", 2, 1, "clear")
+    store.finish_turn("tabs", first, [{"role": "assistant", "content": "It is out for delivery."}])
+
+    stored = store.messages("tabs")
+    assert [m["content"] for m in stored] == [
+        "Where is my parcel?", "It is out for delivery.", "And can I change the address?", "Yes, until it ships."]
+    assert "feedback" not in stored[1]
+    assert stored[3]["feedback"]["score"] == 1 and stored[3]["feedback"]["comment"] == "clear"
+    assert store.conversation("tabs")["turns"] == 2
