@@ -157,8 +157,9 @@ class SessionStore:
     def begin_turn(self, session_id: str, text: str, *, agent: str = "") -> dict:
         """Store a customer's message as it is sent, before any reply: returns it as stored (pending)."""
         message = {"ts": self.clock(), "role": "user", "content": text, "turn": uuid.uuid4().hex, "status": PENDING}
-        self._write_turn(session_id, [message], None, agent, message["turn"])
-        return message
+        length = self._write_turn(session_id, [message], None, agent, message["turn"])
+        # Where it was stored: its turn finds it there without reading the list (a hint; it is checked).
+        return {**message, "at": int(length) - 1} if length else message
 
     def finish_turn(self, session_id: str, sent: dict, replies: list[dict], state: dict | None = None, *,
                     meta: dict | None = None, agent: str = "") -> None:
@@ -166,14 +167,15 @@ class SessionStore:
 
         One atomic step; the message is found by its turn id wherever it is now in the list.
         """
-        final = {k: v for k, v in sent.items() if k != "status"}
+        final = {k: v for k, v in sent.items() if k not in ("status", "at")}
         if meta is not None:
             final["meta"] = meta
-        self._write_turn(session_id, replies, state, agent, uuid.uuid4().hex, replaces=final)
+        self._write_turn(session_id, replies, state, agent, uuid.uuid4().hex, replaces=final,
+                         where=int(sent.get("at", -1)))
 
     @_store_call
     def _write_turn(self, session_id: str, messages: list[dict], state: dict | None, agent: str, token: str,
-                    replaces: dict | None = None) -> None:
+                    replaces: dict | None = None, where: int = -1) -> int:
         now = self.clock()
         encoded = [json.dumps({"ts": now, **m}, ensure_ascii=False) for m in messages]
         sets, incr, title = summary_fields([replaces, *messages] if replaces else messages)
@@ -182,7 +184,7 @@ class SessionStore:
                            "1" if state is not None else "0",
                            json.dumps(state, ensure_ascii=False) if state is not None else "",
                            replaces["turn"] if replaces else "",
-                           json.dumps(replaces, ensure_ascii=False) if replaces else "",
+                           json.dumps(replaces, ensure_ascii=False) if replaces else "", where,
                            len(encoded), *encoded, len(sets)]
         for name, value in sets.items():
             args += [name, value]
@@ -192,7 +194,7 @@ class SessionStore:
         args += [title, "".join(m.get("content", "") + "\n" for m in messages)]
         keys = [_key(session_id, p) for p in ("messages", "state", "meta", "turns", "feedback", "text")]
         keys += [INDEX, AGENTS]
-        self._append(keys=keys, args=args, client=self.client)
+        return int(self._append(keys=keys, args=args, client=self.client) or 0)
 
     @_store_call
     def messages(self, session_id: str) -> list[dict]:
