@@ -193,3 +193,24 @@ def test_a_reply_that_ends_after_a_later_turn_goes_right_after_its_message_feedb
     assert "feedback" not in stored[1]
     assert stored[3]["feedback"]["score"] == 1 and stored[3]["feedback"]["comment"] == "clear"
     assert store.conversation("tabs")["turns"] == 2
+
+
+def test_the_chat_page_shows_a_message_whose_process_died_as_interrupted_with_a_resend_button(app_env):
+    import time
+
+    services = build_services(Settings.load())
+    session = services.store.new_id()
+    # Stored by a process that stopped before the reply, longer ago than a reply takes.
+    SessionStore(services.store.client, clock=lambda: time.time() - PENDING_SECONDS - 60).begin_turn(
+        session, DOORBELL)
+
+    at = AppTest.from_file(str(ROOT / "views/chat.py"), default_timeout=TIMEOUT)
+    at.query_params["c"] = session
+    at.run()
+    assert not at.exception
+    assert [m.markdown[0].value for m in at.chat_message if m.name == "user"] == [DOORBELL]
+    assert any(e.value.startswith("No reply:") and "interrupted" in e.value for e in at.error)
+    at.button(key="resend_failed").click().run()
+    assert not at.exception
+    stored = services.store.messages(session)
+    assert [m["content"] for m in stored][:2] == [DOORBELL, DOORBELL] and stored[2]["role"] == "assistant"
