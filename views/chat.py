@@ -87,7 +87,7 @@ try:
     messages = store.messages(session_id)
     state = store.state(session_id) if messages else {}
 except StoreUnavailable as exc:
-    st.error(f"{exc} New messages cannot be saved until it is back.")
+    st.error(f"{exc} A message you send now is kept as a draft, to send again when it is back.")
     messages, state = [], {}
 
 if not messages:
