@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 from common.types import ChatRequest, Usage
 from adapters.base import Backend
 from common.errors import BackendError, ChatbotError
-from chatbot.memory import ConversationMemory, extractive_summary
+from chatbot.memory import ConversationMemory
 from chatbot.prompt_template import PromptTemplate
 from chatbot.prompts import PromptLibrary, RenderedPrompt
 from chatbot.reasoning import ReasoningFilter
@@ -21,7 +21,7 @@ from chatbot.routes import UNKNOWN, RouteChoice
 from chatbot.routing import IntentRouter
 from chatbot.triage import Triage, TriageState, handoff_summary
 from chatbot.turn_parts import (Canned, cited_numbers, clean_message, customer_context, customer_messages,
-                                retrieve)
+                                retrieve, summarise)
 from chatbot.sessions import SessionStore
 from knowledge.store import KnowledgeBase
 from common.types import Passage
@@ -417,17 +417,4 @@ class Chatbot:
 
     def _summarise(self, previous: str, folded: list[dict]) -> str:
         """Fold old turns with the backend where it can summarise, extractively otherwise."""
-        if not self.backend.can_summarise:
-            return extractive_summary(previous, folded)
-        prompt = self.prompts.render("summariser", passages=[], summary="")
-        transcript = "\n".join(f"{m['role']}: {m['content']}" for m in folded)
-        request = ChatRequest(
-            system=prompt.system,
-            messages=[{"role": "user", "content": f"Summary so far:\n{previous or '(none)'}\n\nNew messages:\n{transcript}"}],
-            temperature=prompt.temperature, max_tokens=prompt.max_tokens,
-        )
-        try:
-            return self.backend.complete(request)
-        except BackendError:
-            # A failed summary must not lose the turn: fall back to the offline method.
-            return extractive_summary(previous, folded)
+        return summarise(self.backend, self.prompts, previous, folded)

@@ -10,9 +10,10 @@ from typing import Any, Iterator, Sequence
 from adapters.base import Backend
 from chatbot.analytics import HANDOFF
 from chatbot.contextual_search import search_in_context
-from chatbot.memory import ConversationMemory
+from chatbot.memory import ConversationMemory, extractive_summary
+from chatbot.prompts import PromptLibrary
 from chatbot.triage import TriageResult, TriageState
-from common.errors import InputRejected
+from common.errors import BackendError, InputRejected
 from common.types import ChatRequest, Passage, Usage
 from knowledge.store import KnowledgeBase
 
@@ -90,3 +91,21 @@ def retrieve(knowledge: KnowledgeBase, text: str, vector, history: Sequence[str]
     except Exception as exc:  # noqa: BLE001 - nor the keyword index: a reply without passages
         log.warning("Keyword search failed too (%s: %s); replying without passages", type(exc).__name__, exc)
         return []
+
+
+def summarise(backend: Backend, prompts: PromptLibrary, previous: str, folded: list[dict]) -> str:
+    """Old turns folded into the running summary: by the backend where it can summarise, else extractively."""
+    if not backend.can_summarise:
+        return extractive_summary(previous, folded)
+    prompt = prompts.render("summariser", passages=[], summary="")
+    transcript = "\n".join(f"{m['role']}: {m['content']}" for m in folded)
+    request = ChatRequest(
+        system=prompt.system,
+        messages=[{"role": "user", "content": f"Summary so far:\n{previous or '(none)'}\n\nNew messages:\n{transcript}"}],
+        temperature=prompt.temperature, max_tokens=prompt.max_tokens,
+    )
+    try:
+        return backend.complete(request)
+    except BackendError:
+        # A failed summary must not lose the turn: fall back to the offline method.
+        return extractive_summary(previous, folded)
