@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
-from common.errors import BackendError, BackendStreamBroken, BackendTimeout, BackendUnavailable
+from common.errors import BackendError, BackendStreamBroken, BackendTimeout, BackendUnreachable
 from common.types import ChatRequest, Stop, Usage
 
 if TYPE_CHECKING:
@@ -216,7 +216,7 @@ class RemoteBackend(Backend):
         elif isinstance(exc, self.timeout_errors):
             error = BackendTimeout(f"{who} did not answer within {self.timeout:g} s; try again.")
         elif isinstance(exc, self.connection_errors):
-            error = BackendUnavailable(self._unreachable())
+            error = BackendUnreachable(self._unreachable())
         else:
             error = self._status_error(exc) or BackendError(f"{who} failed: {self._reason(exc)}")
         return self._with_fields(error, exc)

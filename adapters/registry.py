@@ -6,7 +6,7 @@ from importlib import import_module
 from typing import Callable
 
 from adapters.base import Backend
-from common.errors import ConfigurationError
+from common.errors import ChatbotError, ConfigurationError
 from common.settings import Settings
 
 
@@ -36,5 +36,17 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def make_backend(name: str, settings: Settings, model: str | None = None, **options) -> Backend:
-    """A ready backend, or ConfigurationError naming the missing setting."""
-    return backend_class(name).from_settings(settings, model=model or None, **options)
+    """A ready backend, or ConfigurationError naming the missing or wrong setting.
+
+    Whatever a backend's own checks miss (a folder that exists but holds no model, a file where a
+    folder is expected, a malformed value an SDK refuses) becomes a ConfigurationError too: the
+    pages show its message and fall back to the offline backend, never a traceback.
+    """
+    cls = backend_class(name)
+    try:
+        return cls.from_settings(settings, model=model or None, **options)
+    except ChatbotError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every bad setting ends the same way
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+        raise ConfigurationError(f"The {name} backend cannot start with these settings: {reason}") from exc

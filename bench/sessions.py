@@ -128,8 +128,8 @@ def bench(services: Any, conversations: int, turns: int, workers: int, pause_ms:
             spent = timed.take()
             with lock:
                 samples["read"].append(spent.get("state", 0.0))
-                samples["write"].append(spent.get("append", 0.0))
-                samples["store"].append(spent.get("state", 0.0) + spent.get("append", 0.0))
+                samples["write"].append(spent.get("begin_turn", 0.0) + spent.get("finish_turn", 0.0))
+                samples["store"].append(spent.get("state", 0.0) + spent.get("begin_turn", 0.0) + spent.get("finish_turn", 0.0))
                 samples["store_cpu"].append(spent.get("cpu", 0.0))
                 samples["persist"].append(reply.meta.stages_ms["persist"])
                 samples["turn"].append(reply.meta.latency_ms)

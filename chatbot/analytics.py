@@ -76,11 +76,11 @@ def count_turns(messages: Iterable[dict]) -> tuple[int, int]:
     A turn is a customer message and what answered it: a model's reply, the handoff notice, or
     nothing once a person has the conversation (the message is kept for them). A customer message
     that got no reply because the backend failed or answered with nothing is a failed turn,
-    counted apart.
+    counted apart; one still waiting for its reply is not counted yet.
     """
     turns = failed = 0
     for message in messages:
-        if message.get("role") == "user":
+        if message.get("role") == "user" and message.get("status") != "pending":  # counted when its turn ends
             if _no_reply(message.get("meta") or {}):
                 failed += 1
             else:
@@ -349,11 +349,15 @@ def to_markdown(conversation: dict) -> str:
                 lines += ["", f"> No reply: {meta['error']}"]
             elif outcome_notice(meta):
                 lines += ["", f"> {outcome_notice(meta)}"]
+            elif message.get("status") == "pending":
+                lines += ["", "> Waiting for the reply."]
             elif meta:
                 lines += ["", "> With a person: the assistant drafted no reply."]
             if meta and _reply_facts(meta):
                 lines += ["", f"*{' · '.join(_reply_facts(meta))}*"]
             continue
+        if meta.get("interrupted"):
+            lines += ["", f"> Interrupted: {meta.get('error') or 'the reply stopped before its end.'}"]
         retrieved = meta.get("retrieved") or []
         cited = [n for n in meta.get("citations") or [] if 1 <= n <= len(retrieved)]
         if cited:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
+import logging
 import time
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 from common.types import ChatRequest, Usage
 from adapters.base import Backend
-from common.errors import BackendError, InputRejected
-from chatbot.memory import ConversationMemory, extractive_summary
-from chatbot.outcomes import ANSWER, keeps_customer_message, read_outcome, turn_texts
+from common.errors import BackendError, ChatbotError
+from chatbot.memory import ConversationMemory
+from chatbot.outcomes import keeps_customer_message, read_outcome, turn_texts
 from chatbot.prompt_template import PromptTemplate
 from chatbot.prompts import PromptLibrary, RenderedPrompt
 from chatbot.reasoning import ReasoningFilter
@@ -20,46 +19,24 @@ from common.redaction import redact, redact_with_kinds
 from chatbot.analytics import HANDOFF
 from chatbot.citations import cited_numbers
 from chatbot.classifier import LLMClassifier
-from chatbot.contextual_search import search_in_context
 from chatbot.routes import UNKNOWN, RouteChoice
 from chatbot.routing import IntentRouter
-from chatbot.triage import Triage, TriageResult, TriageState, handoff_summary
+from chatbot.triage import Triage, TriageState, handoff_summary
+from chatbot.turn_parts import Canned, clean_message, customer_context, customer_messages, retrieve, summarise
 from chatbot.sessions import SessionStore
 from knowledge.store import KnowledgeBase
 from common.types import Passage
 
 STAGES = ("validate", "embed", "route", "retrieve", "render", "first_token", "persist")
-
-
-def clean_message(text: str, limit: int) -> str:
-    """Strip control characters and surrounding space; refuse text over `limit` characters."""
-    cleaned = "".join(
-        ch for ch in text if ch in "\n\t" or not unicodedata.category(ch).startswith("C")
-    ).strip()
-    if len(cleaned) > limit:
-        raise InputRejected(
-            f"This message is {len(cleaned):,} characters long; the limit is {limit:,}. "
-            "Shorten it or split it into several messages."
-        )
-    return cleaned
+# What a reply that stopped early says: the page was rerun (a widget touched mid-stream), the tab
+# closed, the script was stopped, or the stream was dropped before it ended.
+INTERRUPTED = "The reply was interrupted before it finished."
+log = logging.getLogger(__name__)
 
 
 # What triage sees when no router is configured: an intent it cannot name.
 UNROUTED = RouteChoice(intent=UNKNOWN, confidence=0.0, scores=[], abstained=True, template="general",
                        escalate=False, source="router")
-
-
-class _Canned(Backend):
-    """A fixed reply (the handoff notice), streamed like a model's."""
-
-    name = HANDOFF
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
-        for piece in re.findall(r"\S+\s*", self.text):
-            yield piece
 
 
 @dataclass
@@ -90,6 +67,8 @@ class TurnMeta:
     # reply was made of it (chatbot.outcomes: answer, cut_off, refusal, empty; "" for no model reply).
     stop_reason: str = ""
     outcome: str = ""
+    # The reply stopped before its end (rerun, closed tab, a backend failure half-way): `error` says why.
+    interrupted: bool = False
     agent: str = ""
     created_at: float = field(default_factory=time.time)
 
@@ -175,11 +154,28 @@ class Reply:
                 yield tail
         except BackendError as exc:
             self.text = "".join(pieces)
-            self.meta.error = str(exc)
+            self.meta.error, self.meta.interrupted = str(exc), bool(pieces)
             self._finish(failed=True)
+            raise
+        except BaseException:
+            # Streamlit's rerun or stop, the generator closed or dropped (GeneratorExit), anything
+            # else: the customer's message is already stored; keep what arrived, marked interrupted.
+            self.text = "".join(pieces)
+            self.close()
             raise
         self.text = "".join(pieces)
         self._finish(failed=False)
+
+    def close(self) -> None:
+        """End a reply that will not be streamed further: stored as interrupted, with the text so far."""
+        if self.done:
+            return
+        self.meta.interrupted = True
+        self.meta.error = self.meta.error or INTERRUPTED
+        try:
+            self._finish(failed=True)
+        except ChatbotError as exc:  # the store is down too: the message stays pending, read as interrupted later
+            log.warning("Could not record an interrupted reply: %s", exc)
 
     def consume(self) -> str:
         """Run the whole stream and return the reply text."""
@@ -188,28 +184,14 @@ class Reply:
         return self.text
 
     def _finish(self, failed: bool) -> None:
+        if self.done:
+            return
+        self.done = True
         self.meta.latency_ms = (time.perf_counter() - self._started) * 1000
         self.meta.citations = cited_numbers(self.text, len(self._request.passages))
         if not failed and self.meta.backend != HANDOFF:
             self.meta.outcome = read_outcome(self.text, self.meta.stop_reason)
         self._on_end(self, failed)
-        self.done = True
-
-
-def customer_messages(memory: ConversationMemory) -> list[str]:
-    """The customer's messages in the conversation's memory, oldest first."""
-    return [m["content"] for m in memory.messages if m["role"] == "user"]
-
-
-def customer_context(verdict: TriageResult, triage_state: TriageState) -> dict[str, Any]:
-    """What the prompt tells the model about the customer and the conversation so far."""
-    return {
-        "account tier": triage_state.customer_tier,
-        "conversation state": triage_state.state,
-        "sentiment": f"{verdict.sentiment.level.replace('_', ' ')}, {verdict.trend}",
-        "priority": f"{verdict.priority}/10",
-        "earlier contacts about this": triage_state.contact_count - 1,
-    }
 
 
 @dataclass
@@ -296,6 +278,28 @@ class Chatbot:
             return None
         # Secrets never reach the store, the search index, exports, training data or the model.
         text, redacted = redact_with_kinds(text)
+        # Stored before anything else can fail: whatever happens to the reply, the message is kept.
+        sent = self.store.begin_turn(session_id, text, agent=agent)
+        try:
+            return self._prepare(session_id, text, redacted, sent, started, stages, lap,
+                                 customer=customer, agent=agent)
+        except Exception as exc:
+            self._fail_before_reply(session_id, sent, exc, agent)
+            raise
+
+    def _fail_before_reply(self, session_id: str, sent: dict, exc: Exception, agent: str) -> None:
+        """A turn that failed before its reply started: its message says why (it is already stored)."""
+        reason = str(exc) if isinstance(exc, ChatbotError) else f"The turn failed ({exc.__class__.__name__})."
+        try:
+            self.store.finish_turn(session_id, sent, [], meta={"error": reason, "agent": agent,
+                                                               "created_at": time.time()}, agent=agent)
+        except ChatbotError as again:
+            log.warning("Could not record a failed turn: %s", again)
+
+    def _prepare(self, session_id: str, text: str, redacted: list[str], sent: dict, started: float,
+                 stages: dict[str, float], lap: Callable[[str, float], float], *, customer: dict | None,
+                 agent: str) -> Reply:
+        """Steps 2-5 of a turn whose message is stored: embed, route and triage, retrieve, render."""
         mark = lap("validate", started)
         vector = self.knowledge.embedder.embed_one(text)
         mark = lap("embed", mark)
@@ -313,9 +317,8 @@ class Chatbot:
             route=choice.to_dict() if choice else {}, triage=verdict.to_dict(), redacted=redacted,
         )
         if triage_state.escalated:
-            return self._handoff(session_id, text, memory, triage_state, meta, started)
-        # A follow-up is searched with the previous message too: retrieval sees what routing sees.
-        passages = search_in_context(self.knowledge, text, vector, customer_messages(memory), self.top_k)
+            return self._handoff(session_id, text, memory, triage_state, meta, started, sent)
+        passages = retrieve(self.knowledge, text, vector, customer_messages(memory), self.top_k)
         mark = lap("retrieve", mark)
         summary, recent = memory.context()
         prompt = self.prompts.render(
@@ -327,7 +330,7 @@ class Chatbot:
         meta.prompt_name, meta.prompt_version, meta.prompt_hash = prompt.name, prompt.version, prompt.hash
         meta.retrieved = [p.to_dict() for p in passages]
         return Reply(session_id, text, request, meta, started, self.backend,
-                     on_end=lambda reply, failed: self.end_turn(reply, memory, failed),
+                     on_end=lambda reply, failed: self.end_turn(reply, memory, failed, sent),
                      reasoning=prompt.chain_of_thought, triage_state=triage_state)
 
     def preview(self, text: str, *, template: PromptTemplate, version: int, customer_tier: str = "standard",
@@ -372,17 +375,18 @@ class Chatbot:
         )
 
     def _handoff(self, session_id: str, text: str, memory: ConversationMemory, triage_state: TriageState,
-                 meta: TurnMeta, started: float) -> Reply:
+                 meta: TurnMeta, started: float, sent: dict) -> Reply:
         """A handed-off conversation: say so once, with a brief for the human; then stay silent."""
         notice = self.triage.announce_handoff(triage_state) or ""
         if notice:
-            history = [*self.store.messages(session_id), {"role": "user", "content": text}]
+            earlier = [m for m in self.store.messages(session_id) if m.get("turn") != sent["turn"]]
+            history = [*earlier, {"role": "user", "content": text}]
             triage_state.handoff_summary = handoff_summary(triage_state, history)
             meta.triage["handoff_summary"] = triage_state.handoff_summary
         meta.backend, meta.model = HANDOFF, ""
         request = ChatRequest(system="", messages=[{"role": "user", "content": text}], query=text)
-        return Reply(session_id, text, request, meta, started, _Canned(notice),
-                     on_end=lambda reply, failed: self.end_turn(reply, memory, failed), triage_state=triage_state)
+        return Reply(session_id, text, request, meta, started, Canned(notice),
+                     on_end=lambda reply, failed: self.end_turn(reply, memory, failed, sent), triage_state=triage_state)
 
     def ask(self, session_id: str, text: str) -> Reply | None:
         """Send and consume a whole turn (CLI, tests); BackendError propagates after persisting."""
@@ -391,45 +395,40 @@ class Chatbot:
             reply.consume()
         return reply
 
-    def end_turn(self, reply: Reply, memory: ConversationMemory, failed: bool) -> None:
+    def end_turn(self, reply: Reply, memory: ConversationMemory, failed: bool, sent: dict | None = None) -> None:
         """Store a finished turn: the customer's message, the reply unless it failed or was empty, memory and triage.
 
-        The model sees later only answers (a cut-off one marked so), never a blank reply or a refusal.
+        `sent` is the customer's message as `begin_turn` stored it; it is completed in place. A
+        reply that stopped early keeps the text that arrived, marked interrupted; one that failed
+        before any text leaves the reason on the customer's message. The model sees later only
+        answers (a cut-off one marked so), never a blank reply, a refusal or an interrupted reply.
         """
         mark = time.perf_counter()
         if failed or keeps_customer_message(reply.meta.outcome):
             memory.add("user", reply.user_text)
-        messages: list[dict] = [{"role": "user", "content": reply.user_text}]
         stored, remembered = turn_texts(reply.text, reply.meta.outcome, failed)
+        if failed and reply.meta.interrupted and reply.text:
+            stored = reply.text  # what arrived before it stopped, shown marked interrupted
+        meta = reply.meta.to_dict()
+        replies: list[dict] = []
         if stored is not None:
-            messages.append({"role": "assistant", "content": stored})
+            replies.append({"role": "assistant", "content": stored, "meta": meta})
         if remembered is not None:
             memory.add("assistant", remembered)
             reply.meta.summary_updated = memory.fold(self._summarise)
-        messages[-1]["meta"] = reply.meta.to_dict()
+            if replies:
+                replies[-1]["meta"] = reply.meta.to_dict()
         state = {"memory": memory.to_dict()}
         if reply.triage_state is not None:
             state["triage"] = reply.triage_state.to_dict()
-        self.store.append(reply.session_id, messages, state, agent=reply.meta.agent)
+        if sent is None:
+            user = {"role": "user", "content": reply.user_text, **({} if replies else {"meta": meta})}
+            self.store.append(reply.session_id, [user, *replies], state, agent=reply.meta.agent)
+        else:
+            self.store.finish_turn(reply.session_id, sent, replies, state, meta=None if replies else meta,
+                                   agent=reply.meta.agent)
         reply.meta.stages_ms["persist"] = (time.perf_counter() - mark) * 1000
 
     def _summarise(self, previous: str, folded: list[dict]) -> str:
         """Fold old turns with the backend where it can summarise, extractively otherwise."""
-        if not self.backend.can_summarise:
-            return extractive_summary(previous, folded)
-        prompt = self.prompts.render("summariser", passages=[], summary="")
-        transcript = "\n".join(f"{m['role']}: {m['content']}" for m in folded)
-        request = ChatRequest(
-            system=prompt.system,
-            messages=[{"role": "user", "content": f"Summary so far:\n{previous or '(none)'}\n\nNew messages:\n{transcript}"}],
-            temperature=prompt.temperature, max_tokens=prompt.max_tokens,
-        )
-        try:
-            pieces = list(self.backend.stream(request))
-        except BackendError:
-            # A failed summary must not lose the turn: fall back to the offline method.
-            return extractive_summary(previous, folded)
-        # So does a summary that is blank, cut off or refused: it would stand for the old turns.
-        text = "".join(p for p in pieces if isinstance(p, str))
-        stop = next((p.stop_reason for p in pieces if isinstance(p, Usage)), "")
-        return text if read_outcome(text, stop) == ANSWER else extractive_summary(previous, folded)
+        return summarise(self.backend, self.prompts, previous, folded)

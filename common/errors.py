@@ -44,6 +44,10 @@ class BackendUnavailable(BackendError):
     retryable = True
 
 
+class BackendUnreachable(BackendUnavailable):
+    """Nothing answered at the backend's address (no server, a wrong URL) after every retry."""
+
+
 class BackendTimeout(BackendError):
     """The backend did not answer in time."""
 

@@ -89,3 +89,11 @@ def app_environment(data_dir: Path, **env: str):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def bubble_text(message) -> str:
+    """What a chat bubble in AppTest says first: a customer's text (shown as typed, with st.text) or
+    the assistant's Markdown; "" for a bubble without either."""
+    if message.name == "user" and message.text:
+        return message.text[0].value
+    return message.markdown[0].value if message.markdown else ""

@@ -78,7 +78,7 @@ FAULTS = [
     Fault("timeout", ("hang", "hang"), error=BackendTimeout, says=("did not answer within",),
           page_says=("no reply", "did not answer within")),
     Fault("cut stream", ("cut",), error=BackendStreamBroken, says=("mid-reply", "ask again"),
-          page_says=("no reply", "ask again")),
+          page_says=("interrupted", "mid-reply", "what arrived before it stopped")),
     Fault("cut before any text", ("cut", "cut"), cut_after=0, error=BackendStreamBroken,
           says=("closed the reply before sending any text",), page_says=("no reply", "before sending any text")),
     Fault("blank reply", reply="\n\n", outcome=EMPTY, page_says=("no answer", "empty reply", "send it again")),
@@ -153,8 +153,13 @@ def test_a_backend_fault_keeps_the_message_names_the_problem_and_the_next_turn_w
         assert all(words.lower() in message.lower() for words in fault.says), message
         assert "Traceback" not in message and raised.value.provider == provider
         stored = store.messages(conversation)
-        assert [m["role"] for m in stored] == ["user"]
-        assert stored[0]["meta"]["error"] == message
+        if reply.text:  # it failed mid-reply: what arrived is kept, marked interrupted, with the reason
+            assert [m["role"] for m in stored] == ["user", "assistant"]
+            assert stored[1]["content"] == reply.text and stored[1]["meta"]["interrupted"]
+            assert stored[1]["meta"]["error"] == message
+        else:
+            assert [m["role"] for m in stored] == ["user"]
+            assert stored[0]["meta"]["error"] == message
     else:
         reply.consume()
         assert reply.meta.outcome == fault.outcome
@@ -210,6 +215,13 @@ def test_the_chat_page_names_the_fault_and_keeps_the_conversation_going(fault, p
     assert "traceback" not in shown
 
     after_fault(server)
+    if fault.error is BackendAuthError:
+        # A refused key fails every message until someone acts: the page answers offline meanwhile,
+        # says why in the sidebar and offers to try the backend again once the key is fixed.
+        assert "401" in " ".join(e.value for e in at.sidebar.error)
+        at.button(key="retry_backend").click().run()
+    else:  # a passing fault sets nothing aside: the next message goes to the same backend
+        assert not at.sidebar.error
     at.chat_input(key="chat_input").set_value("Where is my parcel?").run()
     assert not at.exception
     assert ANSWER.lower().removesuffix(" [1].") in page_text(at)

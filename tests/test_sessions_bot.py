@@ -92,8 +92,8 @@ def test_redis_going_away_mid_conversation(small_kb, server):
     bot = bot_on(small_kb, SessionStore(connect(server.url)), ["First answer [1].", "Second answer [1]."])
     bot.ask("c", "How do I get a refund?")
 
-    # The server dies between preparing a turn and saving it: the reply streams, saving fails,
-    # and the typed message stays on the Reply for the page to keep.
+    # The server dies between sending a message and saving its reply: the message was stored when
+    # it was sent; the reply streams, saving it fails, and the text stays on the Reply for the page.
     reply = bot.send("c", "How long does it take?")
     server.stop()
     with pytest.raises(StoreUnavailable):
@@ -105,7 +105,9 @@ def test_redis_going_away_mid_conversation(small_kb, server):
         bot.send("c", "Hello?")
 
     server.start()
-    assert [m["content"] for m in bot.store.messages("c")] == ["How do I get a refund?", "First answer [1]."]
+    stored = bot.store.messages("c")
+    assert [m["content"] for m in stored] == ["How do I get a refund?", "First answer [1].", "How long does it take?"]
+    assert stored[-1]["status"] == "pending"  # its reply was never saved; it reads as interrupted in time
     bot.backend.replies.append("Back again [1].")
     bot.ask("c", "How long does it take?")
     assert [m["content"] for m in bot.store.messages("c")][-2:] == ["How long does it take?", "Back again [1]."]

@@ -66,7 +66,7 @@ def test_the_turn_end_hook_runs_once_with_whether_the_stream_failed(small_kb, st
     bot = Chatbot(knowledge=small_kb, backend=FakeBackend(["fine"]), store=store)
     ended = []
     original = bot.end_turn
-    bot.end_turn = lambda reply, memory, failed: (ended.append(failed), original(reply, memory, failed))
+    bot.end_turn = lambda reply, memory, failed, *sent: (ended.append(failed), original(reply, memory, failed, *sent))
     reply = bot.send("s", "hello there, how do refunds work?")
     reply.consume()
     reply.consume()  # a second read streams nothing and stores nothing

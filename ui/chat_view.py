@@ -105,9 +105,14 @@ def render_message(message: dict, triage_meta: dict | None = None, feedback=None
         if role == "user":
             st.text(message["content"])  # exactly what the customer typed: `__x__`, `--` and `# x` stay as typed
             render_triage(triage_meta or meta)
+            if message.get("status") == "pending":
+                st.caption("Waiting for the reply…", help="It is being written in another tab or process.")
         else:
             st.markdown(message["content"])  # the assistant writes Markdown (lists, bold, citations)
             render_outcome(meta)
+            if meta.get("interrupted"):
+                st.warning(f"**Interrupted.** {meta.get('error') or ''} The text above is what arrived before it "
+                           "stopped.", icon=":material/content_cut:")
             render_sources(meta, message["content"])
             render_reply_caption(meta)
             if feedback is not None:

@@ -25,6 +25,10 @@ class ChatKeys:
     CUSTOMER_TIER = "customer_tier"
     AGENT = "agent_name"
     UNSENT = "unsent"
+    UNSENT_REASON = "unsent_reason"
+    DRAFT = "draft"
+    RESEND = "resend"
+    BACKEND_DOWN = "backend_down"
 
 
 def open_chat_with_local_model(model_path: str, adapter_path: str = "") -> None:

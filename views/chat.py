@@ -13,6 +13,8 @@ from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_lo
 from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys, current_conversation
 from ui.services import BACKENDS, backend_class, get_backend, get_services
 from ui.spending import metered, within_limits
+from ui.turn_state import (cannot_answer, clear_unsent, keep_unsent, pending_turn, queued, render_fallback,
+                           render_resend, render_unsent, set_aside, set_aside_reason, unanswered, watch_pending)
 
 services = get_services()
 settings = services.settings
@@ -58,14 +60,20 @@ with st.sidebar:
         st.rerun()
     stats_box = st.container()
 
+# Every backend that cannot answer (a missing key, a folder that is not a model, no server, a
+# refused key) says why in the sidebar, and the offline backend answers meanwhile.
+choice = (backend_name, model, model_path, adapter_path)
 try:
     if model_choice == "folder":
         model_path = prepare_local_model(model_path, settings.data_dir)  # the bundled model: converted once
     backend = get_backend(backend_name, model, model_path, adapter_path)
 except ChatbotError as exc:
-    st.sidebar.error(str(exc))
-    st.sidebar.info("Using the offline backend until this is fixed.")
+    render_fallback(backend_name, str(exc))
     backend = get_backend("offline")
+else:
+    if reason := set_aside_reason(choice):  # it failed a turn in this session
+        render_fallback(backend_name, reason, retry=True)
+        backend = get_backend("offline")
 backend = within_limits(backend, session_id)  # over a spending limit: the offline backend, and why
 bot = services.chatbot(backend)
 
@@ -75,7 +83,7 @@ try:
     messages = store.messages(session_id)
     state = store.state(session_id) if messages else {}
 except StoreUnavailable as exc:
-    st.error(f"{exc} New messages cannot be saved until it is back.")
+    st.error(f"{exc} A message you send now is kept as a draft, to send again when it is back.")
     messages, state = [], {}
 
 if not messages:
@@ -101,45 +109,59 @@ for index, message in enumerate(messages):
 
 
 def send(text: str) -> None:
-    """Run one turn on the page; a message that could not be sent is kept as a draft."""
+    """Run one turn on the page. The message is stored before the reply streams; one that could not be
+    sent at all is kept as a draft to send again."""
     try:
         reply = bot.send(session_id, text, customer={"tier": tier}, agent=agent)
     except InputRejected as exc:
-        st.warning(str(exc), icon=":material/block:")
+        keep_unsent(text, f"{exc} Your message is kept below.")
         return
     except StoreUnavailable as exc:
-        st.session_state[ChatKeys.UNSENT] = text
-        st.error(f"{exc} Your message was not sent; it is kept below.")
+        keep_unsent(text, f"{exc} Your message was not sent; it is kept below to send again.")
         return
+    except ChatbotError:
+        # Stored when it was sent, with why it got no reply: the rerun shows it with "Send it again".
+        clear_unsent()
+        st.rerun()
+    clear_unsent()
     if reply is None:
         return
     with st.chat_message("user", avatar=":material/person:"):
         st.text(reply.user_text)  # as typed, never read as Markdown
     with st.chat_message("assistant", avatar=":material/support_agent:"):
+        stream = metered(reply)
         try:
-            st.write_stream(metered(reply))
+            st.write_stream(stream)
         except BackendError as exc:
-            st.error(f"No reply: {exc} Your message is kept; send it again when the backend is back.")
+            if not reply.text and cannot_answer(exc):
+                set_aside(choice, str(exc))  # the offline backend answers until it is tried again
+            st.error(f"No reply: {exc} Your message is kept; send it again.")
         except StoreUnavailable as exc:
-            st.session_state[ChatKeys.UNSENT] = text
-            st.error(f"{exc} This turn was not saved; your message is kept below.")
+            # The message was stored when it was sent; the reply could not be. Offer to send it again.
+            keep_unsent(text, f"{exc} The reply could not be saved; your message is kept, below, to send again.")
             return
-    st.session_state.pop(ChatKeys.UNSENT, None)
-    if reply.done and not reply.meta.error:
-        # Rerun so the new turn renders like the others, with its triage, sources and the stats.
-        st.rerun()
+        finally:
+            # A rerun or a stop mid-stream (a widget touched, the tab closed) leaves here too: the reply
+            # is recorded as interrupted, with the text that arrived.
+            stream.close()
+            reply.close()
+    # Rerun so the new turn renders like the others, with its triage, sources, the stats and, when it
+    # failed, the notice and the button that sends it again.
+    st.rerun()
 
 
-unsent = st.session_state.get(ChatKeys.UNSENT)
-if unsent:
-    st.warning("This message has not been sent yet:", icon=":material/drafts:")
-    st.code(unsent, language=None, wrap_lines=True)
-    if st.button("Send it again", key="resend_unsent", icon=":material/send:"):
-        send(unsent)
+if turn := pending_turn(messages):
+    watch_pending(store, session_id, turn)
+last_unanswered = unanswered(messages)
+if last_unanswered:
+    render_resend(last_unanswered)
 
 text = st.chat_input("Type the customer's message…", key="chat_input")
+resend = queued()  # a "Send it again" button pressed on the previous run
+text = text if text is not None else resend
 if text is not None:
     send(text)
+render_unsent()
 
 with stats_box:
     try:
