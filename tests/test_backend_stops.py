@@ -6,24 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.anthropic_backend import AnthropicBackend
-from adapters.ollama_backend import OllamaBackend
-from adapters.openai_backend import OpenAIBackend
 from common.types import ChatRequest, Stop, Usage
-from devtools.servers.anthropic import AnthropicServer
 from devtools.servers.ollama import OllamaServer
-from devtools.servers.openai import OpenAIServer
+from tests.providers import PROVIDERS
 
-KEY = "sk-test-5f0c2b7e"
 REQUEST = ChatRequest(system="You are the support desk.", messages=[{"role": "user", "content": "Refund?"}],
                       max_tokens=64)
-PROVIDERS = {
-    "openai": (OpenAIServer, lambda s: OpenAIBackend("gpt-4o-mini", api_key=KEY, base_url=s.base_url,
-                                                      timeout=5.0, max_retries=0)),
-    "anthropic": (AnthropicServer, lambda s: AnthropicBackend(api_key=KEY, base_url=s.base_url,
-                                                             timeout=5.0, max_retries=0)),
-    "ollama": (OllamaServer, lambda s: OllamaBackend(host=s.base_url, timeout=5.0, max_retries=0)),
-}
 
 
 def run(provider: str, reply: str | list[str], finish: str = "end") -> tuple[str, Usage]:

@@ -8,25 +8,14 @@ from __future__ import annotations
 import pytest
 
 from adapters.anthropic_backend import AnthropicBackend
-from adapters.ollama_backend import OllamaBackend
-from adapters.openai_backend import OpenAIBackend
 from chatbot.bot import Chatbot
 from chatbot.outcomes import CUT_OFF, CUT_OFF_MARK, EMPTY, REFUSAL, outcome_notice
 from common.types import Stop
 from devtools.servers.anthropic import AnthropicServer
-from devtools.servers.ollama import OllamaServer
-from devtools.servers.openai import OpenAIServer
 from tests.conftest import make_kb
+from tests.providers import KEY, PROVIDERS
 
-KEY = "sk-test-2b9d71c4"
 ANSWER = "Sorry about that: a duplicate charge is refunded automatically within 5 days."
-PROVIDERS = {
-    "openai": (OpenAIServer, lambda s: OpenAIBackend("gpt-4o-mini", api_key=KEY, base_url=s.base_url,
-                                                      timeout=5.0, max_retries=0)),
-    "anthropic": (AnthropicServer, lambda s: AnthropicBackend(api_key=KEY, base_url=s.base_url,
-                                                             timeout=5.0, max_retries=0)),
-    "ollama": (OllamaServer, lambda s: OllamaBackend(host=s.base_url, timeout=5.0, max_retries=0)),
-}
 
 
 @pytest.fixture(scope="module")
