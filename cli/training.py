@@ -82,6 +82,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     built = ds.build(result, tokenizer, args.max_seq_length, args.val_fraction)
     for issue in built.issues:
         print(f"{issue.level}: {issue}")
+    if built.length_message():
+        print(f"warning: {built.length_message()}")
     s = built.stats
     print(f"{result.records} records, {len(result.examples)} examples, {len(built.train) + len(built.validation)} "
           f"kept ({len(built.train)} train, {len(built.validation)} validation); tokens "
