@@ -215,7 +215,7 @@ def load_chat_jsonl(source: Source, name: str | None = None) -> LoadResult:
             result.issues.append(Issue("no assistant reply to learn from", line=number, field="messages"))
         result.examples.extend(found)
     if result.records == 0:
-        result.issues.append(Issue("the file holds no examples"))
+        raise DatasetError(f"{name}: the file has no rows")
     return result
 
 
@@ -228,12 +228,16 @@ def read_table(source: Source, kind: str, name: str | None = None) -> tuple[list
         reader = csv.DictReader(io.StringIO(text))
         columns = [c for c in (reader.fieldnames or []) if c]
         if not columns:
+            if not text.strip():
+                raise DatasetError(f"{name}: the file has no rows")
             raise DatasetError(f"{name}: the CSV has no header row", line=1)
         try:
             for row in reader:
                 rows.append((reader.line_num, row))
         except csv.Error as exc:
             raise DatasetError(f"{name}: line {reader.line_num}: {exc}", line=reader.line_num) from exc
+        if not rows:
+            raise DatasetError(f"{name}: the file has no rows")
         return columns, rows
     if kind != "jsonl":
         raise DatasetError(f"{name}: unknown table format {kind!r}; use csv or jsonl")
@@ -248,6 +252,8 @@ def read_table(source: Source, kind: str, name: str | None = None) -> tuple[list
             raise DatasetError(f"{name}: line {number}: each line must be a JSON object", line=number)
         columns.extend(k for k in row if k not in columns)
         rows.append((number, row))
+    if not rows:
+        raise DatasetError(f"{name}: the file has no rows")
     return columns, rows
 
 
@@ -281,8 +287,6 @@ def load_pairs(source: Source, kind: str, instruction: str, response: str, input
         prompt.append({"role": "user", "content": user})
         result.examples.append({"prompt": prompt, "completion": [{"role": "assistant", "content": values[response]}],
                                 "origin": f"line {line}"})
-    if not rows:
-        result.issues.append(Issue("the file holds no rows"))
     return result
 
 
