@@ -362,8 +362,11 @@ def render_jobs() -> None:
                          if s.started_at else "", "exit code": s.exit_code})
         st.dataframe(rows, hide_index=True, width="stretch")
         by_id = {s.id: s for s in jobs}
-        if st.session_state.get("job_select") not in by_id:
-            st.session_state["job_select"] = next((s.id for s in jobs if s.running), jobs[0].id)
+        selected = st.session_state.get("job_select")
+        # Set on every run: the browser keeps the label it was sent last ("… · running" after a Stop) unless
+        # the page sends the value again, and with it the label of the job's state now.
+        st.session_state["job_select"] = selected if selected in by_id else \
+            next((s.id for s in jobs if s.running), jobs[0].id)
         job_id = st.selectbox("Job", list(by_id), key="job_select", format_func=lambda i: job_label(by_id[i]))
         render_job_panel(job_id)
 
