@@ -56,8 +56,8 @@ def test_examples_whose_prompt_fills_the_max_length_are_reported_and_left_out(to
                      max_seq_length=MAX_LEN, val_fraction=0.0, drop_over_long=False)
     assert len(built.train) == 2 and built.left_out_for_length == 6 and built.left_out_no_reply == 6
     assert all(e["prompt"][0]["content"] == "Where is my parcel?" for e in built.train)
-    assert built.length_message().startswith("6 examples are longer than the max length (64 tokens) and will be "
-                                             "left out")
+    assert built.length_message() == ("6 examples are longer than the max length (64 tokens) and will be left out: "
+                                      "the prompt alone fills it, so no reply token would be trained on.")
     warnings = [str(i) for i in built.issues if i.level == "warning"]
     assert len(warnings) == 6 and all("no reply token would be trained on: left out" in w for w in warnings)
     assert "line 1" in warnings[0]
@@ -79,6 +79,12 @@ def test_an_over_long_example_that_keeps_part_of_its_reply_is_truncated_or_left_
                      drop_over_long=False)
     assert len(mixed.train) == 2
     assert mixed.length_message().startswith("1 example is longer than the max length")
+    long_reply = {**orders(0, 1)[0], "completion": [{"role": "assistant", "content": "word " * 80}]}
+    both = ds.build(ds.LoadResult(source="t", examples=orders(1, 1) + [long_reply], records=3), tokenizer, MAX_LEN,
+                    0.0)
+    assert len(both.train) == 1 and both.left_out_for_length == 2 and both.left_out_no_reply == 1
+    assert both.length_message() == ("2 examples are longer than the max length (64 tokens) and will be left out; "
+                                     "in 1 of them the prompt alone fills it, so no reply token would be trained on.")
 
 
 def test_the_count_matches_what_the_trainer_itself_keeps(tiny_model, tokenizer, tmp_path):

@@ -96,9 +96,11 @@ class BuiltDataset:
             return None
         text = (f"{n} example{' is' if n == 1 else 's are'} longer than the max length "
                 f"({self.max_seq_length} tokens) and will be left out")
-        if self.left_out_no_reply:
-            text += (f"; {self.left_out_no_reply} of them would keep no reply token after truncation "
-                     "(the prompt alone fills the max length), so there is nothing to train on")
+        if self.left_out_no_reply == n:
+            text += ": the prompt alone fills it, so no reply token would be trained on"
+        elif self.left_out_no_reply:
+            text += (f"; in {self.left_out_no_reply} of them the prompt alone fills it, so no reply token "
+                     "would be trained on")
         return text + "."
 
 
