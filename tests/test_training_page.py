@@ -197,6 +197,7 @@ def test_launch_watch_stop_and_use_an_adapter_from_the_page(app_env):
     assert "%" in metric(at, "share of all parameters")
     assert not at.button(key="launch_job").disabled
 
+    trained = int(metric(at, "Train"))
     at.session_state["train_tab"] = "New job"
     at.button(key="launch_job").click().run()
     assert any("started: follow it in the Jobs tab" in s.value for s in at.success)
@@ -216,6 +217,7 @@ def test_launch_watch_stop_and_use_an_adapter_from_the_page(app_env):
     assert any("Completed (exit code 0)" in s.value for s in at.success)
     assert at.session_state["train_tab"] == "Jobs" and open_tab(at) == 2
     assert job_picker_label(at).endswith("completed")
+    assert any(c.value.startswith(f"Trains on {trained} examples (0 left out for length) · ") for c in at.caption)
     loss_chart = next(c for c in at.get("vega_lite_chart") if "eval loss" in c.proto.spec)
     losses = pd.concat(chart_data(loss_chart))
     evals = losses[losses["series"] == "eval loss"]
@@ -231,6 +233,7 @@ def test_launch_watch_stop_and_use_an_adapter_from_the_page(app_env):
     assert at.selectbox(key="adapter_select").options == [job_id]
     runs = at.dataframe[2].value
     assert runs.loc[0, "method"] == "lora" and runs.loc[0, "trainable params"] == 32768
+    assert runs.loc[0, "examples"] == trained and runs.loc[0, "left out for length"] == 0
     comparison = at.dataframe[3].value
     assert len(comparison) == 2 and {"base model", "adapter", "ROUGE-L adapter"} <= set(comparison.columns)
     at.button(key="adapter_chat").click().run()

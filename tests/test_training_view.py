@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ui.training_view import length_bins, loss_chart_data, progress_cell, progress_text
+from ui.training_view import data_caption, length_bins, loss_chart_data, progress_cell, progress_text
 
 
 def summary(**values) -> dict:
@@ -45,3 +45,9 @@ def test_sparse_eval_losses_are_their_own_series_with_every_point_kept():
     assert list(train_rows["step"]) == [1, 2, 3, 4] and train_rows["loss"].iloc[2] == 1.9  # the last log per step
     assert not data["loss"].isna().any()
     assert list(loss_chart_data([(1, 2.0)], [])["series"]) == ["train loss"]
+
+
+def test_a_job_says_how_many_examples_it_trains_on_and_how_many_were_left_out():
+    assert data_caption(None) is None
+    data = {"examples_used": 2, "examples_left_out_for_length": 6, "tokens_trained": 1234}
+    assert data_caption(data) == "Trains on 2 examples (6 left out for length) · 1,234 reply tokens a pass"

@@ -334,7 +334,7 @@ def summarise_progress(events: list[dict[str, Any]]) -> dict[str, Any]:
     """The latest step, total, losses, rates, ETA and phase, for a progress bar and a chart."""
     out: dict[str, Any] = {"step": 0, "total": None, "phase": None, "loss": None, "eval_loss": None,
                            "eta_s": None, "tokens_per_s": None, "learning_rate": None, "memory_mb": None,
-                           "train_points": [], "eval_points": [], "model": None, "compare": None}
+                           "train_points": [], "eval_points": [], "model": None, "compare": None, "data": None}
     for e in events:
         kind = e.get("event")
         if kind == "phase":
@@ -355,6 +355,8 @@ def summarise_progress(events: list[dict[str, Any]]) -> dict[str, Any]:
         elif kind == "eval":
             out["eval_loss"] = e.get("eval_loss")
             out["eval_points"].append((e["step"], e.get("eval_loss")))
+        elif kind == "data":  # what the job trains on, after leaving out examples for length
+            out["data"] = e
         elif kind == "compare":
             out["compare"] = (e.get("done"), e.get("total"))
         elif kind == "end":

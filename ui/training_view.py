@@ -115,6 +115,15 @@ def progress_cell(p: dict[str, Any], running: bool) -> str:
     return "Starting…" if running else "-"
 
 
+def data_caption(data: dict[str, Any] | None) -> str | None:
+    """What the job trains on: examples used, examples left out for length, reply tokens a pass."""
+    if not data:
+        return None
+    used, left = data.get("examples_used", 0), data.get("examples_left_out_for_length", 0)
+    return (f"Trains on {used} example{'' if used == 1 else 's'} ({left} left out for length) · "
+            f"{data.get('tokens_trained', 0):,} reply tokens a pass")
+
+
 def loss_chart_data(train_points: list, eval_points: list) -> pd.DataFrame:
     """Long-form losses (step, loss, series), the last value per step, so each series draws on its own steps."""
     frames = []

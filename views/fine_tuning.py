@@ -21,8 +21,8 @@ from ui.confirm import ask_first, confirmed
 from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
 from ui.page_state import open_chat_with_local_model
 from ui.services import get_settings
-from ui.training_view import (progress_cell, progress_text, render_before_after, render_dataset_checks,
-                              render_length_histogram, render_loss_chart)
+from ui.training_view import (data_caption, progress_cell, progress_text, render_before_after,
+                              render_dataset_checks, render_length_histogram, render_loss_chart)
 
 require_admin()
 if absent := missing(TRAINING_PACKAGES):  # the chat-only install (requirements.txt)
@@ -316,6 +316,8 @@ def render_job_panel(job_id: str) -> None:
     m[3].metric("GPU memory MB" if cuda else "Peak RAM MB", f"{p['memory_mb']:.0f}" if p["memory_mb"] else "-")
     elapsed = (status.finished_at or time.time()) - status.started_at if status.started_at else None
     m[4].metric("Elapsed", format_duration(elapsed))
+    if data_caption(p["data"]):
+        st.caption(data_caption(p["data"]))
     if p["train_points"] or p["eval_points"]:
         render_loss_chart(p)
     st.code(manager.log_tail(job_id, 25) or "(no output yet)", language="text")
