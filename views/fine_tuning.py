@@ -125,7 +125,8 @@ if base_model:
     except ChatbotError as exc:
         st.warning(f"{exc} Token counts below are estimates.")
 
-# Keyed and stateful, so the open tab survives every rerun (a launch, a stop, a job that ends).
+# Keyed and stateful, so the open tab survives every rerun (a launch, a stop, a job that ends). A launch opens
+# the Jobs tab, where its job is shown; the job picker there is then mounted when its new value arrives.
 tab_data, tab_job, tab_jobs, tab_adapters = st.tabs(TABS, key="train_tab", on_change="rerun")
 
 
@@ -217,20 +218,23 @@ def render_dataset() -> ds.BuiltDataset | None:
 
 def field_widget(container, f) -> object:
     key = f"spec_{f.name}"
-    st.session_state.setdefault(key, default_method(cuda) if f.name == "method" else f.default)
+    # The value now is also the widget's default, so a widget the browser mounts afresh (a tab opened while
+    # the page was still running, a collapsed group) shows and sends it, never a blank 0.
+    value = st.session_state.get(key, default_method(cuda) if f.name == "method" else f.default)
     label, help_text = f.name.replace("_", " ").capitalize(), f.metadata["help"]
     if f.metadata.get("choices"):
-        return container.selectbox(label, f.metadata["choices"], key=key, help=help_text,
-                                   format_func=lambda v: METHOD_LABELS.get(v, v))
+        choices = f.metadata["choices"]
+        return container.selectbox(label, choices, index=choices.index(value) if value in choices else 0, key=key,
+                                   help=help_text, format_func=lambda v: METHOD_LABELS.get(v, v))
     if isinstance(f.default, bool):
-        return container.checkbox(label, key=key, help=help_text)
+        return container.checkbox(label, value=bool(value), key=key, help=help_text)
     if isinstance(f.default, int):
-        return int(container.number_input(label, step=1, key=key, help=help_text))
+        return int(container.number_input(label, value=int(value), step=1, key=key, help=help_text))
     if isinstance(f.default, float):
-        return float(container.number_input(label, key=key, help=help_text,
+        return float(container.number_input(label, value=float(value), key=key, help=help_text,
                                             format=FLOAT_FORMATS.get(f.name, "%.3f"),
                                             step=1e-5 if f.name == "learning_rate" else 0.01))
-    return container.text_input(label, key=key, help=help_text)
+    return container.text_input(label, value=str(value), key=key, help=help_text)
 
 
 def start_job(create: Callable[[], JobStatus], kind: str) -> None:
