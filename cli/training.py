@@ -82,6 +82,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     built = ds.build(result, tokenizer, args.max_seq_length, args.val_fraction)
     for issue in built.issues:
         print(f"{issue.level}: {issue}")
+    if built.length_message():
+        print(f"warning: {built.length_message()}")
     s = built.stats
     print(f"{result.records} records, {len(result.examples)} examples, {len(built.train) + len(built.validation)} "
           f"kept ({len(built.train)} train, {len(built.validation)} validation); tokens "
@@ -108,7 +110,8 @@ def run_jobs(args: argparse.Namespace) -> int:
         for s in manager.list():
             p = summarise_progress(manager.progress(s.id))
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at)) if s.started_at else "-"
-            print(f"{s.id}  {s.kind:5}  {s.state:9}  step {p['step']}/{p['total'] or '?'}  started {started}"
+            progress = f"step {p['step']}/{p['total']}" if p["total"] else "starting" if s.running else "-"
+            print(f"{s.id}  {s.kind:5}  {s.state:9}  {progress}  started {started}"
                   f"  exit {s.exit_code if s.exit_code is not None else '-'}")
         return 0
     if not args.job_id:

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from adapters.local import ensure_chat_template
 from common.errors import DatasetError
 from common.jsonl import json_lines
 from common.redaction import redact
+from training.truncation import spans
 
 ROLES = ("system", "user", "assistant")
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
@@ -84,6 +84,24 @@ class BuiltDataset:
     stats: dict[str, float]
     issues: list[Issue]
     exact_tokens: bool
+    max_seq_length: int = 0
+    left_out_for_length: int = 0  # over the max length: left out by choice or for keeping no reply token
+    left_out_no_reply: int = 0  # of those, the ones whose prompt alone fills the max length
+    tokens_trained: int = 0  # reply tokens of the training split that survive truncation (one pass)
+
+    def length_message(self) -> str | None:
+        """What is left out for length, in a sentence, or None when nothing is."""
+        n = self.left_out_for_length
+        if not n:
+            return None
+        text = (f"{n} example{' is' if n == 1 else 's are'} longer than the max length "
+                f"({self.max_seq_length} tokens) and will be left out")
+        if self.left_out_no_reply == n:
+            text += ": the prompt alone fills it, so no reply token would be trained on"
+        elif self.left_out_no_reply:
+            text += (f"; in {self.left_out_no_reply} of them the prompt alone fills it, so no reply token "
+                     "would be trained on")
+        return text + "."
 
 
 # ---- reading ----------------------------------------------------------------------------------
@@ -199,7 +217,7 @@ def load_chat_jsonl(source: Source, name: str | None = None) -> LoadResult:
             result.issues.append(Issue("no assistant reply to learn from", line=number, field="messages"))
         result.examples.extend(found)
     if result.records == 0:
-        result.issues.append(Issue("the file holds no examples"))
+        raise DatasetError(f"{name}: the file has no rows")
     return result
 
 
@@ -212,12 +230,16 @@ def read_table(source: Source, kind: str, name: str | None = None) -> tuple[list
         reader = csv.DictReader(io.StringIO(text))
         columns = [c for c in (reader.fieldnames or []) if c]
         if not columns:
+            if not text.strip():
+                raise DatasetError(f"{name}: the file has no rows")
             raise DatasetError(f"{name}: the CSV has no header row", line=1)
         try:
             for row in reader:
                 rows.append((reader.line_num, row))
         except csv.Error as exc:
             raise DatasetError(f"{name}: line {reader.line_num}: {exc}", line=reader.line_num) from exc
+        if not rows:
+            raise DatasetError(f"{name}: the file has no rows")
         return columns, rows
     if kind != "jsonl":
         raise DatasetError(f"{name}: unknown table format {kind!r}; use csv or jsonl")
@@ -232,6 +254,8 @@ def read_table(source: Source, kind: str, name: str | None = None) -> tuple[list
             raise DatasetError(f"{name}: line {number}: each line must be a JSON object", line=number)
         columns.extend(k for k in row if k not in columns)
         rows.append((number, row))
+    if not rows:
+        raise DatasetError(f"{name}: the file has no rows")
     return columns, rows
 
 
@@ -265,8 +289,6 @@ def load_pairs(source: Source, kind: str, instruction: str, response: str, input
         prompt.append({"role": "user", "content": user})
         result.examples.append({"prompt": prompt, "completion": [{"role": "assistant", "content": values[response]}],
                                 "origin": f"line {line}"})
-    if not rows:
-        result.issues.append(Issue("the file holds no rows"))
     return result
 
 
@@ -310,16 +332,7 @@ def example_messages(example: dict[str, Any]) -> list[dict[str, str]]:
 
 def token_lengths(examples: list[dict[str, Any]], tokenizer: Any | None) -> list[int]:
     """Tokens per example through the model's chat template, or an estimate without a tokenizer."""
-    if tokenizer is None:
-        return [sum(len(m["content"]) + 12 for m in example_messages(e)) // 4 for e in examples]
-    ensure_chat_template(tokenizer)
-    lengths = []
-    for example in examples:
-        ids = tokenizer.apply_chat_template(example_messages(example), tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        lengths.append(len(ids))
-    return lengths
+    return [span.total for span in spans(examples, tokenizer)]
 
 
 def length_stats(lengths: list[int]) -> dict[str, float]:
@@ -347,26 +360,43 @@ def split(examples: list[dict[str, Any]], val_fraction: float, seed: int = 42
 
 def build(result: LoadResult, tokenizer: Any | None, max_seq_length: int, val_fraction: float = 0.1,
           seed: int = 42, drop_over_long: bool = True) -> BuiltDataset:
-    """Measure, filter over-long examples and split; rejected records stay listed as issues."""
+    """Measure, filter over-long examples and split; rejected records stay listed as issues.
+
+    An example whose prompt alone fills `max_seq_length` is always left out: truncation would keep no
+    reply token of it, so there would be nothing to learn from.
+    """
     issues = list(result.issues)
-    lengths = token_lengths(result.examples, tokenizer)
-    kept, kept_lengths = [], []
-    for example, n in zip(result.examples, lengths):
+    kept, kept_lengths, reply_tokens = [], [], {}
+    left_out = no_reply = 0
+    for example, span in zip(result.examples, spans(result.examples, tokenizer)):
+        n, trained = span.total, span.reply_tokens(max_seq_length)
         if n > max_seq_length:
-            action = "left out" if drop_over_long else "will be truncated"
+            if not trained:
+                no_reply += 1
+                action = "its prompt alone fills the limit, so no reply token would be trained on: left out"
+            elif drop_over_long:
+                action = "left out"
+            else:
+                action = f"will be truncated ({trained} reply token(s) kept)"
             issues.append(Issue(f"{n} tokens, over the {max_seq_length}-token limit: {action}",
                                 record=example.get("origin"), level="warning"))
-            if drop_over_long:
+            if not trained or drop_over_long:
+                left_out += 1
                 continue
         kept.append(example)
         kept_lengths.append(n)
+        reply_tokens[id(example)] = trained
     if not kept:
         raise DatasetError(f"{result.source}: no usable examples"
                            + (f" ({len(result.errors)} record(s) rejected, first: {result.errors[0]})"
-                              if result.errors else ""))
+                              if result.errors else "")
+                           + (f"; {left_out} example(s) are longer than the {max_seq_length}-token max length"
+                              if left_out else ""))
     train, validation = split(kept, val_fraction, seed)
     return BuiltDataset(train=train, validation=validation, lengths=kept_lengths,
-                        stats=length_stats(kept_lengths), issues=issues, exact_tokens=tokenizer is not None)
+                        stats=length_stats(kept_lengths), issues=issues, exact_tokens=tokenizer is not None,
+                        max_seq_length=max_seq_length, left_out_for_length=left_out, left_out_no_reply=no_reply,
+                        tokens_trained=sum(reply_tokens[id(e)] for e in train))
 
 
 def write_jsonl(examples: list[dict[str, Any]], path: str | Path) -> Path:

@@ -47,7 +47,7 @@ def run_demo(out: str | Path, steps: int | None = None, examples: int | None = N
     from adapters.bundled import resolve_model_path
     from common.errors import TrainingJobError
     from training import trainer
-    from training.progress import RESULT_FILE, read_json
+    from training.progress import DATASET_FILE, RESULT_FILE, read_json, write_json
 
     out = Path(out).resolve()
     if (out / "adapter" / "adapter_config.json").is_file():
@@ -63,10 +63,14 @@ def run_demo(out: str | Path, steps: int | None = None, examples: int | None = N
     job.mkdir(parents=True, exist_ok=True)
     ds.write_jsonl(built.train, job / "train.jsonl")
     ds.write_jsonl(built.validation, job / "eval.jsonl")
+    if built.left_out_for_length:
+        write_json(job / DATASET_FILE, {"left_out_for_length": built.left_out_for_length})
     spec.train_file, spec.eval_file, spec.adapter_name = "train.jsonl", "eval.jsonl" if built.validation else "", \
         "adapter"
     spec.save(job / "job.yaml")
     print(f"training on {len(built.train)} examples, {len(built.validation)} held out; {spec.max_steps} steps "
           f"(log: {job / 'progress.jsonl'})", flush=True)
+    if built.length_message():
+        print(built.length_message(), flush=True)
     trainer.run(job / "job.yaml", adapters_dir=out)
     return read_json(job / RESULT_FILE) or {}

@@ -70,7 +70,8 @@ def runs_table(adapters: list[AdapterInfo]) -> list[dict[str, Any]]:
             "ROUGE-L base": _round(m.get("rouge_l_base")), "ROUGE-L adapter": _round(m.get("rouge_l_adapter")),
             "similarity adapter": _round(m.get("similarity_adapter")),
             "peak memory MB": _round(m.get("peak_memory_mb"), 0), "time s": _round(m.get("duration_s"), 1),
-            "steps": m.get("steps"),
+            "steps": m.get("steps"), "examples": m.get("examples_used", m.get("train_examples")),
+            "left out for length": m.get("examples_left_out_for_length"), "tokens trained": m.get("tokens_trained"),
         })
     return rows
 

@@ -19,8 +19,8 @@ import yaml
 
 from common.errors import TrainingJobError
 from training.datasets import write_jsonl
-from training.progress import (LOG_FILE, PROGRESS_FILE, RESULT_FILE, STATUS_FILE, read_json, read_progress,
-                                       tail, write_json)
+from training.progress import (DATASET_FILE, LOG_FILE, PROGRESS_FILE, RESULT_FILE, STATUS_FILE, read_json,
+                               read_progress, tail, write_json)
 from training.spec import TrainingSpec
 
 # The repository root, where `python -m chatbot` runs: training/ sits directly in it.
@@ -137,8 +137,12 @@ class JobManager:
     # ---- creating -------------------------------------------------------------------------------
 
     def create(self, spec: TrainingSpec, train: list[dict], validation: list[dict],
-               job_id: str | None = None) -> JobStatus:
-        """Write a training job's folder: job.yaml, train.jsonl, eval.jsonl and its status."""
+               job_id: str | None = None, left_out_for_length: int = 0) -> JobStatus:
+        """Write a training job's folder: job.yaml, train.jsonl, eval.jsonl and its status.
+
+        `left_out_for_length` counts the examples the dataset left out as over-long before the job, so
+        the job's metrics can report them beside the ones it leaves out itself.
+        """
         job_id = job_id or self._new_id(spec.method)
         name = spec.adapter_name or job_id
         if (self.adapters_dir / name).exists():
@@ -157,6 +161,8 @@ class JobManager:
             spec.eval_file = "eval.jsonl"
         if spec.method == "qlora":
             spec.load_in_4bit = True
+        if left_out_for_length:
+            write_json(job_dir / DATASET_FILE, {"left_out_for_length": int(left_out_for_length)})
         spec.save(job_dir / "job.yaml")
         status = JobStatus(id=job_id, method=spec.method, base_model=spec.base_model, adapter_name=name,
                            created_at=time.time())
@@ -328,7 +334,7 @@ def summarise_progress(events: list[dict[str, Any]]) -> dict[str, Any]:
     """The latest step, total, losses, rates, ETA and phase, for a progress bar and a chart."""
     out: dict[str, Any] = {"step": 0, "total": None, "phase": None, "loss": None, "eval_loss": None,
                            "eta_s": None, "tokens_per_s": None, "learning_rate": None, "memory_mb": None,
-                           "train_points": [], "eval_points": [], "model": None, "compare": None}
+                           "train_points": [], "eval_points": [], "model": None, "compare": None, "data": None}
     for e in events:
         kind = e.get("event")
         if kind == "phase":
@@ -349,6 +355,8 @@ def summarise_progress(events: list[dict[str, Any]]) -> dict[str, Any]:
         elif kind == "eval":
             out["eval_loss"] = e.get("eval_loss")
             out["eval_points"].append((e["step"], e.get("eval_loss")))
+        elif kind == "data":  # what the job trains on, after leaving out examples for length
+            out["data"] = e
         elif kind == "compare":
             out["compare"] = (e.get("done"), e.get("total"))
         elif kind == "end":

@@ -52,7 +52,7 @@ def load_tokenizer(base_model: str):
     from transformers import AutoTokenizer
 
     from adapters.bundled import resolve_model_path
-    from training.datasets import ensure_chat_template
+    from adapters.local import ensure_chat_template
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(base_model))

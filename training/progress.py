@@ -15,6 +15,7 @@ PROGRESS_FILE = "progress.jsonl"
 RESULT_FILE = "result.json"
 STATUS_FILE = "status.json"
 LOG_FILE = "train.log"
+DATASET_FILE = "dataset.json"  # what the dataset left out before the job (counts), when anything
 
 
 def _clean(value: Any) -> Any:

@@ -15,8 +15,10 @@ from typing import Any
 
 from common.errors import ChatbotError, DatasetError, TrainingJobError
 from training.model_setup import load_model, load_tokenizer, peft_config, sft_config
-from training.progress import PROGRESS_FILE, RESULT_FILE, ProgressWriter, read_progress, write_json
+from training.progress import (DATASET_FILE, PROGRESS_FILE, RESULT_FILE, ProgressWriter, read_json, read_progress,
+                               write_json)
 from training.spec import TrainingSpec
+from training.truncation import fit_job
 
 log = logging.getLogger("training")
 
@@ -226,6 +228,15 @@ def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bo
         torch.set_num_threads(cpu_threads())
     writer.write("phase", phase="loading the model")
     tokenizer = load_tokenizer(spec.base_model)
+    # trl would drop an example that keeps no reply token after truncation without a word: leave it out
+    # here and count it, so the metrics say what was trained on.
+    left_before = (read_json(job_dir / DATASET_FILE) or {}).get("left_out_for_length", 0)
+    train, evals, data = fit_job(train, evals, tokenizer, spec.max_seq_length, left_before)
+    writer.write("data", **data)
+    if data["examples_left_out_for_length"] or data["eval_examples_left_out_for_length"]:
+        log.warning("left out for length (over %d tokens): %d training and %d evaluation example(s)",
+                    spec.max_seq_length, data["examples_left_out_for_length"],
+                    data["eval_examples_left_out_for_length"])
     model = load_model(spec, cuda)
     compare = evals[: spec.compare_prompts]
     trainer = SFTTrainer(
@@ -271,7 +282,8 @@ def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bo
         "tokens_per_s": round(trainer.state.num_input_tokens_seen / seconds, 1) if seconds else None,
         "trainable_params": trainable, "total_params": total,
         "trainable_share": trainable / total if total else None,
-        "train_examples": len(train), "eval_examples": len(evals), **memory_now(cuda),
+        "train_examples": len(train), "eval_examples": len(evals), **data,
+        "input_tokens_seen": trainer.state.num_input_tokens_seen, **memory_now(cuda),
     }
     metrics["peak_memory_mb"] = metrics["gpu_peak_mb"] if cuda else metrics["rss_peak_mb"]
 

@@ -6,7 +6,6 @@ import time
 from dataclasses import fields
 from typing import Callable
 
-import pandas as pd
 import streamlit as st
 
 from common.errors import ChatbotError
@@ -22,7 +21,8 @@ from ui.confirm import ask_first, confirmed
 from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
 from ui.page_state import open_chat_with_local_model
 from ui.services import get_settings
-from ui.training_view import render_before_after
+from ui.training_view import (data_caption, progress_cell, progress_text, render_before_after,
+                              render_dataset_checks, render_length_histogram, render_loss_chart)
 
 require_admin()
 if absent := missing(TRAINING_PACKAGES):  # the chat-only install (requirements.txt)
@@ -36,6 +36,7 @@ GROUPS = {"model": "Method", "adapter": "Adapter", "quantisation": "4-bit quanti
 HIDDEN = {"base_model", "train_file", "eval_file", "load_in_4bit"}
 SOURCES = {"sample": "Nimbus Home sample", "bitext": "Bitext customer support (810 requests)", "chat": "Chat JSONL", "pairs": "Instruction/response table",
            "stored": "Stored conversations"}
+TABS = ["Dataset", "New job", "Jobs", "Adapters"]
 STATE_ICONS = {"running": "🟢", "stopping": "🟠", "completed": "✅", "failed": "❌", "stopped": "⏹️", "created": "⚪"}
 FLOAT_FORMATS = {"learning_rate": "%.1e"}
 
@@ -70,8 +71,9 @@ settings = get_settings()
 manager = job_manager(str(settings.data_dir))
 cuda = cuda_available()
 st.session_state.setdefault("train_base_model", settings.local_model_path)
-if "job_select_pending" in st.session_state:
-    st.session_state["job_select"] = st.session_state.pop("job_select_pending")
+for pending in ("job_select", "train_tab"):  # set by an action below the widget, for the next run
+    if f"{pending}_pending" in st.session_state:
+        st.session_state[pending] = st.session_state.pop(f"{pending}_pending")
 
 
 def make_tiny() -> None:
@@ -123,7 +125,9 @@ if base_model:
     except ChatbotError as exc:
         st.warning(f"{exc} Token counts below are estimates.")
 
-tab_data, tab_job, tab_jobs, tab_adapters = st.tabs(["Dataset", "New job", "Jobs", "Adapters"])
+# Keyed and stateful, so the open tab survives every rerun (a launch, a stop, a job that ends). A launch opens
+# the Jobs tab, where its job is shown; the job picker there is then mounted when its new value arrives.
+tab_data, tab_job, tab_jobs, tab_adapters = st.tabs(TABS, key="train_tab", on_change="rerun")
 
 
 def guess(columns: list[str], words: tuple[str, ...], fallback: int) -> int:
@@ -196,20 +200,7 @@ def render_dataset() -> ds.BuiltDataset | None:
     except ChatbotError as exc:
         st.error(str(exc))
         built = None
-    m = st.columns(5)
-    m[0].metric("Records read", result.records)
-    m[1].metric("Rejected", len(result.errors))
-    m[2].metric("Examples", len(result.examples))
-    m[3].metric("Train", len(built.train) if built else 0)
-    m[4].metric("Validation", len(built.validation) if built else 0)
-    issues = built.issues if built else result.issues
-    errors = [i for i in issues if i.level == "error"]
-    if errors:
-        st.error(f"{len(errors)} record(s) of {result.source} were left out; the rest is kept. Fix these and "
-                 "upload the file again to include them:\n\n" + "\n".join(f"- {i}" for i in errors[:20])
-                 + (f"\n- … and {len(errors) - 20} more" if len(errors) > 20 else ""))
-    for issue in [i for i in issues if i.level == "warning"][:10]:
-        st.warning(str(issue))
+    render_dataset_checks(result, built)
     if not built:
         return None
     s = built.stats
@@ -218,29 +209,32 @@ def render_dataset() -> ds.BuiltDataset | None:
     t = st.columns(5)
     for col, key in zip(t, ("min", "median", "mean", "p95", "max")):
         col.metric(key, s[key])
-    counts = pd.Series(built.lengths).value_counts(bins=min(20, max(1, len(set(built.lengths)))), sort=False)
-    st.bar_chart(pd.DataFrame({"examples": counts.values}, index=[f"{int(i.right)}" for i in counts.index]),
-                 x_label="tokens (up to)", y_label="examples", height=180)
+    if built.exact_tokens:
+        st.caption(f"{built.tokens_trained:,} reply tokens to learn from in the training split, a pass.")
+    render_length_histogram(built.lengths)
     st.dataframe(ds.preview_rows(built.train, 10), hide_index=True, width="stretch")
     return built
 
 
 def field_widget(container, f) -> object:
     key = f"spec_{f.name}"
-    st.session_state.setdefault(key, default_method(cuda) if f.name == "method" else f.default)
+    # The value now is also the widget's default, so a widget the browser mounts afresh (a tab opened while
+    # the page was still running, a collapsed group) shows and sends it, never a blank 0.
+    value = st.session_state.get(key, default_method(cuda) if f.name == "method" else f.default)
     label, help_text = f.name.replace("_", " ").capitalize(), f.metadata["help"]
     if f.metadata.get("choices"):
-        return container.selectbox(label, f.metadata["choices"], key=key, help=help_text,
-                                   format_func=lambda v: METHOD_LABELS.get(v, v))
+        choices = f.metadata["choices"]
+        return container.selectbox(label, choices, index=choices.index(value) if value in choices else 0, key=key,
+                                   help=help_text, format_func=lambda v: METHOD_LABELS.get(v, v))
     if isinstance(f.default, bool):
-        return container.checkbox(label, key=key, help=help_text)
+        return container.checkbox(label, value=bool(value), key=key, help=help_text)
     if isinstance(f.default, int):
-        return int(container.number_input(label, step=1, key=key, help=help_text))
+        return int(container.number_input(label, value=int(value), step=1, key=key, help=help_text))
     if isinstance(f.default, float):
-        return float(container.number_input(label, key=key, help=help_text,
+        return float(container.number_input(label, value=float(value), key=key, help=help_text,
                                             format=FLOAT_FORMATS.get(f.name, "%.3f"),
                                             step=1e-5 if f.name == "learning_rate" else 0.01))
-    return container.text_input(label, key=key, help=help_text)
+    return container.text_input(label, value=str(value), key=key, help=help_text)
 
 
 def start_job(create: Callable[[], JobStatus], kind: str) -> None:
@@ -255,6 +249,7 @@ def start_job(create: Callable[[], JobStatus], kind: str) -> None:
         st.error(str(exc))
     else:
         st.session_state["job_select_pending"] = status.id
+        st.session_state["train_tab_pending"] = "Jobs"
         st.session_state["training_flash"] = f"{kind} {status.id} started: follow it in the Jobs tab."
         st.rerun()
 
@@ -298,7 +293,8 @@ def render_new_job(built: ds.BuiltDataset | None) -> None:
         st.info("Tip: the CPU demo preset above trains SmolLM2 in minutes.")
     if st.button("Launch training job", type="primary", key="launch_job",
                  disabled=bool(problems) or built is None or active is not None):
-        start_job(lambda: manager.create(spec, built.train, built.validation), "Job")
+        start_job(lambda: manager.create(spec, built.train, built.validation,
+                                         left_out_for_length=built.left_out_for_length), "Job")
 
 
 def job_label(status: JobStatus) -> str:
@@ -307,20 +303,11 @@ def job_label(status: JobStatus) -> str:
 
 def render_job_panel(job_id: str) -> None:
     status = manager.status(job_id)
-    watching = st.session_state.setdefault("jobs_watching", set())
-    if job_id in watching and not status.running:
-        watching.discard(job_id)
-        st.rerun()  # the job just ended: refresh the whole page (list, adapters), and stop polling
-    if status.running:
-        watching.add(job_id)
     p = summarise_progress(manager.progress(job_id))
     st.markdown(f"**{job_id}** · {status.kind} · {status.method or status.adapter_name} · state **{status.state}**")
     if status.running:
         total, step = p["total"] or 0, p["step"] or 0
-        text = f"Step {step}/{total or '?'} · ETA {format_duration(p['eta_s'])} · {p['phase'] or 'starting'}"
-        if p["compare"]:
-            text += f" ({p['compare'][0] + 1}/{p['compare'][1]})"
-        st.progress(min(1.0, step / total) if total else 0.0, text=text)
+        st.progress(min(1.0, step / total) if total else 0.0, text=progress_text(p))
     elif status.state == "completed":
         st.success(f"Completed (exit code {status.exit_code}). Adapter: {status.adapter_dir or '-'}")
     elif status.state in ("failed", "stopped"):
@@ -333,12 +320,10 @@ def render_job_panel(job_id: str) -> None:
     m[3].metric("GPU memory MB" if cuda else "Peak RAM MB", f"{p['memory_mb']:.0f}" if p["memory_mb"] else "-")
     elapsed = (status.finished_at or time.time()) - status.started_at if status.started_at else None
     m[4].metric("Elapsed", format_duration(elapsed))
-    if p["train_points"]:
-        chart = pd.DataFrame(p["train_points"], columns=["step", "train loss"]).drop_duplicates("step", keep="last")
-        if p["eval_points"]:
-            evals = pd.DataFrame(p["eval_points"], columns=["step", "eval loss"]).drop_duplicates("step", keep="last")
-            chart = chart.merge(evals, on="step", how="outer")
-        st.line_chart(chart.set_index("step").sort_index(), x_label="step", y_label="loss", height=260)
+    if data_caption(p["data"]):
+        st.caption(data_caption(p["data"]))
+    if p["train_points"] or p["eval_points"]:
+        render_loss_chart(p)
     st.code(manager.log_tail(job_id, 25) or "(no output yet)", language="text")
     c1, c2, c3 = st.columns(3)
     if status.running and c1.button("Stop", key="job_stop", type="primary",
@@ -363,28 +348,35 @@ def render_job_panel(job_id: str) -> None:
 
 
 def render_jobs() -> None:
-    jobs = manager.list()
-    if not jobs:
-        st.info("No jobs yet: launch one from the New job tab.")
-        return
-    rows = []
-    for s in jobs:
-        p = summarise_progress(manager.progress(s.id))
-        rows.append({"job": s.id, "kind": s.kind, "state": s.state, "method": s.method, "step": p["step"],
-                     "of": p["total"], "eval loss": p["eval_loss"],
-                     "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at)) if s.started_at else "",
-                     "exit code": s.exit_code})
-    st.dataframe(rows, hide_index=True, width="stretch")
-    by_id = {s.id: s for s in jobs}
-    if st.session_state.get("job_select") not in by_id:
-        st.session_state["job_select"] = next((s.id for s in jobs if s.running), jobs[0].id)
-    job_id = st.selectbox("Job", list(by_id), key="job_select", format_func=lambda i: job_label(by_id[i]))
+    active = manager.active()
 
-    @st.fragment(run_every=2.0 if by_id[job_id].running else None)
-    def panel() -> None:
+    # The table, the picker and the panel refresh together, so a job's state reads the same everywhere.
+    @st.fragment(run_every=2.0 if active else None)
+    def live() -> None:
+        if active and not manager.status(active.id).running:
+            st.rerun()  # the running job just ended: refresh the whole page (launch, adapters), stop polling
+        jobs = manager.list()
+        if not jobs:
+            st.info("No jobs yet: launch one from the New job tab.")
+            return
+        rows = []
+        for s in jobs:
+            p = summarise_progress(manager.progress(s.id))
+            rows.append({"job": s.id, "kind": s.kind, "state": s.state, "method": s.method,
+                         "progress": progress_cell(p, s.running), "eval loss": p["eval_loss"],
+                         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at))
+                         if s.started_at else "", "exit code": s.exit_code})
+        st.dataframe(rows, hide_index=True, width="stretch")
+        by_id = {s.id: s for s in jobs}
+        selected = st.session_state.get("job_select")
+        # Set on every run: the browser keeps the label it was sent last ("… · running" after a Stop) unless
+        # the page sends the value again, and with it the label of the job's state now.
+        st.session_state["job_select"] = selected if selected in by_id else \
+            next((s.id for s in jobs if s.running), jobs[0].id)
+        job_id = st.selectbox("Job", list(by_id), key="job_select", format_func=lambda i: job_label(by_id[i]))
         render_job_panel(job_id)
 
-    panel()
+    live()
 
 
 def render_adapters() -> None:
