@@ -301,6 +301,10 @@ def job_label(status: JobStatus) -> str:
     return f"{STATE_ICONS.get(status.state, '')} {status.id} · {status.state}"
 
 
+def stop_job(job_id: str) -> None:
+    manager.stop(job_id)  # waits for the job to save a checkpoint and end
+
+
 def render_job_panel(job_id: str) -> None:
     status = manager.status(job_id)
     p = summarise_progress(manager.progress(job_id))
@@ -326,11 +330,11 @@ def render_job_panel(job_id: str) -> None:
         render_loss_chart(p)
     st.code(manager.log_tail(job_id, 25) or "(no output yet)", language="text")
     c1, c2, c3 = st.columns(3)
-    if status.running and c1.button("Stop", key="job_stop", type="primary",
-                                    help="Checkpoint and end the job's whole process group."):
-        with st.spinner("Stopping: saving a checkpoint…"):
-            manager.stop(job_id)
-        st.rerun()
+    # A callback, not `if st.button(...)`: it runs before the next script run, so a click lands even when
+    # the panel's periodic refresh is running at that moment; the refresh then sees the job ended.
+    if status.running:
+        c1.button("Stop", key="job_stop", type="primary", on_click=stop_job, args=(job_id,),
+                  help="Checkpoint and end the job's whole process group.")
     resumable = status.kind == "train" and status.state in ("stopped", "failed") and manager.checkpoints(job_id)
     if resumable and c2.button("Resume from the last checkpoint", key="job_resume"):
         try:
