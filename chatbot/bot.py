@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass
+from typing import Callable
 
-from common.types import ChatRequest, Usage
+from common.types import ChatRequest
 from adapters.base import Backend
-from common.errors import BackendError, ChatbotError
+from common.errors import ChatbotError
 from chatbot.memory import ConversationMemory
-from chatbot.outcomes import keeps_customer_message, read_outcome, turn_texts
+from chatbot.outcomes import keeps_customer_message, turn_texts
 from chatbot.prompt_template import PromptTemplate
 from chatbot.prompts import PromptLibrary, RenderedPrompt
-from chatbot.reasoning import ReasoningFilter
 from common.redaction import redact, redact_with_kinds
 from chatbot.analytics import HANDOFF
-from chatbot.citations import cited_numbers
+from chatbot.citations import cited_numbers  # noqa: F401  (re-exported: callers read citations from here)
+from chatbot.reply import Reply, TurnMeta
 from chatbot.classifier import LLMClassifier
 from chatbot.routes import UNKNOWN, RouteChoice
 from chatbot.routing import IntentRouter
@@ -28,9 +28,6 @@ from knowledge.store import KnowledgeBase
 from common.types import Passage
 
 STAGES = ("validate", "embed", "route", "retrieve", "render", "first_token", "persist")
-# What a reply that stopped early says: the page was rerun (a widget touched mid-stream), the tab
-# closed, the script was stopped, or the stream was dropped before it ended.
-INTERRUPTED = "The reply was interrupted before it finished."
 log = logging.getLogger(__name__)
 
 
@@ -39,159 +36,8 @@ UNROUTED = RouteChoice(intent=UNKNOWN, confidence=0.0, scores=[], abstained=True
                        escalate=False, source="router")
 
 
-@dataclass
-class TurnMeta:
-    """What one turn did, stored with the reply and shown in the sidebar."""
-
-    session_id: str
-    backend: str
-    model: str
-    prompt_name: str = ""
-    prompt_version: int = 0
-    prompt_hash: str = ""
-    retrieved: list[dict] = field(default_factory=list)
-    citations: list[int] = field(default_factory=list)
-    input_tokens: int = 0
-    output_tokens: int = 0
-    latency_ms: float = 0.0
-    ttft_ms: float = 0.0
-    stages_ms: dict[str, float] = field(default_factory=dict)
-    summarised_messages: int = 0
-    # Kinds of secret replaced by a marker in the customer's message ("card", "password", ...).
-    redacted: list[str] = field(default_factory=list)
-    summary_updated: bool = False
-    route: dict[str, Any] = field(default_factory=dict)
-    triage: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    # Why the backend stopped (a common.types.Stop value, "" when it does not say), and what the
-    # reply was made of it (chatbot.outcomes: answer, cut_off, refusal, empty; "" for no model reply).
-    stop_reason: str = ""
-    outcome: str = ""
-    # The reply stopped before its end (rerun, closed tab, a backend failure half-way): `error` says why.
-    interrupted: bool = False
-    agent: str = ""
-    created_at: float = field(default_factory=time.time)
-
-    @property
-    def handed_off(self) -> bool:
-        """The conversation is with a human: the bot drafted no reply."""
-        return bool(self.triage.get("escalate"))
-
-    @property
-    def sources(self) -> list[dict]:
-        """The passages the reply cited, each with its marker number."""
-        return [{"n": n, **self.retrieved[n - 1]} for n in self.citations]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# Called once when a reply's stream ends: (the reply, whether it failed).
-TurnEnd = Callable[["Reply", bool], None]
-
-
 def _keep_nothing(reply: "Reply", failed: bool) -> None:
     """The end of a preview turn: nothing is stored."""
-
-
-class Reply:
-    """One turn's reply: iterate it for text pieces (streamed), then read `text` and `meta`.
-
-    When the stream ends, successfully or not, `on_end(reply, failed)` runs once: the Chatbot
-    stores the turn there.
-    """
-
-    def __init__(self, session_id: str, user_text: str, request: ChatRequest, meta: TurnMeta, started: float,
-                 backend: Backend, *, on_end: TurnEnd, reasoning: bool = False,
-                 triage_state: TriageState | None = None):
-        self.session_id = session_id
-        self.user_text = user_text
-        self._on_end = on_end
-        self._request = request
-        self.meta = meta
-        self._started = started
-        self._backend = backend
-        self._reasoning = reasoning
-        self.triage_state = triage_state
-        self.text = ""
-        # The model's hidden <thinking> text, for admins only (empty unless the template asks for it).
-        self.reasoning = ""
-        self.done = False
-
-    @property
-    def passages(self) -> list[Passage]:
-        return self._request.passages
-
-    def __iter__(self) -> Iterator[str]:
-        if self.done:
-            return
-        pieces: list[str] = []
-        stream_started = time.perf_counter()
-        # The model's reasoning (chain of thought) never reaches the customer, the store or the citations.
-        hidden = ReasoningFilter() if self._reasoning else None
-        try:
-            for piece in self._backend.stream(self._request):
-                if isinstance(piece, Usage):
-                    self.meta.input_tokens, self.meta.output_tokens = piece.input_tokens, piece.output_tokens
-                    self.meta.stop_reason = piece.stop_reason
-                    continue
-                if hidden is not None:
-                    piece = hidden.feed(piece)
-                    if not piece:
-                        continue
-                if not pieces:
-                    now = time.perf_counter()
-                    self.meta.stages_ms["first_token"] = (now - stream_started) * 1000
-                    self.meta.ttft_ms = (now - self._started) * 1000
-                pieces.append(piece)
-                yield piece
-            tail = hidden.flush() if hidden is not None else ""
-            self.reasoning = hidden.reasoning if hidden is not None else ""
-            if tail:
-                if not pieces:
-                    self.meta.ttft_ms = (time.perf_counter() - self._started) * 1000
-                pieces.append(tail)
-                yield tail
-        except BackendError as exc:
-            self.text = "".join(pieces)
-            self.meta.error, self.meta.interrupted = str(exc), bool(pieces)
-            self._finish(failed=True)
-            raise
-        except BaseException:
-            # Streamlit's rerun or stop, the generator closed or dropped (GeneratorExit), anything
-            # else: the customer's message is already stored; keep what arrived, marked interrupted.
-            self.text = "".join(pieces)
-            self.close()
-            raise
-        self.text = "".join(pieces)
-        self._finish(failed=False)
-
-    def close(self) -> None:
-        """End a reply that will not be streamed further: stored as interrupted, with the text so far."""
-        if self.done:
-            return
-        self.meta.interrupted = True
-        self.meta.error = self.meta.error or INTERRUPTED
-        try:
-            self._finish(failed=True)
-        except ChatbotError as exc:  # the store is down too: the message stays pending, read as interrupted later
-            log.warning("Could not record an interrupted reply: %s", exc)
-
-    def consume(self) -> str:
-        """Run the whole stream and return the reply text."""
-        for _ in self:
-            pass
-        return self.text
-
-    def _finish(self, failed: bool) -> None:
-        if self.done:
-            return
-        self.done = True
-        self.meta.latency_ms = (time.perf_counter() - self._started) * 1000
-        self.meta.citations = cited_numbers(self.text, len(self._request.passages))
-        if not failed and self.meta.backend != HANDOFF:
-            self.meta.outcome = read_outcome(self.text, self.meta.stop_reason)
-        self._on_end(self, failed)
 
 
 @dataclass
