@@ -19,7 +19,11 @@ TITLE_CHARS = 120
 SPEAKERS = {"user": "Customer", "assistant": "Assistant"}
 
 
-def _no_reply(meta: dict) -> bool:
+# A customer message is stored with this status when it is sent, and loses it when its reply ends.
+PENDING = "pending"
+
+
+def no_reply(meta: dict) -> bool:
     """A customer message's turn got no reply: the backend failed, or answered with nothing."""
     return bool(meta.get("error")) or meta.get("outcome") == EMPTY
 
@@ -80,8 +84,8 @@ def count_turns(messages: Iterable[dict]) -> tuple[int, int]:
     """
     turns = failed = 0
     for message in messages:
-        if message.get("role") == "user" and message.get("status") != "pending":  # counted when its turn ends
-            if _no_reply(message.get("meta") or {}):
+        if message.get("role") == "user" and message.get("status") != PENDING:  # counted when its turn ends
+            if no_reply(message.get("meta") or {}):
                 failed += 1
             else:
                 turns += 1
@@ -171,7 +175,7 @@ def turn_records(conversations: Iterable[dict], since: float | None = None) -> l
             if message.get("role") == "assistant":
                 kind = HANDOFF if meta.get("backend") == HANDOFF else "reply"
             else:
-                kind = "failed" if _no_reply(meta) else HANDOFF
+                kind = "failed" if no_reply(meta) else HANDOFF
             replied = kind == "reply"
             ts = float(message.get("ts") or meta.get("created_at") or 0)
             if since is not None and ts < since:
@@ -349,7 +353,7 @@ def to_markdown(conversation: dict) -> str:
                 lines += ["", f"> No reply: {meta['error']}"]
             elif outcome_notice(meta):
                 lines += ["", f"> {outcome_notice(meta)}"]
-            elif message.get("status") == "pending":
+            elif message.get("status") == PENDING:
                 lines += ["", "> Waiting for the reply."]
             elif meta:
                 lines += ["", "> With a person: the assistant drafted no reply."]

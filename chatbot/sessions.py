@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import redis
 
-from chatbot.analytics import ConversationSummary, merge_feedback, summary_fields
+from chatbot.analytics import PENDING, ConversationSummary, merge_feedback, summary_fields
 from chatbot.session_scripts import APPEND_TURN, DELETE_CONVERSATION, SET_FEEDBACK
 from chatbot.session_server import as_text, connect, restart_errors, retire
 from common.errors import ConversationNotFound, StoreUnavailable
@@ -38,8 +38,8 @@ APPROVED = "chatbot:approved"
 PARTS = ("messages", "state", "meta", "feedback", "turns", "text")
 BATCH = 200  # conversations per pipelined round trip when reading many
 ID_FORM = re.compile(r"[0-9a-f]{16}")  # what `SessionStore.new_id` makes
-# A customer message is stored as `pending` when it is sent, and completed when its reply ends.
-PENDING, INTERRUPTED = "pending", "interrupted"
+# A customer message is stored as PENDING when it is sent, and completed when its reply ends.
+INTERRUPTED = "interrupted"
 # A turn still pending after this long was cut off (its process stopped): it reads as interrupted.
 PENDING_SECONDS = 600.0
 STALE = "The reply was interrupted: the app stopped before it finished."

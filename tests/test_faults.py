@@ -202,6 +202,8 @@ def test_the_chat_page_names_the_fault_and_keeps_the_conversation_going(fault, p
     assert "how do i get a refund?" in shown  # the customer's message stays on the page
     assert all(words in shown for words in fault.page_says), shown
     assert "traceback" not in shown
+    if fault.outcome == EMPTY or (fault.error is not None and "no reply" in fault.page_says):
+        assert at.button(key="resend_failed")  # a message that got no reply can be sent again in one click
 
     after_fault(server)
     if fault.error is BackendAuthError:

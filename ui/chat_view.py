@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from chatbot.analytics import PENDING
 from chatbot.citations import cited_numbers
 from chatbot.outcomes import CUT_OFF, REFUSAL, outcome_notice
 
@@ -105,7 +106,7 @@ def render_message(message: dict, triage_meta: dict | None = None, feedback=None
         if role == "user":
             st.text(message["content"])  # exactly what the customer typed: `__x__`, `--` and `# x` stay as typed
             render_triage(triage_meta or meta)
-            if message.get("status") == "pending":
+            if message.get("status") == PENDING:
                 st.caption("Waiting for the reply…", help="It is being written in another tab or process.")
         else:
             st.markdown(message["content"])  # the assistant writes Markdown (lists, bold, citations)

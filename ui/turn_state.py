@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from chatbot.analytics import PENDING, no_reply
 from common.errors import BackendAuthError, BackendError, BackendUnreachable, StoreUnavailable
 from ui.page_state import ChatKeys
 
@@ -63,7 +64,7 @@ def unanswered(messages: list[dict]) -> str | None:
     if not messages:
         return None
     last, meta = messages[-1], messages[-1].get("meta") or {}
-    if last["role"] == "user" and meta.get("error"):
+    if last["role"] == "user" and no_reply(meta):  # the backend failed, or answered with nothing
         return last["content"]
     if last["role"] == "assistant" and meta.get("interrupted") and len(messages) > 1 \
             and messages[-2]["role"] == "user":
@@ -73,7 +74,7 @@ def unanswered(messages: list[dict]) -> str | None:
 
 def pending_turn(messages: list[dict]) -> str:
     """The turn id of a customer message still waiting for its reply (in another tab, or a run being stopped)."""
-    waiting = [m for m in messages if m.get("status") == "pending"]
+    waiting = [m for m in messages if m.get("status") == PENDING]
     return waiting[-1].get("turn", "") if waiting else ""
 
 
