@@ -305,9 +305,9 @@ def stop_job(job_id: str) -> None:
     manager.stop(job_id)  # waits for the job to save a checkpoint and end
 
 
-def render_job_panel(job_id: str) -> None:
-    status = manager.status(job_id)
-    p = summarise_progress(manager.progress(job_id))
+def render_job_panel(status: JobStatus, p: dict) -> None:
+    """The chosen job: its state, progress `p` (from summarise_progress), metrics, chart, log and actions."""
+    job_id = status.id
     st.markdown(f"**{job_id}** · {status.kind} · {status.method or status.adapter_name} · state **{status.state}**")
     if status.running:
         total, step = p["total"] or 0, p["step"] or 0
@@ -363,9 +363,11 @@ def render_jobs() -> None:
         if not jobs:
             st.info("No jobs yet: launch one from the New job tab.")
             return
+        # Each job's progress file is read once a refresh: the table and the panel share it.
+        progress = {s.id: summarise_progress(manager.progress(s.id)) for s in jobs}
         rows = []
         for s in jobs:
-            p = summarise_progress(manager.progress(s.id))
+            p = progress[s.id]
             rows.append({"job": s.id, "kind": s.kind, "state": s.state, "method": s.method,
                          "progress": progress_cell(p, s.running), "eval loss": p["eval_loss"],
                          "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at))
@@ -378,7 +380,7 @@ def render_jobs() -> None:
         st.session_state["job_select"] = selected if selected in by_id else \
             next((s.id for s in jobs if s.running), jobs[0].id)
         job_id = st.selectbox("Job", list(by_id), key="job_select", format_func=lambda i: job_label(by_id[i]))
-        render_job_panel(job_id)
+        render_job_panel(by_id[job_id], progress[job_id])
 
     live()
 
