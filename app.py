@@ -8,7 +8,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import streamlit as st  # noqa: E402
 
-from chatbot.session_server import ephemeral_storage_warning  # noqa: E402
+from chatbot.store.server import ephemeral_storage_warning  # noqa: E402
 from ui.auth import render_account  # noqa: E402
 from ui.services import get_auth, get_services, get_settings  # noqa: E402
 

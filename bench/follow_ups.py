@@ -14,7 +14,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from chatbot.contextual_search import search_in_context
+from chatbot.turn.contextual_search import search_in_context
 from common.errors import DatasetError
 from common.jsonl import json_lines
 from knowledge.evaluation import build_temporary, rank_documents, score_ranking

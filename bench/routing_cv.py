@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.model_selection import StratifiedKFold
 
     from bench.routing_eval import label_examples, read_labelled
-    from chatbot.routing import IntentRouter
+    from chatbot.routing.router import IntentRouter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)

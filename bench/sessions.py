@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from chatbot.analytics import percentile
+from chatbot.store.analytics import percentile
 from common.settings import Settings
 
 QUERIES = [
@@ -31,7 +31,7 @@ QUERIES = [
 
 
 class TimedStore:
-    """Forwards every call to a SessionStore and adds its duration to the calling thread's tally."""
+    """Forwards every call to a ConversationStore and adds its duration to the calling thread's tally."""
 
     def __init__(self, store: Any):
         self._store = store
@@ -107,9 +107,9 @@ def bench(services: Any, conversations: int, turns: int, workers: int, pause_ms:
     With `pause_ms`, each turn waits a uniformly random 0 to 2 x pause_ms first, so the
     conversations interleave as agents' messages do instead of all firing at once.
     """
-    from adapters.offline import OfflineBackend
+    from backends.offline import OfflineBackend
 
-    bot = services.chatbot(OfflineBackend())
+    bot = services.build_chatbot(OfflineBackend())
     timed = TimedStore(services.store)
     bot.store = timed
     ids = [services.store.new_id() for _ in range(conversations)]

@@ -26,10 +26,10 @@ from typing import Callable, Iterator
 
 import redis
 
-from adapters.offline import OfflineBackend
+from backends.offline import OfflineBackend
 from chatbot.services import build_services
-from chatbot.session_server import connect
-from chatbot.sessions import SessionStore
+from chatbot.store.server import connect
+from chatbot.store.conversations import ConversationStore
 from common.errors import StoreUnavailable
 from common.settings import Settings
 from common.types import ChatRequest, Usage
@@ -90,7 +90,7 @@ def one_turn(services, backend, session: str, text: str, inject: Callable[[], He
     heal = inject() if inject else None
     handed_back = ""
     try:
-        services.chatbot(backend).ask(session, text)
+        services.build_chatbot(backend).ask(session, text)
         clean = True
     except StoreUnavailable:
         handed_back, clean = text, True  # the page keeps it as a draft with a resend button
@@ -109,7 +109,7 @@ def run(turns: int) -> list[dict]:
         os.environ["CHATBOT_DATA_DIR"] = str(Path(tmp) / "data")
         settings = Settings.load()
         services = build_services(settings)
-        services.store = SessionStore(connect(f"{server.url}?socket_timeout=0.5"))
+        services.store = ConversationStore(connect(f"{server.url}?socket_timeout=0.5"))
         for name, inject in FAULTS.items():
             for phase in ("at send", "mid-reply"):
                 survived = lost = 0

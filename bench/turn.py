@@ -9,8 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from chatbot.analytics import percentile
-from chatbot.bot import STAGES
+from chatbot.store.analytics import percentile
+from chatbot.turn.bot import STAGES
 from common.settings import Settings
 
 QUERIES = [
@@ -38,9 +38,9 @@ def _services(data_dir: Path):
 
 def bench_stages(services, turns: int) -> dict[str, list[float]]:
     """Per-stage and whole-turn times over `turns` offline turns, five turns per conversation."""
-    from adapters.offline import OfflineBackend
+    from backends.offline import OfflineBackend
 
-    bot = services.chatbot(OfflineBackend())
+    bot = services.build_chatbot(OfflineBackend())
     samples: dict[str, list[float]] = {name: [] for name in (*STAGES, "overhead", "turn")}
     session = services.store.new_id()
     bot.ask(session, "warm up")
@@ -59,14 +59,14 @@ def bench_ttft(services, runs: int, delay: float = 0.3) -> dict[str, float]:
     """Median time to first token, Chatbot (OpenAI backend) and bare SDK, against one local server."""
     import openai
 
-    from adapters.openai_backend import OpenAIBackend
+    from backends.openai_backend import OpenAIBackend
     from devtools.servers.openai import OpenAIServer
 
     bare: list[float] = []
     through: list[float] = []
     with OpenAIServer(reply="Refunds take 5 to 10 business days [1].", first_token_delay=delay) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-bench", max_retries=0)
-        bot = services.chatbot(OpenAIBackend("gpt-bench", api_key="sk-bench", base_url=server.base_url))
+        bot = services.build_chatbot(OpenAIBackend("gpt-bench", api_key="sk-bench", base_url=server.base_url))
         session = services.store.new_id()
         for number in range(runs + 1):
             started = time.perf_counter()

@@ -1,5 +1,5 @@
 """The support desk assistant's core: one Chatbot turn, headless, no Streamlit."""
 
-from chatbot.bot import Chatbot, Reply, TurnMeta
+from chatbot.turn.bot import Chatbot, Reply, TurnMeta
 
 __all__ = ["Chatbot", "Reply", "TurnMeta"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.base import Backend
-from chatbot.bot import Chatbot
+from backends.base import Backend
+from chatbot.turn.bot import Chatbot
 from common.settings import Settings
-from chatbot.prompts import PromptLibrary, open_prompt_library
-from chatbot.routes import default_routes_path, load_routes
-from chatbot.routing import IntentRouter, router_for_routes
-from chatbot.sessions import SessionStore
+from chatbot.prompts.library import PromptLibrary, open_prompt_library
+from chatbot.routing.routes import default_routes_path, load_routes
+from chatbot.routing.router import IntentRouter, router_for_routes
+from chatbot.store.conversations import ConversationStore
 from knowledge.embeddings import Embedder, shared_embedder
 from knowledge.shipped_vectors import load_shipped
 from knowledge.store import KnowledgeBase, make_chroma_client
@@ -27,11 +27,11 @@ class Services:
     settings: Settings
     embedder: Embedder
     knowledge: KnowledgeBase
-    store: SessionStore
+    store: ConversationStore
     prompts: PromptLibrary
     router: IntentRouter
 
-    def chatbot(self, backend: Backend) -> Chatbot:
+    def build_chatbot(self, backend: Backend) -> Chatbot:
         """A Chatbot over the shared parts with the chosen backend (cheap to build)."""
         s = self.settings
         return Chatbot(
@@ -68,7 +68,7 @@ def build_services(settings: Settings | None = None, seed: bool = True) -> Servi
     knowledge = build_knowledge(settings, embedder)
     if seed:
         seed_demo_docs(settings, knowledge)
-    store = SessionStore.from_settings(settings)
+    store = ConversationStore.from_settings(settings)
     # Trained on the shipped intents on first start, then loaded from the data directory.
     router = router_for_routes(load_routes(default_routes_path()), embedder, settings.path("models", ".keep").parent)
     return Services(

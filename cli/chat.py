@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from adapters.registry import BACKENDS, make_backend
-from chatbot.outcomes import EMPTY, outcome_notice
+from backends.registry import BACKENDS, make_backend
+from chatbot.store.outcomes import EMPTY, outcome_notice
 from chatbot.services import build_services
 
 
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_ask(args: argparse.Namespace) -> int:
     services = build_services()
     backend = make_backend(args.backend or services.settings.backend, services.settings, args.model)
-    bot = services.chatbot(backend)
+    bot = services.build_chatbot(backend)
     session = args.session or services.store.new_id()
     reply = bot.send(session, args.text)
     if reply is None:

@@ -8,9 +8,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from chatbot import analytics
+from chatbot.store import analytics
 from common.settings import Settings
-from chatbot.sessions import SessionStore
+from chatbot.store.conversations import ConversationStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,9 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     delete.set_defaults(func=run_delete)
 
 
-def open_store() -> SessionStore:
+def open_store() -> ConversationStore:
     """The configured store, without loading the embedding model or the knowledge base."""
-    return SessionStore.from_settings(Settings.load())
+    return ConversationStore.from_settings(Settings.load())
 
 
 def _when(ts: float) -> str:

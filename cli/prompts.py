@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from common.settings import Settings
-from chatbot.prompts import PromptLibrary, open_prompt_library
+from chatbot.prompts.library import PromptLibrary, open_prompt_library
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

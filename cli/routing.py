@@ -1,5 +1,5 @@
 """`evaluate-routing`: train the intent router on one CSV file and score it on another.
-`shipped-router`: after editing chatbot/intents.yaml, ship the router fitted on it."""
+`shipped-router`: after editing chatbot/routing/intents.yaml, ship the router fitted on it."""
 
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also train on each label written as words (card_arrival -> 'card arrival'); default on")
     parser.set_defaults(func=run_evaluate_routing)
     shipped = subparsers.add_parser(
-        "shipped-router", help="after editing chatbot/intents.yaml: ship the router fitted on it for a fast first start")
+        "shipped-router", help="after editing chatbot/routing/intents.yaml: ship the router fitted on it for a fast first start")
     shipped.set_defaults(func=run_shipped_router)
 
 
 def run_shipped_router(args: argparse.Namespace) -> int:
-    from chatbot.routes import default_routes_path, load_routes
-    from chatbot.shipped_router import SHIPPED_ROUTER, write_shipped_router
+    from chatbot.routing.routes import default_routes_path, load_routes
+    from chatbot.routing.shipped_router import SHIPPED_ROUTER, write_shipped_router
     from common.settings import Settings
     from knowledge.embeddings import shared_embedder
 
@@ -45,7 +45,7 @@ def run_shipped_router(args: argparse.Namespace) -> int:
 def run_evaluate_routing(args: argparse.Namespace) -> int:
     from common.settings import Settings
     from bench.routing_eval import evaluate, label_examples, read_labelled
-    from chatbot.routing import IntentRouter
+    from chatbot.routing.router import IntentRouter
     from knowledge.embeddings import Embedder
 
     train_texts, train_labels = read_labelled(args.train, args.text_col, args.label_col)

@@ -21,7 +21,7 @@ from knowledge.chunking import ChunkSettings
 from knowledge.client import make_chroma_client, store_of
 from knowledge.embedcache import EmbeddingCache
 from knowledge.embeddings import Embedder
-from knowledge.following import SYNC_INTERVAL, Following, _chunking_from, reachable
+from knowledge.sync import SYNC_INTERVAL, Following, _chunking_from, reachable
 from knowledge.fusion import FUSIONS, document_evidence, fuse
 from knowledge.ingest import IngestResult, Ingestion
 from knowledge.keyword import KeywordIndex

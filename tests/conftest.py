@@ -80,9 +80,9 @@ def redis_client(tmp_path):
 
 @pytest.fixture
 def store(redis_client):
-    from chatbot.sessions import SessionStore
+    from chatbot.store.conversations import ConversationStore
 
-    return SessionStore(redis_client, ttl_seconds=3600)
+    return ConversationStore(redis_client, ttl_seconds=3600)
 
 
 @contextmanager

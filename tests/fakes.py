@@ -11,7 +11,7 @@ from collections import deque
 from typing import Iterator
 
 from common.types import ChatRequest, Usage
-from adapters.base import Backend
+from backends.base import Backend
 from common.errors import BackendError
 
 

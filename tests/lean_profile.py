@@ -44,11 +44,11 @@ def block_training_packages() -> None:
 
 
 def _core_turn() -> dict:
-    from adapters.registry import make_backend
+    from backends.registry import make_backend
     from chatbot.services import build_services
 
     services = build_services()
-    bot = services.chatbot(make_backend("offline", services.settings))
+    bot = services.build_chatbot(make_backend("offline", services.settings))
     reply = bot.send(services.store.new_id(), "How do I get a refund?")
     text = "".join(piece for piece in reply)
     return {"backend": services.embedder.backend, "embedding_graph": str(services.embedder.onnx_path),

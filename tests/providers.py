@@ -3,9 +3,9 @@ tests that run the same scenario on every provider."""
 
 from __future__ import annotations
 
-from adapters.anthropic_backend import AnthropicBackend
-from adapters.ollama_backend import OllamaBackend
-from adapters.openai_backend import OpenAIBackend
+from backends.anthropic_backend import AnthropicBackend
+from backends.ollama_backend import OllamaBackend
+from backends.openai_backend import OpenAIBackend
 from devtools.servers.anthropic import AnthropicServer
 from devtools.servers.ollama import OllamaServer
 from devtools.servers.openai import OpenAIServer

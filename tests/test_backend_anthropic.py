@@ -7,7 +7,7 @@ import socket
 import anthropic
 import pytest
 
-from adapters.anthropic_backend import AnthropicBackend
+from backends.anthropic_backend import AnthropicBackend
 from common.types import ChatRequest, Usage
 from common.settings import Settings
 from common.errors import (

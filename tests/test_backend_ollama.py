@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from common.types import ChatRequest, Usage
-from adapters.ollama_backend import OllamaBackend
+from backends.ollama_backend import OllamaBackend
 from common.settings import Settings
 from common.errors import (
     BackendAuthError,

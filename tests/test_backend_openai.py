@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from common.types import ChatRequest, Usage
-from adapters.openai_backend import OpenAIBackend
+from backends.openai_backend import OpenAIBackend
 from common.settings import Settings
 from common.errors import (
     BackendAuthError,

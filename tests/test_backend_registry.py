@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.anthropic_backend import AnthropicBackend
-from adapters.local import LocalBackend
-from adapters.offline import OfflineBackend
-from adapters.ollama_backend import OllamaBackend
-from adapters.openai_backend import OpenAIBackend
-from adapters.registry import BACKENDS, backend_class, make_backend
+from backends.anthropic_backend import AnthropicBackend
+from backends.local import LocalBackend
+from backends.offline import OfflineBackend
+from backends.ollama_backend import OllamaBackend
+from backends.openai_backend import OpenAIBackend
+from backends.registry import BACKENDS, backend_class, make_backend
 from common.errors import ConfigurationError
 from common.settings import Settings
 

@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from chatbot.bot import Chatbot, clean_message, cited_numbers
+from chatbot.turn.bot import Chatbot, clean_message, cited_numbers
 from common.errors import BackendUnavailable, InputRejected
-from chatbot.prompts import PromptLibrary
+from chatbot.prompts.library import PromptLibrary
 from tests.fakes import FakeBackend
 from tests.test_store import PASSWORDS, REFUNDS
 
@@ -131,7 +131,7 @@ def test_reasoning_never_reaches_the_customer_the_store_or_the_citations(small_k
 
 
 def test_turn_records_the_production_prompt_version(small_kb, store, tmp_path, embedder):
-    from chatbot.prompts import open_prompt_library
+    from chatbot.prompts.library import open_prompt_library
 
     library = open_prompt_library(tmp_path / "data", embedder)
     template, version = library.get("general")
@@ -142,8 +142,8 @@ def test_turn_records_the_production_prompt_version(small_kb, store, tmp_path, e
 
 @pytest.fixture(scope="module")
 def router(embedder, tmp_path_factory):
-    from chatbot.routes import default_routes_path, load_routes
-    from chatbot.routing import router_for_routes
+    from chatbot.routing.routes import default_routes_path, load_routes
+    from chatbot.routing.router import router_for_routes
 
     return router_for_routes(load_routes(default_routes_path()), embedder, tmp_path_factory.mktemp("router"))
 

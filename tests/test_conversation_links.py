@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from chatbot.sessions import ID_FORM, SessionStore
+from chatbot.store.conversations import ID_FORM, ConversationStore
 from tests.conftest import app_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,9 +34,9 @@ def chat_opened_with(link_id: str) -> AppTest:
 
 
 def test_new_ids_have_the_accepted_form(store):
-    ids = {SessionStore.new_id() for _ in range(50)}
+    ids = {ConversationStore.new_id() for _ in range(50)}
     assert len(ids) == 50 and all(ID_FORM.fullmatch(i) for i in ids)
-    assert store.accepts(SessionStore.new_id())  # a fresh id, not stored yet: a new conversation
+    assert store.accepts(ConversationStore.new_id())  # a fresh id, not stored yet: a new conversation
     for bad in ("*", "../../etc/passwd", "a/b", "x" * 5000, "", "ABCDEF0123456789", "0123456789abcdef0"):
         assert not store.accepts(bad), bad
     store.append("refund1", [{"role": "user", "content": "hi"}])  # stored before ids were checked
@@ -68,7 +68,7 @@ def test_a_link_to_a_stored_or_well_formed_id_opens_it_without_a_notice(app_env)
     assert at.session_state["session_id"] == "legacy-7"
     assert [m.name for m in at.chat_message] == ["user"]
 
-    well_formed = SessionStore.new_id()
+    well_formed = ConversationStore.new_id()
     at = chat_opened_with(well_formed)
     assert not at.exception and not any(NOTICE in w.value for w in at.warning)
     assert at.session_state["session_id"] == well_formed and not at.chat_message

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.session_server import connect
-from chatbot.sessions import SessionStore
+from chatbot.store.server import connect
+from chatbot.store.conversations import ConversationStore
 from tests.redis_server import RedisServer, require_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ def cli(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProces
     return result
 
 
-def seed(store: SessionStore) -> None:
+def seed(store: ConversationStore) -> None:
     store.append("refund1", [
         {"role": "user", "content": "How do I get a refund?"},
         {"role": "assistant", "content": "Ask within 30 days [1].", "meta": {
@@ -51,7 +51,7 @@ def env(tmp_path_factory):
     (data / "knowledge").mkdir()
     (data / "knowledge" / ".demo-seeded").write_text("seeded\n")
     client = connect(data_dir=data / "redis")
-    seed(SessionStore(client))
+    seed(ConversationStore(client))
     yield {**os.environ, "CHATBOT_DATA_DIR": str(data), "CHATBOT_BACKEND": "offline"}
     client.shutdown(save=True)
 
@@ -122,7 +122,7 @@ def test_ask_continues_a_stored_conversation_across_processes(env):
 
 
 def test_delete(env):
-    store = SessionStore(connect(data_dir=Path(env["CHATBOT_DATA_DIR"]) / "redis"))
+    store = ConversationStore(connect(data_dir=Path(env["CHATBOT_DATA_DIR"]) / "redis"))
     store.append("bye", [{"role": "user", "content": "x"}])
     assert cli(env, "conversations", "delete", "bye").stdout.strip() == "deleted bye"
     assert not store.exists("bye")
@@ -132,10 +132,10 @@ def test_delete(env):
 def test_commands_use_a_shared_server_through_redis_url(tmp_path):
     require_redis_server()
     with RedisServer(tmp_path / "redis") as server:
-        seed(SessionStore(connect(server.url)))
+        seed(ConversationStore(connect(server.url)))
         env = {**os.environ, "CHATBOT_DATA_DIR": str(tmp_path / "data"), "REDIS_URL": server.url}
         listed = json.loads(cli(env, "conversations", "list", "--json").stdout)
         assert [c["id"] for c in listed] == ["human1", "refund1"]
         cli(env, "conversations", "delete", "human1")
-        assert not SessionStore(connect(server.url)).exists("human1")
+        assert not ConversationStore(connect(server.url)).exists("human1")
         assert not (tmp_path / "data" / "redis" / "sessions.rdb").exists()  # no embedded server was started

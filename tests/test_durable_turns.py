@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from adapters.offline import OfflineBackend
-from chatbot.bot import Chatbot
+from backends.offline import OfflineBackend
+from chatbot.turn.bot import Chatbot
 from chatbot.services import build_services
-from chatbot.sessions import PENDING_SECONDS, SessionStore
+from chatbot.store.conversations import PENDING_SECONDS, ConversationStore
 from common.settings import Settings
 from tests.conftest import app_environment, bubble_text
 from tests.fakes import FakeBackend
@@ -85,7 +85,7 @@ def test_a_backend_failing_half_way_keeps_what_arrived(demo_kb, store):
     assert [m["content"] for m in stored] == [DOORBELL, "one two "]
     assert stored[1]["meta"]["interrupted"] is True and stored[1]["meta"]["error"] == "the stream broke"
     # The export says so, and an incomplete reply never becomes training data, even when approved.
-    from chatbot.analytics import to_markdown
+    from chatbot.store.analytics import to_markdown
 
     assert "> Interrupted: the stream broke" in to_markdown(store.conversation("c4"))
     store.set_approved("c4", 1, True)
@@ -97,8 +97,8 @@ def test_a_turn_whose_process_died_reads_as_interrupted_after_a_while(store, red
     script = textwrap.dedent(f"""
         import os, redis, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from chatbot.sessions import SessionStore
-        store = SessionStore(redis.Redis(unix_socket_path={redis_client.socket_file!r}))
+        from chatbot.store.conversations import ConversationStore
+        store = ConversationStore(redis.Redis(unix_socket_path={redis_client.socket_file!r}))
         store.begin_turn("c5", {DOORBELL!r})
         os._exit(9)
     """)
@@ -107,7 +107,7 @@ def test_a_turn_whose_process_died_reads_as_interrupted_after_a_while(store, red
 
     stored = store.messages("c5")
     assert stored[0]["content"] == DOORBELL and stored[0]["status"] == "pending"  # its reply may still come
-    later = SessionStore(redis_client, clock=lambda: stored[0]["ts"] + PENDING_SECONDS)
+    later = ConversationStore(redis_client, clock=lambda: stored[0]["ts"] + PENDING_SECONDS)
     message = later.messages("c5")[0]
     assert message["content"] == DOORBELL and message["status"] == "interrupted"
     assert "interrupted" in message["meta"]["error"]
@@ -162,7 +162,7 @@ def test_a_rerun_mid_stream_keeps_the_turn_on_the_chat_page_with_a_resend_button
 
 def test_the_history_page_shows_an_interrupted_reply_as_such(app_env):
     services = build_services(Settings.load())
-    bot = services.chatbot(OfflineBackend())
+    bot = services.build_chatbot(OfflineBackend())
     session = services.store.new_id()
     pieces = iter(bot.send(session, DOORBELL))
     next(pieces), next(pieces)
@@ -201,7 +201,7 @@ def test_the_chat_page_shows_a_message_whose_process_died_as_interrupted_with_a_
     services = build_services(Settings.load())
     session = services.store.new_id()
     # Stored by a process that stopped before the reply, longer ago than a reply takes.
-    SessionStore(services.store.client, clock=lambda: time.time() - PENDING_SECONDS - 60).begin_turn(
+    ConversationStore(services.store.client, clock=lambda: time.time() - PENDING_SECONDS - 60).begin_turn(
         session, DOORBELL)
 
     at = AppTest.from_file(str(ROOT / "views/chat.py"), default_timeout=TIMEOUT)

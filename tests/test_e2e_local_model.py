@@ -12,7 +12,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect
 
-from adapters.bundled import BUNDLED_LABEL, BUNDLED_MODEL, bundled_dir, ensure_bundled_model
+from backends.bundled import BUNDLED_LABEL, BUNDLED_MODEL, bundled_dir, ensure_bundled_model
 from tests.browser import CHROMIUM, browser_page, running_app
 from tests.conftest import MODEL_CACHE
 

@@ -54,7 +54,7 @@ MEASURE = """() => {
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    from chatbot.prompts import open_prompt_library
+    from chatbot.prompts.library import open_prompt_library
 
     if not shutil.which(CHROMIUM):
         pytest.fail("Chromium is missing: `make test` installs it (Debian package chromium)")

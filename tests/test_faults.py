@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from adapters.anthropic_backend import AnthropicBackend
-from adapters.ollama_backend import OllamaBackend
-from adapters.openai_backend import OpenAIBackend
-from chatbot.bot import Chatbot
-from chatbot.outcomes import CUT_OFF, EMPTY, REFUSAL
+from backends.anthropic_backend import AnthropicBackend
+from backends.ollama_backend import OllamaBackend
+from backends.openai_backend import OpenAIBackend
+from chatbot.turn.bot import Chatbot
+from chatbot.store.outcomes import CUT_OFF, EMPTY, REFUSAL
 from common.errors import (
     BackendAuthError,
     BackendError,
@@ -109,9 +109,9 @@ def after_fault(server) -> None:
 
 @pytest.fixture(scope="module")
 def store(module_redis):
-    from chatbot.sessions import SessionStore
+    from chatbot.store.conversations import ConversationStore
 
-    return SessionStore(module_redis, ttl_seconds=3600)
+    return ConversationStore(module_redis, ttl_seconds=3600)
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from chatbot.bot import Chatbot
-from chatbot.contextual_search import search_in_context
+from chatbot.turn.bot import Chatbot
+from chatbot.turn.contextual_search import search_in_context
 from cli.main import main
 from tests.fakes import FakeBackend
 

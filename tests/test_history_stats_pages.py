@@ -12,8 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import app_environment
 
-from chatbot.session_server import connect
-from chatbot.sessions import SessionStore
+from chatbot.store.server import connect
+from chatbot.store.conversations import ConversationStore
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def app_env(tmp_path_factory):
     with app_environment(data, CHATBOT_ADMIN_PASSWORD="pw"):
         now = time.time()
         clock = [now - 40 * DAY]
-        store = SessionStore(connect(data_dir=data / "redis"), clock=lambda: clock[0])
+        store = ConversationStore(connect(data_dir=data / "redis"), clock=lambda: clock[0])
         store.append("old1", [{"role": "user", "content": "Where is my invoice from last year?"},
                               reply("Invoices are under Billing.", "billing")])
         clock[0] = now - 2 * DAY
@@ -152,7 +152,7 @@ def test_history_resume_opens_the_conversation_in_the_chat(app_env):
 
 
 def test_history_delete_asks_first_then_removes_it(app_env):
-    store = SessionStore(connect(data_dir=app_env / "redis"))
+    store = ConversationStore(connect(data_dir=app_env / "redis"))
     store.append("doomed", [{"role": "user", "content": "delete me"}, reply("ok")])
     at = page("views/history.py", admin=True)
     assert at.selectbox(key="history_open").value == "doomed"
@@ -168,7 +168,7 @@ def test_history_delete_asks_first_then_removes_it(app_env):
 
 
 def test_history_shows_the_customer_text_exactly_as_typed(app_env):
-    store = SessionStore(connect(data_dir=app_env / "redis"))
+    store = ConversationStore(connect(data_dir=app_env / "redis"))
     typed = "# x\n__class__ -- *not bold*"
     store.append("markup1", [{"role": "user", "content": typed}, reply("**Bold** is fine here.")])
     try:
@@ -224,18 +224,18 @@ def test_stats_page_charts_the_period(app_env):
 def feedback_script(data_dir: str) -> None:
     from pathlib import Path
 
-    from chatbot.session_server import connect
-    from chatbot.sessions import SessionStore
+    from chatbot.store.server import connect
+    from chatbot.store.conversations import ConversationStore
     from ui.feedback import render_feedback
 
-    store = SessionStore(connect(data_dir=Path(data_dir) / "redis"))
+    store = ConversationStore(connect(data_dir=Path(data_dir) / "redis"))
     for index, message in enumerate(store.messages("widget")):
         if message["role"] == "assistant":
             render_feedback(store, "widget", index, message)
 
 
 def test_feedback_widget_stores_thumbs_comment_and_approval(app_env):
-    store = SessionStore(connect(data_dir=app_env / "redis"))
+    store = ConversationStore(connect(data_dir=app_env / "redis"))
     store.append("widget", [{"role": "user", "content": "hi"}, reply("hello")])
     at = AppTest.from_function(feedback_script, args=(str(app_env),), default_timeout=TIMEOUT).run()
     assert not at.exception

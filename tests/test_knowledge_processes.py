@@ -46,7 +46,7 @@ def sources(passages) -> list[str]:
 
 
 def test_an_article_ingested_from_the_command_line_is_found_by_the_running_app(app, tmp_path):
-    from adapters.offline import OfflineBackend
+    from backends.offline import OfflineBackend
 
     kb = app.knowledge
     article = tmp_path / "loyalty-points.md"
@@ -65,7 +65,7 @@ def test_an_article_ingested_from_the_command_line_is_found_by_the_running_app(a
     assert "loyalty-points.md" in [d.source for d in kb.documents()]
     stats = kb.stats()
     assert stats["chunks"] == stats["vectors_stored"] == stats["keyword_rows"]
-    reply = app.chatbot(OfflineBackend()).ask(app.store.new_id(), QUESTION)
+    reply = app.build_chatbot(OfflineBackend()).ask(app.store.new_id(), QUESTION)
     assert "loyalty-points.md" in sources(reply.passages)
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("views", "ui", "cli", "bench", "chatbot", "training", "knowledge", "adapters", "common")
+PACKAGES = ("views", "ui", "cli", "bench", "chatbot", "training", "knowledge", "backends", "common")
 LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
 # Tests, and the wire-protocol servers the tests and benchmarks talk to, are not product modules.
 MAX_MODULE_LINES = 450
@@ -34,14 +34,14 @@ def copy_of_the_packages(tmp_path: Path) -> Path:
 
 def test_an_upward_import_fails_with_the_offending_line(tmp_path):
     tree = copy_of_the_packages(tmp_path)
-    backend_base = tree / "adapters" / "base.py"
+    backend_base = tree / "backends" / "base.py"
     lines = backend_base.read_text().splitlines()
-    lines.insert(3, "from chatbot.bot import Chatbot  # an adapter reaching up into the core")
+    lines.insert(3, "from chatbot.turn.bot import Chatbot  # an adapter reaching up into the core")
     backend_base.write_text("\n".join(lines) + "\n")
     result = lint_imports(tree)
     assert result.returncode != 0
     assert "BROKEN" in result.stdout
-    assert "adapters.base -> chatbot.bot (l.4)" in result.stdout
+    assert "backends.base -> chatbot.turn.bot (l.4)" in result.stdout
 
 
 def test_a_page_importing_the_knowledge_base_directly_fails(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.types import ChatRequest, Usage
-from adapters.base import estimate_tokens
+from backends.base import estimate_tokens
 from common.settings import Settings
 from common.errors import ConfigurationError
 
@@ -19,7 +19,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backend(tiny_model):
-    from adapters.local import LocalBackend
+    from backends.local import LocalBackend
 
     return LocalBackend(str(tiny_model))
 
@@ -57,7 +57,7 @@ def test_count_tokens_uses_the_model_tokenizer(backend):
 
 
 def test_model_is_loaded_once_per_process(tiny_model, backend):
-    from adapters.local import LocalBackend
+    from backends.local import LocalBackend
 
     again = LocalBackend(str(tiny_model))
     assert again._loaded is backend._loaded
@@ -74,7 +74,7 @@ def test_a_reader_that_stops_early_frees_the_model_for_the_next_reply(backend):
 
 
 def test_from_settings_reads_the_local_model_and_adapter_settings(tiny_model, tmp_path):
-    from adapters.local import LocalBackend
+    from backends.local import LocalBackend
 
     backend = LocalBackend.from_settings(Settings(data_dir=tmp_path, local_model_path=str(tiny_model)))
     assert backend.model_path == str(tiny_model.resolve()) and backend.adapter_path is None
@@ -86,7 +86,7 @@ def test_from_settings_reads_the_local_model_and_adapter_settings(tiny_model, tm
 
 
 def test_a_missing_model_folder_names_the_setting(tmp_path):
-    from adapters.local import LocalBackend
+    from backends.local import LocalBackend
 
     with pytest.raises(ConfigurationError, match="CHATBOT_LOCAL_MODEL: no model folder"):
         LocalBackend(str(tmp_path / "nope"))
@@ -95,7 +95,7 @@ def test_a_missing_model_folder_names_the_setting(tmp_path):
 def test_four_bit_without_cuda_is_refused(tiny_model):
     import torch
 
-    from adapters.local import LocalBackend
+    from backends.local import LocalBackend
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")

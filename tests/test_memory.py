@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatbot.memory import ConversationMemory, extractive_summary
+from chatbot.turn.memory import ConversationMemory, extractive_summary
 
 
 def test_overflowing_window_folds_oldest_turns_into_summary():

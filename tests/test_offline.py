@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from common.types import ChatRequest
-from adapters.offline import NOT_FOUND, NOTICE, OfflineBackend
-from chatbot.bot import Chatbot
+from backends.offline import NOT_FOUND, NOTICE, OfflineBackend
+from chatbot.turn.bot import Chatbot
 from common.types import Passage
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from common.errors import PromptValidationError
-from chatbot.prompt_template import parse_template, to_yaml
-from chatbot.prompt_yaml import MAX_CHARS, MAX_DEPTH, load_variables
-from chatbot.prompts import PromptLibrary, open_prompt_library
+from chatbot.prompts.template import parse_template, to_yaml
+from chatbot.prompts.yaml_text import MAX_CHARS, MAX_DEPTH, load_variables
+from chatbot.prompts.library import PromptLibrary, open_prompt_library
 
 BASE = """\
 name: hours

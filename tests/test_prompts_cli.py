@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from chatbot.prompts import open_prompt_library, shipped_templates
+from chatbot.prompts.library import open_prompt_library, shipped_templates
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import app_environment
 
-from chatbot.prompts import PromptLibrary
+from chatbot.prompts.library import PromptLibrary
 from devtools.servers.openai import OpenAIServer
 from ui.services import get_services
 

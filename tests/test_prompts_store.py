@@ -9,10 +9,10 @@ import threading
 
 import pytest
 
-from chatbot.bot import Chatbot
+from chatbot.turn.bot import Chatbot
 from common.errors import ChatbotError, PromptNotFound, PromptValidationError, StaleVersionError
-from chatbot.prompt_store import FilePromptStore
-from chatbot.prompts import PromptLibrary, open_prompt_library, shipped_templates
+from chatbot.prompts.store import FilePromptStore
+from chatbot.prompts.library import PromptLibrary, open_prompt_library, shipped_templates
 from tests.fakes import FakeBackend
 from tests.test_store import REFUNDS
 

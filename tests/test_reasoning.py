@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from chatbot.reasoning import ReasoningFilter, strip_reasoning
+from chatbot.turn.reasoning import ReasoningFilter, strip_reasoning
 
 REPLY = (
     "<thinking>The customer has a Nimbus Cam offline. Passage 1 covers Wi-Fi; passage 2 the reset. "

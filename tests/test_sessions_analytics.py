@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from chatbot import analytics
-from chatbot.stats import conversation_stats
+from chatbot.store import analytics
+from chatbot.store.stats import conversation_stats
 
 DAY = 86400.0
 T0 = datetime(2025, 3, 3, 12, 0).timestamp()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.bot import Chatbot
+from chatbot.turn.bot import Chatbot
 from bench.sessions import TimedStore, bench, check, user_text
 from tests.test_store import PASSWORDS, REFUNDS
 

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from chatbot.bot import Chatbot
+from chatbot.turn.bot import Chatbot
 from common.errors import StoreUnavailable
-from chatbot.session_server import connect
-from chatbot.sessions import SessionStore
+from chatbot.store.server import connect
+from chatbot.store.conversations import ConversationStore
 from tests.fakes import FakeBackend
 from tests.redis_server import RedisServer, require_redis_server
 from tests.test_store import PASSWORDS, REFUNDS
@@ -35,8 +35,8 @@ def bot_on(kb, store, replies=(), **backend_options) -> Chatbot:
 
 def test_two_replicas_on_one_redis_see_the_same_conversation(small_kb, server):
     # Two app replicas: each its own client and Chatbot, one shared server.
-    first = bot_on(small_kb, SessionStore(connect(server.url)), ["Within 30 days [1]."])
-    second = bot_on(small_kb, SessionStore(connect(server.url)), ["Use the reset link [1]."])
+    first = bot_on(small_kb, ConversationStore(connect(server.url)), ["Within 30 days [1]."])
+    second = bot_on(small_kb, ConversationStore(connect(server.url)), ["Use the reset link [1]."])
     first.ask("shared", "How do I get a refund?")
     second.ask("shared", "And my password?")
     for replica in (first, second):
@@ -51,8 +51,8 @@ def test_two_replicas_on_one_redis_see_the_same_conversation(small_kb, server):
 
 
 def test_two_chatbots_in_one_process_share_the_embedded_store(small_kb, tmp_path):
-    a = bot_on(small_kb, SessionStore(connect(data_dir=tmp_path)), ["one"])
-    b = bot_on(small_kb, SessionStore(connect(data_dir=tmp_path)), ["two"])
+    a = bot_on(small_kb, ConversationStore(connect(data_dir=tmp_path)), ["one"])
+    b = bot_on(small_kb, ConversationStore(connect(data_dir=tmp_path)), ["two"])
     a.ask("c", "hello")
     b.ask("c", "again")
     assert [m["content"] for m in a.store.messages("c")] == ["hello", "one", "again", "two"]
@@ -89,7 +89,7 @@ def test_concurrent_turns_on_one_conversation_lose_no_message(small_kb, store):
 
 
 def test_redis_going_away_mid_conversation(small_kb, server):
-    bot = bot_on(small_kb, SessionStore(connect(server.url)), ["First answer [1].", "Second answer [1]."])
+    bot = bot_on(small_kb, ConversationStore(connect(server.url)), ["First answer [1].", "Second answer [1]."])
     bot.ask("c", "How do I get a refund?")
 
     # The server dies between sending a message and saving its reply: the message was stored when

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from chatbot.session_server import connect
-from chatbot.sessions import SessionStore
+from chatbot.store.server import connect
+from chatbot.store.conversations import ConversationStore
 from tests.conftest import ROOT
 
 # Each process opens the store (at a given moment, so that two start the server together), writes
@@ -16,12 +16,12 @@ from tests.conftest import ROOT
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from chatbot.session_server import connect
-from chatbot.sessions import SessionStore
+from chatbot.store.server import connect
+from chatbot.store.conversations import ConversationStore
 
 directory, me, other, start_at = Path(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
 time.sleep(max(0.0, start_at - time.time()))
-store = SessionStore(connect(data_dir=directory))
+store = ConversationStore(connect(data_dir=directory))
 store.append(me, [{"role": "user", "content": f"hello from {me}"}])
 deadline = time.monotonic() + 20
 while not store.exists(other) and time.monotonic() < deadline:
@@ -49,7 +49,7 @@ def test_two_processes_starting_at_once_share_one_server_and_every_conversation(
     # Both have left; the conversations are on disk for whoever opens the store next.
     client = connect(data_dir=directory)
     try:
-        store = SessionStore(client)
+        store = ConversationStore(client)
         assert [m["content"] for m in store.messages("first")] == ["hello from first"]
         assert [m["content"] for m in store.messages("second")] == ["hello from second"]
     finally:
@@ -60,7 +60,7 @@ def test_a_process_that_joins_a_running_server_leaves_it_running_for_the_first(t
     directory = tmp_path / "redis"
     client = connect(data_dir=directory)
     try:
-        app = SessionStore(client)
+        app = ConversationStore(client)
         app.append("app", [{"role": "user", "content": "from the app"}])
         child = subprocess.run([sys.executable, "-c", CHILD, str(directory), "command-line", "app", "0"], cwd=ROOT,
                                text=True, capture_output=True, timeout=120)

@@ -10,13 +10,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from chatbot.routes import default_routes_path, load_routes
-from chatbot.routing import IntentRouter
-from chatbot.shipped_router import SHIPPED_ROUTER, load_shipped_router
+from chatbot.routing.routes import default_routes_path, load_routes
+from chatbot.routing.router import IntentRouter
+from chatbot.routing.shipped_router import SHIPPED_ROUTER, load_shipped_router
 from tests.test_routing import HELD_OUT
 from tests.test_shipped_vectors import OtherModel
 
-REGENERATE = "chatbot/intents.yaml changed: run `python -m chatbot shipped-router` and commit chatbot/shipped-router.npz"
+REGENERATE = "chatbot/routing/intents.yaml changed: run `python -m chatbot shipped-router` and commit chatbot/routing/shipped-router.npz"
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,8 @@ def test_a_first_start_routes_without_training(tmp_path):
     # A fresh process on an empty data directory, as every wake-up on Community Cloud.
     code = (
         "import sys\n"
-        "from chatbot.routes import default_routes_path, load_routes\n"
-        "from chatbot.routing import router_for_routes\n"
+        "from chatbot.routing.routes import default_routes_path, load_routes\n"
+        "from chatbot.routing.router import router_for_routes\n"
         "from knowledge.embeddings import shared_embedder\n"
         "embedder = shared_embedder()\n"
         f"router = router_for_routes(load_routes(default_routes_path()), embedder, {str(tmp_path)!r})\n"

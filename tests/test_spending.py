@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from chatbot.spending import Limits, Price, Spending, Verdict, is_metered, parse_prices
+from chatbot.access.spending import Limits, Price, Spending, Verdict, is_metered, parse_prices
 from common.errors import ConfigurationError
 from common.settings import Settings
 
@@ -34,7 +34,7 @@ def test_prices_from_a_setting_string_or_a_secrets_table():
 
 
 def test_which_backends_are_metered():
-    from adapters.registry import backend_class
+    from backends.registry import backend_class
 
     assert [name for name in ("offline", "openai", "anthropic", "ollama", "local")
             if is_metered(backend_class(name))] == ["openai", "anthropic", "ollama"]

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import app_environment
 
-from chatbot.spending import Limits, parse_prices
+from chatbot.access.spending import Limits, parse_prices
 from devtools.servers.openai import OpenAIServer
 
 ROOT = Path(__file__).resolve().parent.parent

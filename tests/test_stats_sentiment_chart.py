@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from chatbot.session_server import connect
-from chatbot.sessions import SessionStore
+from chatbot.store.server import connect
+from chatbot.store.conversations import ConversationStore
 from tests.conftest import app_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def app_env(tmp_path_factory):
     with app_environment(data):
         now = time.time()
         clock = [now - 5 * 60]
-        store = SessionStore(connect(data_dir=data / "redis"), clock=lambda: clock[0])
+        store = ConversationStore(connect(data_dir=data / "redis"), clock=lambda: clock[0])
         store.append("early", turn("my parcel is late", -0.5))
         clock[0] = now - 60
         store.append("later", turn("thanks, that worked", 0.6))

@@ -75,9 +75,9 @@ FAULTS = {
 
 
 def stored(session: str, server: RedisServer) -> list[str]:
-    from chatbot.sessions import SessionStore
+    from chatbot.store.conversations import ConversationStore
 
-    return [m["content"] for m in SessionStore(redis.Redis.from_url(server.url)).messages(session)]
+    return [m["content"] for m in ConversationStore(redis.Redis.from_url(server.url)).messages(session)]
 
 
 def users(at: AppTest) -> list[str]:
@@ -111,7 +111,7 @@ def test_a_turn_through_a_store_fault_keeps_the_message_and_sends_it_again_with_
 
 def test_a_store_fault_while_the_reply_streams_keeps_the_message(app_env, server, monkeypatch):
     # The store refuses writes half-way through the reply (out of memory), after the message was stored.
-    from adapters.offline import OfflineBackend
+    from backends.offline import OfflineBackend
 
     original = OfflineBackend.stream
     heal = []
@@ -186,8 +186,8 @@ def test_a_turn_while_another_process_changes_and_holds_the_vector_store(app_env
 def test_a_turn_with_the_vector_store_gone_answers_from_the_keyword_index(tmp_path, embedder, store):
     # A Chroma server (CHROMA_HOST) that stops between two turns: the second turn still answers, from
     # the keyword index, and both messages are kept.
-    from adapters.offline import OfflineBackend
-    from chatbot.bot import Chatbot
+    from backends.offline import OfflineBackend
+    from chatbot.turn.bot import Chatbot
     from knowledge.store import KnowledgeBase, make_chroma_client
     from tests.chroma_server import ChromaServer
 
@@ -213,11 +213,11 @@ def test_a_turn_with_the_vector_store_gone_answers_from_the_keyword_index(tmp_pa
 
 
 def test_every_error_the_server_answers_is_a_store_unavailable_with_its_reason(server):
-    from chatbot.session_server import connect
-    from chatbot.sessions import SessionStore
+    from chatbot.store.server import connect
+    from chatbot.store.conversations import ConversationStore
     from common.errors import StoreUnavailable
 
-    store = SessionStore(connect(server.url))
+    store = ConversationStore(connect(server.url))
     # Another program left a value of the wrong type where a conversation's messages go.
     admin(server).set("chatbot:conv:clash:messages", "not a list")
     with pytest.raises(StoreUnavailable, match=r"refused the request \(WRONGTYPE\)"):

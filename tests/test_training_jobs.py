@@ -133,7 +133,7 @@ def test_job_learns_stops_resumes_saves_and_its_adapter_chats(manager, tiny_mode
     assert table["method"] == "lora" and table["eval loss"] == round(m["eval_loss"], 4)
 
     # The Local backend loads the adapter and streams what it learned.
-    from adapters.local import LocalBackend
+    from backends.local import LocalBackend
 
     tuned = LocalBackend(info.base_model, adapter_path=str(adapter))
     base = LocalBackend(info.base_model)

@@ -74,7 +74,7 @@ def test_the_qlora_model_path_quantises_the_base_and_trains_the_adapter(tiny_mod
 @pytest.mark.skipif(not CUDA, reason="a QLoRA job needs a CUDA GPU")
 def test_a_qlora_job_on_cuda_trains_and_chats_in_4_bits(tiny_model, tmp_path):
     from common.types import ChatRequest, Usage
-    from adapters.local import LocalBackend
+    from backends.local import LocalBackend
     from training.jobs import JobManager
 
     manager = JobManager(tmp_path / "data")
@@ -113,7 +113,7 @@ def own_signal_handlers():
 def test_dora_and_ia3_jobs_run_through_the_same_trainer(tiny_model, tmp_path, own_signal_handlers, method,
                                                           peft_type):
     from common.types import ChatRequest, Usage
-    from adapters.local import LocalBackend
+    from backends.local import LocalBackend
     from training import trainer
     from training.jobs import JobManager
 

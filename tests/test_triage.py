@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from chatbot.routes import RouteChoice
-from chatbot.sentiment import Sentiment, analyse_sentiment, sentiment_trend
-from chatbot.triage import HANDOFF_NOTICE, Triage, TriageState, handoff_summary
+from chatbot.routing.routes import RouteChoice
+from chatbot.triage.sentiment import Sentiment, analyse_sentiment, sentiment_trend
+from chatbot.triage.triage import HANDOFF_NOTICE, Triage, TriageState, handoff_summary
 
 
 def choice(intent: str, *, abstained: bool = False, escalate: bool = False) -> RouteChoice:

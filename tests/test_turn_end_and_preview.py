@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from chatbot.bot import Chatbot
-from chatbot.prompts import PromptLibrary
+from chatbot.turn.bot import Chatbot
+from chatbot.prompts.library import PromptLibrary
 from common.settings import Settings
 from tests.fakes import FakeBackend
 from tests.test_bot import small_kb  # noqa: F401  (fixture)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adapters.bundled import BUNDLED_MODEL
+from backends.bundled import BUNDLED_MODEL
 from training import datasets as ds
 from training.spec import TrainingSpec
 
@@ -44,7 +44,7 @@ def demo_dataset(tokenizer: Any, max_seq_length: int, examples: int | None = Non
 def run_demo(out: str | Path, steps: int | None = None, examples: int | None = None,
              validation: int | None = None, compare: int | None = None, **overrides: Any) -> dict[str, Any]:
     """Train the demo adapter into `out`/adapter (the job's files in `out`/job); returns the job's result."""
-    from adapters.bundled import resolve_model_path
+    from backends.bundled import resolve_model_path
     from common.errors import TrainingJobError
     from training import trainer
     from training.progress import DATASET_FILE, RESULT_FILE, read_json, write_json

@@ -67,7 +67,7 @@ def model_shape(base_model: str) -> ModelShape:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from adapters.bundled import resolve_model_path
+    from backends.bundled import resolve_model_path
 
     try:
         config = AutoConfig.from_pretrained(resolve_model_path(base_model))

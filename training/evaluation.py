@@ -191,7 +191,7 @@ def evaluate_adapter(adapter_dir: str, examples: list[dict[str, Any]], max_new_t
 
 def load_base_path(base_model: str) -> str:
     """A base model folder, the bundled model's name resolved to its converted folder."""
-    from adapters.bundled import resolve_model_path
+    from backends.bundled import resolve_model_path
 
     return resolve_model_path(base_model)
 

@@ -51,8 +51,8 @@ def load_tokenizer(base_model: str):
     """The base model's tokenizer, with a pad token and a chat template."""
     from transformers import AutoTokenizer
 
-    from adapters.bundled import resolve_model_path
-    from adapters.local import ensure_chat_template
+    from backends.bundled import resolve_model_path
+    from backends.local import ensure_chat_template
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(base_model))

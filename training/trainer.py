@@ -150,7 +150,7 @@ def run(config_path: str | Path, resume: bool = False, adapters_dir: str | Path 
 
     The adapter is saved under `adapters_dir` (default: beside the jobs folder, else the data directory's).
     """
-    from adapters.bundled import is_bundled, resolve_model_path
+    from backends.bundled import is_bundled, resolve_model_path
     from training.datasets import read_examples
 
     config_path = Path(config_path)

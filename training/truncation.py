@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.local import ensure_chat_template
+from backends.local import ensure_chat_template
 
 
 @dataclass(frozen=True)

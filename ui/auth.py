@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import redis
 import streamlit as st
 
-from chatbot.roles import ADMIN, ADMIN_ACTIONS, AGENT, allowed, describe
+from chatbot.access.roles import ADMIN, ADMIN_ACTIONS, AGENT, allowed, describe
 from common.timefmt import in_words
 from ui.services import get_auth, get_session_tokens, get_settings
 

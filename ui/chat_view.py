@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chatbot.analytics import PENDING
-from chatbot.citations import cited_numbers
-from chatbot.outcomes import CUT_OFF, REFUSAL, outcome_notice
+from chatbot.store.analytics import PENDING
+from chatbot.turn.citations import cited_numbers
+from chatbot.store.outcomes import CUT_OFF, REFUSAL, outcome_notice
 
 
 def _ms(value: float | None) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from common.errors import ChatbotError
-from chatbot.sessions import SessionStore
+from chatbot.store.conversations import ConversationStore
 
 
 def _key(session_id: str, index: int, part: str) -> str:
     return f"feedback_{session_id}_{index}_{part}"
 
 
-def _save(store: SessionStore, session_id: str, index: int) -> None:
+def _save(store: ConversationStore, session_id: str, index: int) -> None:
     """Write the widgets' current values; a failure is shown on the next run instead of raised."""
     score = st.session_state.get(_key(session_id, index, "score"))
     comment = st.session_state.get(_key(session_id, index, "comment"), "")
@@ -23,7 +23,7 @@ def _save(store: SessionStore, session_id: str, index: int) -> None:
         st.session_state[_key(session_id, index, "error")] = f"Feedback not saved: {exc}"
 
 
-def _save_approval(store: SessionStore, session_id: str, index: int) -> None:
+def _save_approval(store: ConversationStore, session_id: str, index: int) -> None:
     approved = bool(st.session_state.get(_key(session_id, index, "approved")))
     try:
         store.set_approved(session_id, index, approved)
@@ -32,7 +32,7 @@ def _save_approval(store: SessionStore, session_id: str, index: int) -> None:
         st.session_state[_key(session_id, index, "error")] = f"Approval not saved: {exc}"
 
 
-def render_feedback(store: SessionStore, session_id: str, index: int, message: dict) -> None:
+def render_feedback(store: ConversationStore, session_id: str, index: int, message: dict) -> None:
     """Thumbs up/down, a comment once rated, and an "Approve for training" toggle for one stored reply.
 
     `index` is the reply's position in `store.messages(session_id)`; `message` is that stored

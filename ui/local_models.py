@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from adapters.bundled import BUNDLED_LABEL, BUNDLED_MODEL, bundled_dir, ensure_bundled_model, is_bundled, is_ready
+from backends.bundled import BUNDLED_LABEL, BUNDLED_MODEL, bundled_dir, ensure_bundled_model, is_bundled, is_ready
 
 __all__ = ["BUNDLED_LABEL", "BUNDLED_MODEL", "is_bundled", "prepare_local_model"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chatbot.sessions import SessionStore
+from chatbot.store.conversations import ConversationStore
 from common.errors import StoreUnavailable
 
 CHAT_PAGE = "views/chat.py"
@@ -33,7 +33,7 @@ class ChatKeys:
 
 def open_chat_with_local_model(model_path: str, adapter_path: str = "") -> None:
     """Switch to the Chat page with the Local backend on this model folder (and LoRA adapter)."""
-    from adapters.bundled import BUNDLED_MODEL, is_bundled
+    from backends.bundled import BUNDLED_MODEL, is_bundled
 
     st.session_state.update({ChatKeys.BACKEND: "local", ChatKeys.LOCAL_MODEL_PATH: model_path,
                              ChatKeys.LOCAL_ADAPTER_PATH: adapter_path,
@@ -46,7 +46,7 @@ def open_conversation(session_id: str) -> None:
     st.switch_page(CHAT_PAGE, query_params={"c": session_id})
 
 
-def current_conversation(store: SessionStore) -> str:
+def current_conversation(store: ConversationStore) -> str:
     """The Chat page's conversation: the link's `?c=`, else this browser session's, else a new one.
 
     The id lives in the URL, so a refresh or a second tab resumes it. A `c` of another form than the

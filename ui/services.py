@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from adapters.base import Backend
-from adapters.registry import BACKENDS, backend_class, make_backend
-from chatbot.auth import AdminAuth
-from chatbot.session_tokens import SessionTokens, load_or_create_key
-from chatbot.throttle import SignInThrottle
+from backends.base import Backend
+from backends.registry import BACKENDS, backend_class, make_backend
+from chatbot.access.auth import AdminAuth
+from chatbot.access.tokens import SessionTokens, load_or_create_key
+from chatbot.access.throttle import SignInThrottle
 from common.settings import Settings
 from chatbot.services import Services, build_services
 

@@ -14,8 +14,8 @@ import pandas as pd
 import redis
 import streamlit as st
 
-from adapters.base import Backend
-from chatbot.spending import Limits, Spending, Verdict, is_metered
+from backends.base import Backend
+from chatbot.access.spending import Limits, Spending, Verdict, is_metered
 from common.errors import ConfigurationError
 from ui.auth import client_id
 from ui.services import backend_class, get_backend, get_services

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chatbot.analytics import PENDING, no_reply
+from chatbot.store.analytics import PENDING, no_reply
 from common.errors import BackendAuthError, BackendError, BackendUnreachable, StoreUnavailable
 from ui.page_state import ChatKeys
 

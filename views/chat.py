@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from common.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
-from chatbot.analytics import HANDOFF
-from chatbot.stats import conversation_stats
+from chatbot.store.analytics import HANDOFF
+from chatbot.store.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
 from ui.feedback import render_feedback
 from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
@@ -75,7 +75,7 @@ else:
         render_fallback(backend_name, reason, retry=True)
         backend = get_backend("offline")
 backend = within_limits(backend, session_id)  # over a spending limit: the offline backend, and why
-bot = services.chatbot(backend)
+bot = services.build_chatbot(backend)
 
 # -- conversation ------------------------------------------------------------------------
 st.title("Support chat")

@@ -6,9 +6,9 @@ from datetime import date, datetime, time as day_time
 
 import streamlit as st
 
-from chatbot import analytics
+from chatbot.store import analytics
 from common.errors import ConversationNotFound, StoreUnavailable
-from chatbot.session_server import ephemeral_storage_warning
+from chatbot.store.server import ephemeral_storage_warning
 from ui.auth import ADMIN_ONLY, admin_hint, is_admin
 from ui.chat_view import render_message
 from ui.confirm import ask_first, confirmed

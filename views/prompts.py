@@ -9,8 +9,8 @@ import streamlit as st
 import yaml
 
 from common.errors import ChatbotError, PromptValidationError, StaleVersionError
-from chatbot.outcomes import outcome_notice
-from chatbot.prompts import PromptLibrary, load_variables, parse_template, skeleton
+from chatbot.store.outcomes import outcome_notice
+from chatbot.prompts.library import PromptLibrary, load_variables, parse_template, skeleton
 from ui.auth import ADMIN_ONLY, is_admin, require_admin
 from ui.page_state import CUSTOMER_TIERS
 from ui.prompt_diff import render_side_by_side
@@ -296,7 +296,7 @@ with test_tab:
             backend = get_backend("offline")
         backend = within_limits(backend)  # test replies count against the same spending limits
         try:
-            preview = services.chatbot(backend).preview(
+            preview = services.build_chatbot(backend).preview(
                 query, template=template, version=version, customer_tier=tier, variables=variables, top_k=int(k))
         except ChatbotError as exc:
             st.error(str(exc))

@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from chatbot import analytics
+from chatbot.store import analytics
 from common.errors import StoreUnavailable
 from ui.services import get_services
 from ui.spending import render_spending

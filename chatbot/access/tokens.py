@@ -17,7 +17,7 @@ from typing import Callable
 import redis
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
-from chatbot.throttle import PREFIX
+from chatbot.access.throttle import PREFIX
 
 SALT = "chatbot-sign-in"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Callable
 
-from adapters.base import Backend
+from backends.base import Backend
 from common.errors import ChatbotError, ConfigurationError
 from common.settings import Settings
 
@@ -19,11 +19,11 @@ def _lazy(module: str, class_name: str) -> Callable[[], type[Backend]]:
 # module, one line here, and its settings fields in common/settings.py. Pages and the CLI offer
 # them in this order.
 REGISTRY: dict[str, Callable[[], type[Backend]]] = {
-    "offline": _lazy("adapters.offline", "OfflineBackend"),
-    "openai": _lazy("adapters.openai_backend", "OpenAIBackend"),
-    "anthropic": _lazy("adapters.anthropic_backend", "AnthropicBackend"),
-    "ollama": _lazy("adapters.ollama_backend", "OllamaBackend"),
-    "local": _lazy("adapters.local", "LocalBackend"),
+    "offline": _lazy("backends.offline", "OfflineBackend"),
+    "openai": _lazy("backends.openai_backend", "OpenAIBackend"),
+    "anthropic": _lazy("backends.anthropic_backend", "AnthropicBackend"),
+    "ollama": _lazy("backends.ollama_backend", "OllamaBackend"),
+    "local": _lazy("backends.local", "LocalBackend"),
 }
 BACKENDS = tuple(REGISTRY)
 

@@ -25,9 +25,9 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import redis
 
-from chatbot.analytics import PENDING, ConversationSummary, merge_feedback, summary_fields
-from chatbot.session_scripts import APPEND_TURN, DELETE_CONVERSATION, SET_FEEDBACK
-from chatbot.session_server import as_text, connect, restart_errors, retire
+from chatbot.store.analytics import PENDING, ConversationSummary, merge_feedback, summary_fields
+from chatbot.store.scripts import APPEND_TURN, DELETE_CONVERSATION, SET_FEEDBACK
+from chatbot.store.server import as_text, connect, restart_errors, retire
 from common.errors import ConversationNotFound, StoreUnavailable
 from common.redaction import redact
 
@@ -37,7 +37,7 @@ AGENTS = "chatbot:agents"
 APPROVED = "chatbot:approved"
 PARTS = ("messages", "state", "meta", "feedback", "turns", "text")
 BATCH = 200  # conversations per pipelined round trip when reading many
-ID_FORM = re.compile(r"[0-9a-f]{16}")  # what `SessionStore.new_id` makes
+ID_FORM = re.compile(r"[0-9a-f]{16}")  # what `ConversationStore.new_id` makes
 # A customer message is stored as PENDING when it is sent, and completed when its reply ends.
 INTERRUPTED = "interrupted"
 # A turn still pending after this long was cut off (its process stopped): it reads as interrupted.
@@ -77,7 +77,7 @@ def _store_call(method: F) -> F:
     """
 
     @wraps(method)
-    def wrapper(self: "SessionStore", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: "ConversationStore", *args: Any, **kwargs: Any) -> Any:
         client = self.client
         try:
             return method(self, *args, **kwargs)
@@ -111,7 +111,7 @@ def settle(messages: list[dict], now: float, after: float) -> list[dict]:
     return messages
 
 
-class SessionStore:
+class ConversationStore:
     """Messages with their metadata and the conversation state, per conversation id."""
 
     def __init__(self, client: redis.Redis, ttl_seconds: int | None = 90 * 86400,
@@ -128,7 +128,7 @@ class SessionStore:
         self._delete = client.register_script(DELETE_CONVERSATION)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "SessionStore":
+    def from_settings(cls, settings: Any) -> "ConversationStore":
         """The store the settings ask for; an embedded server is restarted if it ever dies."""
         directory = settings.path("redis", ".keep").parent
 

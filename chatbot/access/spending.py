@@ -23,8 +23,8 @@ from typing import Any, Callable
 import redis
 from limits import RateLimitItemPerMinute
 
-from chatbot.session_server import as_text
-from chatbot.throttle import MovingWindows
+from chatbot.store.server import as_text
+from chatbot.access.throttle import MovingWindows
 from common.errors import ConfigurationError
 from common.timefmt import in_words
 

@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any, Iterator
 
 from common.types import ChatRequest, Usage
-from adapters.base import Backend, estimate_tokens
+from backends.base import Backend, estimate_tokens
 
 if TYPE_CHECKING:
     from common.settings import Settings

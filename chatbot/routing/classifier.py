@@ -12,10 +12,10 @@ import re
 from typing import TYPE_CHECKING, Sequence
 
 from common.errors import BackendError
-from chatbot.routes import DEFAULT_TEMPLATE, TOP_K, UNKNOWN, Route, RouteChoice
+from chatbot.routing.routes import DEFAULT_TEMPLATE, TOP_K, UNKNOWN, Route, RouteChoice
 
 if TYPE_CHECKING:
-    from adapters.base import Backend
+    from backends.base import Backend
 
 log = logging.getLogger(__name__)
 

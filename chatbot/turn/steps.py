@@ -7,13 +7,13 @@ import re
 import unicodedata
 from typing import Any, Iterator, Sequence
 
-from adapters.base import Backend
-from chatbot.analytics import HANDOFF
-from chatbot.contextual_search import search_in_context
-from chatbot.memory import ConversationMemory, extractive_summary
-from chatbot.outcomes import ANSWER, read_outcome
-from chatbot.prompts import PromptLibrary
-from chatbot.triage import TriageResult, TriageState
+from backends.base import Backend
+from chatbot.store.analytics import HANDOFF
+from chatbot.turn.contextual_search import search_in_context
+from chatbot.turn.memory import ConversationMemory, extractive_summary
+from chatbot.store.outcomes import ANSWER, read_outcome
+from chatbot.prompts.library import PromptLibrary
+from chatbot.triage.triage import TriageResult, TriageState
 from common.errors import BackendError, InputRejected
 from common.types import ChatRequest, Passage, Usage
 from knowledge.store import KnowledgeBase
@@ -33,7 +33,7 @@ def clean_message(text: str, limit: int) -> str:
     return cleaned
 
 
-class Canned(Backend):
+class FixedReply(Backend):
     """A fixed reply (the handoff notice), streamed like a model's."""
 
     name = HANDOFF

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import httpx2
 import openai
 
-from adapters.base import RemoteBackend, StreamEvent
+from backends.base import RemoteBackend, StreamEvent
 from common.errors import (
     BackendAuthError,
     BackendError,

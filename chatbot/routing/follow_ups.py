@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from chatbot.routes import RouteChoice
+from chatbot.routing.routes import RouteChoice
 
 # Short messages that lean on the previous turn ("still not working", "what about the other one").
 FOLLOW_UP_WORDS = 7

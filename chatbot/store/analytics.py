@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from statistics import mean
 from typing import Any, Iterable
 
-from chatbot.outcomes import EMPTY, outcome_notice
+from chatbot.store.outcomes import EMPTY, outcome_notice
 from common.redaction import redact
 
 PERCENTILES = (50, 90, 95, 99)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import anthropic
 import httpx2
 
-from adapters.base import RemoteBackend, StreamEvent
+from backends.base import RemoteBackend, StreamEvent
 from common.errors import (
     BackendAuthError,
     BackendError,

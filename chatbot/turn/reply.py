@@ -7,12 +7,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
-from adapters.base import Backend
-from chatbot.analytics import HANDOFF
-from chatbot.citations import cited_numbers
-from chatbot.outcomes import read_outcome
-from chatbot.reasoning import ReasoningFilter
-from chatbot.triage import TriageState
+from backends.base import Backend
+from chatbot.store.analytics import HANDOFF
+from chatbot.turn.citations import cited_numbers
+from chatbot.store.outcomes import read_outcome
+from chatbot.turn.reasoning import ReasoningFilter
+from chatbot.triage.triage import TriageState
 from common.errors import BackendError, ChatbotError
 from common.types import ChatRequest, Passage, Usage
 
@@ -47,7 +47,7 @@ class TurnMeta:
     triage: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     # Why the backend stopped (a common.types.Stop value, "" when it does not say), and what the
-    # reply was made of it (chatbot.outcomes: answer, cut_off, refusal, empty; "" for no model reply).
+    # reply was made of it (chatbot.store.outcomes: answer, cut_off, refusal, empty; "" for no model reply).
     stop_reason: str = ""
     outcome: str = ""
     # The reply stopped before its end (rerun, closed tab, a backend failure half-way): `error` says why.

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import httpx
 import ollama
 
-from adapters.base import RemoteBackend, StreamEvent, retry_after_seconds
+from backends.base import RemoteBackend, StreamEvent, retry_after_seconds
 from common.errors import BackendAuthError, BackendError, BackendRateLimited, BackendUnavailable
 from common.types import ChatRequest, Stop
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from statistics import mean
 
-from chatbot.analytics import count_turns
+from chatbot.store.analytics import count_turns
 
 
 def conversation_stats(messages: list[dict]) -> dict:

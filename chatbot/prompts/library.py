@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 
 from common.errors import PromptNotFound, PromptValidationError, StaleVersionError
-from chatbot.prompt_store import FilePromptStore, MemoryPromptStore, PromptStore, VersionInfo
-from chatbot.prompt_template import PromptTemplate, parse_template, sha256_text, skeleton, to_yaml
-from chatbot.prompt_yaml import load_variables
+from chatbot.prompts.store import FilePromptStore, MemoryPromptStore, PromptStore, VersionInfo
+from chatbot.prompts.template import PromptTemplate, parse_template, sha256_text, skeleton, to_yaml
+from chatbot.prompts.yaml_text import load_variables
 from common.types import Passage
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from common.errors import PromptValidationError
-from chatbot.prompt_yaml import Located, check_duplicates, is_nothing, load, read_bool, read_number
+from chatbot.prompts.yaml_text import Located, check_duplicates, is_nothing, load, read_bool, read_number
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -1,7 +1,7 @@
 """The intent router fitted on the shipped intents, so a first start does not train it.
 
 A first start on an empty data directory (every wake-up on Streamlit Community Cloud, whose disk
-is wiped) would otherwise import scikit-learn, embed every utterance of `chatbot/intents.yaml`
+is wiped) would otherwise import scikit-learn, embed every utterance of `chatbot/routing/intents.yaml`
 and fit the router: most of that start's CPU time (see BENCHMARKS.md, "Deploy fit"). The file
 holds the fitted router, the digest of the routes it was fitted on and the vector of a probe
 sentence: when the routes differ (the intents were edited since) or the running model gives another
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from chatbot.routes import Route
-from chatbot.routing import IntentRouter, routes_digest
+from chatbot.routing.routes import Route
+from chatbot.routing.router import IntentRouter, routes_digest
 from knowledge.shipped_vectors import PROBE, SAME_MODEL
 
 if TYPE_CHECKING:

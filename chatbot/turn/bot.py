@@ -8,22 +8,22 @@ from dataclasses import dataclass
 from typing import Callable
 
 from common.types import ChatRequest
-from adapters.base import Backend
+from backends.base import Backend
 from common.errors import ChatbotError
-from chatbot.memory import ConversationMemory
-from chatbot.outcomes import keeps_customer_message, turn_texts
-from chatbot.prompt_template import PromptTemplate
-from chatbot.prompts import PromptLibrary, RenderedPrompt
+from chatbot.turn.memory import ConversationMemory
+from chatbot.store.outcomes import keeps_customer_message, turn_texts
+from chatbot.prompts.template import PromptTemplate
+from chatbot.prompts.library import PromptLibrary, RenderedPrompt
 from common.redaction import redact, redact_with_kinds
-from chatbot.analytics import HANDOFF
-from chatbot.citations import cited_numbers  # noqa: F401  (re-exported: callers read citations from here)
-from chatbot.reply import Reply, TurnMeta
-from chatbot.classifier import LLMClassifier
-from chatbot.routes import UNKNOWN, RouteChoice
-from chatbot.routing import IntentRouter
-from chatbot.triage import Triage, TriageState, handoff_summary
-from chatbot.turn_parts import Canned, clean_message, customer_context, customer_messages, retrieve, summarise
-from chatbot.sessions import SessionStore
+from chatbot.store.analytics import HANDOFF
+from chatbot.turn.citations import cited_numbers  # noqa: F401  (re-exported: callers read citations from here)
+from chatbot.turn.reply import Reply, TurnMeta
+from chatbot.routing.classifier import LLMClassifier
+from chatbot.routing.routes import UNKNOWN, RouteChoice
+from chatbot.routing.router import IntentRouter
+from chatbot.triage.triage import Triage, TriageState, handoff_summary
+from chatbot.turn.steps import FixedReply, clean_message, customer_context, customer_messages, retrieve, summarise
+from chatbot.store.conversations import ConversationStore
 from knowledge.store import KnowledgeBase
 from common.types import Passage
 
@@ -61,7 +61,7 @@ class Chatbot:
         *,
         knowledge: KnowledgeBase,
         backend: Backend,
-        store: SessionStore,
+        store: ConversationStore,
         prompts: PromptLibrary | None = None,
         router: IntentRouter | None = None,
         triage: Triage | None = None,
@@ -231,7 +231,7 @@ class Chatbot:
             meta.triage["handoff_summary"] = triage_state.handoff_summary
         meta.backend, meta.model = HANDOFF, ""
         request = ChatRequest(system="", messages=[{"role": "user", "content": text}], query=text)
-        return Reply(session_id, text, request, meta, started, Canned(notice),
+        return Reply(session_id, text, request, meta, started, FixedReply(notice),
                      on_end=lambda reply, failed: self.end_turn(reply, memory, failed, sent), triage_state=triage_state)
 
     def ask(self, session_id: str, text: str) -> Reply | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from chatbot.escalation_triggers import (
+from chatbot.triage.escalation_triggers import (
     CLOSING,
     FAILED_ANSWER,
     HUMAN_REQUEST,
@@ -19,10 +19,10 @@ from chatbot.escalation_triggers import (
     repeat_contact_count,
 )
 from common.redaction import redact
-from chatbot.sentiment import Sentiment, analyse_sentiment, sentiment_level, sentiment_trend
+from chatbot.triage.sentiment import Sentiment, analyse_sentiment, sentiment_level, sentiment_trend
 
 if TYPE_CHECKING:
-    from chatbot.routes import RouteChoice
+    from chatbot.routing.routes import RouteChoice
 
 __all__ = [
     "TriageState", "TriageResult", "Triage", "handoff_summary",
@@ -47,7 +47,7 @@ HANDOFF_NOTICE = (
     "I won't send automated answers in the meantime."
 )
 
-# Intent names of the shipped taxonomy (chatbot/intents.yaml) that the rules treat specially.
+# Intent names of the shipped taxonomy (chatbot/routing/intents.yaml) that the rules treat specially.
 GREETING_INTENTS = {"greeting_thanks"}
 HUMAN_INTENTS = {"talk_to_human"}
 # Points an intent adds to the priority: money, privacy and unhappy customers come first.

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from adapters.base import estimate_tokens
+from backends.base import estimate_tokens
 
 Summariser = Callable[[str, list[dict]], str]
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")

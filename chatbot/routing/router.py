@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from chatbot.follow_ups import FOLLOW_UP_CUE, is_follow_up, is_short, join_turns
-from chatbot.intent_head import IntentHead
-from chatbot.routes import DEFAULT_TEMPLATE, TOP_K, UNKNOWN, Route, RouteChoice
+from chatbot.routing.follow_ups import FOLLOW_UP_CUE, is_follow_up, is_short, join_turns
+from chatbot.routing.intent_head import IntentHead
+from chatbot.routing.routes import DEFAULT_TEMPLATE, TOP_K, UNKNOWN, Route, RouteChoice
 
 if TYPE_CHECKING:
     from knowledge.embeddings import Embedder
@@ -173,7 +173,7 @@ def router_for_routes(routes: Sequence[Route], embedder: "Embedder", cache_dir: 
             return IntentRouter.load(path, embedder=embedder)
         except (OSError, ValueError, KeyError, EOFError) as exc:
             log.warning("refitting the router: cached %s is unreadable (%s)", path, exc)
-    from chatbot.shipped_router import load_shipped_router  # here: it imports this module
+    from chatbot.routing.shipped_router import load_shipped_router  # here: it imports this module
 
     shipped = load_shipped_router(routes, embedder)
     if shipped is not None:

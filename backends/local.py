@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from common.types import ChatRequest, Usage
-from adapters.base import Backend
-from adapters.bundled import BUNDLED_MODEL, is_bundled, resolve_model_path
+from backends.base import Backend
+from backends.bundled import BUNDLED_MODEL, is_bundled, resolve_model_path
 from common.errors import BackendError, BackendTimeout, ConfigurationError, ContextTooLong
 from common.extras import LOCAL_BACKEND_PACKAGES, require
 

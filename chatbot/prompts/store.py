@@ -26,7 +26,7 @@ from typing import Iterator
 
 from common.errors import ChatbotError, PromptNotFound, StaleVersionError
 from common.jsonl import json_lines
-from chatbot.prompt_template import sha256_text
+from chatbot.prompts.template import sha256_text
 
 LABELS = ("production", "draft")
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatbot.throttle import SignInThrottle
+from chatbot.access.throttle import SignInThrottle
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 

@@ -1,1 +1,0 @@
-"""LLM backends: one small class per provider, all speaking adapters.base.Backend."""

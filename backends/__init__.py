@@ -1,0 +1,1 @@
+"""LLM backends: one small class per provider, all speaking backends.base.Backend."""

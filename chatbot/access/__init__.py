@@ -1,0 +1,1 @@
+"""Who may act and how much: admin sign-in, roles, throttles and spending limits."""

@@ -1,0 +1,1 @@
+"""Prompt templates: YAML parsing, versioned storage and the system-prompt builder."""

@@ -1,0 +1,1 @@
+"""Triage of a customer message: sentiment, priority and escalation to a human."""

@@ -1,0 +1,1 @@
+"""One support turn: the Chatbot, its steps, memory and the streamed reply."""
