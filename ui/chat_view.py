@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from common.wording import plural
 from chatbot.store.analytics import PENDING
 from chatbot.turn.citations import cited_numbers
 from chatbot.store.outcomes import CUT_OFF, REFUSAL, outcome_notice
@@ -59,7 +60,7 @@ def reply_caption(meta: dict) -> str:
     if meta.get("ttft_ms"):
         parts.append(f"first token {meta['ttft_ms']:,.0f} ms")
     if meta.get("output_tokens"):
-        parts.append(f"{meta.get('input_tokens', 0)} → {meta['output_tokens']} tokens")
+        parts.append(f"{meta.get('input_tokens', 0):,} → {plural(meta['output_tokens'], 'token')}")
     if meta.get("prompt_name"):
         parts.append(f"prompt {meta['prompt_name']} v{meta.get('prompt_version')}")
     return " · ".join(parts)
@@ -155,4 +156,4 @@ def render_stats(stats: dict, state: str = "") -> None:
         model = f" · model **{stats['model']}**" if stats["model"] else ""
         st.caption(f"Backend **{stats['backend']}**{model}")
     if stats["failed_turns"]:
-        st.caption(f"{stats['failed_turns']} turn(s) failed to get a reply")
+        st.caption(f"{plural(stats['failed_turns'], 'turn')} failed to get a reply")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from common.wording import plural
 from knowledge.chunking import ChunkSettings
 from knowledge.fusion import FUSIONS
 from knowledge.jobs import IngestionJob, estimate_chunks
@@ -65,7 +66,7 @@ def job_progress(job: IngestionJob) -> tuple[float, str]:
     total, expected = len(job.files), job.chunks_expected
     if job.cancelling:
         return (job.chunks_written / expected if expected else 0.0), "Cancelling…"
-    line = f"{job.kind.capitalize()}: {job.finished}/{total} files · {job.chunks_written:,} of {expected:,} chunks"
+    line = f"{job.kind.capitalize()}: {job.finished}/{plural(total, 'file')} · {job.chunks_written:,} of {plural(expected, 'chunk')}"
     left = job.seconds_left()
     if left is not None:
         line += f" · {duration(left)} left"

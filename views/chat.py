@@ -5,12 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from common.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
+from common.wording import plural
 from chatbot.store.analytics import HANDOFF
 from chatbot.store.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
 from ui.feedback import render_feedback
 from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
-from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys, current_conversation
+from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys, current_conversation, start_new_conversation
 from ui.services import BACKENDS, backend_class, get_backend, get_services
 from ui.spending import metered, within_limits
 from ui.turn_state import (cannot_answer, clear_unsent, keep_unsent, pending_turn, queued, render_fallback,
@@ -55,8 +56,7 @@ with st.sidebar:
     agent = st.text_input("Agent", key=ChatKeys.AGENT, placeholder="Your name",
                           help="Conversations are indexed by agent in History.")
     if st.button("New conversation", icon=":material/add_comment:", width="stretch", key="new_conversation"):
-        st.session_state[ChatKeys.SESSION_ID] = store.new_id()
-        st.query_params["c"] = st.session_state[ChatKeys.SESSION_ID]
+        start_new_conversation(store)
         st.rerun()
     stats_box = st.container()
 
@@ -94,7 +94,7 @@ if triage_state.get("escalated"):
 memory_state = state.get("memory") or {}
 if memory_state.get("summarised_count"):
     st.info(
-        f"{memory_state['summarised_count']} older messages were summarised to keep the context short; "
+        f"{plural(memory_state['summarised_count'], 'older message')} {'was' if memory_state['summarised_count'] == 1 else 'were'} summarised to keep the context short; "
         "the assistant sees that summary plus the recent messages.", icon=":material/psychology:",
     )
     with st.expander("Summary of older messages"):
@@ -124,7 +124,9 @@ def send(text: str) -> None:
         clear_unsent()
         st.rerun()
     clear_unsent()
-    if reply is None:
+    if reply is None:  # only spaces or line breaks: nothing to send, and nothing stored
+        st.warning("Nothing was sent: the message was empty (only spaces or line breaks).",
+                   icon=":material/edit_off:")
         return
     with st.chat_message("user", avatar=":material/person:"):
         st.text(reply.user_text)  # as typed, never read as Markdown

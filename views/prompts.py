@@ -9,6 +9,7 @@ import streamlit as st
 import yaml
 
 from common.errors import ChatbotError, PromptValidationError, StaleVersionError
+from common.wording import plural
 from chatbot.store.outcomes import outcome_notice
 from chatbot.prompts.library import PromptLibrary, load_variables, parse_template, skeleton
 from ui.auth import ADMIN_ONLY, is_admin, require_admin
@@ -104,7 +105,7 @@ def validate(name: str) -> None:
     except PromptValidationError as exc:
         flash("error", str(exc), excerpt(text, exc.line))
     else:
-        flash("success", f"Valid: {len(template.examples)} examples, variables "
+        flash("success", f"Valid: {plural(len(template.examples), 'example')}, variables "
                          f"{', '.join(template.variables) or 'none'}.")
 
 
@@ -180,7 +181,7 @@ def version_label(number: int) -> str:
 
 
 st.caption(f"**{name}**: production v{labels['production']} · draft v{labels['draft']} · "
-           f"{len(versions)} versions")
+           f"{plural(len(versions), 'version')}")
 edit_tab, history_tab, diff_tab, test_tab = st.tabs(["Edit", "History", "Diff", "Test"])
 
 with edit_tab:
