@@ -234,9 +234,12 @@ with diff_tab:
     choices = [*numbers, UNSAVED]
     old_default = labels["production"] if labels["production"] != labels["latest"] else max(1, labels["latest"] - 1)
     left, right, mode_col = st.columns([1, 1, 1])
+    # Keyed on the labels: a new draft or a publish brings back the default pair (production against the
+    # newest version) instead of keeping a choice made when production was the newest.
+    moved = f"{name}_{labels['production']}_{labels['latest']}"
     old = left.selectbox("From", numbers, index=numbers.index(old_default), format_func=version_label,
-                         key=f"prompts_diff_from_{name}")
-    new = right.selectbox("To", choices, index=0, key=f"prompts_diff_to_{name}",
+                         key=f"prompts_diff_from_{moved}")
+    new = right.selectbox("To", choices, index=0, key=f"prompts_diff_to_{moved}",
                           format_func=lambda v: v if v == UNSAVED else version_label(v))
     mode = mode_col.radio("View", ["Unified", "Side by side"], horizontal=True, key="prompts_diff_mode")
     old_text = by_number[old].text
