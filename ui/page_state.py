@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 from chatbot.store.conversations import ConversationStore
@@ -11,6 +13,15 @@ CHAT_PAGE = "views/chat.py"
 CUSTOMER_TIERS = ("standard", "plus", "business", "vip")
 # The session-state key of a linked conversation id the store did not hold when it was opened.
 NOT_FOUND = "conversation_not_found"
+# Where `keep_widget_state` copies a widget's value: a plain key, which Streamlit never forgets.
+_KEPT = "_kept_"
+# The widgets whose values `keep_widget_state` keeps on the Training and Prompts pages: every one but
+# their buttons and file uploads (which cannot be set).
+TRAINING_WIDGETS = (r"train_base_model|train_tab|spec_.+|job_select|adapter_select"
+                    r"|ds_(source|table_sample|col_instruction|col_response|col_input|stored_limit|val_fraction"
+                    r"|drop_long)")
+PROMPTS_WIDGETS = (r"prompts_(name|author|diff_mode|test_(query|tier|k|backend|model)"
+                   r"|(editor|message|test_source|test_vars|rollback_to|diff_from|diff_to)_.+)")
 # The Local backend's choice of "a model folder" (the other choice is the bundled model, by its name).
 LOCAL_FOLDER = "folder"
 
@@ -106,3 +117,23 @@ def _not_found(store: ConversationStore, session_id: str) -> None:
         if st.button("Start a new conversation", key="link_new_conversation", icon=":material/add_comment:"):
             start_new_conversation(store)
             st.rerun()
+
+
+def keep_widget_state(pattern: str) -> None:
+    """Keep the values of this page's widgets whose keys fully match `pattern` across visits to other pages.
+
+    Streamlit forgets a widget's value at the end of any run that does not draw it, so a visit to
+    another page resets every choice made here. Called at the top of the page, before its widgets:
+    each value is copied under a key of its own (which Streamlit keeps), and put back when the widget's
+    own key is gone. The pattern must leave out buttons and file uploaders, whose values cannot be set.
+    """
+    keys = re.compile(pattern)
+    state = st.session_state
+    for key in list(state.keys()):
+        if keys.fullmatch(key):
+            state[_KEPT + key] = state[key]
+    for kept in [k for k in state.keys() if k.startswith(_KEPT)]:
+        key = kept[len(_KEPT):]
+        if keys.fullmatch(key) and key not in state:
+            state[key] = state[kept]
+

@@ -13,7 +13,7 @@ from common.wording import plural
 from chatbot.store.outcomes import outcome_notice
 from chatbot.prompts.library import PromptLibrary, load_variables, parse_template, skeleton
 from ui.auth import ADMIN_ONLY, is_admin, require_admin
-from ui.page_state import CUSTOMER_TIERS
+from ui.page_state import CUSTOMER_TIERS, PROMPTS_WIDGETS, keep_widget_state
 from ui.prompt_diff import render_side_by_side
 from ui.services import BACKENDS, backend_class, get_backend, get_services
 from ui.spending import metered, within_limits
@@ -141,10 +141,9 @@ st.title("Prompts")
 st.caption("Every save is a new version. The chat uses each template's production version; "
            "a draft is only tried here until you publish it.")
 
-# Streamlit forgets a widget's value once it is not drawn; re-assigning keeps each template's
-# unsaved editor text while the admin looks at another template.
-for key in [k for k in ss if str(k).startswith(("prompts_editor_", "prompts_message_"))]:
-    ss[key] = ss[key]
+# Streamlit forgets a widget's value once it is not drawn: this keeps each template's unsaved editor
+# text while the admin looks at another template, and every choice here while they visit another page.
+keep_widget_state(PROMPTS_WIDGETS)
 ss.setdefault("prompts_author", "admin")
 with st.sidebar:
     st.text_input("Your name (recorded on changes)", key="prompts_author")
