@@ -128,8 +128,8 @@ def test_a_second_admins_stale_save_is_refused_and_keeps_the_text(app_env):
     assert any(f"v{base + 1} was saved by ben" in w.value for w in ana.warning)
     assert [v.author for v in library().history("account")][:1] == ["ben"]
     # Ana compares her text with Ben's version before reloading.
-    ana.selectbox(key="prompts_diff_to_account").select("Editor (unsaved)").run()
-    ana.selectbox(key="prompts_diff_from_account").select(base + 1).run()
+    ana.selectbox(key=diff_key("to", "account")).select("Editor (unsaved)").run()
+    ana.selectbox(key=diff_key("from", "account")).select(base + 1).run()
     diff = next(c.value for c in ana.code if c.language == "diff")
     assert "-    Reassuring, careful" in diff and "+    Reassuring and very careful" in diff
 
