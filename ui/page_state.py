@@ -41,13 +41,21 @@ class ChatKeys:
     UNSENT_REASON = "unsent_reason"
     DRAFT = "draft"
     RESEND = "resend"
+    RESEND_TURN = "resend_turn"
     BACKEND_DOWN = "backend_down"
 
 
 def open_chat_with_local_model(model_path: str, adapter_path: str = "") -> None:
-    """Switch to the Chat page with the Local backend on this model folder (and LoRA adapter)."""
+    """Switch to the Chat page with the Local backend on this model folder (and LoRA adapter).
+
+    It opens a new conversation (the open one stays in History, answered by the backend it had), and
+    forgets a backend set aside earlier in the session: the page says afresh whether this one answers.
+    """
     from backends.bundled import BUNDLED_MODEL, is_bundled
 
+    st.session_state[ChatKeys.SESSION_ID] = ConversationStore.new_id()
+    for key in (ChatKeys.BACKEND_DOWN, NOT_FOUND, ChatKeys.UNSENT, ChatKeys.UNSENT_REASON, ChatKeys.DRAFT):
+        st.session_state.pop(key, None)
     st.session_state.update({ChatKeys.BACKEND: "local", ChatKeys.LOCAL_MODEL_PATH: model_path,
                              ChatKeys.LOCAL_ADAPTER_PATH: adapter_path,
                              ChatKeys.LOCAL_MODEL_CHOICE: BUNDLED_MODEL if is_bundled(model_path) else LOCAL_FOLDER})

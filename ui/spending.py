@@ -38,8 +38,11 @@ def metered_name(name: str) -> bool:
         return False
 
 
-def within_limits(backend: Backend, conversation_id: str = "") -> Backend:
-    """The backend for the next turn: the one chosen, or the offline one once a limit is reached."""
+def within_limits(backend: Backend, conversation_id: str = "", where=None) -> Backend:
+    """The backend for the next turn: the one chosen, or the offline one once a limit is reached.
+
+    Which limit, and when it resets, is said in `where` (a container; the sidebar's end when not given).
+    """
     if not is_metered(backend):
         return backend
     try:
@@ -49,7 +52,7 @@ def within_limits(backend: Backend, conversation_id: str = "") -> Backend:
         verdict = Verdict(False, "unavailable")
     if verdict.allowed:
         return backend
-    st.sidebar.warning(verdict.message + OFFLINE_NOTE, icon=":material/savings:")
+    (where or st.sidebar).warning(verdict.message + OFFLINE_NOTE, icon=":material/savings:")
     return get_backend("offline")
 
 

@@ -26,7 +26,10 @@ session_id = current_conversation(store)  # from the URL (checked), so a refresh
 # -- sidebar: backend picker, stats, reset ---------------------------------------------
 # Defaults go through session state, so that other pages (Training's "Chat with this adapter")
 # can preset the same keys before switching here.
-for key, value in ((ChatKeys.BACKEND, settings.backend if settings.backend in BACKENDS else "offline"),
+# The backend picked lives in the URL too (`?backend=`), so a refresh keeps it.
+default_backend = settings.backend if settings.backend in BACKENDS else "offline"
+linked_backend = st.query_params.get("backend")
+for key, value in ((ChatKeys.BACKEND, linked_backend if linked_backend in BACKENDS else default_backend),
                    (ChatKeys.MODEL, settings.model), (ChatKeys.LOCAL_MODEL_PATH, settings.local_model_path),
                    (ChatKeys.LOCAL_ADAPTER_PATH, settings.local_adapter_path)):
     st.session_state.setdefault(key, value)
@@ -51,6 +54,8 @@ with st.sidebar:
         model_path = BUNDLED_MODEL if choice == BUNDLED_MODEL \
             else st.text_input("Local model folder", key=ChatKeys.LOCAL_MODEL_PATH)
         adapter_path = st.text_input("LoRA adapter folder (optional)", key=ChatKeys.LOCAL_ADAPTER_PATH)
+    # Why the chosen backend cannot answer goes right under the choice, in view, not below the stats.
+    backend_notices = st.container()
     tier = st.selectbox("Customer tier", CUSTOMER_TIERS, key=ChatKeys.CUSTOMER_TIER,
                         help="Weighs into the priority score; the assistant sees it too.")
     agent = st.text_input("Agent", key=ChatKeys.AGENT, placeholder="Your name",
@@ -59,6 +64,10 @@ with st.sidebar:
         start_new_conversation(store)
         st.rerun()
     stats_box = st.container()
+if backend_name == default_backend:
+    st.query_params.pop("backend", None)
+else:
+    st.query_params["backend"] = backend_name
 
 # Every backend that cannot answer (a missing key, a folder that is not a model, no server, a
 # refused key) says why in the sidebar, and the offline backend answers meanwhile.
@@ -68,13 +77,13 @@ try:
         model_path = prepare_local_model(model_path, settings.data_dir)  # the bundled model: converted once
     backend = get_backend(backend_name, model, model_path, adapter_path)
 except ChatbotError as exc:
-    render_fallback(backend_name, str(exc))
+    render_fallback(backend_name, str(exc), where=backend_notices)
     backend = get_backend("offline")
 else:
     if reason := set_aside_reason(choice):  # it failed a turn in this session
-        render_fallback(backend_name, reason, retry=True)
+        render_fallback(backend_name, reason, retry=True, where=backend_notices)
         backend = get_backend("offline")
-backend = within_limits(backend, session_id)  # over a spending limit: the offline backend, and why
+backend = within_limits(backend, session_id, where=backend_notices)  # over a spending limit: offline, and why
 bot = services.build_chatbot(backend)
 
 # -- conversation ------------------------------------------------------------------------
@@ -108,11 +117,11 @@ for index, message in enumerate(messages):
     render_message(message, turn_meta, feedback)
 
 
-def send(text: str) -> None:
+def send(text: str, again: str = "") -> None:
     """Run one turn on the page. The message is stored before the reply streams; one that could not be
     sent at all is kept as a draft to send again."""
     try:
-        reply = bot.send(session_id, text, customer={"tier": tier}, agent=agent)
+        reply = bot.send(session_id, text, customer={"tier": tier}, agent=agent, again=again)
     except InputRejected as exc:
         keep_unsent(text, f"{exc} Your message is kept below.")
         return
@@ -159,10 +168,11 @@ if last_unanswered:
     render_resend(last_unanswered)
 
 text = st.chat_input("Type the customer's message…", key="chat_input")
-resend = queued()  # a "Send it again" button pressed on the previous run
-text = text if text is not None else resend
+resend, again = queued()  # a "Send it again" button pressed on the previous run
 if text is not None:
     send(text)
+elif resend is not None:
+    send(resend, again)
 render_unsent()
 
 with stats_box:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import redis
 
-from chatbot.store.analytics import PENDING, ConversationSummary, merge_feedback, summary_fields
+from chatbot.store.analytics import PENDING, ConversationSummary, merge_feedback, no_reply, summary_fields
 from chatbot.store.scripts import APPEND_TURN, DELETE_CONVERSATION, SET_FEEDBACK
 from chatbot.store.server import as_text, connect, restart_errors, retire
 from common.errors import ConversationNotFound, StoreUnavailable
@@ -181,6 +181,24 @@ class ConversationStore:
         # Where it was stored: its turn finds it there without reading the list (a hint; it is checked).
         return {**message, "at": int(length) - 1} if length else message
 
+    def retry_turn(self, session_id: str, turn: str, *, agent: str = "") -> dict | None:
+        """Send again the message of a turn that got no reply: the same stored message, pending once more.
+
+        Returns it as `begin_turn` does; None when the conversation holds no unanswered message of that
+        turn (then the caller begins a new turn). Its failure leaves the failed-turn count.
+        """
+        messages = self.messages(session_id)
+        at = next((i for i, m in enumerate(messages) if m.get("turn") == turn and m.get("role") == "user"), None)
+        if at is None or not no_reply(messages[at].get("meta") or {}):
+            return None
+        message = {"ts": self.clock(), "role": "user", "content": messages[at]["content"], "turn": turn,
+                   "status": PENDING}
+        # A finished failed turn was counted as failed; one whose process died never finished (still pending).
+        counted = "status" not in messages[at]
+        self._write_turn(session_id, [], None, agent, uuid.uuid4().hex, replaces=message, where=at,
+                         adjust={"failed": -1} if counted else None)
+        return {**message, "at": at}
+
     def finish_turn(self, session_id: str, sent: dict, replies: list[dict], state: dict | None = None, *,
                     meta: dict | None = None, agent: str = "") -> None:
         """Complete a turn begun with `begin_turn`: its message (with `meta` when it got no reply) and the replies.
@@ -195,11 +213,13 @@ class ConversationStore:
 
     @_store_call
     def _write_turn(self, session_id: str, messages: list[dict], state: dict | None, agent: str, token: str,
-                    replaces: dict | None = None, where: int = -1) -> int:
+                    replaces: dict | None = None, where: int = -1, adjust: dict[str, int] | None = None) -> int:
         now = self.clock()
         encoded = [json.dumps({"ts": now, **m}, ensure_ascii=False) for m in messages]
         sets, incr, title = summary_fields([replaces, *messages] if replaces else messages)
         incr["messages"] = len(messages)
+        for name, change in (adjust or {}).items():  # counters a rewritten message no longer counts towards
+            incr[name] = incr.get(name, 0) + change
         args: list[Any] = [session_id, repr(now), self.ttl or 0, token, agent,
                            "1" if state is not None else "0",
                            json.dumps(state, ensure_ascii=False) if state is not None else "",
