@@ -71,6 +71,9 @@ class RenderedPrompt:
     chain_of_thought: bool = False
     # Indices of the template examples placed in the prompt, best match first.
     examples: list[int] = field(default_factory=list)
+    # The template's settings against loops (1.0 and 0: off), for the backends that take them.
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
 
 
 def is_complex(query: str) -> bool:
@@ -358,7 +361,8 @@ class PromptLibrary:
                                        variables=variables, reasoning=reasoning),
             name=template.name, version=version, hash=template.content_hash(),
             temperature=template.temperature, max_tokens=template.max_tokens,
-            chain_of_thought=reasoning, examples=examples,
+            chain_of_thought=reasoning, examples=examples, repetition_penalty=template.repetition_penalty,
+            no_repeat_ngram_size=template.no_repeat_ngram_size,
         )
 
 

@@ -26,7 +26,7 @@ TOP_FIELDS = (
     "name", "description", "tags", "model", "chain_of_thought", "few_shot_k", "knowledge", "variables",
     "system", "examples",
 )
-MODEL_FIELDS = ("temperature", "max_tokens")
+MODEL_FIELDS = ("temperature", "max_tokens", "repetition_penalty", "no_repeat_ngram_size")
 MAX_TOKENS_LIMIT = 32000
 
 
@@ -102,6 +102,9 @@ class PromptTemplate:
     knowledge: bool = True
     temperature: float = 0.2
     max_tokens: int = 600
+    # Against loops in small local models (transformers' generate() and Ollama honour them; 1.0 and 0: off).
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
     tags: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
     source: str = field(default="", repr=False, compare=False)
@@ -216,6 +219,16 @@ def _switch(data: dict, key: str, default, loc: Located, extra: tuple = ()):
     return flag
 
 
+def _generation_settings(data: dict, loc: Located) -> dict[str, Any]:
+    """The `model:` mapping's settings, each read as the number type it declares and checked against its range."""
+    model = _mapping(data.get("model"), "model", loc, ("model",))
+    _unknown_keys(model, MODEL_FIELDS, "model", loc, ("model",))
+    ranges = {"temperature": (0.2, float, 0, 2), "max_tokens": (600, int, 1, MAX_TOKENS_LIMIT),
+              "repetition_penalty": (1.0, float, 1, 2), "no_repeat_ngram_size": (0, int, 0, 50)}
+    return {name: _number(model, name, default, kind, low, high, f"model.{name}", loc, ("model", name))
+            for name, (default, kind, low, high) in ranges.items()}
+
+
 def parse_template(text: str, expected_name: str | None = None) -> PromptTemplate:
     """Parse and validate a template's YAML; PromptValidationError names the line of the first problem."""
     if not text.strip():
@@ -245,12 +258,7 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
         for key in TEXT_SECTIONS
     }
 
-    model = _mapping(data.get("model"), "model", loc, ("model",))
-    _unknown_keys(model, MODEL_FIELDS, "model", loc, ("model",))
-    # Settings are read by their declared type; everything else is text, kept as typed.
-    temperature = _number(model, "temperature", 0.2, float, 0, 2, "model.temperature", loc, ("model", "temperature"))
-    max_tokens = _number(model, "max_tokens", 600, int, 1, MAX_TOKENS_LIMIT, "model.max_tokens", loc,
-                         ("model", "max_tokens"))
+    generation = _generation_settings(data, loc)
     cot = _switch(data, "chain_of_thought", False, loc, extra=("auto",))
     few_shot_k = _number(data, "few_shot_k", 2, int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
     knowledge = _switch(data, "knowledge", True, loc)
@@ -300,7 +308,7 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
     return PromptTemplate(
         name=name, description=_text(data.get("description"), "description", loc, ("description",)).strip(),
         examples=examples, chain_of_thought=cot, few_shot_k=few_shot_k, knowledge=knowledge,
-        temperature=temperature, max_tokens=max_tokens, tags=[t.strip() for t in tags], variables=variables,
+        **generation, tags=[t.strip() for t in tags], variables=variables,
         source=text, **sections,
     )
 
@@ -327,6 +335,10 @@ def to_yaml(template: PromptTemplate) -> str:
     if template.tags:
         data["tags"] = list(template.tags)
     data["model"] = {"temperature": template.temperature, "max_tokens": template.max_tokens}
+    if template.repetition_penalty != 1.0:
+        data["model"]["repetition_penalty"] = template.repetition_penalty
+    if template.no_repeat_ngram_size:
+        data["model"]["no_repeat_ngram_size"] = template.no_repeat_ngram_size
     data["chain_of_thought"] = template.chain_of_thought
     data["few_shot_k"] = template.few_shot_k
     data["knowledge"] = template.knowledge
