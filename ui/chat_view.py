@@ -11,7 +11,20 @@ from chatbot.store.outcomes import CUT_OFF, REFUSAL, outcome_notice
 
 
 def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.0f} ms"
+    """A duration short enough for a sidebar metric (six characters at most): 840 ms, 2.35 s, 41.2 s, 312 s."""
+    if value is None:
+        return "–"
+    if value < 999.5:
+        return f"{value:.0f} ms"
+    seconds = value / 1000
+    return f"{seconds:.2f} s" if seconds < 9.995 else f"{seconds:.1f} s" if seconds < 99.95 else f"{seconds:,.0f} s"
+
+
+def _count(value: int) -> str:
+    """A count short enough for a sidebar metric: 1,057, then 12.3k and 1.2M."""
+    if value < 10_000:
+        return f"{value:,}"
+    return f"{value / 1000:.1f}k" if value < 999_950 else f"{value / 1_000_000:.1f}M"
 
 
 def render_sources(meta: dict, text: str = "") -> None:
@@ -146,8 +159,9 @@ def render_stats(stats: dict, state: str = "") -> None:
     a, b = st.columns(2)
     a.metric("Turns", stats["turns"])
     b.metric("Retrievals", stats["retrievals"])
-    a.metric("Tokens in", f"{stats['tokens_in']:,}")
-    b.metric("Tokens out", f"{stats['tokens_out']:,}")
+    # A sidebar column is about 110 px wide: values stay six characters or less, or they are cut off.
+    a.metric("Tokens in", _count(stats["tokens_in"]))
+    b.metric("Tokens out", _count(stats["tokens_out"]))
     a.metric("Last latency", _ms(stats["last_latency_ms"]))
     b.metric("Mean latency", _ms(stats["mean_latency_ms"]))
     a.metric("First token", _ms(stats["last_ttft_ms"]))
