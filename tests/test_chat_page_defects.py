@@ -62,14 +62,16 @@ def test_send_it_again_answers_the_stored_message_without_a_second_copy(app_env)
     assert (summary.turns, summary.failed) == (1, 0)
 
 
-def test_the_reason_a_backend_cannot_answer_sits_under_the_backend_picker(app_env):
+def test_the_reason_a_backend_cannot_answer_sits_above_the_chat_not_at_the_end_of_the_sidebar(app_env):
     at = fail_on_ollama(chat(), "Where is my parcel?")
-    order = [node for node in at.sidebar]
-    picker = next(i for i, n in enumerate(order) if getattr(n, "key", None) == "chat_backend")
-    reason = next(i for i, n in enumerate(order) if type(n).__name__ == "Error" and "Ollama" in n.value)
-    new_conversation = next(i for i, n in enumerate(order) if getattr(n, "key", None) == "new_conversation")
-    assert picker < reason < new_conversation  # above the rest of the sidebar and its stats, not after them
-    assert not [e for e in at.main.error if not e.value.strip()]  # no empty error box above the chat
+    order = list(at.main)
+    title = next(i for i, n in enumerate(order) if type(n).__name__ == "Title")
+    reason = next(i for i, n in enumerate(order) if type(n).__name__ == "Error" and n.value.startswith("**ollama**"))
+    first_message = next(i for i, n in enumerate(order) if type(n).__name__ == "ChatMessage")
+    assert title < reason < first_message  # in view above the conversation
+    assert any(OFFLINE_NOTICE == i.value for i in at.main.info) and at.button(key="retry_backend")
+    assert not at.sidebar.error  # the sidebar (its end out of view) no longer carries it
+    assert not [e for e in at.error if not e.value.strip()]  # and no empty error box anywhere
 
 
 def test_the_chosen_backend_survives_a_refresh(app_env):
@@ -102,4 +104,4 @@ def test_chat_with_this_adapter_opens_a_new_conversation_with_one_notice(app_env
     assert at.selectbox(key="chat_backend").value == "local"
     notices = [i.value for i in at.info if i.value == OFFLINE_NOTICE]
     assert len(notices) == 1, notices
-    assert any(str(app_env / "gone") in e.value for e in at.sidebar.error)
+    assert any(str(app_env / "gone") in e.value for e in at.main.error)

@@ -59,7 +59,7 @@ def ask(at: AppTest, text: str) -> str:
 
 
 def warnings(at: AppTest) -> str:
-    return " ".join(w.value for w in at.sidebar.warning)
+    return " ".join(w.value for w in at.main.warning)
 
 
 def test_requests_a_minute_then_the_offline_backend_with_when_it_resets(app_env):

@@ -131,7 +131,7 @@ def _try_again() -> None:
 def render_fallback(name: str, reason: str, retry: bool = False, where=None) -> None:
     """The notice of a backend that cannot answer: why, and that the offline one answers.
 
-    `where` is the container it goes in (the sidebar's place under the backend picker); the sidebar's end
+    `where` is the container it goes in (the chat page's place above the conversation); the sidebar's end
     when not given.
     """
     where = where or st.sidebar

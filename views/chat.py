@@ -39,6 +39,11 @@ folder = st.session_state[ChatKeys.LOCAL_MODEL_PATH]
 st.session_state.setdefault(ChatKeys.LOCAL_MODEL_CHOICE,
                             LOCAL_FOLDER if folder and not is_bundled(folder) else BUNDLED_MODEL)
 
+st.title("Support chat")
+# Why the chosen backend cannot answer (or is over a spending limit) goes here, above the chat where the
+# agent is looking: at the end of a long sidebar it was out of view.
+backend_notices = st.container()
+
 with st.sidebar:
     backend_name = st.selectbox(
         "Backend", BACKENDS, key=ChatKeys.BACKEND,
@@ -54,8 +59,6 @@ with st.sidebar:
         model_path = BUNDLED_MODEL if choice == BUNDLED_MODEL \
             else st.text_input("Local model folder", key=ChatKeys.LOCAL_MODEL_PATH)
         adapter_path = st.text_input("LoRA adapter folder (optional)", key=ChatKeys.LOCAL_ADAPTER_PATH)
-    # Why the chosen backend cannot answer goes right under the choice, in view, not below the stats.
-    backend_notices = st.container()
     tier = st.selectbox("Customer tier", CUSTOMER_TIERS, key=ChatKeys.CUSTOMER_TIER,
                         help="Weighs into the priority score; the assistant sees it too.")
     agent = st.text_input("Agent", key=ChatKeys.AGENT, placeholder="Your name",
@@ -87,7 +90,6 @@ backend = within_limits(backend, session_id, where=backend_notices)  # over a sp
 bot = services.build_chatbot(backend)
 
 # -- conversation ------------------------------------------------------------------------
-st.title("Support chat")
 try:
     messages = store.messages(session_id)
     state = store.state(session_id) if messages else {}
