@@ -2,12 +2,14 @@
 
 For each demo question (the ones `bench-turn` asks), the exact request a chat turn sends is built: the
 question routed to its template, the passages retrieved, the system prompt rendered. The bundled
-SmolLM2-135M-Instruct then answers it twice from the same random seed:
+SmolLM2-135M-Instruct then answers it under each setting from the same random seed:
 
 - **before**: no repetition penalty, no n-gram rule, no stop on a repeated sentence (the Local
   backend as it was);
-- **after**: the template's `repetition_penalty` and `no_repeat_ngram_size`, and the stop before the
-  first repeated sentence (backends/repeats.py).
+- **penalties**: the template's `repetition_penalty` and `no_repeat_ngram_size` alone (what they do
+  without the stop, which by its making leaves no repeated sentence);
+- **after**: the template's settings and the stop before the first repeated sentence
+  (backends/repeats.py): the Local backend now.
 
 Per setting it reports the share of replies with a repeated sentence (`repeated_sentences`, the same
 test the stop uses: equal words, or a difflib ratio of at least 0.85), the share citing at least one
@@ -30,7 +32,7 @@ from bench.turn import QUERIES
 from chatbot.store.analytics import percentile
 from common.settings import Settings
 
-SETTINGS = ("before", "after")
+SETTINGS = ("before", "penalties", "after")
 # Where the bundled model is converted once per machine; the tests use the same folder (tests/conftest.py).
 MODEL_DIR = Path(tempfile.gettempdir()) / "chatbot-test-models"
 
@@ -42,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--max-new-tokens", type=int, default=160, help="tokens per reply at most (default 160)")
     bench.add_argument("--threads", type=int, default=1,
                        help="torch threads (default 1: on a shared CPU more threads wait on each other)")
+    bench.add_argument("--settings", default=",".join(SETTINGS), help=f"which of {', '.join(SETTINGS)} to run "
+                       "(comma-separated; default all)")
     bench.add_argument("--model-dir", default=str(MODEL_DIR),
                        help="the data directory the bundled model is converted into once (default: the tests' one)")
     bench.add_argument("--out", default="", help="also write each reply as a JSON line to this file")
@@ -116,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
         services = build_services(settings)
         requests = demo_requests(services, min(args.questions, len(QUERIES)), args.max_new_tokens)
         backend = LocalBackend(BUNDLED_MODEL, data_dir=args.model_dir)
+        chosen = [name for name in SETTINGS if name in args.settings.split(",")]
         for seed, request in enumerate(requests):
-            for setting in SETTINGS:
+            for setting in chosen:
                 replies.append(answer(backend, request, setting, seed))
                 if out:
                     out.write(json.dumps(replies[-1], ensure_ascii=False) + "\n")
