@@ -144,4 +144,3 @@ def keep_widget_state(pattern: str) -> None:
         key = kept[len(_KEPT):]
         if keys.fullmatch(key) and key not in state:
             state[key] = state[kept]
-

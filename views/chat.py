@@ -73,7 +73,7 @@ else:
     st.query_params["backend"] = backend_name
 
 # Every backend that cannot answer (a missing key, a folder that is not a model, no server, a
-# refused key) says why in the sidebar, and the offline backend answers meanwhile.
+# refused key) says why above the conversation, and the offline backend answers meanwhile.
 choice = (backend_name, model, model_path, adapter_path)
 try:
     if model_choice == "folder":
