@@ -135,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     print(f"{len(requests)} demo questions, at most {args.max_new_tokens} new tokens, bundled {BUNDLED_MODEL}")
-    print(f"{'setting':<8}{'repeated':>10}{'citing':>8}{'s p50':>8}{'s p95':>8}{'chars p50':>11}")
+    print(f"{'setting':<10}{'repeated':>10}{'citing':>8}{'s p50':>8}{'s p95':>8}{'chars p50':>11}")
     for setting, row in result.items():
-        print(f"{setting:<8}{row['repeated_share']:>10.0%}{row['citing_share']:>8.0%}{row['seconds_p50']:>8.1f}"
+        print(f"{setting:<10}{row['repeated_share']:>10.0%}{row['citing_share']:>8.0%}{row['seconds_p50']:>8.1f}"
               f"{row['seconds_p95']:>8.1f}{row['chars_p50']:>11.0f}")
     return 0
