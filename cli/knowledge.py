@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from chatbot.services import build_services
+from common.wording import plural
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,13 +46,13 @@ def run_ingest(args: argparse.Namespace) -> int:
     services = build_services()
 
     def report(number: int, total: int, result) -> None:
-        detail = result.error if result.status == "error" else f"{result.chunks} chunks"
+        detail = result.error if result.status == "error" else plural(result.chunks, "chunk")
         print(f"[{number}/{total}] {result.source}: {result.status} ({detail})", flush=True)
 
     results = services.knowledge.ingest_paths(args.paths, progress=report)
     failed = sum(r.status == "error" for r in results)
     print(f"{len(results) - failed} ingested or unchanged, {failed} failed; "
-          f"{services.knowledge.chunk_count()} chunks in store")
+          f"{plural(services.knowledge.chunk_count(), 'chunk')} in store")
     return 1 if failed else 0
 
 
@@ -73,8 +74,8 @@ def run_delete(args: argparse.Namespace) -> int:
             print(f"{name}: not in the knowledge base")
             missing += 1
         else:
-            print(f"{name}: deleted ({matches[0].chunks} chunks)")
-    print(f"{len(args.documents) - missing} deleted, {missing} not found; {knowledge.chunk_count()} chunks in store")
+            print(f"{name}: deleted ({plural(matches[0].chunks, 'chunk')})")
+    print(f"{len(args.documents) - missing} deleted, {missing} not found; {plural(knowledge.chunk_count(), 'chunk')} in store")
     return 1 if missing else 0
 
 
