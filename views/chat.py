@@ -139,8 +139,9 @@ def send(text: str, again: str = "") -> None:
         st.warning("Nothing was sent: the message was empty (only spaces or line breaks).",
                    icon=":material/edit_off:")
         return
-    with st.chat_message("user", avatar=":material/person:"):
-        st.text(reply.user_text)  # as typed, never read as Markdown
+    if not again:  # a message sent again is on the page already: no second bubble while the reply streams
+        with st.chat_message("user", avatar=":material/person:"):
+            st.text(reply.user_text)  # as typed, never read as Markdown
     with st.chat_message("assistant", avatar=":material/support_agent:"):
         stream = metered(reply)
         try:
