@@ -14,7 +14,7 @@ from api.metering import metered_backend
 from api.once import run_once
 from api.schemas import ClassifyIn
 from api.turns import conversation_id
-from chatbot.access.api_keys import ApiKey
+from chatbot.access.api_keys import ApiKey, KeyLimitReached
 from chatbot.access.roles import ADMIN
 from chatbot.turn.classify import classify
 
@@ -23,7 +23,10 @@ router = APIRouter(prefix="/v1", tags=["triage"])
 
 def classify_one(the_desk: Desk, key: ApiKey, text: str, tier: str, conversation: str = "") -> dict:
     """{"text", "intent": {intent, confidence, scores, abstained...}, "sentiment", "priority", "escalation"}."""
-    backend, _ = metered_backend(the_desk, key, conversation)
+    try:
+        backend, _ = metered_backend(the_desk, key, conversation)
+    except KeyLimitReached:  # out of tokens: the router alone classifies (no model asked when it abstains)
+        backend = the_desk.offline
     found = classify(the_desk.services.build_chatbot(backend), text, customer_tier=tier, conversation_id=conversation)
     if found is None:
         raise ApiError(422, "empty_message", "The message is empty: send some text.")

@@ -11,6 +11,7 @@ from api.metering import metered_backend
 from chatbot.access.api_keys import ApiKey
 from chatbot.store.analytics import HANDOFF
 from chatbot.turn.reply import Reply
+from common.types import Stop
 
 
 @dataclass
@@ -76,6 +77,18 @@ def head(turn: Turn) -> dict:
     }
 
 
+def stop_reason(turn: Turn) -> str:
+    """Why the reply ended: the backend's word (a common.types.Stop value), else "error" for a failed
+    reply, "handoff" when a person has the conversation, "end_turn" for one that simply ended (the
+    offline backend says nothing)."""
+    meta = turn.reply.meta
+    if meta.error:
+        return "error"
+    if meta.backend == HANDOFF:
+        return "handoff"
+    return meta.stop_reason or Stop.END
+
+
 def result(turn: Turn) -> dict:
     """The whole turn once its reply ended: the reply, its citations, usage, stop reason and timings."""
     meta = turn.reply.meta
@@ -83,7 +96,7 @@ def result(turn: Turn) -> dict:
         **head(turn),
         "reply": turn.reply.text,
         "outcome": meta.outcome,
-        "stop_reason": meta.stop_reason,
+        "stop_reason": stop_reason(turn),
         "citations": meta.sources,
         "usage": usage(meta),
         "latency_ms": round(meta.latency_ms, 2),
