@@ -135,7 +135,9 @@ def measure(data_dir: Path, count: int) -> dict[str, float]:
 
     services = build_services(Settings.load(secrets={}, data_dir=data_dir, session_ttl_days=1))
     bot = services.build_chatbot(OfflineBackend())
-    _, key = ApiKeys(lambda: services.store.client).create("bench", "agent", requests_per_minute=0, daily_tokens=0)
+    # Limits high enough never to trip, but checked on every request as in production.
+    _, key = ApiKeys(lambda: services.store.client).create("bench", "agent", requests_per_minute=1_000_000,
+                                                           daily_tokens=10**12)
     env = {**os.environ, "CHATBOT_DATA_DIR": str(data_dir), "CHATBOT_BACKEND": "offline",
            "CHATBOT_SESSION_TTL_DAYS": "1"}
     api_port, bare_port = _free_port(), _free_port()
