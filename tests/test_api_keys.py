@@ -44,7 +44,7 @@ def test_a_key_is_kept_as_its_hash_and_checked_against_it(keys):
 
 def test_each_key_has_its_own_limits(keys):
     api_keys, _ = keys
-    tight, _ = api_keys.create("tight", requests_per_minute=1, daily_tokens=10)
+    tight, tight_key = api_keys.create("tight", requests_per_minute=1, daily_tokens=10)
     other, _ = api_keys.create("other", requests_per_minute=1)
     api_keys.admit(tight)
     with pytest.raises(KeyLimitReached) as over:
@@ -52,8 +52,9 @@ def test_each_key_has_its_own_limits(keys):
     assert over.value.limit == "requests" and 0 < over.value.retry_after <= 60
     api_keys.admit(other)  # another key's minute is its own
     api_keys.record_tokens(tight, 12)
+    assert api_keys.tokens_today(tight) == 12
     with pytest.raises(KeyLimitReached, match="tokens for today"):
-        api_keys.check_tokens(tight)
+        api_keys.check_tokens(api_keys.verify(tight_key))  # as each request reads the key
     api_keys.check_tokens(other)
 
 

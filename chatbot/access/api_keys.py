@@ -23,7 +23,7 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -65,6 +65,8 @@ class ApiKey:
     daily_tokens: int
     created: float
     revoked: float = 0.0
+    # Tokens used today when the key was read by `verify` (not stored in the record).
+    used_today: int = field(default=0, compare=False)
 
     @property
     def client_id(self) -> str:
@@ -72,7 +74,9 @@ class ApiKey:
         return f"api:{self.key_id}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("used_today")
+        return data
 
 
 def hash_key(key: str) -> str:
@@ -139,13 +143,18 @@ class ApiKeys:
         match = KEY_FORM.fullmatch(key.strip())
         if not match:
             return None
-        raw = self._client().hgetall(f"{PREFIX}:{match.group(1)}")
+        key_id = match.group(1)
+        # One round trip for the record and today's tokens: every API request pays for this.
+        pipe = self._client().pipeline(transaction=False)
+        pipe.hgetall(f"{PREFIX}:{key_id}")
+        pipe.get(f"{PREFIX}:{key_id}:tokens:{self._day()}")
+        raw, used = pipe.execute()
         if not raw:
             return None
         stored = as_text(raw.get(b"hash", raw.get("hash", b"")))
         if not hmac.compare_digest(stored, hash_key(key.strip())):
             return None
-        record = self._read(raw)
+        record = replace(self._read(raw), used_today=int(used or 0))
         return None if record.revoked else record
 
     # -- the key's own limits
@@ -156,8 +165,9 @@ class ApiKeys:
         return int(self._client().get(f"{PREFIX}:{key.key_id}:tokens:{self._day()}") or 0)
 
     def check_tokens(self, key: ApiKey) -> None:
-        """KeyLimitReached (with the seconds to midnight UTC) when the key's tokens for today are used up."""
-        if key.daily_tokens and self.tokens_today(key) >= key.daily_tokens:
+        """KeyLimitReached (with the seconds to midnight UTC) when the key's tokens for today are used up,
+        as `verify` read them."""
+        if key.daily_tokens and key.used_today >= key.daily_tokens:
             now = datetime.fromtimestamp(self._clock(), timezone.utc)
             left = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
             raise KeyLimitReached(f"This key has used its {key.daily_tokens:,} tokens for today; "
