@@ -22,15 +22,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable
-
-import httpx
+from typing import TYPE_CHECKING, Callable
 
 from bench.turn import QUERIES
 from chatbot.store.analytics import percentile
 from common.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+if TYPE_CHECKING:
+    import httpx
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +49,8 @@ def _free_port() -> int:
 
 
 def _start(command: list[str], env: dict, url: str) -> subprocess.Popen:
+    import httpx
+
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(1800):
         if process.poll() is not None:
@@ -82,6 +84,8 @@ def _first_byte(client: httpx.Client, path: str, body: dict) -> None:
 
 def _throughput(url: str, headers: dict, path: str, clients: int, per_client: int) -> float:
     """Requests a second with `clients` threads, each with its own keep-alive connection."""
+    import httpx
+
     def work(number: int) -> None:
         with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
             for n in range(per_client):
@@ -129,6 +133,8 @@ def _latencies(c: httpx.Client, b: httpx.Client, services, bot, count: int) -> d
 
 def measure(data_dir: Path, count: int) -> dict[str, float]:
     """Every measure, with both servers started on `data_dir` and stopped after."""
+    import httpx
+
     from backends.offline import OfflineBackend
     from chatbot.access.api_keys import ApiKeys
     from chatbot.services import build_services
