@@ -16,6 +16,7 @@ from backends.registry import make_backend
 from chatbot.access.api_keys import ApiKeys
 from chatbot.access.spending import Limits, Spending
 from chatbot.services import Services
+from chatbot.turn.reply import INTERRUPTED, TurnMeta
 from common.errors import ChatbotError
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,18 @@ class Desk:
     # Seconds between SSE pings on a quiet stream (proxies drop idle connections after 30-60 s).
     ping_seconds: float = 15.0
     model_id: str = MODEL_ID
+    # The configured backend's last failed turn ({"at", "error"}), cleared by its next answer.
+    backend_failure: dict | None = None
+
+    def turn_ended(self, endpoint: str, meta: TurnMeta) -> None:
+        """Count a finished turn for /metrics and keep the backend's last failure for /health."""
+        self.metrics.observe_turn(endpoint, meta)
+        if meta.backend != self.backend.name:
+            return  # the offline fallback or a handoff says nothing about the configured backend
+        if meta.error and meta.error != INTERRUPTED:
+            self.backend_failure = {"at": meta.created_at, "error": meta.error}
+        elif not meta.error:
+            self.backend_failure = None
 
 
 def build_desk(services: Services, backend: Backend | None = None) -> Desk:

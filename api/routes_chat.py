@@ -28,7 +28,7 @@ def chat(body: ChatIn, request: Request, key: ApiKey = Depends(agent_key), the_d
         try:
             turn.reply.consume()
         finally:
-            the_desk.metrics.observe_turn("chat", turn.reply.meta)
+            the_desk.turn_ended("chat", turn.reply.meta)
         return result(turn)
 
     return run_once(the_desk, request, key, body.model_dump_json(), produce)
@@ -63,7 +63,7 @@ async def stream_turn(the_desk: Desk, turn: Turn, claim: Claim) -> AsyncIterator
             await anyio.to_thread.run_sync(pieces.close)
             claim.finish(200, {"events": [*events.sent, ["done", result(turn)]]})
         raise
-    the_desk.metrics.observe_turn("chat_stream", turn.reply.meta)
+    the_desk.turn_ended("chat_stream", turn.reply.meta)
     done = result(turn)
     yield events.event("done", done)
     claim.finish(200, {"events": events.sent})

@@ -104,7 +104,7 @@ def chat_completions(body: CompletionIn, request: Request, key: ApiKey = Depends
         try:
             turn.reply.consume()
         finally:
-            the_desk.metrics.observe_turn("chat_completions", turn.reply.meta)
+            the_desk.turn_ended("chat_completions", turn.reply.meta)
         done = result(turn)
         message = {"role": "assistant", "content": done["reply"], "refusal": None}
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
@@ -171,7 +171,7 @@ async def _chunks(the_desk: Desk, turn: Turn, claim: Claim, include_usage: bool)
             await anyio.to_thread.run_sync(pieces.close)
             claim.finish(200, {"chunks": [*sent, "[DONE]"]})
         raise
-    the_desk.metrics.observe_turn("chat_completions", turn.reply.meta)
+    the_desk.turn_ended("chat_completions", turn.reply.meta)
     done = result(turn)
     if not done["error"]:
         yield chunk({}, FINISH.get(done["stop_reason"], "stop"), **_extras(done))

@@ -31,6 +31,8 @@ def health(the_desk: Desk = Depends(desk)) -> JSONResponse:
     backend = {"ok": not the_desk.backend_error, "name": the_desk.backend.name, "model": the_desk.backend.model}
     if the_desk.backend_error:
         backend.update(error=the_desk.backend_error, answering="offline")
+    elif the_desk.backend_failure:
+        backend.update(ok=False, last_failure=the_desk.backend_failure)
     parts = {"store": store, "vector_store": vectors, "backend": backend}
     status = "ok" if all(p["ok"] for p in parts.values()) else ("down" if not store["ok"] else "degraded")
     return JSONResponse({"status": status, **parts}, status_code=503 if status == "down" else 200)

@@ -150,3 +150,7 @@ def test_a_backend_error_is_typed_and_the_message_is_kept(services):
         assert failed.json()["error"]["type"] == "backend_rate_limited"
         listed = c.get("/v1/conversations", params={"q": "get a refund"}).json()["conversations"]
         assert listed and listed[0]["failed"] == 1
+        health = c.get("/health").json()
+        assert health["status"] == "degraded" and "slow down" in health["backend"]["last_failure"]["error"]
+        assert c.post("/v1/chat", json={"text": "and now?"}).status_code == 200
+        assert c.get("/health").json()["backend"] == {"ok": True, "name": "fake", "model": "scripted"}
