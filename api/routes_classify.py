@@ -19,6 +19,7 @@ from chatbot.access.roles import ADMIN
 from chatbot.turn.classify import classify
 
 router = APIRouter(prefix="/v1", tags=["triage"])
+MAX_UPLOAD_BYTES = 20_000_000  # 10,000 messages of up to 2,000 bytes, which most tickets are well under
 
 
 def classify_one(the_desk: Desk, key: ApiKey, text: str, tier: str, conversation: str = "") -> dict:
@@ -53,7 +54,10 @@ def classify_message(body: ClassifyIn, key: ApiKey = Depends(agent_key), the_des
              summary="Triage a CSV (a `text` column) or JSON Lines file of messages; poll the job for progress")
 def triage_batch(request: Request, file: UploadFile = File(..., description="CSV or JSONL, UTF-8"),
                  key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)):
-    data = file.file.read()
+    data = file.file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ApiError(413, "upload_too_large", f"{file.filename}: over {MAX_UPLOAD_BYTES // 1_000_000} MB; "
+                                                "split it into several batches.")
     digest = hashlib.sha256(data).hexdigest()
 
     def produce() -> dict:

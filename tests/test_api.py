@@ -212,6 +212,8 @@ def test_a_csv_and_a_jsonl_file_are_triaged_in_batch_with_progress(offline):
         assert [r["intent"]["intent"] for r in job["results"]] == ["shipping_orders", "account_access"]
         refused = c.post("/v1/triage/batch", files={"file": ("notes.txt", "hello", "text/plain")})
         assert refused.status_code == 422 and "csv" in refused.json()["error"]["message"]
+        huge = c.post("/v1/triage/batch", files={"file": ("big.csv", b"text\n" + b"x" * 20_000_001, "text/csv")})
+        assert huge.status_code == 413 and huge.json()["error"]["type"] == "upload_too_large"
     with client(app, url) as other:
         assert other.get(started.json()["status_url"]).status_code == 404  # another key's job
 
