@@ -4,6 +4,8 @@ to the stored conversation, and the SDK's own errors for a bad key or an unknown
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 
@@ -80,7 +82,7 @@ def test_the_sdk_raises_its_own_errors(desk):
         sdk.chat.completions.create(model="support-desk", messages=[{"role": "system", "content": "be brief"}])
 
 
-def test_a_backend_failing_mid_stream_raises_in_the_sdk(desk, tmp_path):
+def test_a_backend_failing_mid_stream_raises_in_the_sdk(desk):
     app, _, _ = desk
     failing = create_app(app.state.desk.services, FakeBackend(["One two three four."], fail_after_pieces=1))
     with serving(failing) as url:
@@ -90,3 +92,32 @@ def test_a_backend_failing_mid_stream_raises_in_the_sdk(desk, tmp_path):
                                              messages=[{"role": "user", "content": "hello"}])
         with pytest.raises(openai.APIError, match="stream broke"):
             list(stream)
+
+
+@pytest.mark.parametrize("finish, stop_reason, finish_reason", [("end", "end_turn", "stop"),
+                                                                ("length", "max_tokens", "length")])
+def test_the_backends_stop_reason_reaches_both_faces(desk, finish, stop_reason, finish_reason):
+    """An OpenAI-protocol server as the desk's backend: its finish reason, read by the backend,
+    comes out as the stream's stop reason and as the compatible endpoint's finish_reason."""
+    import httpx
+
+    from backends.openai_backend import OpenAIBackend
+    from devtools.servers.openai import OpenAIServer
+    from tests.test_api import sse
+
+    app, _, _ = desk
+    with OpenAIServer("Refunds take 5 to 10 business days [1].", finish=finish, usage=(300, 12)) as server:
+        backend = OpenAIBackend("gpt-4o-mini", api_key="sk-test", base_url=server.base_url, max_retries=0)
+        remote = create_app(app.state.desk.services, backend)
+        with serving(remote) as url:
+            _, key = remote.state.desk.keys.create("stops", "agent")
+            with httpx.stream("POST", f"{url}/v1/chat/stream", json={"text": "How do I get a refund?"},
+                              headers={"Authorization": f"Bearer {key}"}, timeout=60) as r:
+                events = [e for e in sse(r.read().decode()) if "event" in e]
+            done = json.loads(events[-1]["data"])
+            assert done["stop_reason"] == stop_reason and done["usage"]["total_tokens"] == 312
+            sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+            answer = sdk.chat.completions.create(model="support-desk",
+                                                 messages=[{"role": "user", "content": "How do I get a refund?"}])
+            assert answer.choices[0].finish_reason == finish_reason
+            assert answer.usage.prompt_tokens == 300 and answer.model_extra["citations"]
