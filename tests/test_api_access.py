@@ -154,3 +154,18 @@ def test_a_backend_error_is_typed_and_the_message_is_kept(services):
         assert health["status"] == "degraded" and "slow down" in health["backend"]["last_failure"]["error"]
         assert c.post("/v1/chat", json={"text": "and now?"}).status_code == 200
         assert c.get("/health").json()["backend"] == {"ok": True, "name": "fake", "model": "scripted"}
+
+
+def test_a_backend_that_cannot_start_leaves_the_offline_one_answering(services):
+    from dataclasses import replace
+
+    broken = replace(services, settings=replace(services.settings, backend="openai", openai_api_key="",
+                                                openai_base_url=""))
+    app = create_app(broken)
+    with serving(app) as url, with_key(url, app.state.desk.keys.create("no backend", "agent")[1]) as c:
+        health = c.get("/health").json()
+        assert health["status"] == "degraded" and health["backend"]["answering"] == "offline"
+        assert "OPENAI_API_KEY" in health["backend"]["error"]
+        turn = c.post("/v1/chat", json={"text": "How do I get a refund?"}).json()
+        assert turn["backend"] == "offline" and "OPENAI_API_KEY" in turn["fallback"] and turn["citations"]
+        assert 'chatbot_fallbacks_total{reason="backend_unavailable"} 1.0' in c.get("/metrics").text
