@@ -4,7 +4,6 @@ offline backend and the scripted one, with the embedded Redis and Chroma and the
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import httpx
