@@ -29,6 +29,7 @@ PAGES = [
     ("Insights", "views/stats.py", "Stats", ":material/monitoring:", "stats"),
     ("Admin", "views/prompts.py", "Prompts", ":material/edit_note:", "prompts"),
     ("Admin", "views/fine_tuning.py", "Training", ":material/model_training:", "training"),
+    ("Admin", "views/api_keys.py", "API keys", ":material/key:", "api-keys"),
 ]
 HERE = os.path.dirname(os.path.abspath(__file__))
 sections: dict[str, list] = {}
