@@ -20,6 +20,7 @@ import redis
 import streamlit as st
 
 from chatbot.access.roles import ADMIN, ADMIN_ACTIONS, AGENT, allowed, describe
+from chatbot.access.throttle import TURN_KEPT
 from common.timefmt import in_words
 from ui.services import get_auth, get_session_tokens, get_settings
 
@@ -168,7 +169,29 @@ def current_admin() -> Admin | None:
     if time.time() - since >= session_seconds():
         _forget_session()  # expired
         return None
+    if not _still_signed_in():
+        return None
     return Admin(ss.get(USER) or "admin", ss.get(VIA) or "password")
+
+
+def _still_signed_in() -> bool:
+    """Whether this tab's sign-in was not ended elsewhere: sign-out in one tab ends every tab and
+    browser that shares its sign-in, at their next run or admin action (asked of Redis each time)."""
+    ss = st.session_state
+    sid = ss.get(SID, "")
+    if not sid:
+        return True  # signed in for this tab only (Redis was down then): nothing else can end it
+    try:
+        active = get_session_tokens().is_active(sid)
+    except redis.RedisError as exc:  # cannot tell: no admin rights now, the sign-in kept for later
+        log.warning("Could not check a sign-in: %s", exc)
+        return False
+    if not active:  # signed out in another tab or browser: dropped here too
+        # The cookie is left alone: the browser shares it with the other tabs, one of which may hold
+        # a newer sign-in by now; a revoked token in it is refused (and dropped) on its next visit.
+        for key in (SINCE, USER, VIA, SID):
+            ss.pop(key, None)
+    return active
 
 
 def is_admin() -> bool:
@@ -214,8 +237,9 @@ def sign_in(password: str) -> str:
         _start_session("admin", "password")
         return ""
     if attempt.scope == "everyone":
-        return (f"Too many wrong passwords lately: password sign-in is paused for everyone for "
-                f"{in_words(attempt.wait)}. Admins already signed in are not affected.")
+        return (f"Too many wrong passwords lately: password sign-in is paused for everyone. Your turn to "
+                f"try comes in {in_words(attempt.wait)}, and is kept for you for {in_words(TURN_KEPT)}. "
+                "Admins already signed in are not affected.")
     if attempt.wait:
         return f"Wrong password. Try again in {in_words(attempt.wait)}."
     return "Wrong password."

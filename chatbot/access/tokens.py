@@ -74,6 +74,14 @@ class SessionTokens:
             return None  # signed out since
         return {**payload, "issued": signed_at.timestamp()}
 
+    def is_active(self, sid: str) -> bool:
+        """Whether the sign-in `sid` still stands: not signed out (in any tab or browser) nor expired.
+
+        Every tab and browser of one sign-in shares its `sid`, so this is checked on every run of a
+        page and before every admin action. Raises redis.RedisError when the store cannot be reached.
+        """
+        return bool(sid) and bool(self._client().exists(self._key(sid)))
+
     def revoke(self, sid: str) -> None:
         if sid:
             self._client().delete(self._key(sid))
