@@ -266,3 +266,23 @@ def test_signing_out_in_one_tab_ends_the_sign_in_in_every_tab_and_browser(app_en
     other_browser.run()  # the other browser's next run
     assert other_browser.button(key="kb_ingest").disabled and hints(other_browser)
     assert not any("Admin · admin" in c.value for c in other_browser.sidebar.caption)
+
+
+def test_an_account_sign_out_ends_that_account_in_its_other_tabs_and_browsers(app_env):
+    signed_in_at = time.time() - 60
+    tabs = []
+    for _ in range(2):
+        at = page("views/prompts.py", run=False)
+        at.secrets, at.user = OIDC, {"is_logged_in": True, "email": "boss@example.com", "iat": int(signed_in_at)}
+        tabs.append(at.run())
+    first, second = tabs
+    assert second.title[0].value == "Prompts"
+    first.sidebar.button(key="admin_sign_out").click().run()  # st.logout in tab 1
+    assert not first.exception
+    second.run()  # the other tab's next run: its identity cookie is still the old one
+    assert second.subheader[0].value == "Admin sign-in"
+    assert any("signed out" in i.value for i in second.info)
+    # A new sign-in of the account (a later ID token) is an admin again.
+    again = page("views/prompts.py", run=False)
+    again.secrets, again.user = OIDC, {"is_logged_in": True, "email": "boss@example.com", "iat": int(time.time()) + 1}
+    assert again.run().title[0].value == "Prompts"
