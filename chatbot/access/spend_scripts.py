@@ -7,11 +7,11 @@ whole, so every call sees the holds of the calls admitted before it.
 
 # KEYS: today's spend hash, the conversation's spend hash, the holds hash.
 # ARGV: now (epoch seconds), hold id, tokens, cost, conversation id, daily token limit, daily cost
-# limit, conversation token limit (0: off), hold lifetime in seconds.
+# limit, conversation token limit (0: off), hold lifetime in seconds, how long a day's hash is kept.
 # A hold is one field of the holds hash: "tokens cost expires conversation". Holds past their
 # lifetime (a process that died mid-call) are dropped here, so they stop counting by themselves.
 # A call is admitted while what is spent plus what is held stays under each limit; it then holds
-# its own estimate. Returns {limit, used}: limit "" when admitted, else the limit reached
+# its own estimate and counts as one of the day's requests. Returns {limit, used}: limit "" when admitted, else the limit reached
 # ("daily_cost", "daily_tokens", "conversation") with what is spent and held against it.
 RESERVE = """
 local now = tonumber(ARGV[1])
@@ -42,6 +42,8 @@ if conversation_tokens > 0 and ARGV[5] ~= '' then
   if used >= conversation_tokens then return {'conversation', tostring(used)} end
 end
 local lifetime = tonumber(ARGV[9])
+redis.call('HINCRBY', KEYS[1], 'requests', 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[10]))
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. string.format('%.3f', now + lifetime) .. ' ' .. ARGV[5])
 redis.call('EXPIRE', KEYS[3], lifetime)
 return {'', '0'}

@@ -216,7 +216,7 @@ class Spending:
         limit, used = client.register_script(RESERVE)(
             keys=[self._day_key(self._day()), self._conversation_key(conversation_id), HOLDS],
             args=[repr(self._clock()), hold.id, hold.tokens, repr(hold.cost), conversation_id, limits.daily_tokens,
-                  repr(float(limits.daily_cost)), limits.conversation_tokens, HOLD_SECONDS])
+                  repr(float(limits.daily_cost)), limits.conversation_tokens, HOLD_SECONDS, KEEP_DAYS * 86400])
         limit = as_text(limit)
         if limit:
             cap = {"daily_cost": limits.daily_cost, "daily_tokens": limits.daily_tokens,
@@ -224,19 +224,23 @@ class Spending:
             resets = None if limit == "conversation" else self.seconds_to_midnight()
             raise refused(Verdict(False, limit, _number(used), cap, resets))
         if limits.requests_per_minute and not self._windows.limiter.hit(self.per_minute, "chat", client_id):
-            self.release(hold)
+            self.release(hold, counted=True)
             raise refused(Verdict(False, "requests", limits.requests_per_minute, limits.requests_per_minute,
                                   self._windows.seconds_to_reset(self.per_minute, "chat", client_id)))
-        self._count_day_request()
         return hold
 
     def settle(self, hold: Hold, input_tokens: int, output_tokens: int) -> float | None:
         """End a held call with the tokens it used: the hold goes, the tokens (and cost) are recorded."""
         return self.record(hold.conversation_id, hold.model, input_tokens, output_tokens, hold_id=hold.id)
 
-    def release(self, hold: Hold) -> None:
-        """End a held call that spent nothing (it failed before the provider answered)."""
-        self._client().hdel(HOLDS, hold.id)
+    def release(self, hold: Hold, counted: bool = False) -> None:
+        """End a held call that spent nothing (it failed before the provider answered); `counted`: it was
+        refused by the requests-a-minute limit after the hold, so its request is taken back too."""
+        pipe = self._client().pipeline(transaction=True)
+        pipe.hdel(HOLDS, hold.id)
+        if counted:
+            pipe.hincrby(self._day_key(self._day()), "requests", -1)
+        pipe.execute()
 
     def held(self) -> int:
         """Tokens held by API calls in flight (holds past their lifetime included until the next reserve)."""
