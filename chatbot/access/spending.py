@@ -40,8 +40,8 @@ from common.timefmt import in_words
 PREFIX = "chatbot:spend"
 HOLDS = f"{PREFIX}:holds"
 KEEP_DAYS = 40
-# A hold not settled after this long (its process died mid-call) stops counting: longer than any
-# reply streams (a request times out after a minute without an answer, retries included).
+# A hold not settled after this long (its process died mid-call) stops counting. Ten minutes is far
+# longer than a reply streams; a call that does outlast it is still recorded in full when it ends.
 HOLD_SECONDS = 600
 
 
