@@ -155,3 +155,21 @@ def test_the_prompts_page_test_reply_is_metered_like_a_turn(app_env, limits):
     assert "Today's limit of 1 tokens" in warnings(at) and "offline backend" in warnings(at)
     assert "Offline mode" in [m for m in at.chat_message if m.name == "assistant"][-1].markdown[0].value
     assert get_spending().today()["requests"] == today["requests"]
+
+
+def test_a_limit_reached_after_the_pages_check_still_stops_the_call(app_env, limits, monkeypatch):
+    from chatbot.access.spending import Spending, Verdict
+    from ui.spending import get_spending
+
+    get_spending().record("earlier", "gpt-4o-mini", 100, 0)
+    limits(daily_tokens=int(get_spending().today()["tokens"]))  # spent, but the page's look says otherwise:
+    monkeypatch.setattr(Spending, "check", lambda self, *args: Verdict())  # as if another turn spent since
+    sent = len(app_env.requests)
+    at = chat_on_openai()
+    at.chat_input(key="chat_input").set_value("How long does a refund take?").run()
+    assert not at.exception
+    assert len(app_env.requests) == sent  # the backend itself refused: nothing reached the provider
+    assert any(e.value.startswith("No reply: Today's limit of") for e in at.error)  # says why
+    assert at.button(key="resend_failed").label == "Send it again"  # the message is kept
+    customer = [m for m in at.chat_message if m.name == "user"][-1]
+    assert "How long does a refund take?" in customer.text[0].value
