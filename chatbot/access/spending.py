@@ -242,10 +242,6 @@ class Spending:
             pipe.hincrby(self._day_key(self._day()), "requests", -1)
         pipe.execute()
 
-    def held(self) -> int:
-        """Tokens held by API calls in flight (holds past their lifetime included until the next reserve)."""
-        return sum(int(as_text(v).split()[0]) for v in self._client().hvals(HOLDS))
-
     def count_request(self, client_id: str) -> None:
         """A metered turn starts: one request against the client's minute and today's count."""
         if self.limits.requests_per_minute:
