@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 
@@ -21,11 +22,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ask.set_defaults(func=run_ask)
 
 
+def _user() -> str:
+    """Whom the command line's requests a minute count: the login name, where there is one."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container with an unnamed user id)
+        return "unknown"
+
+
 def run_ask(args: argparse.Namespace) -> int:
     services = build_services()
-    backend = make_backend(args.backend or services.settings.backend, services.settings, args.model)
-    bot = services.build_chatbot(backend)
+    name = args.backend or services.settings.backend
     session = args.session or services.store.new_id()
+    # The same decision as the app's pages: the chosen backend held to the spending limits (counted
+    # for this user of the command line), or the offline backend and why.
+    answering = services.answering(lambda: make_backend(name, services.settings, args.model),
+                                   client_id=f"cli:{_user()}", conversation_id=session)
+    if answering.fell_back:
+        print(f"note: {name} cannot answer: {answering.reason} The offline backend answers instead.",
+              file=sys.stderr)
+    bot = services.build_chatbot(answering.backend)
     reply = bot.send(session, args.text)
     if reply is None:
         print("error: the message is empty", file=sys.stderr)

@@ -58,6 +58,18 @@ class BackendStreamBroken(BackendError):
     """The reply stream ended before the backend said it was complete."""
 
 
+class SpendingLimitReached(BackendError):
+    """A spending or rate limit stopped an API call before it was sent; nothing was spent.
+
+    `limit` names it ("requests", "conversation", "daily_tokens", "daily_cost", "unavailable");
+    `retry_after` is the seconds until it resets (None when it does not reset by itself).
+    """
+
+    def __init__(self, message: str, *, limit: str = "", retry_after: float | None = None):
+        super().__init__(message, retry_after=retry_after)
+        self.limit = limit
+
+
 class ContextTooLong(BackendError):
     """The prompt does not fit in the model's context window; retrying cannot help."""
 
