@@ -14,7 +14,7 @@ from backends.base import Backend
 from backends.offline import OfflineBackend
 from backends.registry import make_backend
 from chatbot.access.api_keys import ApiKeys
-from chatbot.access.spending import Limits, Spending
+from chatbot.access.spending import Spending
 from chatbot.services import Services
 from chatbot.turn.reply import INTERRUPTED, TurnMeta
 from common.errors import ChatbotError
@@ -68,7 +68,7 @@ def build_desk(services: Services, backend: Backend | None = None) -> Desk:
     return Desk(
         services=services, backend=backend, backend_error=error,
         keys=ApiKeys(lambda: store.client),
-        spending=Spending(lambda: store.client, Limits.from_settings(services.settings), conversation_ttl=store.ttl),
+        spending=services.spending,
         idempotency=Idempotency(lambda: store.client), jobs=BatchJobs(lambda: store.client),
     )
 

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # Most specific first: the first class an error is an instance of gives its status and type.
 STATUS: list[tuple[type[Exception], int, str]] = [
     (KeyLimitReached, 429, "key_limit_reached"),
+    (e.SpendingLimitReached, 429, "spending_limit_reached"),
     (ApiKeyError, 404, "api_key_not_found"),
     (e.InputRejected, 422, "input_rejected"),
     (e.ConversationNotFound, 404, "conversation_not_found"),

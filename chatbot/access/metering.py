@@ -127,6 +127,7 @@ class Answering:
     reason: str = ""
     why: str = ""
     resets_in: float | None = None
+    limit: str = ""  # the limit reached, when `why` is "limit" (see SpendingLimitReached.limit)
 
     @property
     def fell_back(self) -> bool:
@@ -155,5 +156,5 @@ def answering_backend(build: Callable[[], Backend], offline: Callable[[], Backen
             log.warning("Spending limits unavailable: %s", exc)
             verdict = Verdict(False, "unavailable")
         if not verdict.allowed:
-            return Answering(offline(), verdict.message, "limit", verdict.resets_in)
+            return Answering(offline(), verdict.message, "limit", verdict.resets_in, verdict.limit)
     return Answering(metered_backend(backend, spending, client_id, conversation_id))
