@@ -44,7 +44,7 @@ class SmallServices:
     def __init__(self, kb, store):
         self.knowledge, self.store = kb, store
 
-    def chatbot(self, backend) -> Chatbot:
+    def build_chatbot(self, backend) -> Chatbot:
         return Chatbot(knowledge=self.knowledge, backend=backend, store=self.store)
 
 

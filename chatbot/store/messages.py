@@ -194,9 +194,16 @@ class Message:
         """A message as the store holds it (any release's form; see the module docstring)."""
         meta = TurnMeta.from_dict(raw["meta"]) if raw.get("meta") else None
         role = str(raw.get("role") or USER)
+        feedback = raw.get("feedback")  # in an export; the store attaches it from the feedback hash
         message = cls(role=role, content=str(raw.get("content") or ""), ts=_number(raw.get("ts"), float),
-                      meta=meta, turn=str(raw.get("turn") or ""),
+                      meta=meta, turn=str(raw.get("turn") or ""), approved=bool(raw.get("approved")),
+                      approved_at=_number(raw.get("approved_at"), float),
                       extra={k: v for k, v in raw.items() if k not in _STORED})
+        if isinstance(feedback, dict):
+            score = feedback.get("score")
+            message.feedback = Feedback(score=None if score in (None, "") else _number(score, int),
+                                        comment=str(feedback.get("comment") or ""),
+                                        at=_number(feedback.get("at"), float))
         message.status = _status(role, str(raw.get("status") or ""), meta)
         return message
 
