@@ -36,7 +36,7 @@ def run_ask(args: argparse.Namespace) -> int:
     sys.stdout.write("\n")
     for source in reply.meta.sources:
         print(f"[{source['n']}] {source['title']} ({source['source']})")
-    notice = outcome_notice(reply.meta.to_dict())
+    notice = outcome_notice(reply.meta)
     if notice:  # an empty, cut-off or refused reply
         print(notice, file=sys.stderr)
     print(f"session: {session}", file=sys.stderr)

@@ -120,9 +120,9 @@ class ConversationStore:
 
     def begin_turn(self, session_id: str, text: str, *, agent: str = "") -> dict:
         """Store a customer's message as it is sent, before any reply: returns it as stored (pending)."""
-        message = Message(role="user", content=text, ts=self.clock(), turn=uuid.uuid4().hex,
-                          status=Status.PENDING).to_stored()
-        length = self._write_turn(session_id, [message], None, agent, message["turn"])
+        sent = Message(role="user", content=text, ts=self.clock(), turn=uuid.uuid4().hex, status=Status.PENDING)
+        message = sent.to_stored()
+        length = self._write_turn(session_id, [message], None, agent, sent.turn)
         # Where it was stored: its turn finds it there without reading the list (a hint; it is checked).
         return {**message, "at": int(length) - 1} if length else message
 
@@ -156,7 +156,7 @@ class ConversationStore:
         args.append(len(incr))
         for name, value in incr.items():
             args += [name, value]
-        args += [title, "".join(m.get("content", "") + "\n" for m in messages)]
+        args += [title, "".join(Message.from_stored(m).content + "\n" for m in messages)]
         keys = [_key(session_id, p) for p in ("messages", "state", "meta", "turns", "feedback", "text")]
         keys += [INDEX, AGENTS]
         return int(self._append(keys=keys, args=args, client=self.client) or 0)
