@@ -17,11 +17,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chatbot.store.analytics import percentile
-from chatbot.store.messages import Message
 from common.settings import Settings
+
+if TYPE_CHECKING:
+    from chatbot.store.messages import Message
 
 QUERIES = [
     "How do I get a refund?", "my camera stopped recording clips", "i was charged twice this month",
@@ -109,6 +110,7 @@ def bench(services: Any, conversations: int, turns: int, workers: int, pause_ms:
     conversations interleave as agents' messages do instead of all firing at once.
     """
     from backends.offline import OfflineBackend
+    from chatbot.store.analytics import percentile
 
     bot = services.build_chatbot(OfflineBackend())
     timed = TimedStore(services.store)
