@@ -2,7 +2,8 @@
 
 Keys of one conversation `ID` (all expire together after the TTL):
   chatbot:conv:ID:messages  list of JSON messages {"ts", "role", "content", "meta"}; a customer's message
-                            also has "turn" (its id) and, until its reply is stored, "status": "pending"
+                            also has "turn" (its id) and, until its reply is stored, "status": "pending";
+                            read as `Message` (chatbot/store/messages.py)
   chatbot:conv:ID:state     JSON state (memory summary and window, triage state)
   chatbot:conv:ID:meta      hash: created, updated, title, counters, last intent/sentiment/priority,
                             `intent:NAME` counts, `agent:NAME` marks, escalated
