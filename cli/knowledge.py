@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     ingest = subparsers.add_parser("ingest", help="add files or folders to the knowledge base")
     ingest.add_argument("paths", nargs="+", help="files or folders (md, txt, pdf, html, csv, jsonl); a file in a "

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 import getpass
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.settings import Settings
 

@@ -33,8 +33,9 @@ def setting(default: Any, env: str, *, secret: bool = False, help: str = "", **l
 class Settings(BaseSettings):
     """Every knob of the app; each field maps to an upper-case environment variable."""
 
+    # A number given for a text setting in secrets.toml (a token of digits, say) is taken as its text.
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", case_sensitive=True,
-                                      env_parse_none_str=None)
+                                      coerce_numbers_to_str=True)
 
     data_dir: Path = setting(Path(".data"), "CHATBOT_DATA_DIR")
     backend: Literal[BACKEND_NAMES] = setting("offline", "CHATBOT_BACKEND")

@@ -65,6 +65,7 @@ def test_good_values_of_each_kind_are_read_from_text(monkeypatch):
     assert (settings.temperature, settings.max_tokens, settings.daily_cost_limit) == (0.2, 300, 0.0)
     assert settings.data_dir == Path("/tmp/desk") and settings.admin_emails == ["ana@example.com"]
     assert settings.model_prices == {"gpt-4o-mini": [0.15, 0.6]} and settings.max_message_chars == 4000
+    assert Settings.load(secrets={"CHROMA_TOKEN": 12345}).chroma_token == "12345"  # digits in secrets.toml
 
 
 def test_secrets_come_before_the_environment_and_explicit_values_before_both(monkeypatch):

@@ -10,7 +10,8 @@ from datetime import date, datetime, timedelta
 from statistics import mean
 from typing import Any, Iterable
 
-from chatbot.store.messages import HANDOFF, Feedback, Message, Status, TurnMeta, count_turns, merge_feedback  # noqa: F401
+from chatbot.store.messages import (HANDOFF, Feedback, Message, Status, TurnMeta, count_turns,  # noqa: F401
+                                    merge_feedback)  # merge_feedback: still read from here by callers
 from chatbot.store.outcomes import outcome_notice
 from common.redaction import redact
 
