@@ -15,6 +15,8 @@ from chatbot.store.messages import (HANDOFF, PENDING_SECONDS, STALE_TEXT, Feedba
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_733_000_000.0
 
+PASSAGE = {"title": "Refunds", "heading": "", "source": "refunds.md", "chunk": 0, "score": 0.8,
+           "text": "Ask within 30 days."}
 # A conversation as the first release wrote it: no turn ids, a reply's metadata without the fields
 # added since (outcome, stop_reason, interrupted, redacted, agent...), numbers written as text by
 # a hand-made import, and a field this release does not know.
@@ -22,7 +24,7 @@ OLD_MESSAGES = [
     {"ts": T0, "role": "user", "content": "How do I get a refund?"},
     {"ts": T0 + 2, "role": "assistant", "content": "Within 30 days [1].", "meta": {
         "session_id": "old", "backend": "openai", "model": "gpt-4o-mini", "prompt_name": "general",
-        "prompt_version": "2", "retrieved": [{"title": "Refunds", "source": "refunds.md", "chunk": 0}],
+        "prompt_version": "2", "retrieved": [PASSAGE],
         "citations": [1], "input_tokens": "310", "output_tokens": 42, "latency_ms": None, "ttft_ms": 180.5,
         "route": {"intent": "refunds", "confidence": 0.91}, "triage": {"sentiment": "neutral", "priority": 3},
         "error": "", "created_at": T0 + 2, "experiment": "b"}},
@@ -47,7 +49,7 @@ def test_a_conversation_stored_in_the_old_format_loads_typed_and_loses_nothing(s
     assert answer.status is Status.ANSWERED and answer.meta is not None
     assert (answer.meta.prompt_version, answer.meta.input_tokens, answer.meta.latency_ms) == (2, 310, 0.0)
     assert answer.meta.intent == "refunds" and answer.meta.priority == 3 and answer.meta.outcome == ""
-    assert answer.meta.sources == [{"n": 1, "title": "Refunds", "source": "refunds.md", "chunk": 0}]
+    assert answer.meta.sources == [{"n": 1, **PASSAGE}]
     assert answer.feedback == Feedback(score=1, comment="clear", at=T0 + 5)
     assert failed.status is Status.FAILED and failed.failed and failed.meta.error == "timeout"
     assert count_turns([question, answer, failed]) == (1, 1)
@@ -128,3 +130,33 @@ def test_the_store_analytics_pages_and_exports_read_messages_through_the_type():
     raw = {f"{path.relative_to(ROOT)}:{n}": line.strip() for path in readers if path.name != "messages.py"
            for n, line in enumerate(path.read_text().splitlines(), 1) if RAW_READ.search(line)}
     assert raw == {}
+
+
+def test_the_chat_and_history_pages_show_a_conversation_stored_in_the_old_format(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from chatbot.store.server import connect
+    from tests.conftest import app_environment
+
+    (tmp_path / "knowledge").mkdir()
+    (tmp_path / "knowledge" / ".demo-seeded").write_text("seeded\n")  # no demo articles needed here
+    with app_environment(tmp_path, CHATBOT_ADMIN_PASSWORD="pw"):
+        store = ConversationStore(connect(data_dir=tmp_path / "redis"))
+        write_old_conversation(store, "0123456789abcdef", OLD_MESSAGES)
+        store.client.zadd("chatbot:conversations", {"0123456789abcdef": T0 + 60})
+        try:
+            chat = AppTest.from_file(str(ROOT / "views" / "chat.py"), default_timeout=120)
+            chat.query_params["c"] = "0123456789abcdef"
+            chat.run()
+            assert not chat.exception
+            assert [m.name for m in chat.chat_message] == ["user", "assistant", "user", "assistant"]
+            assert "No reply: timeout" in chat.chat_message[3].error[0].value  # the failed turn, said so
+            assert chat.button(key="resend_failed").label == "Send it again"
+            assert chat.chat_message[1].expander[0].label == "Sources (1 cited)"
+            history = AppTest.from_file(str(ROOT / "views" / "history.py"), default_timeout=120)
+            history.query_params["open"] = "0123456789abcdef"
+            history.run()
+            assert not history.exception
+            assert any("helpful" in c.value and "clear" in c.value for c in history.caption)
+        finally:
+            store.client.shutdown(nosave=True)
