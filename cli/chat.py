@@ -7,16 +7,14 @@ import getpass
 import json
 import sys
 
-from backends.registry import BACKENDS, make_backend
-from chatbot.store.outcomes import EMPTY, outcome_notice
-from chatbot.services import build_services
+from common.settings import BACKEND_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     ask = subparsers.add_parser("ask", help="ask one question and stream the reply")
     ask.add_argument("text", help="the customer's message")
     ask.add_argument("--session", help="continue this conversation id (a new one is made otherwise)")
-    ask.add_argument("--backend", choices=BACKENDS, help="LLM backend (default: CHATBOT_BACKEND or offline)")
+    ask.add_argument("--backend", choices=BACKEND_NAMES, help="LLM backend (default: CHATBOT_BACKEND or offline)")
     ask.add_argument("--model", help="model name for the backend")
     ask.add_argument("--json", action="store_true", help="print the turn's metadata as JSON after the reply")
     ask.set_defaults(func=run_ask)
@@ -31,6 +29,11 @@ def _user() -> str:
 
 
 def run_ask(args: argparse.Namespace) -> int:
+    # The chat core is imported by the command that uses it, not when the command line starts.
+    from backends.registry import make_backend
+    from chatbot.services import build_services
+    from chatbot.store.outcomes import EMPTY, outcome_notice
+
     services = build_services()
     name = args.backend or services.settings.backend
     session = args.session or services.store.new_id()
@@ -52,7 +55,7 @@ def run_ask(args: argparse.Namespace) -> int:
     sys.stdout.write("\n")
     for source in reply.meta.sources:
         print(f"[{source['n']}] {source['title']} ({source['source']})")
-    notice = outcome_notice(reply.meta.to_dict())
+    notice = outcome_notice(reply.meta)
     if notice:  # an empty, cut-off or refused reply
         print(notice, file=sys.stderr)
     print(f"session: {session}", file=sys.stderr)

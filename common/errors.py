@@ -15,6 +15,15 @@ class ConfigurationError(ChatbotError):
     """A setting is missing or wrong; the message names the setting to fill in."""
 
 
+class SettingsRefused(ConfigurationError):
+    """Settings read at start that hold refused values: `problems` has one line per setting (its name,
+    the value given, what it accepts); the message is those lines joined by "; "."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
 class BackendError(ChatbotError):
     """An LLM backend failed; the conversation stays usable. Fields: provider, HTTP status, seconds asked to wait."""
 

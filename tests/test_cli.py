@@ -38,7 +38,7 @@ def test_ask_streams_a_cited_offline_reply_and_continues_a_session(cli_env):
     from chatbot.store.conversations import ConversationStore
 
     store = ConversationStore(connect(data_dir=Path(cli_env["CHATBOT_DATA_DIR"]) / "redis"))
-    assert [m["role"] for m in store.messages(session)] == ["user", "assistant"] * 2
+    assert [m.role for m in store.messages(session)] == ["user", "assistant"] * 2
 
 
 def test_ingest_and_search(cli_env, tmp_path):

@@ -31,7 +31,7 @@ def test_missing_key_names_the_setting_and_repr_hides_secrets(monkeypatch):
 
 
 def test_bad_number_is_a_clear_error():
-    with pytest.raises(ConfigurationError, match="CHATBOT_TOP_K must be a int"):
+    with pytest.raises(ConfigurationError, match="CHATBOT_TOP_K is .many.: it must be a whole number"):
         Settings.load(secrets={"CHATBOT_TOP_K": "many"})
 
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 from common.errors import ChatbotError
 from chatbot.store.conversations import ConversationStore
+from chatbot.store.messages import Feedback, Message
 
 
 def _key(session_id: str, index: int, part: str) -> str:
@@ -32,28 +33,28 @@ def _save_approval(store: ConversationStore, session_id: str, index: int) -> Non
         st.session_state[_key(session_id, index, "error")] = f"Approval not saved: {exc}"
 
 
-def render_feedback(store: ConversationStore, session_id: str, index: int, message: dict) -> None:
+def render_feedback(store: ConversationStore, session_id: str, index: int, message: Message) -> None:
     """Thumbs up/down, a comment once rated, and an "Approve for training" toggle for one stored reply.
 
     `index` is the reply's position in `store.messages(session_id)`; `message` is that stored
     message, whose saved feedback sets the widgets' starting values.
     """
-    saved = message.get("feedback") or {}
+    saved = message.feedback or Feedback()
     score_key = _key(session_id, index, "score")
     thumbs, comment_box, approve = st.columns([1, 4, 2], vertical_alignment="center")
     with thumbs:
-        st.feedback("thumbs", key=score_key, default=saved.get("score"),
+        st.feedback("thumbs", key=score_key, default=saved.score,
                     on_change=_save, args=(store, session_id, index))
-    rated = st.session_state.get(score_key, saved.get("score")) is not None
-    if rated or saved.get("comment"):
+    rated = st.session_state.get(score_key, saved.score) is not None
+    if rated or saved.comment:
         with comment_box:
             st.text_input(
-                "Comment", value=saved.get("comment", ""), key=_key(session_id, index, "comment"),
+                "Comment", value=saved.comment, key=_key(session_id, index, "comment"),
                 placeholder="What was right or wrong? (optional)", label_visibility="collapsed",
                 on_change=_save, args=(store, session_id, index),
             )
     with approve:
-        st.toggle("Approve for training", value=bool(message.get("approved")),
+        st.toggle("Approve for training", value=message.approved,
                   key=_key(session_id, index, "approved"), on_change=_save_approval,
                   args=(store, session_id, index),
                   help="Approved replies, with the conversation before them, can be used to fine-tune a model.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from common.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
-from chatbot.store.analytics import HANDOFF
+from chatbot.store.messages import turn_meta
 from chatbot.store.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
 from ui.feedback import render_feedback
@@ -100,12 +100,10 @@ if memory_state.get("summarised_count"):
     with st.expander("Summary of older messages"):
         st.markdown(memory_state.get("summary", ""))
 for index, message in enumerate(messages):
-    following = messages[index + 1] if index + 1 < len(messages) else {}
-    # A customer message's triage is stored with the turn: on the reply, or on the message itself.
-    turn_meta = (message.get("meta") or following.get("meta")) if message["role"] == "user" else None
     feedback = (lambda i=index, m=message: render_feedback(store, session_id, i, m)) \
-        if message["role"] == "assistant" and (message.get("meta") or {}).get("backend") != HANDOFF else None
-    render_message(message, turn_meta, feedback)
+        if not message.is_user and not message.is_handoff_notice else None
+    # A customer message's triage is stored with the turn: on the reply, or on the message itself.
+    render_message(message, turn_meta(messages, index), feedback)
 
 
 def send(text: str) -> None:

@@ -317,7 +317,7 @@ with test_tab:
                 ss["prompts_test_reply"] = {"text": text, "reasoning": preview.reply.reasoning,
                                             "backend": backend.name, "template": name,
                                             "version": version or "unsaved",
-                                            "notice": outcome_notice(preview.reply.meta.to_dict())}
+                                            "notice": outcome_notice(preview.reply.meta)}
             except ChatbotError as exc:
                 st.error(f"No test reply: {exc}")
         elif (last := ss.get("prompts_test_reply")) and last["template"] == name:

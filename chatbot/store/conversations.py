@@ -2,7 +2,8 @@
 
 Keys of one conversation `ID` (all expire together after the TTL):
   chatbot:conv:ID:messages  list of JSON messages {"ts", "role", "content", "meta"}; a customer's message
-                            also has "turn" (its id) and, until its reply is stored, "status": "pending"
+                            also has "turn" (its id) and, until its reply is stored, "status": "pending";
+                            read as `Message` (chatbot/store/messages.py)
   chatbot:conv:ID:state     JSON state (memory summary and window, triage state)
   chatbot:conv:ID:meta      hash: created, updated, title, counters, last intent/sentiment/priority,
                             `intent:NAME` counts, `agent:NAME` marks, escalated
@@ -20,29 +21,24 @@ import re
 import threading
 import time
 import uuid
-from functools import wraps
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator
 
 import redis
 
-from chatbot.store.analytics import PENDING, ConversationSummary, merge_feedback, summary_fields
+from chatbot.store.analytics import ConversationSummary, summary_fields
+from chatbot.store.faults import describe_fault, store_call as _store_call  # noqa: F401  (describe_fault re-exported)
+from chatbot.store.messages import PENDING_SECONDS, Message, Status, read_messages, settle, training_messages
 from chatbot.store.scripts import APPEND_TURN, DELETE_CONVERSATION, SET_FEEDBACK
 from chatbot.store.server import as_text, connect, restart_errors, retire
 from common.errors import ConversationNotFound, StoreUnavailable
 from common.redaction import redact
 
-F = TypeVar("F", bound=Callable[..., Any])
 INDEX = "chatbot:conversations"
 AGENTS = "chatbot:agents"
 APPROVED = "chatbot:approved"
 PARTS = ("messages", "state", "meta", "feedback", "turns", "text")
 BATCH = 200  # conversations per pipelined round trip when reading many
 ID_FORM = re.compile(r"[0-9a-f]{16}")  # what `ConversationStore.new_id` makes
-# A customer message is stored as PENDING when it is sent, and completed when its reply ends.
-INTERRUPTED = "interrupted"
-# A turn still pending after this long was cut off (its process stopped): it reads as interrupted.
-PENDING_SECONDS = 600.0
-STALE = "The reply was interrupted: the app stopped before it finished."
 
 
 def _key(session_id: str, part: str) -> str:
@@ -53,62 +49,11 @@ def _agent_key(agent: str) -> str:
     return f"chatbot:agent:{agent}"
 
 
-def describe_fault(exc: Exception) -> str:
-    """What a Redis error means for the person at the page, in one sentence."""
-    text = str(exc).split("caused error: ", 1)[-1]  # a pipeline's error names its command first
-    if isinstance(exc, redis.TimeoutError):
-        return "The conversation store did not answer in time."
-    if isinstance(exc, redis.ConnectionError):
-        return f"The conversation store cannot be reached ({exc.__class__.__name__})."
-    if isinstance(exc, redis.ReadOnlyError) or text.startswith("READONLY"):
-        return "The conversation store is a read-only replica and refused the write."
-    if text.startswith("OOM") or "maxmemory" in text:
-        return "The conversation store is out of memory and refused the write."
-    code = text.split(" ", 1)[0] if text[:1].isupper() else exc.__class__.__name__
-    return f"The conversation store refused the request ({code})."
-
-
-def _store_call(method: F) -> F:
-    """Turn every Redis fault into StoreUnavailable, reviving a lost embedded server once first.
-
-    A lost connection or a timeout, and every error the server answers (out of memory, read-only
-    replica, a script it no longer has, a key of the wrong type...): the page shows one message
-    and keeps the customer's text; it never shows a traceback.
-    """
-
-    @wraps(method)
-    def wrapper(self: "ConversationStore", *args: Any, **kwargs: Any) -> Any:
-        client = self.client
-        try:
-            return method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            error: Exception = exc
-            if self._revive(client):
-                try:
-                    return method(self, *args, **kwargs)
-                except redis.RedisError as again:
-                    error = again
-            raise StoreUnavailable(describe_fault(error)) from error
-        except redis.RedisError as exc:
-            raise StoreUnavailable(describe_fault(exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _holds(text: str, needle: str) -> bool:
     """Whether `needle` (case-folded) is in the text as an agent may see it: secrets in conversations
     stored before redaction existed never match. Redacting only the few texts that match keeps a
     search over thousands of conversations fast."""
     return needle in text.casefold() and needle in redact(text).casefold()
-
-
-def settle(messages: list[dict], now: float, after: float) -> list[dict]:
-    """Messages whose turn never finished (its process stopped) read as interrupted after `after` seconds."""
-    for message in messages:
-        if message.get("status") == PENDING and now - float(message.get("ts") or now) >= after:
-            message["status"] = INTERRUPTED
-            message["meta"] = {**(message.get("meta") or {}), "error": STALE, "interrupted": True}
-    return messages
 
 
 class ConversationStore:
@@ -176,8 +121,9 @@ class ConversationStore:
 
     def begin_turn(self, session_id: str, text: str, *, agent: str = "") -> dict:
         """Store a customer's message as it is sent, before any reply: returns it as stored (pending)."""
-        message = {"ts": self.clock(), "role": "user", "content": text, "turn": uuid.uuid4().hex, "status": PENDING}
-        length = self._write_turn(session_id, [message], None, agent, message["turn"])
+        sent = Message(role="user", content=text, ts=self.clock(), turn=uuid.uuid4().hex, status=Status.PENDING)
+        message = sent.to_stored()
+        length = self._write_turn(session_id, [message], None, agent, sent.turn)
         # Where it was stored: its turn finds it there without reading the list (a hint; it is checked).
         return {**message, "at": int(length) - 1} if length else message
 
@@ -211,19 +157,23 @@ class ConversationStore:
         args.append(len(incr))
         for name, value in incr.items():
             args += [name, value]
-        args += [title, "".join(m.get("content", "") + "\n" for m in messages)]
+        args += [title, "".join(Message.from_stored(m).content + "\n" for m in messages)]
         keys = [_key(session_id, p) for p in ("messages", "state", "meta", "turns", "feedback", "text")]
         keys += [INDEX, AGENTS]
         return int(self._append(keys=keys, args=args, client=self.client) or 0)
 
     @_store_call
-    def messages(self, session_id: str) -> list[dict]:
+    def messages(self, session_id: str) -> list[Message]:
         """The conversation's messages in order, each reply with its feedback and approval."""
         pipe = self.client.pipeline(transaction=True)
         pipe.lrange(_key(session_id, "messages"), 0, -1)
         pipe.hgetall(_key(session_id, "feedback"))
         raw_messages, raw_feedback = pipe.execute()
-        messages = merge_feedback([json.loads(raw) for raw in raw_messages], raw_feedback)
+        return self._read(raw_messages, raw_feedback)
+
+    def _read(self, raw_messages: list, raw_feedback: dict) -> list[Message]:
+        """Stored JSON into typed messages: every read of messages goes through here."""
+        messages = read_messages((json.loads(raw) for raw in raw_messages), raw_feedback)
         return settle(messages, self.clock(), self.pending_seconds)
 
     @_store_call
@@ -302,19 +252,7 @@ class ConversationStore:
     def approved_conversations(self, limit: int | None = None) -> Iterator[dict]:
         """Conversations with an approved reply, in the training dataset builder's shape."""
         for conversation in self.load(self.approved_ids()[:limit]):
-            messages: list[dict] = []
-            for m in conversation["messages"]:
-                meta = m.get("meta") or {}
-                # A message that got no reply was sent again by the agent; a model never saw it answered.
-                if m["role"] == "user" and (meta.get("error") or m.get("status")):
-                    continue
-                if m["role"] == "assistant" and meta.get("interrupted"):
-                    # A reply cut off half-way teaches nothing: it goes, with the message it answered.
-                    if messages and messages[-1]["role"] == "user":
-                        messages.pop()
-                    continue
-                messages.append({"role": m["role"], "content": m["content"], "approved": bool(m.get("approved"))})
-            yield {"id": conversation["id"], "messages": messages}
+            yield {"id": conversation["id"], "messages": training_messages(conversation["messages"])}
 
     # -- listing, search, loading many -----------------------------------------------------------
 
@@ -351,7 +289,7 @@ class ConversationStore:
 
     @_store_call
     def load(self, ids: Iterable[str]) -> list[dict]:
-        """Whole conversations: summary fields, state and messages (with feedback), in the order given."""
+        """Whole conversations: summary fields, state and `messages` (Message, with feedback), in the order given."""
         ids = list(ids)
         loaded: list[dict] = []
         for start in range(0, len(ids), BATCH):
@@ -367,8 +305,7 @@ class ConversationStore:
                 meta, state, raw_messages, feedback = replies[4 * n:4 * n + 4]
                 if not meta:
                     continue
-                messages = settle(merge_feedback([json.loads(raw) for raw in raw_messages], feedback),
-                                  self.clock(), self.pending_seconds)
+                messages = self._read(raw_messages, feedback)
                 loaded.append({**ConversationSummary.from_hash(session_id, meta).to_dict(),
                                "state": json.loads(state) if state else {}, "messages": messages})
         return loaded
@@ -420,5 +357,5 @@ class ConversationStore:
         for session_id in older:
             pipe.lrange(_key(session_id, "messages"), 0, -1)
         for session_id, raws in zip(older, pipe.execute()):
-            texts[session_id] = "\n".join(json.loads(raw).get("content", "") for raw in raws)
+            texts[session_id] = "\n".join(Message.from_stored(json.loads(raw)).content for raw in raws)
         return {sid: as_text(text) for sid, text in texts.items()}

@@ -174,22 +174,7 @@ class Triage:
         )
         state.priority = max(state.priority, priority)
 
-        reasons = []
-        if choice.intent in HUMAN_INTENTS or (choice.escalate and not choice.abstained) or HUMAN_REQUEST.search(text):
-            reasons.append("human requested")
-        if LEGAL_THREAT.search(text):
-            reasons.append("legal threat")
-        if SECURITY_REPORT.search(text):
-            reasons.append("security or fraud report")
-        if sentiment.score <= self.anger_score:
-            reasons.append("angry customer")
-        if priority >= self.escalate_priority:
-            reasons.append(f"priority {priority}")
-        history = state.sentiment_history
-        if trend == "deteriorating" and len(history) >= 3 and sum(history[-2:]) / 2 <= self.deteriorating_floor:
-            reasons.append("sentiment deteriorating")
-        if state.failed_answers >= self.failed_answers_limit:
-            reasons.append(f"{state.failed_answers} answers did not help")
+        reasons = self._escalation_reasons(text, choice, state, sentiment, trend, priority)
 
         newly = False
         if state.escalated:
@@ -213,6 +198,27 @@ class Triage:
             newly_escalated=newly,
             failed_answer=failed,
         )
+
+    def _escalation_reasons(self, text: str, choice: "RouteChoice", state: TriageState, sentiment,
+                            trend: str, priority: int) -> list[str]:
+        """Why a message hands the conversation to a person; empty when nothing does."""
+        reasons = []
+        if choice.intent in HUMAN_INTENTS or (choice.escalate and not choice.abstained) or HUMAN_REQUEST.search(text):
+            reasons.append("human requested")
+        if LEGAL_THREAT.search(text):
+            reasons.append("legal threat")
+        if SECURITY_REPORT.search(text):
+            reasons.append("security or fraud report")
+        if sentiment.score <= self.anger_score:
+            reasons.append("angry customer")
+        if priority >= self.escalate_priority:
+            reasons.append(f"priority {priority}")
+        history = state.sentiment_history
+        if trend == "deteriorating" and len(history) >= 3 and sum(history[-2:]) / 2 <= self.deteriorating_floor:
+            reasons.append("sentiment deteriorating")
+        if state.failed_answers >= self.failed_answers_limit:
+            reasons.append(f"{state.failed_answers} answers did not help")
+        return reasons
 
     @staticmethod
     def _next_state(current: str, text: str, choice: "RouteChoice") -> str:

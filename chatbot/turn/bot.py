@@ -15,7 +15,7 @@ from chatbot.store.outcomes import keeps_customer_message, turn_texts
 from chatbot.prompts.template import PromptTemplate
 from chatbot.prompts.library import PromptLibrary, RenderedPrompt
 from common.redaction import redact, redact_with_kinds
-from chatbot.store.analytics import HANDOFF
+from chatbot.store.messages import HANDOFF
 from chatbot.turn.citations import cited_numbers  # noqa: F401  (re-exported: callers read citations from here)
 from chatbot.turn.reply import Reply, TurnMeta
 from chatbot.routing.classifier import LLMClassifier
@@ -225,7 +225,7 @@ class Chatbot:
         """A handed-off conversation: say so once, with a brief for the human; then stay silent."""
         notice = self.triage.announce_handoff(triage_state) or ""
         if notice:
-            earlier = [m for m in self.store.messages(session_id) if m.get("turn") != sent["turn"]]
+            earlier = [m.as_chat() for m in self.store.messages(session_id) if m.turn != sent["turn"]]
             history = [*earlier, {"role": "user", "content": text}]
             triage_state.handoff_summary = handoff_summary(triage_state, history)
             meta.triage["handoff_summary"] = triage_state.handoff_summary
