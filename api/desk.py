@@ -16,7 +16,7 @@ from backends.registry import make_backend
 from chatbot.access.api_keys import ApiKeys
 from chatbot.access.spending import Spending
 from chatbot.services import Services
-from chatbot.turn.reply import INTERRUPTED, TurnMeta
+from chatbot.store.messages import INTERRUPTED_TEXT, TurnMeta
 from common.errors import ChatbotError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Desk:
         self.metrics.observe_turn(endpoint, meta)
         if meta.backend != self.backend.name:
             return  # the offline fallback or a handoff says nothing about the configured backend
-        if meta.error and meta.error != INTERRUPTED:
+        if meta.error and meta.error != INTERRUPTED_TEXT:
             self.backend_failure = {"at": meta.created_at, "error": meta.error}
         elif not meta.error:
             self.backend_failure = None

@@ -26,7 +26,9 @@ def list_conversations(q: str = Query("", description="Text the messages hold"),
 
 @router.get("/{conversation_id}", summary="One conversation: its summary, triage state and messages")
 def get_conversation(conversation_id: str, key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> dict:
-    return the_desk.services.store.conversation(conversation_id)
+    conversation = the_desk.services.store.conversation(conversation_id)
+    # Messages leave in their stored form, the same JSON the exports write.
+    return {**conversation, "messages": [m.to_stored() for m in conversation["messages"]]}
 
 
 @router.post("/{conversation_id}/handoff", summary="Hand the conversation to a person: the bot stops replying")

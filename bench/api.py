@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from bench.turn import QUERIES
-from chatbot.store.analytics import percentile
 from common.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +100,8 @@ def _throughput(url: str, headers: dict, path: str, clients: int, per_client: in
 
 
 def _summary(name: str, samples: list[float]) -> dict[str, float]:
+    from chatbot.store.analytics import percentile  # the chat core loads only when this bench runs
+
     return {f"{name}_p50_ms": statistics.median(samples), f"{name}_p95_ms": percentile(samples, 95)}
 
 

@@ -7,9 +7,11 @@ import json
 import sys
 import time
 
-from chatbot.access.api_keys import ROLES, ApiKeys
-from chatbot.store.conversations import ConversationStore
 from common.settings import Settings
+
+# The key roles of chatbot.access.api_keys.ROLES, named here so that parsing the command line loads no
+# core module (ApiKeys.create refuses any other).
+ROLES = ("agent", "admin")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_api_keys(args: argparse.Namespace) -> int:
+    from chatbot.access.api_keys import ApiKeys
+    from chatbot.store.conversations import ConversationStore
+
     store = ConversationStore.from_settings(Settings.load())
     keys = ApiKeys(lambda: store.client)
     if args.action == "create":

@@ -159,8 +159,8 @@ def test_a_backend_error_is_typed_and_the_message_is_kept(services):
 def test_a_backend_that_cannot_start_leaves_the_offline_one_answering(services):
     from dataclasses import replace
 
-    broken = replace(services, settings=replace(services.settings, backend="openai", openai_api_key="",
-                                                openai_base_url=""))
+    broken = replace(services, settings=services.settings.model_copy(
+        update={"backend": "openai", "openai_api_key": "", "openai_base_url": ""}))
     app = create_app(broken)
     with serving(app) as url, with_key(url, app.state.desk.keys.create("no backend", "agent")[1]) as c:
         health = c.get("/health").json()

@@ -39,7 +39,7 @@ def test_a_completion_answers_from_the_knowledge_base_with_citations(desk):
     extras = answer.model_extra
     assert extras["citations"] and extras["intent"]["intent"] == "refunds"
     stored = app.state.desk.services.store.conversation(extras["conversation_id"])
-    assert stored["messages"][-1]["content"] == answer.choices[0].message.content
+    assert stored["messages"][-1].content == answer.choices[0].message.content
 
 
 def test_a_streamed_completion_ends_with_usage_and_done(desk):
@@ -65,7 +65,7 @@ def test_a_conversation_id_header_continues_the_stored_conversation(desk):
     conversation = first.model_extra["conversation_id"]
     assert second.model_extra["conversation_id"] == conversation
     stored = app.state.desk.services.store.conversation(conversation)
-    assert [m["content"] for m in stored["messages"] if m["role"] == "user"] == [
+    assert [m.content for m in stored["messages"] if m.role == "user"] == [
         "How do I get a refund?", "how long does it take?"]
     raw = sdk.chat.completions.with_raw_response.create(
         model="support-desk", messages=[{"role": "user", "content": "hi"}])

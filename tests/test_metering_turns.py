@@ -46,4 +46,4 @@ def test_over_a_limit_no_call_of_the_turn_reaches_the_provider(small_kb, store, 
         list(reply)
     assert not inner.requests  # neither the classification nor the reply was sent
     stored = store.messages("s1")
-    assert stored[-1]["role"] == "user" and "limit" in stored[-1]["meta"]["error"]  # kept, to send again
+    assert stored[-1].role == "user" and "limit" in stored[-1].meta.error  # kept, to send again

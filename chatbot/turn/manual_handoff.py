@@ -30,7 +30,7 @@ def hand_off(store: ConversationStore, conversation_id: str, reason: str, *, by:
     triage.escalated, triage.handoff_announced = True, True
     triage.escalation_reason = f"{reason} (by {by})"
     triage.state = "escalated"
-    triage.handoff_summary = handoff_summary(triage, store.messages(conversation_id))
+    triage.handoff_summary = handoff_summary(triage, [m.as_chat() for m in store.messages(conversation_id)])
     meta = {"backend": HANDOFF, "model": "", "session_id": conversation_id, "agent": by, "created_at": time.time(),
             "triage": {"escalate": True, "reasons": [reason], "state": "escalated", "priority": triage.priority,
                        "handoff_summary": triage.handoff_summary, "requested_by": by}}
