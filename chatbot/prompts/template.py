@@ -78,9 +78,37 @@ def compile_text(text: str) -> tuple[list[str], list[tuple[int, str]]]:
     return parts, errors
 
 
+# What starts markup: a tag or closing tag, a comment, CDATA, a processing instruction, a chat control
+# token (`<|im_start|>`). Any name, not only the prompt's own sections: a value may try any tag.
+_MARKUP_START = re.compile(r"<(?=[/!?|A-Za-z_])")
+
+
+def neutralise(value: str) -> str:
+    """`value` as data inside the prompt's tagged sections: each `<` that would start markup becomes
+    `&lt;`, so no value opens or closes a section (`</passage>`, `<guardrails>`...); the words stay
+    readable. Applying it twice changes nothing."""
+    return _MARKUP_START.sub("&lt;", str(value))
+
+
+def _quoted(value: str) -> str:
+    """A value inside an attribute's double quotes: it cannot end the attribute, nor the tag."""
+    return " ".join(neutralise(value).replace('"', "&quot;").split())
+
+
 def fill(parts: list[str], values: Mapping[str, str]) -> str:
-    """Join compiled parts, replacing each variable by its value (a missing one by an empty string)."""
-    return "".join(values.get(p, "") if isinstance(p, _Var) else p for p in parts)
+    """Join compiled parts, replacing each variable by its value (a missing one by an empty string).
+
+    This is the one place where values (customer fields, passages, summaries, file names, examples)
+    enter a prompt: every value is neutralised here, and one inside `="..."` is also kept in its quotes.
+    """
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, _Var):
+            value = str(values.get(part, ""))
+            out.append(_quoted(value) if out and out[-1].endswith('="') else neutralise(value))
+        else:
+            out.append(part)
+    return "".join(out)
 
 
 @dataclass
