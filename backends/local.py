@@ -199,8 +199,9 @@ class LocalBackend(Backend):
         return self._loaded.tokenizer
 
     def count_tokens(self, text: str) -> int:
-        """Tokens in `text` by the model's own tokenizer."""
-        return len(self._loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """Tokens in `text` by the model's own tokenizer, as a message's text is encoded (`encode_chat`):
+        a control token typed in it counts as the tokens of its characters."""
+        return len(self._loaded.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
     def _encode(self, request: ChatRequest) -> dict[str, Any]:
         """The prompt's input ids and attention mask; message text never makes a turn (`encode_chat`)."""
