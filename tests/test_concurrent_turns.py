@@ -157,3 +157,25 @@ def test_feedback_read_before_an_older_reply_was_inserted_lands_on_its_reply(bot
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
     assert messages[3]["feedback"]["comment"] == "wrong address" and messages[3]["approved"]
     assert "feedback" not in messages[1] and not messages[1].get("approved")
+
+
+def test_a_handoff_written_beside_the_turns_stays_after_an_older_reply_completes(bot, store):
+    """A person takes the conversation (the API's hand-off, a help desk) while a reply streams."""
+    from chatbot.triage.triage import HANDOFF_NOTICE
+
+    tab_a = bot.send("c7", QUESTION)
+    state = store.state("c7")
+    triage = TriageState.from_dict(state.get("triage"))
+    triage.escalated, triage.handoff_announced, triage.state = True, True, "escalated"
+    triage.escalation_reason = "asked by the help desk"
+    store.append("c7", [{"role": "assistant", "content": HANDOFF_NOTICE,
+                         "meta": {"backend": "handoff", "triage": {"escalate": True, "state": "escalated",
+                                                                   "reasons": ["asked by the help desk"]}}}],
+                 {**state, "triage": triage.to_dict()})
+    tab_a.consume()
+
+    triage_after = store.state("c7")["triage"]
+    assert triage_after["escalated"] and triage_after["state"] == "escalated"
+    assert triage_after["escalation_reason"] == "asked by the help desk"
+    summary = store.summaries(["c7"])[0]
+    assert summary.escalated and summary.state == "escalated" and summary.escalation_reasons == ["asked by the help desk"]

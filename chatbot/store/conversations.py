@@ -137,9 +137,10 @@ class ConversationStore:
     def append(self, session_id: str, messages: list[dict], state: dict | None = None, *, agent: str = "",
                update: StateUpdate | None = None) -> None:
         """Append one turn's messages, set the state (`state`, or `update` merged, see `finish_turn`) and
-        update the indexes, all in one atomic step."""
+        update the indexes, all in one atomic step. The messages count as a turn begun now: a turn
+        begun earlier that ends later leaves the summary fields they set (a handoff, say)."""
         # The token makes the write idempotent: a retry after a lost reply is not applied twice.
-        self._write_merged(session_id, messages, state, update, agent, uuid.uuid4().hex, None)
+        self._write_merged(session_id, messages, state, update, agent, uuid.uuid4().hex, self.clock())
 
     def begin_turn(self, session_id: str, text: str, *, agent: str = "") -> dict:
         """Store a customer's message as it is sent, before any reply: returns it as stored (pending)."""
