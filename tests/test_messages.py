@@ -127,7 +127,9 @@ RAW_READ = re.compile(r"""\bmeta(\.get\(|\[)|\b(message|m|last|following)(\.get\
 def test_the_store_analytics_pages_and_exports_read_messages_through_the_type():
     readers = [*(ROOT / "chatbot" / "store").glob("*.py"), *(ROOT / "ui").glob("*.py"), *(ROOT / "views").glob("*.py"),
                *(ROOT / "cli").glob("*.py"), ROOT / "chatbot" / "turn" / "bot.py"]
-    raw = {f"{path.relative_to(ROOT)}:{n}": line.strip() for path in readers if path.name != "messages.py"
+    # messages.py is the type itself; scripts.py holds the store's Lua scripts, which run inside Redis.
+    raw = {f"{path.relative_to(ROOT)}:{n}": line.strip() for path in readers
+           if path.name not in ("messages.py", "scripts.py")
            for n, line in enumerate(path.read_text().splitlines(), 1) if RAW_READ.search(line)}
     assert raw == {}
 

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from common.errors import PromptValidationError
+from chatbot.prompts.escaping import neutralise, quoted
 from chatbot.prompts.yaml_text import Located, check_duplicates, is_nothing, load, read_bool, read_number
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -79,8 +80,19 @@ def compile_text(text: str) -> tuple[list[str], list[tuple[int, str]]]:
 
 
 def fill(parts: list[str], values: Mapping[str, str]) -> str:
-    """Join compiled parts, replacing each variable by its value (a missing one by an empty string)."""
-    return "".join(values.get(p, "") if isinstance(p, _Var) else p for p in parts)
+    """Join compiled parts, replacing each variable by its value (a missing one by an empty string).
+
+    This is the one place where values (customer fields, passages, summaries, file names, examples)
+    enter a prompt: every value is neutralised here, and one inside `="..."` is also kept in its quotes.
+    """
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, _Var):
+            value = str(values.get(part, ""))
+            out.append(quoted(value) if out and out[-1].endswith('="') else neutralise(value))
+        else:
+            out.append(part)
+    return "".join(out)
 
 
 @dataclass

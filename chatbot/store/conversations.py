@@ -4,9 +4,11 @@ Keys of one conversation `ID` (all expire together after the TTL):
   chatbot:conv:ID:messages  list of JSON messages {"ts", "role", "content", "meta"}; a customer's message
                             also has "turn" (its id) and, until its reply is stored, "status": "pending";
                             read as `Message` (chatbot/store/messages.py)
-  chatbot:conv:ID:state     JSON state (memory summary and window, triage state)
+  chatbot:conv:ID:state     JSON state (memory summary and window, triage state), written only by
+                            compare-and-set on the meta's `state_version`
   chatbot:conv:ID:meta      hash: created, updated, title, counters, last intent/sentiment/priority,
-                            `intent:NAME` counts, `agent:NAME` marks, escalated
+                            `intent:NAME` counts, `agent:NAME` marks, escalated, state_version,
+                            turn_started (the start of the turn the last-* fields describe)
   chatbot:conv:ID:feedback  hash: `N:score`, `N:comment`, `N:at`, `N:approved` for the reply at list index N
   chatbot:conv:ID:turns     set of write tokens, so a retried write is applied once
   chatbot:conv:ID:text      every message's text, one per line, for search without decoding messages
@@ -17,6 +19,7 @@ chatbot:agents (agent by last activity), chatbot:approved (ids holding an approv
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -30,7 +33,7 @@ from chatbot.store.faults import describe_fault, store_call as _store_call  # no
 from chatbot.store.messages import PENDING_SECONDS, Message, Status, read_messages, settle, training_messages
 from chatbot.store.scripts import APPEND_TURN, DELETE_CONVERSATION, SET_FEEDBACK
 from chatbot.store.server import as_text, connect, restart_errors, retire
-from common.errors import ConversationNotFound, StoreUnavailable
+from common.errors import ConversationNotFound
 from common.redaction import redact
 
 INDEX = "chatbot:conversations"
@@ -39,6 +42,11 @@ APPROVED = "chatbot:approved"
 PARTS = ("messages", "state", "meta", "feedback", "turns", "text")
 BATCH = 200  # conversations per pipelined round trip when reading many
 ID_FORM = re.compile(r"[0-9a-f]{16}")  # what `ConversationStore.new_id` makes
+# What the append script answers when the state changed since it was read; merges tried before giving up.
+CONFLICT, MERGE_TRIES = -1, 20
+# A turn's changes applied to the conversation state as stored now: current state -> new state.
+StateUpdate = Callable[[dict], dict]
+log = logging.getLogger(__name__)
 
 
 def _key(session_id: str, part: str) -> str:
@@ -47,13 +55,6 @@ def _key(session_id: str, part: str) -> str:
 
 def _agent_key(agent: str) -> str:
     return f"chatbot:agent:{agent}"
-
-
-def _holds(text: str, needle: str) -> bool:
-    """Whether `needle` (case-folded) is in the text as an agent may see it: secrets in conversations
-    stored before redaction existed never match. Redacting only the few texts that match keeps a
-    search over thousands of conversations fast."""
-    return needle in text.casefold() and needle in redact(text).casefold()
 
 
 class ConversationStore:
@@ -114,34 +115,64 @@ class ConversationStore:
             return True
         return bool(session_id) and self.exists(session_id)
 
-    def append(self, session_id: str, messages: list[dict], state: dict | None = None, *, agent: str = "") -> None:
-        """Append one turn's messages, replace the state and update the indexes, all in one atomic step."""
+    def append(self, session_id: str, messages: list[dict], state: dict | None = None, *, agent: str = "",
+               update: StateUpdate | None = None) -> None:
+        """Append one turn's messages, set the state (`state`, or `update` merged, see `finish_turn`) and
+        update the indexes, all in one atomic step. The messages count as a turn begun now: a turn
+        begun earlier that ends later leaves the summary fields they set (a handoff, say)."""
         # The token makes the write idempotent: a retry after a lost reply is not applied twice.
-        self._write_turn(session_id, messages, state, agent, uuid.uuid4().hex)
+        self._write_merged(session_id, messages, state, update, agent, uuid.uuid4().hex, self.clock())
 
     def begin_turn(self, session_id: str, text: str, *, agent: str = "") -> dict:
         """Store a customer's message as it is sent, before any reply: returns it as stored (pending)."""
         sent = Message(role="user", content=text, ts=self.clock(), turn=uuid.uuid4().hex, status=Status.PENDING)
         message = sent.to_stored()
-        length = self._write_turn(session_id, [message], None, agent, sent.turn)
+        length = self._write_turn(session_id, [message], None, agent, sent.turn, started=sent.ts)
         # Where it was stored: its turn finds it there without reading the list (a hint; it is checked).
         return {**message, "at": int(length) - 1} if length else message
 
     def finish_turn(self, session_id: str, sent: dict, replies: list[dict], state: dict | None = None, *,
-                    meta: dict | None = None, agent: str = "") -> None:
+                    meta: dict | None = None, agent: str = "", update: StateUpdate | None = None) -> None:
         """Complete a turn begun with `begin_turn`: its message (with `meta` when it got no reply) and the replies.
 
         One atomic step; the message is found by its turn id wherever it is now in the list.
+        `update(current state) -> new state` applies the turn's changes to the state as stored at
+        the moment of writing: it is called again (with the newer state) when another turn stored
+        the state in between, so a turn that ends late never writes over a later turn's changes.
         """
         final = {k: v for k, v in sent.items() if k not in ("status", "at")}
         if meta is not None:
             final["meta"] = meta
-        self._write_turn(session_id, replies, state, agent, uuid.uuid4().hex, replaces=final,
-                         where=int(sent.get("at", -1)))
+        self._write_merged(session_id, replies, state, update, agent, uuid.uuid4().hex, sent.get("ts"),
+                           replaces=final, where=int(sent.get("at", -1)))
+
+    def _write_merged(self, session_id: str, messages: list[dict], state: dict | None, update: StateUpdate | None,
+                      agent: str, token: str, started: float | None, **placed: Any) -> int:
+        """`_write_turn` with the state compare-and-set on its version, merged again on each conflict."""
+        for _ in range(MERGE_TRIES if update is not None else 0):
+            current, version = self.state_versioned(session_id)
+            length = self._write_turn(session_id, messages, update(current), agent, token, expected=version,
+                                      started=started, **placed)
+            if length != CONFLICT:
+                return length
+        if update is not None:  # never expected: the messages are kept, the state is left to the others
+            log.warning("Conversation %s: state changed %d times while merging; stored without it",
+                        session_id, MERGE_TRIES)
+        return self._write_turn(session_id, messages, state, agent, token, started=started, **placed)
+
+    @_store_call
+    def state_versioned(self, session_id: str) -> tuple[dict, int]:
+        """The state and its version (how many times it was written), read together."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(_key(session_id, "state"))
+        pipe.hget(_key(session_id, "meta"), "state_version")
+        raw, version = pipe.execute()
+        return (json.loads(raw) if raw else {}), int(version or 0)
 
     @_store_call
     def _write_turn(self, session_id: str, messages: list[dict], state: dict | None, agent: str, token: str,
-                    replaces: dict | None = None, where: int = -1) -> int:
+                    replaces: dict | None = None, where: int = -1, expected: int | None = None,
+                    started: float | None = None) -> int:
         now = self.clock()
         encoded = [json.dumps({"ts": now, **m}, ensure_ascii=False) for m in messages]
         sets, incr, title = summary_fields([replaces, *messages] if replaces else messages)
@@ -157,7 +188,8 @@ class ConversationStore:
         args.append(len(incr))
         for name, value in incr.items():
             args += [name, value]
-        args += [title, "".join(Message.from_stored(m).content + "\n" for m in messages)]
+        args += [title, "".join(Message.from_stored(m).content + "\n" for m in messages),
+                 "" if expected is None else expected, "" if started is None else repr(float(started))]
         keys = [_key(session_id, p) for p in ("messages", "state", "meta", "turns", "feedback", "text")]
         keys += [INDEX, AGENTS]
         return int(self._append(keys=keys, args=args, client=self.client) or 0)
@@ -209,12 +241,13 @@ class ConversationStore:
     # -- feedback ------------------------------------------------------------------------------
 
     @_store_call
-    def _set_feedback_fields(self, session_id: str, index: int, pairs: list[str]) -> None:
+    def _set_feedback_fields(self, session_id: str, index: int, pairs: list[str], ts: float | None) -> None:
         if index < 0:
             raise ConversationNotFound(f"There is no reply at position {index} of conversation {session_id}.")
         keys = [_key(session_id, "messages"), _key(session_id, "feedback"), APPROVED]
         try:
-            self._feedback(keys=keys, args=[session_id, index, *pairs], client=self.client)
+            self._feedback(keys=keys, args=[session_id, index, "" if ts is None else repr(float(ts)), *pairs],
+                           client=self.client)
         except redis.ResponseError as exc:
             if "NOMESSAGE" in str(exc) or "NOREPLY" in str(exc):
                 raise ConversationNotFound(
@@ -222,21 +255,23 @@ class ConversationStore:
                 ) from exc
             raise
 
-    def set_feedback(self, session_id: str, index: int, score: int | None, comment: str = "") -> None:
+    def set_feedback(self, session_id: str, index: int, score: int | None, comment: str = "", *,
+                     ts: float | None = None) -> None:
         """Thumbs (1 up, 0 down, None cleared) and an optional comment on the reply at `index`.
 
         The comment is redacted like a customer's message: agents paste what the customer wrote.
+        `ts`, the reply's time as read, finds it if another tab's turn moved it since.
         """
         if score not in (None, 0, 1):
             raise ValueError("score must be 1 (up), 0 (down) or None")
         now = repr(self.clock()) if score is not None or comment.strip() else ""
         self._set_feedback_fields(session_id, index, [
             "score", "" if score is None else str(score), "comment", redact(comment.strip()), "at", now,
-        ])
+        ], ts)
 
-    def set_approved(self, session_id: str, index: int, approved: bool) -> None:
-        """Mark the reply at `index` as approved for training datasets (or take the mark back)."""
-        self._set_feedback_fields(session_id, index, ["approved", repr(self.clock()) if approved else ""])
+    def set_approved(self, session_id: str, index: int, approved: bool, *, ts: float | None = None) -> None:
+        """Mark the reply at `index` (found by `ts` if it moved) as approved for training (or take it back)."""
+        self._set_feedback_fields(session_id, index, ["approved", repr(self.clock()) if approved else ""], ts)
 
     @_store_call
     def approved_ids(self) -> list[str]:
@@ -320,42 +355,9 @@ class ConversationStore:
     def search(self, *, text: str = "", intent: str = "", escalated: bool | None = None,
                since: float | None = None, until: float | None = None, agent: str = "",
                limit: int = 50, scan: int = 2000) -> list[ConversationSummary]:
-        """Conversations started in [since, until] that match every filter given, most recent first.
+        """Conversations started in [since, until] that match every filter given, most recent first
+        (chatbot.store.search.search_conversations)."""
+        from chatbot.store.search import search_conversations  # it reads the store's keys: imported here
 
-        Text matches the messages' content, case-insensitively. Without a search index this scans
-        at most `scan` conversations (by last activity), which is plenty for a support desk's
-        working set and keeps a search to a few pipelined round trips.
-        """
-        needle = text.strip().casefold()
-        matches: list[ConversationSummary] = []
-        ids = self.ids_between(since, None, agent=agent, limit=scan)
-        for start in range(0, len(ids), BATCH):
-            candidates = [
-                s for s in self.summaries(ids[start:start + BATCH])
-                if (since is None or s.created >= since) and (until is None or s.created <= until)
-                and (not intent or intent in s.intents)
-                and (escalated is None or s.escalated == escalated)
-            ]
-            if needle and candidates:
-                texts = self._contents([s.id for s in candidates])
-                candidates = [s for s in candidates if _holds(s.title, needle) or _holds(texts[s.id], needle)]
-            matches += candidates
-            if len(matches) >= limit:
-                break
-        return matches[:limit]
-
-    @_store_call
-    def _contents(self, ids: list[str]) -> dict[str, str]:
-        """Every message's text per conversation."""
-        pipe = self.client.pipeline(transaction=False)
-        for session_id in ids:
-            pipe.get(_key(session_id, "text"))
-        texts = dict(zip(ids, pipe.execute()))
-        # Conversations written before the text key existed: read their messages instead.
-        older = [sid for sid, text in texts.items() if text is None]
-        pipe = self.client.pipeline(transaction=False)
-        for session_id in older:
-            pipe.lrange(_key(session_id, "messages"), 0, -1)
-        for session_id, raws in zip(older, pipe.execute()):
-            texts[session_id] = "\n".join(Message.from_stored(json.loads(raw)).content for raw in raws)
-        return {sid: as_text(text) for sid, text in texts.items()}
+        return search_conversations(self, text=text, intent=intent, escalated=escalated, since=since, until=until,
+                                    agent=agent, limit=limit, scan=scan)

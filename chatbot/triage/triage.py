@@ -75,6 +75,9 @@ class TriageState:
     intents: list[str] = field(default_factory=list)
     priority: int = 1  # the highest priority of the case so far
     escalation_message: str = ""  # the customer message that triggered the handoff
+    # Messages assessed so far: how a turn's additions to the histories are told apart when two
+    # turns' changes are merged (chatbot/triage/merge.py).
+    assessed: int = 0
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -157,6 +160,7 @@ class Triage:
     ) -> TriageResult:
         """Triage one customer message and update `state` (sentiment history, counters, transitions)."""
         state.customer_tier = customer_tier or state.customer_tier
+        state.assessed += 1
         sentiment = analyse_sentiment(text)
         # Bounded, so a long conversation's stored state stays small.
         state.sentiment_history = [*state.sentiment_history, round(sentiment.score, 4)][-HISTORY:]
