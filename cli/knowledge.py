@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest = subparsers.add_parser("ingest", help="add files or folders to the knowledge base")
     ingest.add_argument("paths", nargs="+", help="files or folders (md, txt, pdf, html, csv, jsonl); a file in a "
                                                   "folder is named by its path inside that folder")
+    ingest.add_argument("--allow", action="append", default=[], metavar="NAME",
+                        help="ingest this file even if it looks like junk (repeated words, empty sections, a copy, "
+                             "too big a share of the base); repeat for several")
     ingest.set_defaults(func=run_ingest)
     delete = subparsers.add_parser("delete", help="remove documents from the knowledge base")
     delete.add_argument("documents", nargs="+", help="file names as the Knowledge page lists them, or document ids")
@@ -45,13 +48,15 @@ def run_ingest(args: argparse.Namespace) -> int:
     services = build_services()
 
     def report(number: int, total: int, result) -> None:
-        detail = result.error if result.status == "error" else f"{result.chunks} chunks"
+        detail = result.error if result.status in ("error", "held") else f"{result.chunks} chunks"
         print(f"[{number}/{total}] {result.source}: {result.status} ({detail})", flush=True)
 
-    results = services.knowledge.ingest_paths(args.paths, progress=report)
-    failed = sum(r.status == "error" for r in results)
-    print(f"{len(results) - failed} ingested or unchanged, {failed} failed; "
-          f"{services.knowledge.chunk_count()} chunks in store")
+    results = services.knowledge.ingest_paths(args.paths, progress=report, allow=args.allow)
+    failed = sum(r.status in ("error", "held") for r in results)
+    held = sum(r.status == "held" for r in results)
+    print(f"{len(results) - failed} ingested or unchanged, {failed} failed"
+          + (f" ({held} held: name them with --allow to ingest them anyway)" if held else "")
+          + f"; {services.knowledge.chunk_count()} chunks in store")
     return 1 if failed else 0
 
 

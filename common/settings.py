@@ -36,6 +36,9 @@ class Settings:
     top_k: int = field(default=4, metadata={"env": "CHATBOT_TOP_K"})
     # How vector and keyword results are combined: "convex" (measured better here) or "rrf".
     retrieval_fusion: str = field(default="convex", metadata={"env": "CHATBOT_FUSION"})
+    # An uploaded file that would make more than this share of the knowledge base's chunks is held
+    # for the admin to confirm (knowledge/junk.py); 0 switches the check off.
+    max_file_share: float = field(default=0.5, metadata={"env": "CHATBOT_MAX_FILE_SHARE"})
     # Unset, each prompt template's own generation settings apply; set, they override every template.
     temperature: float | None = field(default=None, metadata={"env": "CHATBOT_TEMPERATURE", "type": float})
     max_tokens: int | None = field(default=None, metadata={"env": "CHATBOT_MAX_TOKENS", "type": int})
