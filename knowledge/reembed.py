@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.errors import EmbeddingModelChanged, IngestError
+from common.errors import EmbeddingModelChanged, IngestError, VectorStoreUnavailable
 from knowledge.registry import Registry
+from knowledge.sync import reachable
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class ModelChange:
         return (f"The knowledge base was built with the embedding model {self.recorded_model} "
                 f"({self.recorded_dimension} dimensions); this app embeds with {self.current_model} "
                 f"({self.current_dimension} dimensions). Vector search is off and answers come from keyword "
-                "search until the knowledge base is rebuilt (Knowledge base page: Rebuild with this model).")
+                "search until the knowledge base is rebuilt (Knowledge base page: Rebuild with this model, or "
+                "`python -m chatbot rebuild-knowledge`).")
 
 
 class Reembedding:
@@ -112,8 +114,12 @@ class Reembedding:
 
     @property
     def rebuild_unfinished(self) -> bool:
-        """A rebuild was started and has not read every document yet."""
-        return self._previous_registry_name() in self._store.collection_names()
+        """A rebuild was started and has not read every document yet (False while the store cannot say)."""
+        try:
+            with reachable():
+                return self._previous_registry_name() in self._store.collection_names()
+        except VectorStoreUnavailable:
+            return False
 
     def _previous_registry_name(self) -> str:
         return f"{self._collection}-documents{PREVIOUS}"

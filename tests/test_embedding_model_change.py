@@ -3,6 +3,7 @@ keywords meanwhile (the chat says so), refused for writes, rebuilt with the runn
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -176,3 +177,28 @@ def test_the_pages_say_so_offer_a_rebuild_and_show_no_raw_error(tmp_path, embedd
         assert not knowledge.exception and not knowledge.session_state["kb_job"].error
         assert not any("built with the embedding model" in w.value for w in knowledge.warning)
         assert any(s.value.startswith("2 documents") for s in knowledge.subheader)
+
+
+def test_the_command_line_says_so_and_rebuilds(tmp_path, embedder):
+    import os
+    import subprocess
+    import sys
+
+    built_with(tmp_path, OtherModel(embedder))
+    (tmp_path / "knowledge").mkdir()
+    (tmp_path / "knowledge" / ".demo-seeded").write_text("seeded\n")
+    env = {**os.environ, "CHATBOT_DATA_DIR": str(tmp_path), "CHATBOT_BACKEND": "offline"}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "chatbot", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    found = cli("search", "how long does a refund take", "--mode", "vector")
+    assert found.returncode != 0 and "InvalidArgumentError" not in found.stderr + found.stdout
+    assert "built with the embedding model all-mpnet-base-v2" in found.stderr + found.stdout
+    rebuilt = cli("rebuild-knowledge")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "2 re-embedded, 0 failed" in rebuilt.stdout
+    again = cli("search", "I forgot my password", "--mode", "vector", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)[0]["source"] == "passwords.md"

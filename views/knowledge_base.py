@@ -78,7 +78,7 @@ def render_job() -> None:
 
 
 # -- a store built with another embedding model ---------------------------------------------
-if notice := model_notice(kb):
+if (notice := model_notice(kb)) and not job_running():  # a running rebuild shows its own progress
     st.warning(literal(notice), icon=":material/sync_problem:")
     if st.button("Rebuild with this model", key="kb_rebuild", icon=":material/sync:",
                  disabled=job_running() or not admin, help=locked_help) and authorized("change_knowledge"):
