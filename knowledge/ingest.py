@@ -19,7 +19,7 @@ import numpy as np
 
 from common.errors import IngestError
 from knowledge.chunking import ChunkSettings, chunk_document, content_hash, doc_id_for
-from knowledge.junk import text_key
+from knowledge.junk import Screen
 from knowledge.loaders import clean_name, load_bytes
 from knowledge.registry import DocumentInfo, new_token
 from knowledge.sources import name_clashes, path_sources, refused
@@ -107,33 +107,16 @@ class Ingestion:
         self.sync(force=True)
         batch: list[_Job] = []
         waiting = 0
-        seen: dict[str, tuple[str, str]] = {}  # text keys of the chunks accepted so far -> (doc_id, source)
-        accepted = 0
+        screen = Screen(self, encoder, guard, allow)
         try:
             for position, (name, load) in enumerate(sources):
                 if cancel is not None and cancel.is_set():
                     break
-                try:
-                    doc = load()
-                except IngestError as exc:
-                    finish(position, IngestResult(name, "error", error=exc.reason))
-                    continue
-                except Exception as exc:  # noqa: BLE001 - one unreadable file never fails the others
-                    log.exception("could not load %s", name)
-                    finish(position, IngestResult(name, "error", error=f"could not be read ({type(exc).__name__}: {exc})"))
-                    continue
-                planned = self._plan(doc, force)
+                planned = self._prepare(name, load, force, screen)
                 if isinstance(planned, IngestResult):
                     finish(position, planned)
                     continue
                 planned.position = position
-                if guard and name not in allow:
-                    reason = self._hold_reason(planned, encoder, seen, accepted)
-                    if reason:
-                        finish(position, IngestResult(name, "held", len(planned.chunks), error=reason))
-                        continue
-                    seen.update((text_key(c.text), (planned.doc_id, name)) for c in planned.chunks)
-                accepted += len(planned.chunks)
                 if on_plan:
                     on_plan(position, len(planned.chunks))
                 if any(job.doc_id == planned.doc_id for job in batch):
@@ -161,6 +144,21 @@ class Ingestion:
             if results[position] is None:
                 finish(position, IngestResult(name, "cancelled"))
         return results  # type: ignore[return-value]
+
+    def _prepare(self, name: str, load: Callable[[], Document], force: bool, screen: Screen) -> _Job | IngestResult:
+        """Load, chunk and screen one source: its job, or its result when there is nothing to embed."""
+        try:
+            doc = load()
+        except IngestError as exc:
+            return IngestResult(name, "error", error=exc.reason)
+        except Exception as exc:  # noqa: BLE001 - one unreadable file never fails the others
+            log.exception("could not load %s", name)
+            return IngestResult(name, "error", error=f"could not be read ({type(exc).__name__}: {exc})")
+        planned = self._plan(doc, force)
+        if isinstance(planned, IngestResult):
+            return planned
+        reason = screen.check(planned, name)
+        return IngestResult(name, "held", len(planned.chunks), error=reason) if reason else planned
 
     def _plan(self, doc: Document, force: bool = False) -> _Job | IngestResult:
         digest = content_hash(doc)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from typing import Sequence
+from typing import Collection, Sequence
 
 from common.text import fold
 from knowledge.types import Chunk, Document
@@ -92,3 +92,22 @@ def share_reason(adding: int, base: int, max_share: float) -> str:
         return ""
     return (f"would add {adding:,} chunks, {share:.0%} of the knowledge base (the limit is {max_share:.0%}, "
             "CHATBOT_MAX_FILE_SHARE): it would crowd the other articles out of search")
+
+
+class Screen:
+    """One ingestion's screening: what it accepted so far counts towards copies and shares."""
+
+    def __init__(self, kb, encoder, enabled: bool, allow: Collection[str]):
+        self.kb, self.encoder, self.enabled, self.allow = kb, encoder, enabled, allow
+        self.seen: dict[str, tuple[str, str]] = {}  # text keys of accepted chunks -> (doc_id, source)
+        self.accepted = 0  # chunks accepted
+
+    def check(self, job, name: str) -> str:
+        """Why `job` (source `name`) is held ('' to ingest it: screening off, the name allowed, or clean)."""
+        if self.enabled and name not in self.allow:
+            reason = self.kb._hold_reason(job, self.encoder, self.seen, self.accepted)
+            if reason:
+                return reason
+            self.seen.update((text_key(c.text), (job.doc_id, name)) for c in job.chunks)
+        self.accepted += len(job.chunks)
+        return ""

@@ -178,13 +178,7 @@ class KnowledgeBase(Following, Ingestion, Reembedding, Guarding):
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         if not query.strip() or k <= 0:
             return []
-        try:
-            self.sync()
-            self.degraded = ""
-        except VectorStoreUnavailable as exc:
-            mode = self._fall_back(mode, exc)
-        if self.model_change is not None and mode != "keyword":
-            mode = self._fall_back(mode, EmbeddingModelChanged(self.model_change.message))
+        mode = self._usable_mode(mode)
         live = self._docs
         if not live:
             return []
@@ -210,13 +204,7 @@ class KnowledgeBase(Following, Ingestion, Reembedding, Guarding):
                 if _visible(live, *_parse_id(cid)[:2]):
                     keyword_scores[cid] = score
         if mode == "hybrid":
-            scores = fuse(vector_scores, keyword_scores, fusion or self.fusion)
-            if self.document_evidence and scores:
-                doc_of = {cid: _parse_id(cid)[0] for cid in scores}
-                titles = self._titles
-                similarity = {d: float(titles[d] @ vector) for d in set(doc_of.values())
-                              if d in titles and titles[d].shape == vector.shape}
-                scores = document_evidence(scores, doc_of, similarity)
+            scores = self._fused(vector_scores, keyword_scores, vector, fusion or self.fusion)
         else:
             scores = vector_scores or keyword_scores
         ranked = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
@@ -232,6 +220,30 @@ class KnowledgeBase(Following, Ingestion, Reembedding, Guarding):
             p.similarity = vector_scores.get(cid)
             passages.append(p)
         return passages
+
+    def _usable_mode(self, mode: str) -> str:
+        """`mode`, or "keyword" while vector search cannot answer (the store unreachable, vectors of
+        another embedding model), with the reason in `degraded`; a "vector" search raises instead."""
+        try:
+            self.sync()
+            self.degraded = ""
+        except VectorStoreUnavailable as exc:
+            mode = self._fall_back(mode, exc)
+        if self.model_change is not None and mode != "keyword":
+            mode = self._fall_back(mode, EmbeddingModelChanged(self.model_change.message))
+        return mode
+
+    def _fused(self, vector_scores: dict[str, float], keyword_scores: dict[str, float], vector: np.ndarray,
+               fusion: str) -> dict[str, float]:
+        """Hybrid scores: the two retrievers fused, then each passage re-scored with its document's evidence."""
+        scores = fuse(vector_scores, keyword_scores, fusion)
+        if self.document_evidence and scores:
+            doc_of = {cid: _parse_id(cid)[0] for cid in scores}
+            titles = self._titles
+            similarity = {d: float(titles[d] @ vector) for d in set(doc_of.values())
+                          if d in titles and titles[d].shape == vector.shape}
+            scores = document_evidence(scores, doc_of, similarity)
+        return scores
 
     def _nearest(self, vector: np.ndarray, depth: int, where: dict | None) -> dict:
         """Chunk ids and distances nearest to `vector`; on an internal error, once more on a reopened client."""
