@@ -67,14 +67,15 @@ def build_knowledge(settings: Settings, embedder: Embedder) -> KnowledgeBase:
     client = make_chroma_client(
         settings.path("chroma", ".keep").parent, settings.chroma_host, settings.chroma_port, settings.chroma_token
     )
-    return KnowledgeBase(client, embedder, settings.path("knowledge", ".keep").parent, fusion=settings.retrieval_fusion)
+    return KnowledgeBase(client, embedder, settings.path("knowledge", ".keep").parent, fusion=settings.retrieval_fusion,
+                         max_file_share=settings.max_file_share)
 
 
 def seed_demo_docs(settings: Settings, knowledge: KnowledgeBase) -> int:
     """Ingest the shipped demo articles on first run; returns how many files were added."""
     marker = settings.path(SEEDED_MARKER)
-    if marker.exists() or not DEMO_DOCS.is_dir():
-        return 0
+    if marker.exists() or not DEMO_DOCS.is_dir() or knowledge.model_change is not None:
+        return 0  # a store of another embedding model is rebuilt first (the Knowledge base page offers it)
     results = knowledge.ingest_paths([DEMO_DOCS], vectors=load_shipped(knowledge.embedder))
     marker.write_text("seeded\n")
     return sum(r.status == "added" for r in results)

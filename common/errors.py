@@ -147,3 +147,8 @@ class VectorStoreUnavailable(ChatbotError):
 
 class VectorStoreBusy(VectorStoreUnavailable):
     """Another process holds the embedded vector store's write lock for longer than a write waits."""
+
+
+class EmbeddingModelChanged(VectorStoreUnavailable):
+    """The knowledge base holds vectors of another embedding model (another model id or dimension):
+    vector search is off and writes wait until it is rebuilt; keyword search still answers."""

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     top_k: int = setting(4, "CHATBOT_TOP_K", ge=1)
     # How vector and keyword results are combined: "convex" (measured better here) or "rrf".
     retrieval_fusion: Literal[FUSIONS] = setting("convex", "CHATBOT_FUSION")
+    # An uploaded file that would make more than this share of the knowledge base's chunks is held
+    # for the admin to confirm (knowledge/junk.py); 0 switches the check off.
+    max_file_share: float = setting(0.5, "CHATBOT_MAX_FILE_SHARE", ge=0, le=1)
     # Unset, each prompt template's own generation settings apply; set, they override every template.
     temperature: float | None = setting(None, "CHATBOT_TEMPERATURE", ge=0)
     max_tokens: int | None = setting(None, "CHATBOT_MAX_TOKENS", ge=1)

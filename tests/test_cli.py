@@ -61,8 +61,9 @@ def test_ingest_names_files_by_their_folder(cli_env, tmp_path):
     result = cli(cli_env, "ingest", str(tmp_path / "plans"))
     assert "[1/2] basic/cancellation.md: added (1 chunks)" in result.stdout
     assert "[2/2] plus/cancellation.md: added (1 chunks)" in result.stdout
+    # A copy of a stored document under another name is held as junk unless named with --allow.
     again = cli(cli_env, "ingest", str(tmp_path / "plans" / "basic" / "cancellation.md"),
-                str(tmp_path / "plans" / "plus" / "cancellation.md"), check=False)
+                str(tmp_path / "plans" / "plus" / "cancellation.md"), "--allow", "cancellation.md", check=False)
     assert again.returncode == 1
     assert "cancellation.md: added (1 chunks)" in again.stdout
     assert f"cancellation.md: error ({tmp_path / 'plans' / 'plus' / 'cancellation.md'} and " in again.stdout
@@ -103,3 +104,16 @@ def test_ask_says_when_a_reply_is_cut_off_or_empty(cli_env, reply, finish, says,
         result = cli(env, "ask", "How long does a refund take?", "--backend", "openai", check=False)
     assert result.returncode == code, result.stderr
     assert says in result.stderr
+
+
+def test_ingest_holds_a_junk_file_by_name_and_takes_it_with_allow(cli_env, tmp_path):
+    junk = tmp_path / "refund.md"
+    junk.write_text("# Refund\n\n" + "refund " * 300)
+    good = tmp_path / "gift-cards.md"
+    good.write_text("# Gift cards\n\nA Nimbus gift card never expires and pays for any device or plan.\n")
+    held = cli(cli_env, "ingest", str(junk), str(good), check=False)
+    assert held.returncode == 1
+    assert 'refund.md: held (is one word repeated ("refund"' in held.stdout and "gift-cards.md: added" in held.stdout
+    assert "1 held: name them with --allow" in held.stdout
+    allowed = cli(cli_env, "ingest", str(junk), "--allow", "refund.md")
+    assert "refund.md: added (3 chunks)" in allowed.stdout

@@ -9,6 +9,7 @@ from chatbot.store.messages import turn_meta
 from chatbot.store.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
 from ui.feedback import render_feedback
+from ui.knowledge_jobs import search_notice
 from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
 from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys, current_conversation
 from ui.services import BACKENDS, backend_class, get_backend, get_services
@@ -59,6 +60,8 @@ with st.sidebar:
         st.query_params["c"] = st.session_state[ChatKeys.SESSION_ID]
         st.rerun()
     stats_box = st.container()
+    if notice := search_notice(services.knowledge):
+        st.warning(notice, icon=":material/manage_search:")
 
 # Every backend that cannot answer (a missing key, a folder that is not a model, no server, a
 # refused key) says why in the sidebar, and the offline backend answers meanwhile.
