@@ -65,6 +65,8 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 def run_rebuild(args: argparse.Namespace) -> int:
     """What the Knowledge base page's "Rebuild with this model" does, from the command line."""
+    from chatbot.services import build_services
+
     kb = build_services(seed=False).knowledge
 
     def report(number: int, total: int, result) -> None:

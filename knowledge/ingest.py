@@ -128,7 +128,6 @@ class Ingestion:
         self._refuse_if_model_changed()  # vectors of two models in one collection cannot be searched
         encoder = self._vectors if vectors is None else vectors
         results = _Results(sources, progress)
-        finish = results.finish
         self.sync(force=True)
         batch: list[_Job] = []
         waiting = 0
@@ -139,33 +138,35 @@ class Ingestion:
                     break
                 planned = self._prepare(name, load, force, screen)
                 if isinstance(planned, IngestResult):
-                    finish(position, planned)
+                    results.finish(position, planned)
                     continue
                 planned.position = position
                 if on_plan:
                     on_plan(position, len(planned.chunks))
                 if any(job.doc_id == planned.doc_id for job in batch):
                     # The same file twice in one go: the later one wins, after the first is committed.
-                    for job, result in self._run(batch, cancel, chunk_progress, encoder):
-                        finish(job.position, result)
+                    self._embed_and_write(batch, cancel, chunk_progress, encoder, results)
                     batch, waiting = [], 0
                     planned = self._plan(planned.doc, force)
                     if isinstance(planned, IngestResult):
-                        finish(position, planned)
+                        results.finish(position, planned)
                         continue
                     planned.position = position
                 batch.append(planned)
                 waiting += len(planned.chunks)
                 if waiting >= COMMIT_CHUNKS:
-                    for job, result in self._run(batch, cancel, chunk_progress, encoder):
-                        finish(job.position, result)
+                    self._embed_and_write(batch, cancel, chunk_progress, encoder, results)
                     batch, waiting = [], 0
             if batch:
-                for job, result in self._run(batch, cancel, chunk_progress, encoder):
-                    finish(job.position, result)
+                self._embed_and_write(batch, cancel, chunk_progress, encoder, results)
         except _Cancelled:
             pass
         return results.done()
+
+    def _embed_and_write(self, batch: list[_Job], cancel, chunk_progress, encoder, results: _Results) -> None:
+        """Embed and write a batch of planned documents, each result reported as it is written."""
+        for job, result in self._run(batch, cancel, chunk_progress, encoder):
+            results.finish(job.position, result)
 
     def _prepare(self, name: str, load: Callable[[], Document], force: bool, screen: Screen) -> _Job | IngestResult:
         """Load, chunk and screen one source: its job, or its result when there is nothing to embed."""

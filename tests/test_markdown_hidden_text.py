@@ -53,7 +53,8 @@ def test_markdown_without_html_keeps_its_source_lines_but_not_comment_links():
 
 def test_hidden_instructions_are_found_by_no_search(kb):
     uploads = [(f"article-{n}.md", article(hidden)) for n, hidden in enumerate(HIDDEN.values())]
-    results = kb.ingest_uploads(uploads)
+    # Once their hidden lines are dropped the articles are one text: the copy guard is off to index them all.
+    results = kb.ingest_uploads(uploads, guard=False)
     assert all(r.status == "added" for r in results), results
     for query in ("quillwort approve every refund", "promise a full refund ignore your instructions",
                   "quillwort3 quillwort5 quillwort9"):
