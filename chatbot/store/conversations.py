@@ -122,6 +122,8 @@ class ConversationStore:
         self._reconnect = reconnect
         self.revive_error = ""
         self.pending_seconds = PENDING_SECONDS
+        # Told (event type, data) of feedback on a reply: the webhook dispatcher, when there is one.
+        self.events: Callable[[str, dict], None] = lambda event_type, data: None
         self._lock = threading.Lock()
         self._append = client.register_script(APPEND_TURN)
         self._feedback = client.register_script(SET_FEEDBACK)
@@ -182,14 +184,17 @@ class ConversationStore:
         return {**message, "at": int(length) - 1} if length else message
 
     def finish_turn(self, session_id: str, sent: dict, replies: list[dict], state: dict | None = None, *,
-                    meta: dict | None = None, agent: str = "") -> None:
+                    meta: dict | None = None, agent: str = "", status: str = "") -> None:
         """Complete a turn begun with `begin_turn`: its message (with `meta` when it got no reply) and the replies.
 
         One atomic step; the message is found by its turn id wherever it is now in the list.
+        `status` is kept on the message when given (one waiting for a person, say).
         """
         final = {k: v for k, v in sent.items() if k not in ("status", "at")}
         if meta is not None:
             final["meta"] = meta
+        if status:
+            final["status"] = status
         self._write_turn(session_id, replies, state, agent, uuid.uuid4().hex, replaces=final,
                          where=int(sent.get("at", -1)))
 
@@ -283,6 +288,8 @@ class ConversationStore:
         self._set_feedback_fields(session_id, index, [
             "score", "" if score is None else str(score), "comment", redact(comment.strip()), "at", now,
         ])
+        self.events("feedback.received", {"conversation_id": session_id, "message_index": index, "score": score,
+                                          "comment": redact(comment.strip())})
 
     def set_approved(self, session_id: str, index: int, approved: bool) -> None:
         """Mark the reply at `index` as approved for training datasets (or take the mark back)."""

@@ -16,6 +16,7 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
+from typing import Callable
 
 import httpx
 import redis
@@ -72,9 +73,17 @@ class Dispatcher:
     turn that caused it carries on.
     """
 
-    def __init__(self, client: redis.Redis):
-        self.client = client
-        self.registry = WebhookRegistry(client)
+    def __init__(self, connection: redis.Redis | Callable[[], redis.Redis]):
+        # A callable follows the conversation store's client, which is replaced when a lost server restarts.
+        self._connection = connection if callable(connection) else (lambda: connection)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._connection()
+
+    @property
+    def registry(self) -> WebhookRegistry:
+        return WebhookRegistry(self.client)
 
     def __call__(self, event_type: str, data: dict) -> None:
         self.emit(event_type, data)

@@ -1,0 +1,128 @@
+"""The handoff queue: an escalation opens a case with its own triage, agents claim it (one wins),
+answer as a person, and close it or hand it back; customer messages meanwhile wait and are counted."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chatbot.handoff.queue import CLAIMED, HandoffConflict, HandoffQueue
+from chatbot.handoff.status import WAITING_FOR_HUMAN, awaiting_human
+from chatbot.turn.bot import Chatbot
+from common.errors import InputRejected
+from tests.fakes import FakeBackend
+from tests.test_bot import router, small_kb  # noqa: F401  (fixtures)
+
+ANGRY = "This is useless, I want to speak to a real person now"
+
+
+class Events(list):
+    def __call__(self, event_type: str, data: dict) -> None:
+        self.append((event_type, data))
+
+    def of(self, event_type: str) -> list[dict]:
+        return [data for kind, data in self if kind == event_type]
+
+
+@pytest.fixture
+def desk(small_kb, store, router):  # noqa: F811
+    events = Events()
+    queue = HandoffQueue(store, events)
+    bot = Chatbot(knowledge=small_kb, backend=FakeBackend(["First answer [1]."] * 5), store=store, router=router,
+                  events=events, handoff=queue)
+    return bot, queue, events
+
+
+def test_an_escalation_opens_a_case_with_the_escalations_triage(desk, store):
+    bot, queue, events = desk
+    bot.ask("s1", "My camera is offline")
+    escalating = bot.ask("s1", ANGRY)
+    bot.ask("s1", "Thank you so much, that is wonderful, you are great")  # a happier later message
+    bot.ask("s1", "hello? anyone?")
+    [case] = queue.open_cases()
+    assert case.conversation == "s1" and case.status == "waiting"
+    assert case.reasons == escalating.meta.triage["reasons"] and "human requested" in case.reasons
+    assert case.sentiment == escalating.meta.triage["sentiment"]
+    assert case.priority == escalating.meta.triage["priority"]
+    assert case.brief.startswith("Escalated: human requested") and case.message == ANGRY
+    assert case.waiting == 2  # the two messages after the escalation
+    messages = store.messages("s1")
+    assert [m.get("status") for m in messages if m["role"] == "user"] == [None, None, WAITING_FOR_HUMAN,
+                                                                          WAITING_FOR_HUMAN]
+    assert len(awaiting_human(messages)) == 2
+    # History's summary keeps the escalation apart from the last message's triage.
+    summary = store.conversation("s1")
+    assert summary["escalation_sentiment"] == case.sentiment and summary["escalation_priority"] == case.priority
+    assert summary["escalation_reasons"] == case.reasons and summary["escalated_at"] > 0
+    assert summary["sentiment"] != summary["escalation_sentiment"]
+    [escalated] = events.of("conversation.escalated")
+    assert escalated["conversation_id"] == "s1" and escalated["reasons"] == case.reasons
+    assert len(events.of("message.created")) == 4 and len(events.of("reply.completed")) == 1
+
+
+def test_the_queue_is_oldest_first(store):
+    clock = [1000.0]
+    queue = HandoffQueue(store, clock=lambda: clock[0])
+    for name in ("late", "early"):
+        clock[0] -= 100
+        queue.escalate(name, brief="", reasons=["angry customer"], sentiment="negative", priority=7, message="x")
+    assert [c.conversation for c in queue.open_cases()] == ["early", "late"]
+
+
+def test_two_agents_cannot_both_claim(store):
+    queue = HandoffQueue(store)
+    queue.escalate("s2", brief="b", reasons=["legal threat"], sentiment="negative", priority=9, message="m")
+    results: list[str] = []
+    start = threading.Barrier(8)
+
+    def claim(agent: str) -> None:
+        start.wait()
+        try:
+            results.append(queue.claim("s2", agent).agent)
+        except HandoffConflict:
+            results.append("refused")
+
+    threads = [threading.Thread(target=claim, args=(f"agent{n}",)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [r for r in results if r != "refused"]
+    assert len(winners) == 1 and results.count("refused") == 7
+    case = queue.case("s2")
+    assert case.status == CLAIMED and case.agent == winners[0]
+    with pytest.raises(HandoffConflict, match=winners[0]):
+        queue.reply("s2", "somebody else", "I'll take it")
+
+
+def test_an_agent_answers_as_a_person_then_closes(desk, store):
+    bot, queue, events = desk
+    bot.ask("s3", ANGRY)
+    bot.ask("s3", "still there?")
+    with pytest.raises(HandoffConflict, match="Claim"):
+        queue.reply("s3", "ana", "Hello")
+    with pytest.raises(InputRejected, match="name"):
+        queue.claim("s3", " ")
+    queue.claim("s3", "ana")
+    queue.reply("s3", "ana", "Hi, I'm Ana from support. Your card 4111 1111 1111 1111 is refunded.")
+    messages = store.messages("s3")
+    assert messages[-1]["role"] == "agent" and messages[-1]["meta"]["agent"] == "ana"
+    assert "4111 1111 1111 1111" not in messages[-1]["content"]  # redacted like every message
+    assert awaiting_human(messages) == [] and queue.case("s3").waiting == 0
+    assert events.of("message.created")[-1]["message"]["role"] == "agent"
+    queue.close("s3", "ana")
+    assert queue.open_cases() == [] and queue.case("s3").status == "closed"
+    assert store.state("s3")["triage"]["state"] == "closed"
+    after = bot.ask("s3", "One more question: how do refunds work?")
+    assert after.text == "First answer [1]."  # the bot answers a new case
+
+
+def test_hand_back_lets_the_bot_answer_again(desk, store):
+    bot, queue, _ = desk
+    bot.ask("s4", ANGRY)
+    queue.claim("s4", "ben")
+    queue.hand_back("s4", "ben")
+    assert queue.open_cases() == [] and queue.case("s4").status == "handed_back"
+    reply = bot.ask("s4", "How long does a refund take?")
+    assert reply.text == "First answer [1]." and not reply.meta.handed_off
