@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from chatbot.handoff.status import AGENT_ROLE, WAITING_FOR_HUMAN
 from chatbot.store.analytics import PENDING
 from chatbot.turn.citations import cited_numbers
 from chatbot.store.outcomes import CUT_OFF, REFUSAL, outcome_notice
@@ -102,10 +103,18 @@ def render_message(message: dict, triage_meta: dict | None = None, feedback=None
     """One stored message as a chat bubble; `triage_meta` is the turn's metadata for a customer message."""
     role = message["role"]
     meta = message.get("meta") or {}
+    if role == AGENT_ROLE:  # a person on the support team wrote it, from the handoff queue
+        with st.chat_message(AGENT_ROLE, avatar=":material/headset_mic:"):
+            st.markdown(message["content"])
+            st.caption(f"Written by {meta.get('agent') or 'an agent'}, a person on the support team")
+        return
     with st.chat_message(role, avatar=":material/person:" if role == "user" else ":material/support_agent:"):
         if role == "user":
             st.text(message["content"])  # exactly what the customer typed: `__x__`, `--` and `# x` stay as typed
             render_triage(triage_meta or meta)
+            if message.get("status") == WAITING_FOR_HUMAN:
+                st.caption(":material/hourglass_top: Waiting for a person", help="The conversation was handed off: "
+                           "an agent answers it from the Handoff queue page.")
             if message.get("status") == PENDING:
                 st.caption("Waiting for the reply…", help="It is being written in another tab or process.")
         else:

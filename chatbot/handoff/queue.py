@@ -175,6 +175,7 @@ class HandoffQueue:
         state = self.store.state(session_id)
         triage = TriageState.from_dict(state.get("triage"))
         if outcome == CLOSED:
+            triage.state = "escalated"  # what the case was, whatever the stored triage says (an older state)
             Triage().close(triage)
         else:
             # Back to the bot mid-case: not "closed", the customer's problem may still be open.
