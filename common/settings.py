@@ -68,6 +68,11 @@ class Settings:
     # Price per million tokens, input/output, by model name (or name prefix), for the cost estimate:
     # "gpt-4o-mini=0.15/0.60, claude-haiku=1/5", or a table of [input, output] pairs in secrets.toml.
     model_prices: str = field(default="", metadata={"env": "CHATBOT_MODEL_PRICES"})
+    # Chatwoot: its address, the agent bot's access token (replies and handoffs go through its API),
+    # and the secret its webhooks are signed with (X-Chatwoot-Signature).
+    chatwoot_url: str = field(default="", metadata={"env": "CHATWOOT_URL"})
+    chatwoot_api_token: str = field(default="", metadata={"env": "CHATWOOT_API_TOKEN", "secret": True})
+    chatwoot_webhook_secret: str = field(default="", metadata={"env": "CHATWOOT_WEBHOOK_SECRET", "secret": True})
 
     @classmethod
     def load(cls, secrets: Mapping[str, Any] | None = None, **overrides: Any) -> "Settings":

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from chatbot.webhooks.delivery import RETRY_SCHEDULE, Dispatcher, retry_after_seconds
@@ -134,3 +138,21 @@ def test_bad_endpoints_are_refused_with_a_reason(redis_client):
     with pytest.raises(InputRejected, match="Unknown event"):
         registry.add_endpoint("https://example.com/x", ["message.deleted"])
     assert registry.add_endpoint("https://example.com/x").secret.startswith("whsec_")
+
+
+def test_the_worker_command_sends_what_the_app_queued(tmp_path):
+    """`python -m chatbot webhook-worker --burst` on the app's data directory delivers a queued event."""
+    from chatbot.store.server import connect
+    from tests.conftest import ROOT
+
+    client = connect(data_dir=tmp_path / "redis")
+    registry = WebhookRegistry(client)
+    with Receiver() as receiver:
+        receiver.secret = registry.add_endpoint(receiver.url).secret
+        Dispatcher(client).emit(MESSAGE_CREATED, {"conversation_id": "cli"})
+        done = subprocess.run([sys.executable, "-m", "chatbot", "webhook-worker", "--burst", "--quiet"], cwd=ROOT,
+                              env={**os.environ, "CHATBOT_DATA_DIR": str(tmp_path)},
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert receiver.verified[0]["data"] == {"conversation_id": "cli"}
+    client.shutdown(nosave=True)
