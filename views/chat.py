@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from chatbot.handoff.status import as_shown
+
 from common.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
 from chatbot.store.analytics import HANDOFF
 from chatbot.store.stats import conversation_stats
@@ -99,7 +101,7 @@ if memory_state.get("summarised_count"):
     )
     with st.expander("Summary of older messages"):
         st.markdown(memory_state.get("summary", ""))
-for index, message in enumerate(messages):
+for index, message in enumerate(as_shown(messages)):  # answered messages no longer wait for a person
     following = messages[index + 1] if index + 1 < len(messages) else {}
     # A customer message's triage is stored with the turn: on the reply, or on the message itself.
     turn_meta = (message.get("meta") or following.get("meta")) if message["role"] == "user" else None

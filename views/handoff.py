@@ -8,7 +8,7 @@ import redis
 import streamlit as st
 
 from chatbot.handoff.queue import CLAIMED, HandoffConflict
-from chatbot.handoff.status import awaiting_human
+from chatbot.handoff.status import as_shown
 from common.errors import ChatbotError, StoreUnavailable
 from ui.auth import current_admin
 from ui.chat_view import SENTIMENT_COLOURS, render_message
@@ -92,12 +92,11 @@ try:
 except StoreUnavailable as exc:
     st.error(str(exc), icon=":material/cloud_off:")
     st.stop()
-waiting = set(awaiting_human(messages))
+messages = as_shown(messages)  # a message an agent has answered no longer shows as waiting
 for index, message in enumerate(messages):
     following = messages[index + 1] if index + 1 < len(messages) else {}
     turn_meta = (message.get("meta") or following.get("meta")) if message["role"] == "user" else None
-    # A message an agent has answered no longer waits: its stored status says what it was at the time.
-    render_message(message if index in waiting else {**message, "status": ""}, turn_meta)
+    render_message(message, turn_meta)
 
 if mine:
     with st.form("handoff_reply_form", clear_on_submit=True):

@@ -6,6 +6,8 @@ from datetime import date, datetime, time as day_time
 
 import streamlit as st
 
+from chatbot.handoff.status import as_shown
+
 from chatbot.store import analytics
 from common.errors import ConversationNotFound, StoreUnavailable
 from chatbot.store.server import ephemeral_storage_warning
@@ -174,7 +176,7 @@ if summary:
         st.markdown(summary)
 
 st.caption("Read-only. Resume it in the chat to continue the conversation.")
-messages = conversation["messages"]
+messages = as_shown(conversation["messages"])
 for index, message in enumerate(messages):
     following = messages[index + 1] if index + 1 < len(messages) else {}
     # A customer message's routing and triage are stored with the turn: on the reply, or on itself.

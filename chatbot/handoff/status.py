@@ -27,3 +27,10 @@ def awaiting_human(messages: Iterable[dict]) -> list[int]:
         elif message.get("role") == "user" and message.get("status") == WAITING_FOR_HUMAN:
             waiting.append(index)
     return waiting
+
+
+def as_shown(messages: list[dict]) -> list[dict]:
+    """The messages with the waiting status left only on those still waiting (an agent answered the others)."""
+    waiting = set(awaiting_human(messages))
+    return [{**m, "status": ""} if m.get("status") == WAITING_FOR_HUMAN and i not in waiting else m
+            for i, m in enumerate(messages)]
