@@ -13,6 +13,7 @@ from chatbot.webhooks.events import MESSAGE_CREATED, REPLY_COMPLETED
 from chatbot.webhooks.registry import FAILED, RETRYING, SUCCEEDED, WebhookRegistry
 from common.errors import InputRejected
 from tests.rq_helpers import make_due, run_jobs
+from tests.test_bot import small_kb  # noqa: F401  (fixture)
 from tests.webhook_receiver import Receiver
 
 
@@ -156,3 +157,27 @@ def test_the_worker_command_sends_what_the_app_queued(tmp_path):
         assert done.returncode == 0, done.stderr
     assert receiver.verified[0]["data"] == {"conversation_id": "cli"}
     client.shutdown(nosave=True)
+
+
+def test_a_turn_and_its_feedback_reach_a_receiver(small_kb, store):  # noqa: F811
+    from chatbot.turn.bot import Chatbot
+    from tests.fakes import FakeBackend
+
+    dispatcher = Dispatcher(lambda: store.client)
+    store.events = dispatcher  # as chatbot.services wires it
+    bot = Chatbot(knowledge=small_kb, backend=FakeBackend(["Ask within 30 days [1]."]), store=store,
+                  events=dispatcher)
+    with Receiver() as receiver:
+        receiver.secret = WebhookRegistry(store.client).add_endpoint(receiver.url).secret
+        bot.ask("t1", "How do I get a refund?")
+        store.set_feedback("t1", 1, 0, "wrong article")
+        assert receiver.seen == 0
+        run_jobs(store.client)
+    by_type = {p["type"]: p["data"] for p in receiver.verified}
+    assert set(by_type) == {"message.created", "reply.completed", "feedback.received"}
+    assert by_type["message.created"]["message"]["content"] == "How do I get a refund?"
+    completed = by_type["reply.completed"]
+    assert completed["reply"] == "Ask within 30 days [1]." and completed["outcome"] == "answer"
+    assert completed["usage"]["output_tokens"] > 0 and completed["conversation_id"] == "t1"
+    assert by_type["feedback.received"] == {"conversation_id": "t1", "message_index": 1, "score": 0,
+                                            "comment": "wrong article"}
