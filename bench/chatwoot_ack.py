@@ -2,10 +2,11 @@
 
 Usage: python -m bench.chatwoot_ack [--requests 300] [--json]
 
-The desk's Chatwoot endpoint on real uvicorn, on an embedded Redis, with signed deliveries sent
-by the local Chatwoot server (devtools/servers/chatwoot.py) over keep-alive HTTP: the time from
-sending a delivery to its 200. The baseline is a bare FastAPI endpoint in the same app that reads
-the body and answers, measured in the same run, interleaved. Goal (issue): acknowledged in under
+The desk's Chatwoot endpoint served as deployed (`python -m uvicorn api.webhooks_in:make_app
+--factory`), on an embedded Redis, with signed deliveries sent by the local Chatwoot server
+(devtools/servers/chatwoot.py) over keep-alive HTTP: the time from sending a delivery to its 200.
+The baseline is a bare FastAPI endpoint (bench/bare_app.py) on its own uvicorn, measured in the
+same run, interleaved. Goal (issue): acknowledged in under
 50 ms. Then `Dispatcher.emit` (one event to one endpoint: an endpoint read, a delivery record,
 an enqueue), the cost a turn pays per event.
 """
@@ -16,11 +17,19 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-from fastapi import Request
+import httpx
+
+from tests.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -28,28 +37,47 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(ordered), 2), "p95": round(ordered[int(0.95 * (len(ordered) - 1))], 2)}
 
 
+@contextmanager
+def uvicorn_process(target: str, env: dict[str, str], data: Path) -> Iterator[str]:
+    """`python -m uvicorn TARGET` on a free port, as it is deployed; yields its base URL once it answers."""
+    port = free_port()
+    log = open(data / f"uvicorn-{port}.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", *target.split(), "--port", str(port),
+                             "--log-level", "warning"], cwd=ROOT, env={**os.environ, **env},
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                httpx.get(url + "/docs", timeout=1)
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None:
+                    raise RuntimeError((data / f"uvicorn-{port}.log").read_text())
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
 def measure(requests: int, data: Path) -> dict:
-    os.environ.update({"CHATBOT_DATA_DIR": str(data), "CHATWOOT_WEBHOOK_SECRET": "bench-secret"})
-    from api.webhooks_in import PATH, make_app
+    env = {"CHATBOT_DATA_DIR": str(data), "CHATWOOT_WEBHOOK_SECRET": "bench-secret"}
+    os.environ.update(env)
     from chatbot.webhooks.delivery import Dispatcher
     from chatbot.webhooks.registry import WebhookRegistry
     from devtools.servers.chatwoot import ChatwootServer
-    from tests.uvicorn_server import serving
-
-    app = make_app()
-
-    @app.post("/bare")
-    async def bare(request: Request) -> dict:
-        await request.body()
-        return {"status": "ok"}
 
     ack, baseline = [], []
-    with ChatwootServer(webhook_secret="bench-secret") as chatwoot, serving(app) as url:
-        chatwoot.webhook_url = url + PATH
+    with ChatwootServer(webhook_secret="bench-secret") as chatwoot, \
+            uvicorn_process("api.webhooks_in:make_app --factory", env, data) as url, \
+            uvicorn_process("bench.bare_app:app", env, data) as bare_url:
+        chatwoot.webhook_url = url + "/v1/integrations/chatwoot"
         for n in range(requests + 20):
             event = chatwoot.event(1 + n % 50, "How do I get a refund?")
             started = time.perf_counter()
-            chatwoot._http.post(url + "/bare", json=event)
+            chatwoot._http.post(bare_url + "/bare", json=event)
             bare_ms = (time.perf_counter() - started) * 1000
             delivery = chatwoot.deliver(event)
             assert delivery.body == {"status": "queued"}, delivery.body  # verified, deduplicated, enqueued

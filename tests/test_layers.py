@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("views", "ui", "cli", "bench", "chatbot", "training", "knowledge", "backends", "common")
+PACKAGES = ("views", "ui", "cli", "api", "bench", "chatbot", "training", "knowledge", "backends", "common")
 LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
 # Tests, and the wire-protocol servers the tests and benchmarks talk to, are not product modules.
 MAX_MODULE_LINES = 450
