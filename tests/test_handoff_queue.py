@@ -126,3 +126,15 @@ def test_hand_back_lets_the_bot_answer_again(desk, store):
     assert queue.open_cases() == [] and queue.case("s4").status == "handed_back"
     reply = bot.ask("s4", "How long does a refund take?")
     assert reply.text == "First answer [1]." and not reply.meta.handed_off
+
+
+def test_a_store_fault_is_reported_as_store_unavailable():
+    import redis
+
+    from chatbot.store.conversations import ConversationStore
+    from common.errors import StoreUnavailable
+    from tests.redis_server import free_port
+
+    nowhere = ConversationStore(redis.Redis(port=free_port(), socket_connect_timeout=0.5))
+    with pytest.raises(StoreUnavailable, match="cannot be reached"):
+        HandoffQueue(nowhere).open_cases()

@@ -7,6 +7,7 @@ from datetime import datetime
 import redis
 import streamlit as st
 
+from chatbot.store.jobs import worker_count
 from chatbot.webhooks.events import EVENTS
 from chatbot.webhooks.registry import FAILED, SUCCEEDED
 from common.errors import ChatbotError
@@ -60,9 +61,7 @@ with st.form("webhooks_add", clear_on_submit=True):
 
 try:
     endpoints = registry.endpoints()
-    from rq import Worker
-
-    workers = Worker.count(connection=dispatcher.client)
+    workers = worker_count(dispatcher.client)
 except redis.RedisError as exc:
     st.error(f"Webhooks are unavailable: the conversation store cannot be reached ({exc}).")
     st.stop()

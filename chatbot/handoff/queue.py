@@ -14,16 +14,17 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from functools import wraps
+from typing import Any, Callable, TypeVar
 
 import redis
 
 from chatbot.handoff.status import AGENT_ROLE
-from chatbot.store.conversations import ConversationStore
+from chatbot.store.conversations import ConversationStore, describe_fault
 from chatbot.store.server import as_text
 from chatbot.triage.triage import Triage, TriageState
 from chatbot.webhooks.events import MESSAGE_CREATED, EventSink, ignore_event
-from common.errors import ChatbotError, InputRejected
+from common.errors import ChatbotError, InputRejected, StoreUnavailable
 from common.redaction import redact
 
 QUEUE = "chatbot:handoff:queue"
@@ -46,6 +47,22 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'waiting' and status ~= 'claimed' then return 0 end
 return redis.call('HINCRBY', KEYS[1], 'waiting', 1)
 """
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _queue_call(method: F) -> F:
+    """Every Redis fault of the queue becomes StoreUnavailable, as in the conversation store."""
+
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(describe_fault(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 class HandoffConflict(ChatbotError):
@@ -97,6 +114,7 @@ class HandoffQueue:
     def client(self) -> redis.Redis:
         return self.store.client
 
+    @_queue_call
     def escalate(self, session_id: str, *, brief: str, reasons: list[str], sentiment: str, priority: int,
                  message: str) -> HandoffCase:
         """Open a case for a conversation just handed off (the triage of the message that did it)."""
@@ -113,10 +131,12 @@ class HandoffQueue:
         pipe.execute()
         return case
 
+    @_queue_call
     def customer_waiting(self, session_id: str) -> int:
         """Count one more customer message waiting for a person; returns the count (0: no open case)."""
         return int(self._count(keys=[_case_key(session_id)], client=self.client) or 0)
 
+    @_queue_call
     def open_cases(self) -> list[HandoffCase]:
         """Every case waiting or claimed, the oldest escalation first."""
         ids = [as_text(i) for i in self.client.zrange(QUEUE, 0, -1)]
@@ -125,10 +145,12 @@ class HandoffQueue:
             pipe.hgetall(_case_key(session_id))
         return [HandoffCase.from_hash(raw) for raw in pipe.execute() if raw]
 
+    @_queue_call
     def case(self, session_id: str) -> HandoffCase | None:
         raw = self.client.hgetall(_case_key(session_id))
         return HandoffCase.from_hash(raw) if raw else None
 
+    @_queue_call
     def claim(self, session_id: str, agent: str) -> HandoffCase:
         """Take a waiting case for `agent`; HandoffConflict when another agent has it or it is closed."""
         agent = _agent_name(agent)
@@ -148,6 +170,7 @@ class HandoffQueue:
             raise HandoffConflict(f"{case.agent} has claimed this conversation.")
         return case
 
+    @_queue_call
     def reply(self, session_id: str, agent: str, text: str) -> dict:
         """Store a person's reply (role "agent") in the conversation; the messages waiting are answered."""
         agent = _agent_name(agent)
@@ -170,6 +193,7 @@ class HandoffQueue:
         """The bot answers this conversation again from its next message; the case leaves the queue."""
         self._finish(session_id, _agent_name(agent), HANDED_BACK)
 
+    @_queue_call
     def _finish(self, session_id: str, agent: str, outcome: str) -> None:
         self._owned(session_id, agent)
         state = self.store.state(session_id)

@@ -28,3 +28,10 @@ def current_connection() -> Any:
     if job is None:
         raise RuntimeError("current_connection() is for code running inside an RQ job")
     return job.connection
+
+
+def worker_count(client: redis.Redis) -> int:
+    """How many RQ workers are registered on this Redis (0: queued jobs wait)."""
+    from rq import Worker
+
+    return Worker.count(connection=client)

@@ -253,16 +253,19 @@ class Chatbot:
         self.end_turn(reply, memory, failed, sent, status=waiting_status() if waiting else "")
         if failed:
             return
-        if waiting:
-            if self.handoff is not None:
-                self.handoff.customer_waiting(reply.session_id)
-            return
         verdict, state = reply.meta.triage, reply.triage_state or TriageState()
         escalation = {"brief": state.handoff_summary, "reasons": list(verdict.get("reasons") or []),
                       "sentiment": str(verdict.get("sentiment", "")), "priority": int(verdict.get("priority") or 0),
                       "message": reply.user_text}
-        if self.handoff is not None:
-            self.handoff.escalate(reply.session_id, **escalation)
+        try:
+            if self.handoff is not None and waiting:
+                self.handoff.customer_waiting(reply.session_id)
+            elif self.handoff is not None:
+                self.handoff.escalate(reply.session_id, **escalation)
+        except ChatbotError as exc:  # the turn is stored; the page must not fail on the queue's record
+            log.warning("The handoff queue missed conversation %s: %s", reply.session_id, exc)
+        if waiting:
+            return
         self.events(CONVERSATION_ESCALATED, {"conversation_id": reply.session_id, **escalation,
                                              "notice": reply.text})
 
