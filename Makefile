@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: run test install install-train install-dev system-deps bench clean
+.PHONY: run test install install-train install-dev system-deps bench worker clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -49,6 +49,10 @@ run: install-train
 
 test: install-dev
 	$(BIN)/python -m pytest -q
+
+# Sends webhooks (with their retries) and answers Chatwoot; run it beside `make run`.
+worker: install
+	$(BIN)/python -m chatbot webhook-worker
 
 bench: install
 	$(BIN)/python -m chatbot bench-turn

@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 from chatbot.handoff.status import as_shown
-
 from common.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
 from chatbot.store.analytics import HANDOFF
 from chatbot.store.stats import conversation_stats

@@ -7,7 +7,6 @@ from datetime import date, datetime, time as day_time
 import streamlit as st
 
 from chatbot.handoff.status import as_shown
-
 from chatbot.store import analytics
 from common.errors import ConversationNotFound, StoreUnavailable
 from chatbot.store.server import ephemeral_storage_warning
@@ -169,7 +168,11 @@ if conversation.get("priority"):
     facts.append(f"priority {conversation['priority']}")
 st.caption(" · ".join(facts) + f" · id `{opened}`")
 if conversation.get("escalated"):
-    st.error(escalation_banner(conversation, services.handoff.case(opened)), icon=":material/support_agent:")
+    try:
+        case = services.handoff.case(opened)
+    except StoreUnavailable:
+        case = None  # the banner without the queue's side: the conversation itself was read
+    st.error(escalation_banner(conversation, case), icon=":material/support_agent:")
 summary = ((conversation.get("state") or {}).get("memory") or {}).get("summary")
 if summary:
     with st.expander("Summary of older messages"):

@@ -24,7 +24,8 @@ from standardwebhooks import Webhook
 
 from chatbot.store.jobs import current_connection, job_queue
 from chatbot.webhooks.events import TEST, envelope
-from chatbot.webhooks.registry import FAILED, PENDING, RETRYING, SUCCEEDED, Delivery, WebhookRegistry
+from chatbot.webhooks.registry import (FAILED, PENDING, RETRYING, SUCCEEDED, Delivery, WebhookNotFound,
+                                       WebhookRegistry)
 
 log = logging.getLogger(__name__)
 # Seconds to wait after each failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h
@@ -130,7 +131,7 @@ def attempt(client: redis.Redis, delivery_id: str, *, force: bool = False) -> st
     delivery = registry.delivery(delivery_id)
     try:
         endpoint = registry.endpoint(delivery.endpoint)
-    except Exception as exc:  # the endpoint was deleted since: nothing to send to
+    except WebhookNotFound as exc:  # the endpoint was deleted since: nothing to send to
         registry.update_delivery(delivery.id, status=FAILED, last_error=str(exc), next_at=0)
         return FAILED
     if not endpoint.enabled and not force:
