@@ -63,8 +63,7 @@ def uvicorn_process(target: str, env: dict[str, str], data: Path) -> Iterator[st
 
 
 def measure(requests: int, data: Path) -> dict:
-    env = {"CHATBOT_DATA_DIR": str(data), "CHATWOOT_WEBHOOK_SECRET": "bench-secret"}
-    os.environ.update(env)
+    env = {"CHATBOT_DATA_DIR": str(data), "CHATWOOT_WEBHOOK_SECRET": "bench-secret"}  # for the served app
     from chatbot.webhooks.delivery import Dispatcher
     from chatbot.webhooks.registry import WebhookRegistry
     from devtools.servers.chatwoot import ChatwootServer
@@ -87,7 +86,7 @@ def measure(requests: int, data: Path) -> dict:
     from chatbot.store.conversations import ConversationStore
     from common.settings import Settings
 
-    client = ConversationStore.from_settings(Settings.load()).client
+    client = ConversationStore.from_settings(Settings.load(data_dir=str(data))).client
     WebhookRegistry(client).add_endpoint("http://127.0.0.1:9/bench")
     dispatcher, emit = Dispatcher(client), []
     for n in range(requests):

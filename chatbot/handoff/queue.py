@@ -128,6 +128,8 @@ class HandoffQueue:
         pipe.delete(_case_key(session_id))
         pipe.hset(_case_key(session_id), mapping=fields)
         pipe.zadd(QUEUE, {session_id: now})
+        if self.store.ttl:
+            pipe.expire(_case_key(session_id), self.store.ttl)  # a case lives as long as its conversation
         pipe.execute()
         return case
 
