@@ -94,6 +94,15 @@ def test_escalation_hands_the_conversation_to_a_person_in_chatwoot(desk):
     later = chatwoot.customer_says(9, "hello?")
     assert later.body == {"status": "ignored"}  # a person has it: the bot stays out
 
+    # The human agent resolves it in Chatwoot: the desk's case closes and the assistant answers again.
+    assert chatwoot.agent_sets_status(9, "resolved").body == {"status": "queued"}
+    run_jobs(services.store.client)
+    assert services.handoff.case(session_for(1, 9)).status == "closed"
+    chatwoot.conversation(9).status = "pending"  # a new message reopens it for the bot, as Chatwoot does
+    chatwoot.customer_says(9, "How do I get a refund?")
+    run_jobs(services.store.client)
+    assert "refund" in chatwoot.bot_messages(9)[-1].lower()
+
 
 def test_a_failed_post_is_retried_without_recomputing_the_reply(desk):
     chatwoot, services = desk

@@ -138,3 +138,12 @@ def test_a_store_fault_is_reported_as_store_unavailable():
     nowhere = ConversationStore(redis.Redis(port=free_port(), socket_connect_timeout=0.5))
     with pytest.raises(StoreUnavailable, match="cannot be reached"):
         HandoffQueue(nowhere).open_cases()
+
+
+def test_a_help_desk_releases_a_case_its_people_worked(desk):
+    bot, queue, _ = desk
+    bot.ask("s5", ANGRY)
+    assert queue.release("s5", "handed_back", "Chatwoot")
+    assert (queue.case("s5").status, queue.case("s5").agent) == ("handed_back", "Chatwoot")
+    assert not queue.release("s5", "handed_back", "Chatwoot")  # nothing left to release
+    assert bot.ask("s5", "How long does a refund take?").text == "First answer [1]."

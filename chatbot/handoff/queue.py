@@ -198,6 +198,20 @@ class HandoffQueue:
     @_queue_call
     def _finish(self, session_id: str, agent: str, outcome: str) -> None:
         self._owned(session_id, agent)
+        self._release(session_id, agent, outcome)
+
+    @_queue_call
+    def release(self, session_id: str, outcome: str, by: str) -> bool:
+        """Close (CLOSED) or hand back (HANDED_BACK) whoever holds the case, for a help desk where people
+        work it (`by`: who did, "Chatwoot"); False when the conversation was not with a person."""
+        case = self.case(session_id)
+        escalated = TriageState.from_dict(self.store.state(session_id).get("triage")).escalated
+        if not escalated and (case is None or case.status not in (WAITING, CLAIMED)):
+            return False
+        self._release(session_id, (case.agent if case and case.agent else "") or by, outcome)
+        return True
+
+    def _release(self, session_id: str, agent: str, outcome: str) -> None:
         state = self.store.state(session_id)
         triage = TriageState.from_dict(state.get("triage"))
         if outcome == CLOSED:
@@ -208,7 +222,7 @@ class HandoffQueue:
             triage.escalated, triage.handoff_announced, triage.state = False, False, "resolving"
         self.store.append(session_id, [], {**state, "triage": triage.to_dict()}, agent=agent)
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(_case_key(session_id), mapping={"status": outcome, "closed_at": repr(self.clock())})
+        pipe.hset(_case_key(session_id), mapping={"status": outcome, "agent": agent, "closed_at": repr(self.clock())})
         pipe.zrem(QUEUE, session_id)
         pipe.execute()
 

@@ -91,13 +91,39 @@ def customer_message(payload: dict) -> dict | None:
             "message_id": payload.get("id")}
 
 
+def status_change(payload: dict) -> dict | None:
+    """A person resolved the conversation in Chatwoot, or gave it back to the bot ("pending"); else None."""
+    conversation = payload.get("conversation") or payload
+    status = payload.get("status") or conversation.get("status")
+    account = (payload.get("account") or {}).get("id")
+    if payload.get("event") != "conversation_status_changed" or status not in ("resolved", "pending"):
+        return None
+    if account is None or conversation.get("id") is None:
+        return None
+    return {"account": int(account), "conversation": int(conversation["id"]), "status": status}
+
+
 def queue_event(client: redis.Redis, payload: dict) -> bool:
-    """Queue the reply to a customer's message for the worker; False when the event needs none."""
+    """Queue the work an event needs (a reply, a status to follow) for the worker; False when it needs none."""
     message = customer_message(payload)
-    if message is None:
-        return False
-    job_queue(client).enqueue(answer, message)
-    return True
+    if message is not None:
+        job_queue(client).enqueue(answer, message)
+        return True
+    change = status_change(payload)
+    if change is not None:
+        job_queue(client).enqueue(follow_status, change)
+        return True
+    return False
+
+
+def follow_status(change: dict) -> bool:
+    """The RQ job: Chatwoot's people resolved the conversation (the case closes) or set it back to
+    "pending" (the assistant answers again); True when the desk had it with a person."""
+    from chatbot.handoff.queue import CLOSED, HANDED_BACK
+    from chatbot.helpdesk.runtime import services
+
+    outcome = CLOSED if change["status"] == "resolved" else HANDED_BACK
+    return services().handoff.release(session_for(change["account"], change["conversation"]), outcome, "Chatwoot")
 
 
 def session_for(account: int, conversation: int) -> str:

@@ -117,6 +117,15 @@ class ChatwootServer:
             answer = response.text
         return Delivery(delivery_id, response.status_code, answer, elapsed)
 
+    def agent_sets_status(self, conversation_id: int, status: str, **kwargs: Any) -> Delivery:
+        """A human agent changes the conversation's status in Chatwoot: `conversation_status_changed` to the bot."""
+        conversation = self.conversation(conversation_id)
+        conversation.status = status
+        payload = {"event": "conversation_status_changed", "id": conversation_id, "status": status,
+                   "account": {"id": self.account_id, "name": "Acme"}, "inbox": {"id": 1, "name": "Website"},
+                   "conversation": {"id": conversation_id, "status": status, "inbox_id": 1}}
+        return self.deliver(payload, **kwargs)
+
     def customer_says(self, conversation_id: int, content: str, **kwargs: Any) -> Delivery:
         """The customer writes in a conversation: the message is stored and its webhook sent to the bot."""
         return self.deliver(self.event(conversation_id, content), **kwargs)
