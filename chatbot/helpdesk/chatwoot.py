@@ -92,10 +92,16 @@ def customer_message(payload: dict) -> dict | None:
 
 
 def status_change(payload: dict) -> dict | None:
-    """A person resolved the conversation in Chatwoot, or gave it back to the bot ("pending"); else None."""
+    """A person resolved the conversation in Chatwoot, or gave it back to the bot ("pending"); else None.
+
+    Chatwoot sends a conversation event with the conversation's fields at the top level; the
+    account is `account.id`, else `account_id` there or on its messages.
+    """
     conversation = payload.get("conversation") or payload
     status = payload.get("status") or conversation.get("status")
-    account = (payload.get("account") or {}).get("id")
+    messages = conversation.get("messages") or [{}]
+    account = ((payload.get("account") or {}).get("id") or payload.get("account_id")
+               or (messages[0] or {}).get("account_id"))
     if payload.get("event") != "conversation_status_changed" or status not in ("resolved", "pending"):
         return None
     if account is None or conversation.get("id") is None:
