@@ -122,10 +122,13 @@ def test_hand_back_lets_the_bot_answer_again(desk, store):
     bot, queue, _ = desk
     bot.ask("s4", ANGRY)
     queue.claim("s4", "ben")
+    queue.reply("s4", "ben", "I have issued your refund of 40 euros.")
     queue.hand_back("s4", "ben")
     assert queue.open_cases() == [] and queue.case("s4").status == "handed_back"
     reply = bot.ask("s4", "How long does a refund take?")
     assert reply.text == "First answer [1]." and not reply.meta.handed_off
+    # The model is told what the person wrote.
+    assert any("refund of 40 euros" in m["content"] for m in bot.backend.requests[-1].messages)
 
 
 def test_a_store_fault_is_reported_as_store_unavailable():

@@ -181,7 +181,7 @@ class HandoffQueue:
         if not text:
             raise InputRejected("The reply is empty: write something to send.")
         message = {"role": AGENT_ROLE, "content": text, "meta": {"agent": agent}}
-        self.store.append(session_id, [message], agent=agent)
+        self.store.append(session_id, [message], _remembered(self.store.state(session_id), text), agent=agent)
         self.client.hset(_case_key(session_id), "waiting", "0")
         self.events(MESSAGE_CREATED, {"conversation_id": session_id, "message": {"role": AGENT_ROLE,
                                       "content": text, "agent": agent}})
@@ -225,6 +225,15 @@ class HandoffQueue:
         pipe.hset(_case_key(session_id), mapping={"status": outcome, "agent": agent, "closed_at": repr(self.clock())})
         pipe.zrem(QUEUE, session_id)
         pipe.execute()
+
+
+def _remembered(state: dict, text: str) -> dict:
+    """The conversation state with a person's reply in the assistant's memory, so that after a hand-back
+    the model knows what the support team said (as the desk's side of the conversation)."""
+    memory = dict(state.get("memory") or {})
+    memory["messages"] = [*(memory.get("messages") or []),
+                          {"role": "assistant", "content": f"(A person on the support team replied:) {text}"}]
+    return {**state, "memory": memory}
 
 
 def _agent_name(agent: str) -> str:
