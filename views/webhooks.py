@@ -37,7 +37,9 @@ def run(action, *args) -> None:
     status = getattr(result, "status", "")
     if status:
         st.session_state["webhooks_notice"] = (
-            f"Test event {result.message_id}: {status}" + (f" ({result.last_error})" if result.last_error else "."))
+            f"{result.type} {result.message_id} to {result.url}: {status}"
+            + (f" ({result.last_error})" if result.last_error else " (queued for the worker)" if status == "pending"
+               else "."))
 
 
 st.title("Webhooks")
