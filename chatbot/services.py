@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from backends.base import Backend
+from backends.registry import make_backend
+from chatbot.access.metering import Answering, answering_backend
+from chatbot.access.spending import Limits, Spending
 from chatbot.turn.bot import Chatbot
 from common.settings import Settings
 from chatbot.prompts.library import PromptLibrary, open_prompt_library
@@ -34,6 +38,22 @@ class Services:
     router: IntentRouter
     events: Dispatcher
     handoff: HandoffQueue
+    # The API backends' spend, in the conversations' Redis; built from the settings unless given.
+    spending: Spending = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.spending is None:
+            store = self.store
+            self.spending = Spending(lambda: store.client, Limits.from_settings(self.settings),
+                                     conversation_ttl=store.ttl)
+
+    def answering(self, build: Callable[[], Backend], client_id: str, conversation_id: str = "",
+                  set_aside: str = "") -> Answering:
+        """Which backend answers `client_id`'s next turn in `conversation_id`: `build()`'s, held to the
+        spending limits, or the offline one and why (see chatbot.access.metering.answering_backend).
+        Every front end (pages, command line, HTTP API) decides it here."""
+        return answering_backend(build, lambda: make_backend("offline", self.settings), self.spending,
+                                 client_id, conversation_id, set_aside)
 
     def build_chatbot(self, backend: Backend) -> Chatbot:
         """A Chatbot over the shared parts with the chosen backend (cheap to build)."""

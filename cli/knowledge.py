@@ -10,8 +10,6 @@ import argparse
 import json
 from pathlib import Path
 
-from chatbot.services import build_services
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     ingest = subparsers.add_parser("ingest", help="add files or folders to the knowledge base")
@@ -42,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
+    from chatbot.services import build_services
+
     services = build_services()
 
     def report(number: int, total: int, result) -> None:
@@ -79,6 +79,8 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    from chatbot.services import build_services
+
     services = build_services()
     where = {key: value for key, value in (("category", args.category), ("source", args.source)) if value}
     passages = services.knowledge.search(args.text, k=args.k, where=where or None, mode=args.mode, fusion=args.fusion)

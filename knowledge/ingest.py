@@ -64,6 +64,41 @@ class _Cancelled(Exception):
     pass
 
 
+class _Results:
+    """One result per source, in the sources' order, each reported to `progress` as it is known."""
+
+    def __init__(self, sources: Sequence[Source], progress: Progress | None):
+        self.names = [name for name, _ in sources]
+        self.results: list[IngestResult | None] = [None] * len(sources)
+        self.finished = 0
+        self.progress = progress
+
+    def finish(self, position: int, result: IngestResult) -> None:
+        result.position = position
+        self.results[position] = result
+        self.finished += 1
+        if self.progress:
+            self.progress(self.finished, len(self.results), result)
+
+    def done(self) -> list[IngestResult]:
+        """Every result; a source never reached (cancelled) is reported as such."""
+        for position, name in enumerate(self.names):
+            if self.results[position] is None:
+                self.finish(position, IngestResult(name, "cancelled"))
+        return self.results  # type: ignore[return-value]
+
+
+def _load_source(name: str, load: Callable[[], Document]) -> Document | IngestResult:
+    """The source's document, or its error result: one unreadable file never fails the others."""
+    try:
+        return load()
+    except IngestError as exc:
+        return IngestResult(name, "error", error=exc.reason)
+    except Exception as exc:  # noqa: BLE001 - any reader's failure is this file's alone
+        log.exception("could not load %s", name)
+        return IngestResult(name, "error", error=f"could not be read ({type(exc).__name__}: {exc})")
+
+
 
 class Ingestion:
     """The ingestion half of KnowledgeBase (which provides the stores, the lock and the registry view)."""
@@ -86,17 +121,8 @@ class Ingestion:
         embedded, so progress can be shown in chunks.
         """
         encoder = self._vectors if vectors is None else vectors
-        results: list[IngestResult | None] = [None] * len(sources)
-        finished = 0
-
-        def finish(position: int, result: IngestResult) -> None:
-            nonlocal finished
-            result.position = position
-            results[position] = result
-            finished += 1
-            if progress:
-                progress(finished, len(sources), result)
-
+        results = _Results(sources, progress)
+        finish = results.finish
         self.sync(force=True)
         batch: list[_Job] = []
         waiting = 0
@@ -104,14 +130,9 @@ class Ingestion:
             for position, (name, load) in enumerate(sources):
                 if cancel is not None and cancel.is_set():
                     break
-                try:
-                    doc = load()
-                except IngestError as exc:
-                    finish(position, IngestResult(name, "error", error=exc.reason))
-                    continue
-                except Exception as exc:  # noqa: BLE001 - one unreadable file never fails the others
-                    log.exception("could not load %s", name)
-                    finish(position, IngestResult(name, "error", error=f"could not be read ({type(exc).__name__}: {exc})"))
+                doc = _load_source(name, load)
+                if isinstance(doc, IngestResult):
+                    finish(position, doc)
                     continue
                 planned = self._plan(doc, force)
                 if isinstance(planned, IngestResult):
@@ -141,10 +162,7 @@ class Ingestion:
                     finish(job.position, result)
         except _Cancelled:
             pass
-        for position, (name, _) in enumerate(sources):
-            if results[position] is None:
-                finish(position, IngestResult(name, "cancelled"))
-        return results  # type: ignore[return-value]
+        return results.done()
 
     def _plan(self, doc: Document, force: bool = False) -> _Job | IngestResult:
         digest = content_hash(doc)

@@ -207,6 +207,11 @@ class KnowledgeBase(Following, Ingestion):
         else:
             scores = vector_scores or keyword_scores
         ranked = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
+        return self._scored_passages(ranked, scores, vector_scores, keyword_scores)
+
+    def _scored_passages(self, ranked: list[str], scores: dict[str, float], vector_scores: dict[str, float],
+                         keyword_scores: dict[str, float]) -> list[Passage]:
+        """The passages of the ranked chunk ids, each with its score and the retrievers that found it."""
         found = self._passages(ranked)
         passages = []
         for cid in ranked:

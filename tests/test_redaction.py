@@ -8,6 +8,7 @@ import pytest
 from chatbot.store import analytics
 from chatbot.turn.bot import Chatbot
 from common.redaction import redact, redact_with_kinds
+from chatbot.store.messages import Message
 from tests.fakes import FakeBackend
 from tests.test_bot import small_kb  # noqa: F401  (fixture)
 from training.datasets import from_conversations
@@ -46,7 +47,7 @@ def test_a_turn_stores_searches_sends_and_exports_only_the_markers(small_kb, sto
     bot = Chatbot(knowledge=small_kb, backend=backend, store=store)
     reply = bot.ask("s", "Someone used my card 4111 1111 1111 1111 and my password is hunter2, refund me")
     assert reply.meta.redacted == ["card", "password"]
-    stored = store.messages("s")[0]["content"]
+    stored = store.messages("s")[0].content
     assert stored == "Someone used my card [card number] and my password [redacted], refund me"
     sent = backend.requests[0]
     assert "4111" not in sent.messages[-1]["content"] and "hunter2" not in sent.system + sent.query
@@ -63,13 +64,14 @@ def test_conversations_stored_before_redaction_leave_the_app_without_secrets():
     ]}
     examples = from_conversations([raw]).examples
     assert examples and examples[0]["prompt"][-1]["content"] == "card [card number], password [redacted]"
-    assert "4111" not in analytics.to_json(raw) and "hunter2" not in analytics.to_markdown(raw)
+    read = {**raw, "messages": [Message.from_stored(m) for m in raw["messages"]]}
+    assert "4111" not in analytics.to_json(read) and "hunter2" not in analytics.to_markdown(read)
 
 
 def test_a_feedback_comment_is_stored_without_the_secret_an_agent_pasted(store):
     store.append("s", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}])
     store.set_feedback("s", 1, 0, "customer gave card 4111 1111 1111 1111, reply ignored it")
-    comment = store.conversation("s")["messages"][1]["feedback"]["comment"]
+    comment = store.conversation("s")["messages"][1].feedback.comment
     assert "4111" not in comment and "[card number]" in comment and "reply ignored it" in comment
 
 

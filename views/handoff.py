@@ -9,6 +9,7 @@ import streamlit as st
 
 from chatbot.handoff.queue import CLAIMED, HandoffConflict
 from chatbot.handoff.status import as_shown
+from chatbot.store.messages import turn_meta
 from common.errors import ChatbotError, StoreUnavailable
 from ui.auth import current_admin
 from ui.chat_view import SENTIMENT_COLOURS, render_message
@@ -94,9 +95,7 @@ except StoreUnavailable as exc:
     st.stop()
 messages = as_shown(messages)  # a message an agent has answered no longer shows as waiting
 for index, message in enumerate(messages):
-    following = messages[index + 1] if index + 1 < len(messages) else {}
-    turn_meta = (message.get("meta") or following.get("meta")) if message["role"] == "user" else None
-    render_message(message, turn_meta)
+    render_message(message, turn_meta(messages, index))
 
 if mine:
     with st.form("handoff_reply_form", clear_on_submit=True):

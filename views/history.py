@@ -8,6 +8,7 @@ import streamlit as st
 
 from chatbot.handoff.status import as_shown
 from chatbot.store import analytics
+from chatbot.store.messages import Feedback, Message, turn_meta
 from common.errors import ConversationNotFound, StoreUnavailable
 from chatbot.store.server import ephemeral_storage_warning
 from ui.auth import ADMIN_ONLY, admin_hint, is_admin
@@ -36,12 +37,12 @@ def date_range(picked) -> tuple[float | None, float | None]:
     return start, end
 
 
-def feedback_note(message: dict) -> str:
-    feedback = message.get("feedback") or {}
-    notes = [{1: ":material/thumb_up: helpful", 0: ":material/thumb_down: not helpful"}.get(feedback.get("score"), "")]
-    if feedback.get("comment"):
-        notes.append(f"“{feedback['comment']}”")
-    if message.get("approved"):
+def feedback_note(message: Message) -> str:
+    feedback = message.feedback or Feedback()
+    notes = [{1: ":material/thumb_up: helpful", 0: ":material/thumb_down: not helpful"}.get(feedback.score, "")]
+    if feedback.comment:
+        notes.append(f"“{feedback.comment}”")
+    if message.approved:
         notes.append(":material/verified: approved for training")
     return " · ".join(n for n in notes if n)
 
@@ -181,10 +182,8 @@ if summary:
 st.caption("Read-only. Resume it in the chat to continue the conversation.")
 messages = as_shown(conversation["messages"])
 for index, message in enumerate(messages):
-    following = messages[index + 1] if index + 1 < len(messages) else {}
     # A customer message's routing and triage are stored with the turn: on the reply, or on itself.
-    turn_meta = (message.get("meta") or following.get("meta")) if message["role"] == "user" else None
-    render_message(message, turn_meta)
+    render_message(message, turn_meta(messages, index))
     note = feedback_note(message)
     if note:
         st.caption(note)

@@ -14,6 +14,7 @@ ADMIN_ACTIONS = {
     "delete_conversations": "delete conversations",
     "export_conversations": "export conversations",
     "manage_webhooks": "add, test, disable or delete webhook endpoints and replay deliveries",
+    "manage_api_keys": "create and revoke API keys",
 }
 
 

@@ -181,7 +181,8 @@ class HandoffQueue:
         if not text:
             raise InputRejected("The reply is empty: write something to send.")
         message = {"role": AGENT_ROLE, "content": text, "meta": {"agent": agent}}
-        self.store.append(session_id, [message], _remembered(self.store.state(session_id), text), agent=agent)
+        # Versioned: a turn stored meanwhile is kept, and a turn ending later merges onto this state.
+        self.store.append(session_id, [message], update=lambda current: _remembered(current, text), agent=agent)
         self.client.hset(_case_key(session_id), "waiting", "0")
         self.events(MESSAGE_CREATED, {"conversation_id": session_id, "message": {"role": AGENT_ROLE,
                                       "content": text, "agent": agent}})
@@ -212,19 +213,25 @@ class HandoffQueue:
         return True
 
     def _release(self, session_id: str, agent: str, outcome: str) -> None:
-        state = self.store.state(session_id)
-        triage = TriageState.from_dict(state.get("triage"))
-        if outcome == CLOSED:
-            triage.state = "escalated"  # what the case was, whatever the stored triage says (an older state)
-            Triage().close(triage)
-        else:
-            # Back to the bot mid-case: not "closed", the customer's problem may still be open.
-            triage.escalated, triage.handoff_announced, triage.state = False, False, "resolving"
-        self.store.append(session_id, [], {**state, "triage": triage.to_dict()}, agent=agent)
+        # Versioned (see ConversationStore.finish_turn): a turn that read the state before this
+        # close or hand-back merges its own changes onto it instead of writing the handoff back.
+        self.store.append(session_id, [], update=lambda current: _released(current, outcome), agent=agent)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(_case_key(session_id), mapping={"status": outcome, "agent": agent, "closed_at": repr(self.clock())})
         pipe.zrem(QUEUE, session_id)
         pipe.execute()
+
+
+def _released(state: dict, outcome: str) -> dict:
+    """The conversation state once a person closed the case (CLOSED) or handed it back (HANDED_BACK)."""
+    triage = TriageState.from_dict(state.get("triage"))
+    if outcome == CLOSED:
+        triage.state = "escalated"  # what the case was, whatever the stored triage says (an older state)
+        Triage().close(triage)
+    else:
+        # Back to the bot mid-case: not "closed", the customer's problem may still be open.
+        triage.escalated, triage.handoff_announced, triage.state = False, False, "resolving"
+    return {**state, "triage": triage.to_dict()}
 
 
 def _remembered(state: dict, text: str) -> dict:

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from common.errors import PromptValidationError
+from chatbot.prompts.escaping import neutralise, quoted
 from chatbot.prompts.yaml_text import Located, check_duplicates, is_nothing, load, read_bool, read_number
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -79,8 +80,19 @@ def compile_text(text: str) -> tuple[list[str], list[tuple[int, str]]]:
 
 
 def fill(parts: list[str], values: Mapping[str, str]) -> str:
-    """Join compiled parts, replacing each variable by its value (a missing one by an empty string)."""
-    return "".join(values.get(p, "") if isinstance(p, _Var) else p for p in parts)
+    """Join compiled parts, replacing each variable by its value (a missing one by an empty string).
+
+    This is the one place where values (customer fields, passages, summaries, file names, examples)
+    enter a prompt: every value is neutralised here, and one inside `="..."` is also kept in its quotes.
+    """
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, _Var):
+            value = str(values.get(part, ""))
+            out.append(quoted(value) if out and out[-1].endswith('="') else neutralise(value))
+        else:
+            out.append(part)
+    return "".join(out)
 
 
 @dataclass
@@ -216,17 +228,7 @@ def _switch(data: dict, key: str, default, loc: Located, extra: tuple = ()):
     return flag
 
 
-def parse_template(text: str, expected_name: str | None = None) -> PromptTemplate:
-    """Parse and validate a template's YAML; PromptValidationError names the line of the first problem."""
-    if not text.strip():
-        raise PromptValidationError("the template is empty")
-    data, root = load(text)
-    loc = Located(root, text)
-    if not isinstance(data, dict):
-        raise PromptValidationError("a template is a YAML mapping with name, system, examples, ...", line=1)
-    check_duplicates(root)
-    _unknown_keys(data, TOP_FIELDS, "the template", loc, ())
-
+def _name(data: dict, loc: Located, expected_name: str | None) -> str:
     name = _text(data.get("name"), "name", loc, ("name",), required=True).strip()
     if not NAME_PATTERN.match(name):
         raise PromptValidationError("'name' must be lower-case letters, digits, '-' or '_' (at most 40)",
@@ -234,41 +236,36 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
     if expected_name is not None and name != expected_name:
         raise PromptValidationError(f"'name' is '{name}' but this is the '{expected_name}' template; "
                                     "a template cannot be renamed", loc.line(("name",)), "name")
+    return name
 
+
+def _sections(data: dict, loc: Located) -> dict[str, str]:
+    """The system prompt's sections (role required), each as text."""
     system = _mapping(data.get("system"), "system", loc, ("system",))
     _unknown_keys(system, TEXT_SECTIONS, "system", loc, ("system",))
     if "role" not in system:
         raise PromptValidationError("'system.role' is required: who the assistant is and what it does",
                                     loc.line(("system",)) or 1, "system.role")
-    sections = {
+    return {
         key: _text(system.get(key), f"system.{key}", loc, ("system", key), required=key == "role")
         for key in TEXT_SECTIONS
     }
 
-    model = _mapping(data.get("model"), "model", loc, ("model",))
-    _unknown_keys(model, MODEL_FIELDS, "model", loc, ("model",))
-    # Settings are read by their declared type; everything else is text, kept as typed.
-    temperature = _number(model, "temperature", 0.2, float, 0, 2, "model.temperature", loc, ("model", "temperature"))
-    max_tokens = _number(model, "max_tokens", 600, int, 1, MAX_TOKENS_LIMIT, "model.max_tokens", loc,
-                         ("model", "max_tokens"))
-    cot = _switch(data, "chain_of_thought", False, loc, extra=("auto",))
-    few_shot_k = _number(data, "few_shot_k", 2, int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
-    knowledge = _switch(data, "knowledge", True, loc)
 
-    tags = _list(data.get("tags"), "tags", loc, ("tags",), "words")
-    if not all(isinstance(t, str) and t.strip() for t in tags):
-        raise PromptValidationError("'tags' must be a list of words", loc.line(("tags",)), "tags")
-
+def _variables(data: dict, loc: Located) -> dict[str, str]:
     variables = {}
     for key, value in _mapping(data.get("variables"), "variables", loc, ("variables",)).items():
         if not _IDENT.fullmatch(key):
             raise PromptValidationError(f"variable name '{key}' must be letters, digits and '_'",
                                         loc.key_line(("variables", key)), "variables")
         variables[key] = _text(value, f"variables.{key}", loc, ("variables", key))
+    return variables
 
-    examples_raw = _list(data.get("examples"), "examples", loc, ("examples",), "{user, assistant}")
+
+def _examples(data: dict, loc: Located) -> list[dict[str, str]]:
+    """The few-shot examples, each a `user` and an `assistant` text."""
     examples = []
-    for index, ex in enumerate(examples_raw):
+    for index, ex in enumerate(_list(data.get("examples"), "examples", loc, ("examples",), "{user, assistant}")):
         path = ("examples", index)
         if not isinstance(ex, dict):
             raise PromptValidationError(f"example {index + 1} must have 'user' and 'assistant'", loc.line(path),
@@ -279,8 +276,12 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
             "assistant": _text(ex.get("assistant"), f"examples[{index + 1}].assistant", loc,
                                (*path, "assistant"), required=True),
         })
+    return examples
 
-    # Placeholders: balanced braces, and only declared variables.
+
+def _check_placeholders(sections: dict[str, str], examples: list[dict[str, str]], variables: dict[str, str],
+                        loc: Located) -> None:
+    """Placeholders: balanced braces, and only declared variables."""
     texts = [(("system", k), f"system.{k}", v) for k, v in sections.items()]
     texts += [(("examples", i, part), f"examples[{i + 1}].{part}", ex[part])
               for i, ex in enumerate(examples) for part in ("user", "assistant")]
@@ -297,6 +298,38 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
                     loc.text_line(path, value, value.find("{" + part + "}")), where,
                 )
 
+
+def parse_template(text: str, expected_name: str | None = None) -> PromptTemplate:
+    """Parse and validate a template's YAML; PromptValidationError names the line of the first problem."""
+    if not text.strip():
+        raise PromptValidationError("the template is empty")
+    data, root = load(text)
+    loc = Located(root, text)
+    if not isinstance(data, dict):
+        raise PromptValidationError("a template is a YAML mapping with name, system, examples, ...", line=1)
+    check_duplicates(root)
+    _unknown_keys(data, TOP_FIELDS, "the template", loc, ())
+
+    name = _name(data, loc, expected_name)
+    sections = _sections(data, loc)
+
+    model = _mapping(data.get("model"), "model", loc, ("model",))
+    _unknown_keys(model, MODEL_FIELDS, "model", loc, ("model",))
+    # Settings are read by their declared type; everything else is text, kept as typed.
+    temperature = _number(model, "temperature", 0.2, float, 0, 2, "model.temperature", loc, ("model", "temperature"))
+    max_tokens = _number(model, "max_tokens", 600, int, 1, MAX_TOKENS_LIMIT, "model.max_tokens", loc,
+                         ("model", "max_tokens"))
+    cot = _switch(data, "chain_of_thought", False, loc, extra=("auto",))
+    few_shot_k = _number(data, "few_shot_k", 2, int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
+    knowledge = _switch(data, "knowledge", True, loc)
+
+    tags = _list(data.get("tags"), "tags", loc, ("tags",), "words")
+    if not all(isinstance(t, str) and t.strip() for t in tags):
+        raise PromptValidationError("'tags' must be a list of words", loc.line(("tags",)), "tags")
+
+    variables = _variables(data, loc)
+    examples = _examples(data, loc)
+    _check_placeholders(sections, examples, variables, loc)
     return PromptTemplate(
         name=name, description=_text(data.get("description"), "description", loc, ("description",)).strip(),
         examples=examples, chain_of_thought=cot, few_shot_k=few_shot_k, knowledge=knowledge,
