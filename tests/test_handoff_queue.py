@@ -9,6 +9,7 @@ import pytest
 
 from chatbot.handoff.queue import CLAIMED, HandoffConflict, HandoffQueue
 from chatbot.handoff.status import WAITING_FOR_HUMAN, awaiting_human
+from chatbot.store.messages import Status
 from chatbot.turn.bot import Chatbot
 from common.errors import InputRejected
 from tests.fakes import FakeBackend
@@ -48,8 +49,8 @@ def test_an_escalation_opens_a_case_with_the_escalations_triage(desk, store):
     assert case.brief.startswith("Escalated: human requested") and case.message == ANGRY
     assert case.waiting == 2  # the two messages after the escalation
     messages = store.messages("s1")
-    assert [m.get("status") for m in messages if m["role"] == "user"] == [None, None, WAITING_FOR_HUMAN,
-                                                                          WAITING_FOR_HUMAN]
+    assert [m.status for m in messages if m.is_user] == [Status.ANSWERED, Status.ANSWERED, WAITING_FOR_HUMAN,
+                                                         WAITING_FOR_HUMAN]
     assert len(awaiting_human(messages)) == 2
     # History's summary keeps the escalation apart from the last message's triage.
     summary = store.conversation("s1")
@@ -107,8 +108,9 @@ def test_an_agent_answers_as_a_person_then_closes(desk, store):
     queue.claim("s3", "ana")
     queue.reply("s3", "ana", "Hi, I'm Ana from support. Your card 4111 1111 1111 1111 is refunded.")
     messages = store.messages("s3")
-    assert messages[-1]["role"] == "agent" and messages[-1]["meta"]["agent"] == "ana"
-    assert "4111 1111 1111 1111" not in messages[-1]["content"]  # redacted like every message
+    assert messages[-1].role == "agent" and messages[-1].meta.agent == "ana"
+    assert messages[-1].status is Status.ANSWERED  # a person's reply waits for nobody
+    assert "4111 1111 1111 1111" not in messages[-1].content  # redacted like every message
     assert awaiting_human(messages) == [] and queue.case("s3").waiting == 0
     assert events.of("message.created")[-1]["message"]["role"] == "agent"
     queue.close("s3", "ana")
@@ -150,3 +152,34 @@ def test_a_help_desk_releases_a_case_its_people_worked(desk):
     assert (queue.case("s5").status, queue.case("s5").agent) == ("handed_back", "Chatwoot")
     assert not queue.release("s5", "handed_back", "Chatwoot")  # nothing left to release
     assert bot.ask("s5", "How long does a refund take?").text == "First answer [1]."
+
+
+def test_a_turn_that_ends_after_a_close_does_not_reopen_the_handoff(desk, store):
+    bot, queue, _ = desk
+    bot.ask("s6", ANGRY)
+    queue.claim("s6", "ana")
+    late = bot.send("s6", "hello? anyone?")  # read the conversation while it was with a person
+    queue.close("s6", "ana")
+    late.consume()  # stored after the close
+    triage = store.state("s6")["triage"]
+    assert triage["state"] == "closed" and not triage["escalated"]
+    assert bot.ask("s6", "How long does a refund take?").text == "First answer [1]."
+
+
+def test_a_handoff_on_request_opens_a_case_and_outlives_a_late_turn(desk, store):
+    from chatbot.turn.manual_handoff import hand_off
+
+    bot, queue, events = desk
+    bot.ask("s7", "My camera is offline")
+    late = bot.send("s7", "It still blinks red")  # a turn under way when the handoff is asked for
+    result = hand_off(queue, "s7", "VIP customer", by="api:ops")
+    late.consume()
+    assert result["escalated"] and not result["already"]
+    [case] = queue.open_cases()
+    assert (case.conversation, case.status, case.reasons) == ("s7", "waiting", ["VIP customer"])
+    assert store.state("s7")["triage"]["escalated"]  # the late turn merged onto the handoff, not over it
+    assert events.of("conversation.escalated")[-1]["requested_by"] == "api:ops"
+    assert hand_off(queue, "s7", "again", by="api:ops")["already"]
+    queue.claim("s7", "ana")
+    queue.reply("s7", "ana", "I am on it.")
+    assert store.messages("s7")[-1].role == "agent"
