@@ -32,9 +32,10 @@ def desk(tmp_path_factory):
         runtime.services.cache_clear()
         try:
             services = runtime.services()  # what the worker builds on its first job
-            from api.webhooks_in import PATH, make_app
+            from api.app import create_app
+            from api.webhooks_in import PATH
 
-            with serving(make_app()) as url:
+            with serving(create_app(services)) as url:  # the API app `python -m chatbot serve` serves
                 chatwoot.webhook_url = url + PATH
                 yield chatwoot, services
         finally:
@@ -55,7 +56,7 @@ def test_a_customer_message_is_acknowledged_then_answered_through_chatwoots_api(
     posted = [r for r in chatwoot.requests if r.path.endswith("/conversations/7/messages")]
     assert posted[0].headers["api_access_token"] == TOKEN and posted[0].body["message_type"] == "outgoing"
     stored = services.store.messages(session_for(1, 7))
-    assert [m["role"] for m in stored] == ["user", "assistant"] and stored[1]["content"] == reply
+    assert [m.role for m in stored] == ["user", "assistant"] and stored[1].content == reply
     assert chatwoot.conversation(7).status == "pending"  # still the bot's
 
 

@@ -79,7 +79,7 @@ def test_an_agent_claims_answers_and_closes_the_oldest_case(desk):
     next(b for b in at.button if b.label == "Send reply").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     messages = store.messages("older")
-    assert messages[-1]["role"] == "agent" and messages[-1]["content"].startswith("Hello, I'm Ana")
+    assert messages[-1].role == "agent" and messages[-1].content.startswith("Hello, I'm Ana")
     assert not any("Waiting for a person" in c.value for c in at.caption)  # answered now
     at.button(key="handoff_close").click().run()
     assert [c.conversation for c in queue.open_cases()] == ["newer"]
