@@ -11,7 +11,7 @@ export ANONYMIZED_TELEMETRY := False
 # `make api`: the HTTP API (docs at http://127.0.0.1:$(API_PORT)/docs), same data directory as `make run`.
 API_PORT ?= 8000
 
-.PHONY: run api test install install-train install-dev system-deps bench clean
+.PHONY: run api test install install-train install-dev system-deps bench worker clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -55,6 +55,10 @@ api: install
 
 test: install-dev
 	$(BIN)/python -m pytest -q
+
+# Sends webhooks (with their retries) and answers Chatwoot; run it beside `make run`.
+worker: install
+	$(BIN)/python -m chatbot webhook-worker
 
 bench: install
 	$(BIN)/python -m chatbot bench-turn

@@ -36,11 +36,13 @@ if warning:
 PAGES = [
     ("Support", "views/chat.py", "Chat", ":material/chat:", None),
     ("Support", "views/history.py", "History", ":material/history:", "history"),
+    ("Support", "views/handoff.py", "Handoff queue", ":material/support_agent:", "handoff"),
     ("Support", "views/knowledge_base.py", "Knowledge base", ":material/menu_book:", "knowledge"),
     ("Insights", "views/stats.py", "Stats", ":material/monitoring:", "stats"),
     ("Admin", "views/prompts.py", "Prompts", ":material/edit_note:", "prompts"),
     ("Admin", "views/fine_tuning.py", "Training", ":material/model_training:", "training"),
     ("Admin", "views/api_keys.py", "API keys", ":material/key:", "api-keys"),
+    ("Admin", "views/webhooks.py", "Webhooks", ":material/webhook:", "webhooks"),
 ]
 HERE = os.path.dirname(os.path.abspath(__file__))
 sections: dict[str, list] = {}

@@ -14,6 +14,7 @@ from api.routes_conversations import router as conversations_router
 from api.routes_openai import router as openai_router
 from api.routes_ops import router as ops_router
 from api.routes_prompts import router as prompts_router
+from api.webhooks_in import chatwoot_router
 from backends.base import Backend
 from chatbot.services import Services
 
@@ -35,6 +36,9 @@ def create_app(services: Services, backend: Backend | None = None,
     errors.install(app, lambda kind: the_desk.metrics.errors.labels(kind).inc())
     for router in [*ROUTERS, *(routers or [])]:
         app.include_router(router)
+    # Chatwoot's agent bot: signed by Chatwoot (no API key), settings and Redis read per request.
+    app.include_router(chatwoot_router(lambda: services.settings.chatwoot_webhook_secret,
+                                       lambda: services.store.client))
 
     app.add_middleware(RequestTimer, metrics=the_desk.metrics)
     return app

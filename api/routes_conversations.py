@@ -35,4 +35,4 @@ def get_conversation(conversation_id: str, key: ApiKey = Depends(agent_key), the
 def handoff(conversation_id: str, body: HandoffIn, request: Request, key: ApiKey = Depends(agent_key),
             the_desk: Desk = Depends(desk)):
     return run_once(the_desk, request, key, body.model_dump_json(),
-                    lambda: hand_off(the_desk.services.store, conversation_id, body.reason, by=agent_name(key)))
+                    lambda: hand_off(the_desk.services.handoff, conversation_id, body.reason, by=agent_name(key)))

@@ -16,6 +16,8 @@ from chatbot.prompts.library import PromptLibrary, open_prompt_library
 from chatbot.routing.routes import default_routes_path, load_routes
 from chatbot.routing.router import IntentRouter, router_for_routes
 from chatbot.store.conversations import ConversationStore
+from chatbot.handoff.queue import HandoffQueue
+from chatbot.webhooks.delivery import Dispatcher
 from knowledge.embeddings import Embedder, shared_embedder
 from knowledge.shipped_vectors import load_shipped
 from knowledge.store import KnowledgeBase, make_chroma_client
@@ -34,6 +36,8 @@ class Services:
     store: ConversationStore
     prompts: PromptLibrary
     router: IntentRouter
+    events: Dispatcher
+    handoff: HandoffQueue
     # The API backends' spend, in the conversations' Redis; built from the settings unless given.
     spending: Spending = field(default=None)  # type: ignore[assignment]
 
@@ -58,7 +62,7 @@ class Services:
             knowledge=self.knowledge, backend=backend, store=self.store, prompts=self.prompts, router=self.router,
             top_k=s.top_k, max_message_chars=s.max_message_chars,
             window_tokens=s.window_tokens, window_messages=s.window_messages,
-            temperature=s.temperature, max_tokens=s.max_tokens,
+            temperature=s.temperature, max_tokens=s.max_tokens, events=self.events, handoff=self.handoff,
         )
 
 
@@ -92,7 +96,11 @@ def build_services(settings: Settings | None = None, seed: bool = True) -> Servi
     store = ConversationStore.from_settings(settings)
     # Trained on the shipped intents on first start, then loaded from the data directory.
     router = router_for_routes(load_routes(default_routes_path()), embedder, settings.path("models", ".keep").parent)
+    # Webhook events are queued in the conversations' Redis and sent by `python -m chatbot webhook-worker`.
+    events = Dispatcher(lambda: store.client)
+    store.events = events
     return Services(
         settings=settings, embedder=embedder, knowledge=knowledge, store=store,
         prompts=open_prompt_library(settings.data_dir, embedder), router=router,
+        events=events, handoff=HandoffQueue(store, events),
     )

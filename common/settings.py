@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     # Price per million tokens, input/output, by model name (or name prefix), for the cost estimate:
     # "gpt-4o-mini=0.15/0.60, claude-haiku=1/5", or a table of [input, output] pairs in secrets.toml.
     model_prices: str | dict[str, Any] = setting("", "CHATBOT_MODEL_PRICES")
+    # Chatwoot: its address, the agent bot's access token (replies and handoffs go through its API),
+    # and the secret its webhooks are signed with (X-Chatwoot-Signature).
+    chatwoot_url: str = setting("", "CHATWOOT_URL")
+    chatwoot_api_token: str = setting("", "CHATWOOT_API_TOKEN", secret=True)
+    chatwoot_webhook_secret: str = setting("", "CHATWOOT_WEBHOOK_SECRET", secret=True)
 
     @classmethod
     def load(cls, secrets: Mapping[str, Any] | None = None, **overrides: Any) -> "Settings":

@@ -158,7 +158,13 @@ def test_summary_fields_of_a_turn():
     assert incr == {"messages": 2, "turns": 1, "intent:billing": 1}
     assert sets == {"backend": "openai", "model": "gpt", "last_intent": "billing", "sentiment": "negative",
                     "priority": "7", "triage_state": "escalated", "escalated": "1",
-                    "escalation_reasons": '["angry"]'}
+                    "escalation_reasons": '["angry"]', "escalation_sentiment": "negative",
+                    "escalation_priority": "7", "escalated_at": "0.0"}
+    # A later message of an escalated conversation changes the last triage, never the escalation's.
+    later, _, _ = analytics.summary_fields([{"role": "user", "content": "ok thanks", "meta": {"triage": {
+        "sentiment": "positive", "priority": 2, "escalate": True, "newly_escalated": False, "reasons": []}}}])
+    assert later["sentiment"] == "positive" and later["escalated"] == "1"
+    assert not {"escalation_reasons", "escalation_sentiment", "escalation_priority"} & set(later)
     _, incr, _ = analytics.summary_fields([{"role": "user", "content": "q", "meta": {"error": "boom"}}])
     assert incr == {"messages": 1, "failed": 1}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from chatbot.handoff.status import AGENT_ROLE
 from chatbot.store.messages import Message, Status, TurnMeta
 from chatbot.turn.citations import cited_numbers
 from chatbot.store.outcomes import CUT_OFF, REFUSAL, outcome_notice
@@ -103,10 +104,16 @@ def render_triage(meta: TurnMeta | None) -> None:
 def render_message(message: Message, triage_meta: TurnMeta | None = None, feedback=None) -> None:
     """One stored message as a chat bubble; `triage_meta` is the turn's metadata for a customer message."""
     meta = message.meta
+    if message.role == AGENT_ROLE:  # a person on the support team wrote it, from the handoff queue
+        _render_agent_message(message)
+        return
     with st.chat_message(message.role, avatar=":material/person:" if message.is_user else ":material/support_agent:"):
         if message.is_user:
             st.text(message.content)  # exactly what the customer typed: `__x__`, `--` and `# x` stay as typed
             render_triage(triage_meta or meta)
+            if message.status is Status.WAITING_FOR_HUMAN:
+                st.caption(":material/hourglass_top: Waiting for a person", help="The conversation was handed off: "
+                           "an agent answers it from the Handoff queue page.")
             if message.status is Status.PENDING:
                 st.caption("Waiting for the reply…", help="It is being written in another tab or process.")
         else:
@@ -120,6 +127,14 @@ def render_message(message: Message, triage_meta: TurnMeta | None = None, feedba
     elif message.is_user and outcome_notice(meta):  # the reply was empty: nothing was stored but this
         with st.chat_message("assistant", avatar=":material/error:"):
             render_outcome(meta)
+
+
+def _render_agent_message(message: Message) -> None:
+    """A person's reply, written from the handoff queue or a help desk."""
+    with st.chat_message(AGENT_ROLE, avatar=":material/headset_mic:"):
+        st.markdown(message.content)
+        agent = message.meta.agent if message.meta is not None else ""
+        st.caption(f"Written by {agent or 'an agent'}, a person on the support team")
 
 
 def _render_reply_notes(message: Message) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from chatbot.handoff.status import as_shown
 from common.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
 from chatbot.store.messages import turn_meta
 from chatbot.store.stats import conversation_stats
@@ -102,7 +103,7 @@ if memory_state.get("summarised_count"):
     )
     with st.expander("Summary of older messages"):
         st.markdown(memory_state.get("summary", ""))
-for index, message in enumerate(messages):
+for index, message in enumerate(as_shown(messages)):  # answered messages no longer wait for a person
     feedback = (lambda i=index, m=message: render_feedback(store, session_id, i, m)) \
         if not message.is_user and not message.is_handoff_notice else None
     # A customer message's triage is stored with the turn: on the reply, or on the message itself.

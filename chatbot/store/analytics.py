@@ -17,7 +17,7 @@ from common.redaction import redact
 
 PERCENTILES = (50, 90, 95, 99)
 TITLE_CHARS = 120
-SPEAKERS = {"user": "Customer", "assistant": "Assistant"}
+SPEAKERS = {"user": "Customer", "assistant": "Assistant", "agent": "Agent"}  # "agent": a person, from the handoff queue
 
 
 def _decode(raw: Any) -> str:
@@ -41,6 +41,10 @@ class ConversationSummary:
     last_intent: str = ""
     escalated: bool = False
     escalation_reasons: list[str] = field(default_factory=list)
+    # The triage of the message that escalated the conversation; later messages never change these.
+    escalated_at: float = 0.0
+    escalation_sentiment: str = ""
+    escalation_priority: int = 0
     sentiment: str = ""
     priority: int = 0
     state: str = ""
@@ -58,6 +62,8 @@ class ConversationSummary:
             intents={k[7:]: int(v) for k, v in h.items() if k.startswith("intent:")},
             last_intent=h.get("last_intent", ""), escalated=h.get("escalated") == "1",
             escalation_reasons=json.loads(h.get("escalation_reasons") or "[]"),
+            escalated_at=float(h.get("escalated_at") or 0), escalation_sentiment=h.get("escalation_sentiment", ""),
+            escalation_priority=int(float(h.get("escalation_priority") or 0)),
             sentiment=h.get("sentiment", ""), priority=int(float(h.get("priority") or 0)),
             state=h.get("triage_state", ""), backend=h.get("backend", ""), model=h.get("model", ""),
         )
@@ -93,7 +99,12 @@ def summary_fields(stored: list[dict]) -> tuple[dict[str, str], dict[str, int], 
             sets["triage_state"] = str(meta.triage["state"])
         if meta.handed_off:
             sets["escalated"] = "1"
+        # The escalating message's triage, kept whatever comes after (metadata without the flag: every escalated turn).
+        if meta.triage.get("newly_escalated") or (meta.handed_off and "newly_escalated" not in meta.triage):
             sets["escalation_reasons"] = json.dumps(meta.escalation_reasons, ensure_ascii=False)
+            sets["escalation_sentiment"] = meta.sentiment
+            sets["escalation_priority"] = str(meta.priority or 0)
+            sets["escalated_at"] = repr(float(meta.created_at or 0))
     return sets, incr, title
 
 

@@ -68,6 +68,8 @@ class ConversationStore:
         self._reconnect = reconnect
         self.revive_error = ""
         self.pending_seconds = PENDING_SECONDS
+        # Told (event type, data) of feedback on a reply: the webhook dispatcher, when there is one.
+        self.events: Callable[[str, dict], None] = lambda event_type, data: None
         self._lock = threading.Lock()
         self._append = client.register_script(APPEND_TURN)
         self._feedback = client.register_script(SET_FEEDBACK)
@@ -268,6 +270,8 @@ class ConversationStore:
         self._set_feedback_fields(session_id, index, [
             "score", "" if score is None else str(score), "comment", redact(comment.strip()), "at", now,
         ], ts)
+        self.events("feedback.received", {"conversation_id": session_id, "message_index": index, "score": score,
+                                          "comment": redact(comment.strip())})
 
     def set_approved(self, session_id: str, index: int, approved: bool, *, ts: float | None = None) -> None:
         """Mark the reply at `index` (found by `ts` if it moved) as approved for training (or take it back)."""

@@ -22,6 +22,7 @@ from typing import Any, Iterable
 from chatbot.store.outcomes import EMPTY
 
 USER, ASSISTANT = "user", "assistant"
+AGENT = "agent"  # a person on the support team wrote it (the handoff queue, a help desk)
 # The backend name of the notice written when a person takes over the conversation.
 HANDOFF = "handoff"
 # A turn still pending after this long was cut off (its process stopped): it reads as interrupted.
@@ -250,8 +251,8 @@ def _status(role: str, stored: str, meta: TurnMeta | None) -> Status:
         return Status.PENDING
     if stored == Status.INTERRUPTED or (meta is not None and meta.interrupted):
         return Status.INTERRUPTED
-    if meta is None:
-        return Status.ANSWERED  # a customer message whose reply carries the turn's metadata
+    if meta is None or role == AGENT:
+        return Status.ANSWERED  # a customer message whose reply carries the turn's metadata; a person's reply
     if role == ASSISTANT:
         return Status.WAITING_FOR_HUMAN if meta.is_handoff_notice else Status.ANSWERED
     # A customer message carries the metadata only when no reply was stored.

@@ -25,6 +25,8 @@ from chatbot.triage.merge import merge_triage
 from chatbot.triage.triage import Triage, TriageState, handoff_summary
 from chatbot.turn.steps import FixedReply, clean_message, customer_context, customer_messages, retrieve, summarise
 from chatbot.store.conversations import ConversationStore
+from chatbot.handoff.queue import HandoffQueue
+from chatbot.webhooks.events import CONVERSATION_ESCALATED, MESSAGE_CREATED, REPLY_COMPLETED, EventSink, ignore_event
 from knowledge.store import KnowledgeBase
 from common.types import Passage
 
@@ -72,8 +74,14 @@ class Chatbot:
         window_messages: int = 12,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        events: EventSink = ignore_event,
+        handoff: HandoffQueue | None = None,
     ):
         self.knowledge = knowledge
+        # Events for webhooks (message.created, reply.completed, conversation.escalated), and the
+        # queue where a handed-off conversation waits for a person.
+        self.events = events
+        self.handoff = handoff
         self.backend = backend
         self.store = store
         self.prompts = prompts or PromptLibrary()
@@ -127,6 +135,8 @@ class Chatbot:
         text, redacted = redact_with_kinds(text)
         # Stored before anything else can fail: whatever happens to the reply, the message is kept.
         sent = self.store.begin_turn(session_id, text, agent=agent)
+        self.events(MESSAGE_CREATED, {"conversation_id": session_id, "message": {
+            "role": "user", "content": text, "turn": sent["turn"], "agent": agent}})
         try:
             return self._prepare(session_id, text, redacted, sent, started, stages, lap,
                                  customer=customer, agent=agent)
@@ -235,7 +245,31 @@ class Chatbot:
         meta.backend, meta.model = HANDOFF, ""
         request = ChatRequest(system="", messages=[{"role": "user", "content": text}], query=text)
         return Reply(session_id, text, request, meta, started, FixedReply(notice),
-                     on_end=lambda reply, failed: self.end_turn(reply, base, failed, sent), triage_state=triage_state)
+                     on_end=lambda reply, failed: self._end_handoff(reply, base, failed, sent, bool(notice)),
+                     triage_state=triage_state)
+
+    def _end_handoff(self, reply: Reply, base: TriageState, failed: bool, sent: dict,
+                     announced: bool) -> None:
+        """Store a handed-off turn; the escalating one opens a case in the queue, later ones wait for a person."""
+        waiting = not announced and not failed
+        self.end_turn(reply, base, failed, sent)  # a message with no reply reads as waiting for a person
+        if failed:
+            return
+        verdict, state = reply.meta.triage, reply.triage_state or TriageState()
+        escalation = {"brief": state.handoff_summary, "reasons": list(verdict.get("reasons") or []),
+                      "sentiment": str(verdict.get("sentiment", "")), "priority": int(verdict.get("priority") or 0),
+                      "message": reply.user_text}
+        try:
+            if self.handoff is not None and waiting:
+                self.handoff.customer_waiting(reply.session_id)
+            elif self.handoff is not None:
+                self.handoff.escalate(reply.session_id, **escalation)
+        except ChatbotError as exc:  # the turn is stored; the page must not fail on the queue's record
+            log.warning("The handoff queue missed conversation %s: %s", reply.session_id, exc)
+        if waiting:
+            return
+        self.events(CONVERSATION_ESCALATED, {"conversation_id": reply.session_id, **escalation,
+                                             "notice": reply.text})
 
     def ask(self, session_id: str, text: str) -> Reply | None:
         """Send and consume a whole turn (CLI, tests); BackendError propagates after persisting."""
@@ -279,6 +313,8 @@ class Chatbot:
             self.store.finish_turn(reply.session_id, sent, replies, meta=None if replies else meta,
                                    agent=reply.meta.agent, update=update)
         reply.meta.stages_ms["persist"] = (time.perf_counter() - mark) * 1000
+        if replies and reply.meta.backend != HANDOFF:
+            self.events(REPLY_COMPLETED, _completed(reply, stored or "", failed))
 
     def _merged_state(self, current: dict, added: list[tuple[str, str]], reply: Reply, replies: list[dict],
                       base: TriageState | None, started: float | None) -> dict:
@@ -305,3 +341,15 @@ class Chatbot:
     def _summarise(self, previous: str, folded: list[dict]) -> str:
         """Fold old turns with the backend where it can summarise, extractively otherwise."""
         return summarise(self.backend, self.prompts, previous, folded)
+
+
+def _completed(reply: Reply, stored: str, failed: bool) -> dict:
+    """The data of a reply.completed event: the reply and what the turn did."""
+    meta = reply.meta
+    return {"conversation_id": reply.session_id, "message": reply.user_text, "reply": stored,
+            "outcome": meta.outcome, "interrupted": meta.interrupted or failed, "error": meta.error,
+            "intent": (meta.route or {}).get("intent", ""), "triage": meta.triage,
+            "prompt": {"name": meta.prompt_name, "version": meta.prompt_version},
+            "backend": meta.backend, "model": meta.model, "citations": meta.citations,
+            "usage": {"input_tokens": meta.input_tokens, "output_tokens": meta.output_tokens},
+            "latency_ms": round(meta.latency_ms, 1), "agent": meta.agent}
