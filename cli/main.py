@@ -13,12 +13,14 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 from cli import build_parser  # noqa: E402
 from common.errors import ChatbotError  # noqa: E402
 from common.extras import TRAIN_INSTALL, TRAINING_PACKAGES  # noqa: E402
+from common.settings import Settings  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run `python -m chatbot ARGV...`; returns the exit status (2 for a reported error)."""
     args = build_parser().parse_args(argv)
     try:
+        Settings.load()  # a refused setting stops every command at start, named on one line
         return int(args.func(args) or 0)
     except ChatbotError as exc:
         print(f"error: {exc}", file=sys.stderr)

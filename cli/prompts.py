@@ -7,9 +7,12 @@ import getpass
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.settings import Settings
-from chatbot.prompts.library import PromptLibrary, open_prompt_library
+
+if TYPE_CHECKING:  # the chat core is imported by the commands that use it
+    from chatbot.prompts.library import PromptLibrary
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,8 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _library() -> PromptLibrary:
+def _library() -> "PromptLibrary":
     # No embedder: listing and label moves need no model, so the command answers at once.
+    from chatbot.prompts.library import open_prompt_library
+
     return open_prompt_library(Settings.load().data_dir)
 
 

@@ -15,6 +15,15 @@ class ConfigurationError(ChatbotError):
     """A setting is missing or wrong; the message names the setting to fill in."""
 
 
+class SettingsRefused(ConfigurationError):
+    """Settings read at start that hold refused values: `problems` has one line per setting (its name,
+    the value given, what it accepts); the message is those lines joined by "; "."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
 class BackendError(ChatbotError):
     """An LLM backend failed; the conversation stays usable. Fields: provider, HTTP status, seconds asked to wait."""
 
@@ -56,6 +65,18 @@ class BackendTimeout(BackendError):
 
 class BackendStreamBroken(BackendError):
     """The reply stream ended before the backend said it was complete."""
+
+
+class SpendingLimitReached(BackendError):
+    """A spending or rate limit stopped an API call before it was sent; nothing was spent.
+
+    `limit` names it ("requests", "conversation", "daily_tokens", "daily_cost", "unavailable");
+    `retry_after` is the seconds until it resets (None when it does not reset by itself).
+    """
+
+    def __init__(self, message: str, *, limit: str = "", retry_after: float | None = None):
+        super().__init__(message, retry_after=retry_after)
+        self.limit = limit
 
 
 class ContextTooLong(BackendError):
@@ -126,3 +147,8 @@ class VectorStoreUnavailable(ChatbotError):
 
 class VectorStoreBusy(VectorStoreUnavailable):
     """Another process holds the embedded vector store's write lock for longer than a write waits."""
+
+
+class EmbeddingModelChanged(VectorStoreUnavailable):
+    """The knowledge base holds vectors of another embedding model (another model id or dimension):
+    vector search is off and writes wait until it is rebuilt; keyword search still answers."""

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import re
 
-# 13-19 digits, optionally grouped by spaces or dashes (PANs are 13-19 digits: ISO/IEC 7812-1).
-_CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
+# What people and documents put between a card number's digit groups: any white space but a line
+# break (the no-break, narrow no-break, figure and thin spaces that word processors and phones
+# insert included), dots, and every dash; up to four of them, mixed ("4111  1111.1111\u2013 1111").
+_CARD_SEPARATOR = r"(?:[^\S\r\n]|[.\-\u2010-\u2015\u2212\uFE63\uFF0D])"
+# 13-19 digits (PANs are 13-19 digits: ISO/IEC 7812-1), in any script's digits (full-width too).
+_CARD = re.compile(rf"\b\d(?:{_CARD_SEPARATOR}{{0,4}}\d){{12,18}}\b")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 # US social security numbers and UK National Insurance numbers, in their written forms.
 _NATIONAL_ID = re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b"

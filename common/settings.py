@@ -1,116 +1,126 @@
-"""Settings from st.secrets and the environment, in one typed object."""
+"""Settings from st.secrets and the environment, in one typed object checked at start (pydantic-settings).
+
+A value of the wrong kind or out of range (an unknown CHATBOT_BACKEND or CHATBOT_FUSION, a negative
+or non-numeric limit) is refused when the settings are read, with the setting's name and what it
+accepts: the app shows that on its page, the command line prints it and exits with status 2.
+"""
 
 from __future__ import annotations
 
-import os
 import tomllib
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
-from common.errors import ConfigurationError
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.errors import ConfigurationError, SettingsRefused
 
 # Secrets are read from the same file Streamlit reads, so the CLI and the app agree
 # without the core importing streamlit.
 SECRETS_FILE = Path(".streamlit/secrets.toml")
+# The names backends/registry.py and knowledge/fusion.py accept (tests/test_settings.py keeps them equal).
+BACKEND_NAMES = ("offline", "openai", "anthropic", "ollama", "local")
+FUSIONS = ("convex", "rrf")
 
 
-def _coerce(value: Any, kind: type) -> Any:
-    if kind is bool and isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    if kind in (int, float) and isinstance(value, str):
-        return kind(value.strip())
-    return value
+def setting(default: Any, env: str, *, secret: bool = False, help: str = "", **limits: Any) -> Any:
+    """A settings field read from `env` (and its own name); `limits` are pydantic's (ge, gt, le...)."""
+    return Field(default, validation_alias=env, description=help, json_schema_extra={"env": env, "secret": secret},
+                 **limits)
 
 
-@dataclass
-class Settings:
+class Settings(BaseSettings):
     """Every knob of the app; each field maps to an upper-case environment variable."""
 
-    data_dir: Path = field(default=Path(".data"), metadata={"env": "CHATBOT_DATA_DIR"})
-    backend: str = field(default="offline", metadata={"env": "CHATBOT_BACKEND"})
-    model: str = field(default="", metadata={"env": "CHATBOT_MODEL"})
-    max_message_chars: int = field(default=4000, metadata={"env": "CHATBOT_MAX_MESSAGE_CHARS"})
-    window_tokens: int = field(default=1500, metadata={"env": "CHATBOT_WINDOW_TOKENS"})
-    window_messages: int = field(default=12, metadata={"env": "CHATBOT_WINDOW_MESSAGES"})
-    top_k: int = field(default=4, metadata={"env": "CHATBOT_TOP_K"})
+    # A number given for a text setting in secrets.toml (a token of digits, say) is taken as its text.
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", case_sensitive=True,
+                                      coerce_numbers_to_str=True)
+
+    data_dir: Path = setting(Path(".data"), "CHATBOT_DATA_DIR")
+    backend: Literal[BACKEND_NAMES] = setting("offline", "CHATBOT_BACKEND")
+    model: str = setting("", "CHATBOT_MODEL")
+    max_message_chars: int = setting(4000, "CHATBOT_MAX_MESSAGE_CHARS", ge=1)
+    window_tokens: int = setting(1500, "CHATBOT_WINDOW_TOKENS", ge=1)
+    window_messages: int = setting(12, "CHATBOT_WINDOW_MESSAGES", ge=1)
+    top_k: int = setting(4, "CHATBOT_TOP_K", ge=1)
     # How vector and keyword results are combined: "convex" (measured better here) or "rrf".
-    retrieval_fusion: str = field(default="convex", metadata={"env": "CHATBOT_FUSION"})
+    retrieval_fusion: Literal[FUSIONS] = setting("convex", "CHATBOT_FUSION")
+    # An uploaded file that would make more than this share of the knowledge base's chunks is held
+    # for the admin to confirm (knowledge/junk.py); 0 switches the check off.
+    max_file_share: float = setting(0.5, "CHATBOT_MAX_FILE_SHARE", ge=0, le=1)
     # Unset, each prompt template's own generation settings apply; set, they override every template.
-    temperature: float | None = field(default=None, metadata={"env": "CHATBOT_TEMPERATURE", "type": float})
-    max_tokens: int | None = field(default=None, metadata={"env": "CHATBOT_MAX_TOKENS", "type": int})
-    request_timeout: float = field(default=60.0, metadata={"env": "CHATBOT_REQUEST_TIMEOUT"})
-    max_retries: int = field(default=3, metadata={"env": "CHATBOT_MAX_RETRIES"})
-    session_ttl_days: int = field(default=90, metadata={"env": "CHATBOT_SESSION_TTL_DAYS"})
-    openai_api_key: str = field(default="", metadata={"env": "OPENAI_API_KEY", "secret": True})
-    openai_base_url: str = field(default="", metadata={"env": "OPENAI_BASE_URL"})
-    anthropic_api_key: str = field(default="", metadata={"env": "ANTHROPIC_API_KEY", "secret": True})
-    anthropic_base_url: str = field(default="", metadata={"env": "ANTHROPIC_BASE_URL"})
-    ollama_host: str = field(default="", metadata={"env": "OLLAMA_HOST"})
-    local_model_path: str = field(default="", metadata={"env": "CHATBOT_LOCAL_MODEL"})
-    local_adapter_path: str = field(default="", metadata={"env": "CHATBOT_LOCAL_ADAPTER"})
-    chroma_host: str = field(default="", metadata={"env": "CHROMA_HOST"})
-    chroma_port: int = field(default=8000, metadata={"env": "CHROMA_PORT"})
-    chroma_token: str = field(default="", metadata={"env": "CHROMA_TOKEN", "secret": True})
-    redis_url: str = field(default="", metadata={"env": "REDIS_URL", "secret": True})
-    embedding_model: str = field(default="", metadata={"env": "CHATBOT_EMBEDDING_MODEL"})
-    admin_password: str = field(default="", metadata={"env": "CHATBOT_ADMIN_PASSWORD", "secret": True})
+    temperature: float | None = setting(None, "CHATBOT_TEMPERATURE", ge=0)
+    max_tokens: int | None = setting(None, "CHATBOT_MAX_TOKENS", ge=1)
+    request_timeout: float = setting(60.0, "CHATBOT_REQUEST_TIMEOUT", gt=0)
+    max_retries: int = setting(3, "CHATBOT_MAX_RETRIES", ge=0)
+    # 0 keeps conversations for ever.
+    session_ttl_days: int = setting(90, "CHATBOT_SESSION_TTL_DAYS", ge=0)
+    openai_api_key: str = setting("", "OPENAI_API_KEY", secret=True)
+    openai_base_url: str = setting("", "OPENAI_BASE_URL")
+    anthropic_api_key: str = setting("", "ANTHROPIC_API_KEY", secret=True)
+    anthropic_base_url: str = setting("", "ANTHROPIC_BASE_URL")
+    ollama_host: str = setting("", "OLLAMA_HOST")
+    local_model_path: str = setting("", "CHATBOT_LOCAL_MODEL")
+    local_adapter_path: str = setting("", "CHATBOT_LOCAL_ADAPTER")
+    chroma_host: str = setting("", "CHROMA_HOST")
+    chroma_port: int = setting(8000, "CHROMA_PORT", ge=1, le=65535)
+    chroma_token: str = setting("", "CHROMA_TOKEN", secret=True)
+    redis_url: str = setting("", "REDIS_URL", secret=True)
+    embedding_model: str = setting("", "CHATBOT_EMBEDDING_MODEL")
+    admin_password: str = setting("", "CHATBOT_ADMIN_PASSWORD", secret=True)
     # With OpenID Connect set up in the secrets' [auth] section, these accounts are the admins
     # (comma-separated, or a list in secrets.toml); the password form is then off.
-    admin_emails: str = field(default="", metadata={"env": "CHATBOT_ADMIN_EMAILS"})
+    admin_emails: str | list[str] = setting("", "CHATBOT_ADMIN_EMAILS")
     # How long an admin sign-in lasts, across page refreshes.
-    admin_session_hours: float = field(default=8.0, metadata={"env": "CHATBOT_ADMIN_SESSION_HOURS"})
+    admin_session_hours: float = setting(8.0, "CHATBOT_ADMIN_SESSION_HOURS", gt=0)
     # Spending limits of the API backends (OpenAI, Anthropic, Ollama); 0 switches a limit off.
-    requests_per_minute: int = field(default=20, metadata={"env": "CHATBOT_REQUESTS_PER_MINUTE"})
-    conversation_token_limit: int = field(default=60_000, metadata={"env": "CHATBOT_CONVERSATION_TOKEN_LIMIT"})
-    daily_token_limit: int = field(default=2_000_000, metadata={"env": "CHATBOT_DAILY_TOKEN_LIMIT"})
-    daily_cost_limit: float = field(default=0.0, metadata={"env": "CHATBOT_DAILY_COST_LIMIT"})
+    requests_per_minute: int = setting(20, "CHATBOT_REQUESTS_PER_MINUTE", ge=0)
+    conversation_token_limit: int = setting(60_000, "CHATBOT_CONVERSATION_TOKEN_LIMIT", ge=0)
+    daily_token_limit: int = setting(2_000_000, "CHATBOT_DAILY_TOKEN_LIMIT", ge=0)
+    daily_cost_limit: float = setting(0.0, "CHATBOT_DAILY_COST_LIMIT", ge=0)
     # Price per million tokens, input/output, by model name (or name prefix), for the cost estimate:
     # "gpt-4o-mini=0.15/0.60, claude-haiku=1/5", or a table of [input, output] pairs in secrets.toml.
-    model_prices: str = field(default="", metadata={"env": "CHATBOT_MODEL_PRICES"})
+    model_prices: str | dict[str, Any] = setting("", "CHATBOT_MODEL_PRICES")
+    # Chatwoot: its address, the agent bot's access token (replies and handoffs go through its API),
+    # and the secret its webhooks are signed with (X-Chatwoot-Signature).
+    chatwoot_url: str = setting("", "CHATWOOT_URL")
+    chatwoot_api_token: str = setting("", "CHATWOOT_API_TOKEN", secret=True)
+    chatwoot_webhook_secret: str = setting("", "CHATWOOT_WEBHOOK_SECRET", secret=True)
 
     @classmethod
     def load(cls, secrets: Mapping[str, Any] | None = None, **overrides: Any) -> "Settings":
-        """Build settings: explicit overrides, then secrets, then the environment, then defaults."""
+        """Build settings: explicit overrides, then secrets, then the environment, then defaults.
+
+        Raises SettingsRefused (a ConfigurationError) naming every refused setting and what it accepts,
+        or ConfigurationError when the secrets file is not valid TOML.
+        """
         if secrets is None:
             secrets = read_secrets_file(SECRETS_FILE)
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            env_name = f.metadata["env"]
-            kind = f.metadata.get("type", type(f.default))
-            if f.name in overrides and overrides[f.name] is not None:
-                raw = overrides[f.name]
-            elif f.name in secrets:
-                raw = secrets[f.name]
-            elif env_name in secrets:
-                raw = secrets[env_name]
-            elif env_name in os.environ:
-                raw = os.environ[env_name]
-            else:
-                continue
-            try:
-                values[f.name] = Path(raw) if isinstance(f.default, Path) else _coerce(raw, kind)
-            except ValueError as exc:
-                raise ConfigurationError(f"{env_name} must be a {kind.__name__}, got {raw!r}") from exc
-        return cls(**values)
+        given: dict[str, Any] = {}
+        for name in cls.model_fields:
+            env = env_name(name)
+            if name in secrets:
+                given[name] = secrets[name]
+            elif env in secrets:
+                given[name] = secrets[env]
+        given.update({name: value for name, value in overrides.items() if value is not None})
+        try:
+            return cls(**given)  # init values come first, then the environment (pydantic-settings)
+        except ValidationError as exc:
+            raise SettingsRefused(problems(exc)) from None
 
-    def __repr__(self) -> str:
+    def __repr_args__(self):
         # Secrets never reach a log through a repr.
-        shown = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.metadata.get("secret") and value:
-                value = "***"
-            shown.append(f"{f.name}={value!r}")
-        return f"Settings({', '.join(shown)})"
+        for name, value in super().__repr_args__():
+            yield name, "***" if value and _extra(name).get("secret") else value
 
     def require(self, name: str) -> str:
         """Return a setting's value, or raise an error naming what to fill in."""
         value = getattr(self, name)
         if not value:
-            env_name = next(f.metadata["env"] for f in fields(self) if f.name == name)
             raise ConfigurationError(
-                f"Missing setting: set {env_name} in the environment or `{name}` in .streamlit/secrets.toml"
+                f"Missing setting: set {env_name(name)} in the environment or `{name}` in .streamlit/secrets.toml"
             )
         return value
 
@@ -130,3 +140,44 @@ def read_secrets_file(path: Path) -> dict[str, Any]:
         return {}
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def _extra(name: str) -> dict[str, Any]:
+    extra = Settings.model_fields[name].json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+def env_name(name: str) -> str:
+    """The environment variable of the field `name` (CHATBOT_BACKEND for backend)."""
+    return str(_extra(name)["env"])
+
+
+def _accepted(error: dict) -> str:
+    """What a setting accepts, from pydantic's error (its type and context), in words."""
+    kind, context = error["type"], error.get("ctx") or {}
+    if kind == "literal_error":
+        return "choose one of " + str(context.get("expected", "")).replace("'", "").replace(" or ", ", ")
+    if kind.startswith("int_"):
+        return "it must be a whole number"
+    if kind.startswith("float_"):
+        return "it must be a number"
+    bounds = {"greater_than_equal": "{ge} or more", "greater_than": "more than {gt}",
+              "less_than_equal": "{le} or less", "less_than": "less than {lt}"}
+    if kind in bounds:
+        text = "it must be " + bounds[kind].format(**context)
+        return text + " (0 turns it off)" if kind == "greater_than_equal" and context.get("ge") == 0 else text
+    return str(error["msg"])
+
+
+def problems(exc: ValidationError) -> list[str]:
+    """One line per refused setting: its environment name, the value given, what it accepts."""
+    lines: dict[str, str] = {}
+    by_env = {env_name(name): name for name in Settings.model_fields}
+    for error in exc.errors():
+        where = str(error["loc"][0]) if error["loc"] else ""
+        env = where if where in by_env else env_name(where) if where in Settings.model_fields else where
+        value = error.get("input")
+        shown = "***" if env in by_env and _extra(by_env[env]).get("secret") else repr(value)
+        # A union (str | list) reports each arm: the first one says enough.
+        lines.setdefault(env, f"{env} is {shown}: {_accepted(error)}")
+    return list(lines.values())

@@ -18,6 +18,10 @@ class Passage:
     doc_id: str = ""
     category: str = ""
     retrievers: list[str] = field(default_factory=list)
+    # Cosine similarity of the chunk's vector to the query's (-1..1), where the vector retriever found
+    # it; None for a passage found by keywords alone. Unlike `score` (scaled within one result list),
+    # it says how close the passage is in absolute terms: the offline backend's relevance floor.
+    similarity: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -30,6 +34,7 @@ class Passage:
             "doc_id": self.doc_id,
             "category": self.category,
             "retrievers": list(self.retrievers),
+            **({"similarity": round(float(self.similarity), 4)} if self.similarity is not None else {}),
         }
 
     @classmethod

@@ -58,6 +58,109 @@ def load_weights(folder: Path) -> dict[str, np.ndarray]:
     return {name.removeprefix("bert."): array for name, array in weights.items()}
 
 
+class _Graph:
+    """ONNX nodes and initialisers being built; intermediate values are named in the order they are made."""
+
+    def __init__(self, weights: Mapping[str, np.ndarray], half_matrices: bool, eps: float):
+        from onnx import TensorProto, helper, numpy_helper
+
+        self.helper, self.numpy_helper, self.float = helper, numpy_helper, TensorProto.FLOAT
+        self.weights, self.half_matrices, self.eps = weights, half_matrices, eps
+        self.nodes: list = []
+        self.inits: list = []
+        self._counter = iter(range(1_000_000))
+
+    def tmp(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._counter)}"
+
+    def const(self, name: str, value) -> str:
+        self.inits.append(self.numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def weight(self, name: str, transpose: bool = False) -> str:
+        try:
+            array = self.weights[name]
+        except KeyError as exc:
+            raise UnsupportedModel(f"weight {name!r} is missing") from exc
+        array = np.ascontiguousarray(array.T if transpose else array)
+        if self.half_matrices and array.ndim == 2:
+            self.inits.append(self.numpy_helper.from_array(array.astype(np.float16), f"{name}.f16"))
+            self.nodes.append(self.helper.make_node("Cast", [f"{name}.f16"], [name], to=self.float))
+        else:
+            self.inits.append(self.numpy_helper.from_array(array.astype(np.float32), name))
+        return name
+
+    def op(self, kind: str, inputs: list[str], prefix: str | None = None, **attrs) -> str:
+        out = self.tmp(prefix or kind.lower())
+        self.nodes.append(self.helper.make_node(kind, inputs, [out], **attrs))
+        return out
+
+    def layer_norm(self, x: str, prefix: str) -> str:
+        return self.op("LayerNormalization", [x, self.weight(f"{prefix}.weight"), self.weight(f"{prefix}.bias")],
+                       axis=-1, epsilon=self.eps)
+
+    def linear(self, x: str, prefix: str) -> str:
+        # nn.Linear keeps (out, in); the graph multiplies by the transpose, stored once.
+        return self.op("Add", [self.op("MatMul", [x, self.weight(f"{prefix}.weight", transpose=True)]),
+                               self.weight(f"{prefix}.bias")])
+
+
+def _embeddings(g: _Graph) -> str:
+    """Embeddings: word + position (0..tokens-1) + token type, then LayerNorm."""
+    op = g.op
+    tokens = op("Gather", [op("Shape", ["input_ids"]), g.const("one", np.array(1, np.int64))], axis=0)
+    positions = op("Range", [g.const("zero", np.array(0, np.int64)), tokens, "one"])
+    x = op("Add", [op("Gather", [g.weight("embeddings.word_embeddings.weight"), "input_ids"]),
+                   op("Gather", [g.weight("embeddings.position_embeddings.weight"), positions])])
+    x = op("Add", [x, op("Gather", [g.weight("embeddings.token_type_embeddings.weight"), "token_type_ids"])])
+    return g.layer_norm(x, "embeddings.LayerNorm")
+
+
+def _padding_bias(g: _Graph) -> tuple[str, str]:
+    """(the mask as floats, the attention bias): as transformers builds it, 0 where attended and the
+    float32 minimum where padded."""
+    op = g.op
+    mask = op("Cast", ["attention_mask"], to=g.float)
+    mask_4d = op("Unsqueeze", [mask, g.const("axes_1_2", np.array([1, 2], np.int64))])
+    bias = op("Mul", [op("Sub", [g.const("f_one", np.array(1.0, np.float32)), mask_4d]),
+                      g.const("f_min", np.array(np.finfo(np.float32).min, np.float32))])
+    return mask, bias
+
+
+def _encoder_layer(g: _Graph, x: str, p: str, bias: str, shapes: dict[str, str]) -> str:
+    """One BERT layer: self-attention and the feed-forward block (exact GELU), each with its residual LayerNorm."""
+    op, linear = g.op, g.linear
+
+    def heads_of(name: str, perm: list[int]) -> str:
+        return op("Transpose", [op("Reshape", [linear(x, f"{p}.attention.self.{name}"), shapes["split_heads"]])],
+                  perm=perm)
+
+    q = heads_of("query", [0, 2, 1, 3])  # batch, heads, tokens, head_dim
+    k = heads_of("key", [0, 2, 3, 1])  # batch, heads, head_dim, tokens
+    v = heads_of("value", [0, 2, 1, 3])
+    scores = op("Add", [op("Mul", [op("MatMul", [q, k]), shapes["scale"]]), bias])
+    context = op("MatMul", [op("Softmax", [scores], axis=-1), v])
+    context = op("Reshape", [op("Transpose", [context], perm=[0, 2, 1, 3]), shapes["merge_heads"]])
+    x = g.layer_norm(op("Add", [linear(context, f"{p}.attention.output.dense"), x]), f"{p}.attention.output.LayerNorm")
+    inner = linear(x, f"{p}.intermediate.dense")
+    gelu = op("Mul", [op("Mul", [inner, shapes["half"]]),
+                      op("Add", [op("Erf", [op("Mul", [inner, shapes["sqrt_half"]])]), "f_one"])])
+    return g.layer_norm(op("Add", [linear(gelu, f"{p}.output.dense"), x]), f"{p}.output.LayerNorm")
+
+
+def _pool(g: _Graph, x: str, mask: str) -> None:
+    """Mean pooling over attended tokens, then L2 normalisation (both as sentence-transformers does)."""
+    op = g.op
+    mask_3d = op("Unsqueeze", [mask, g.const("axis_last", np.array([-1], np.int64))])
+    summed = op("ReduceSum", [op("Mul", [x, mask_3d]), "one_axis"], keepdims=0)
+    count = op("Max", [op("ReduceSum", [mask_3d, "one_axis"], keepdims=0),
+                       g.const("min_count", np.array(1e-9, np.float32))])
+    pooled = op("Div", [summed, count])
+    norm = op("Max", [op("ReduceL2", [pooled], axes=[-1], keepdims=1), g.const("min_norm", np.array(1e-12, np.float32))])
+    g.nodes.append(g.helper.make_node("Div", [pooled, norm], ["embedding"]))
+    g.const("one_axis", np.array([1], np.int64))
+
+
 def build_model(config: Mapping, weights: Mapping[str, np.ndarray], *, half_matrices: bool = False):
     """The ONNX ModelProto of the encoder with mean pooling and normalisation.
 
@@ -65,101 +168,31 @@ def build_model(config: Mapping, weights: Mapping[str, np.ndarray], *, half_matr
     graph (onnxruntime folds the casts when it loads the file): half the file size, vectors
     within 1e-6 cosine of the float32 graph's. Biases and LayerNorm parameters stay float32.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     hidden = int(config["hidden_size"])
     heads = int(config["num_attention_heads"])
     head_dim = hidden // heads
-    eps = float(config.get("layer_norm_eps", 1e-12))
-    nodes: list = []
-    inits: list = []
-    counter = iter(range(1_000_000))
-
-    def tmp(prefix: str) -> str:
-        return f"{prefix}_{next(counter)}"
-
-    def const(name: str, value) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def weight(name: str, transpose: bool = False) -> str:
-        try:
-            array = weights[name]
-        except KeyError as exc:
-            raise UnsupportedModel(f"weight {name!r} is missing") from exc
-        array = np.ascontiguousarray(array.T if transpose else array)
-        if half_matrices and array.ndim == 2:
-            inits.append(numpy_helper.from_array(array.astype(np.float16), f"{name}.f16"))
-            nodes.append(helper.make_node("Cast", [f"{name}.f16"], [name], to=TensorProto.FLOAT))
-        else:
-            inits.append(numpy_helper.from_array(array.astype(np.float32), name))
-        return name
-
-    def op(kind: str, inputs: list[str], prefix: str | None = None, **attrs) -> str:
-        out = tmp(prefix or kind.lower())
-        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
-        return out
-
-    def layer_norm(x: str, prefix: str) -> str:
-        return op("LayerNormalization", [x, weight(f"{prefix}.weight"), weight(f"{prefix}.bias")],
-                  axis=-1, epsilon=eps)
-
-    def linear(x: str, prefix: str) -> str:
-        # nn.Linear keeps (out, in); the graph multiplies by the transpose, stored once.
-        return op("Add", [op("MatMul", [x, weight(f"{prefix}.weight", transpose=True)]), weight(f"{prefix}.bias")])
-
-    # Embeddings: word + position (0..tokens-1) + token type, then LayerNorm.
-    tokens = op("Gather", [op("Shape", ["input_ids"]), const("one", np.array(1, np.int64))], axis=0)
-    positions = op("Range", [const("zero", np.array(0, np.int64)), tokens, "one"])
-    x = op("Add", [op("Gather", [weight("embeddings.word_embeddings.weight"), "input_ids"]),
-                   op("Gather", [weight("embeddings.position_embeddings.weight"), positions])])
-    x = op("Add", [x, op("Gather", [weight("embeddings.token_type_embeddings.weight"), "token_type_ids"])])
-    x = layer_norm(x, "embeddings.LayerNorm")
-
-    # Padding mask as transformers builds it: 0 where attended, the float32 minimum where padded.
-    mask = op("Cast", ["attention_mask"], to=TensorProto.FLOAT)
-    mask_4d = op("Unsqueeze", [mask, const("axes_1_2", np.array([1, 2], np.int64))])
-    bias = op("Mul", [op("Sub", [const("f_one", np.array(1.0, np.float32)), mask_4d]),
-                      const("f_min", np.array(np.finfo(np.float32).min, np.float32))])
-    split_heads = const("split_heads", np.array([0, 0, heads, head_dim], np.int64))
-    merge_heads = const("merge_heads", np.array([0, 0, hidden], np.int64))
-    scale = const("scale", np.array(head_dim ** -0.5, np.float32))
-    sqrt_half = const("sqrt_half", np.array(2 ** -0.5, np.float32))
-    half = const("half", np.array(0.5, np.float32))
-
+    g = _Graph(weights, half_matrices, float(config.get("layer_norm_eps", 1e-12)))
+    x = _embeddings(g)
+    mask, bias = _padding_bias(g)
+    shapes = {
+        "split_heads": g.const("split_heads", np.array([0, 0, heads, head_dim], np.int64)),
+        "merge_heads": g.const("merge_heads", np.array([0, 0, hidden], np.int64)),
+        "scale": g.const("scale", np.array(head_dim ** -0.5, np.float32)),
+        "sqrt_half": g.const("sqrt_half", np.array(2 ** -0.5, np.float32)),
+        "half": g.const("half", np.array(0.5, np.float32)),
+    }
     for i in range(int(config["num_hidden_layers"])):
-        p = f"encoder.layer.{i}"
-
-        def heads_of(name: str, perm: list[int]) -> str:
-            return op("Transpose", [op("Reshape", [linear(x, f"{p}.attention.self.{name}"), split_heads])], perm=perm)
-
-        q = heads_of("query", [0, 2, 1, 3])  # batch, heads, tokens, head_dim
-        k = heads_of("key", [0, 2, 3, 1])  # batch, heads, head_dim, tokens
-        v = heads_of("value", [0, 2, 1, 3])
-        scores = op("Add", [op("Mul", [op("MatMul", [q, k]), scale]), bias])
-        context = op("MatMul", [op("Softmax", [scores], axis=-1), v])
-        context = op("Reshape", [op("Transpose", [context], perm=[0, 2, 1, 3]), merge_heads])
-        x = layer_norm(op("Add", [linear(context, f"{p}.attention.output.dense"), x]), f"{p}.attention.output.LayerNorm")
-        inner = linear(x, f"{p}.intermediate.dense")
-        gelu = op("Mul", [op("Mul", [inner, half]),
-                          op("Add", [op("Erf", [op("Mul", [inner, sqrt_half])]), "f_one"])])
-        x = layer_norm(op("Add", [linear(gelu, f"{p}.output.dense"), x]), f"{p}.output.LayerNorm")
-
-    # Mean pooling over attended tokens, then L2 normalisation (both as sentence-transformers does).
-    mask_3d = op("Unsqueeze", [mask, const("axis_last", np.array([-1], np.int64))])
-    summed = op("ReduceSum", [op("Mul", [x, mask_3d]), "one_axis"], keepdims=0)
-    count = op("Max", [op("ReduceSum", [mask_3d, "one_axis"], keepdims=0), const("min_count", np.array(1e-9, np.float32))])
-    pooled = op("Div", [summed, count])
-    norm = op("Max", [op("ReduceL2", [pooled], axes=[-1], keepdims=1), const("min_norm", np.array(1e-12, np.float32))])
-    nodes.append(helper.make_node("Div", [pooled, norm], ["embedding"]))
-    const("one_axis", np.array([1], np.int64))
+        x = _encoder_layer(g, x, f"encoder.layer.{i}", bias, shapes)
+    _pool(g, x, mask)
 
     def ids(name: str):
         return helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "tokens"])
 
     graph = helper.make_graph(
-        nodes, "sentence_encoder", [ids("input_ids"), ids("attention_mask"), ids("token_type_ids")],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", hidden])], inits,
+        g.nodes, "sentence_encoder", [ids("input_ids"), ids("attention_mask"), ids("token_type_ids")],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", hidden])], g.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="chatbot")
     model.ir_version = 8  # readable by every onnxruntime since 1.10

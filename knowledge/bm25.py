@@ -17,6 +17,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import snowballstemmer
 
+from common.text import FOLD_VERSION, fold
+
 _WORD = re.compile(r"[^\W_]+")
 # Words that match almost every chunk only dilute BM25.
 STOP_WORDS = frozenset(
@@ -27,7 +29,9 @@ K1 = 1.2
 B = 0.75
 # Dead rows are only masked; the postings are compacted once this share of rows is dead.
 COMPACT_DEAD_SHARE = 0.3
-SNAPSHOT_FORMAT = 1
+# A snapshot holds terms as `terms` made them: one made with another text form (before
+# normalisation, format 1) is not loaded, and the index is rebuilt from the stored rows.
+SNAPSHOT_FORMAT = f"2.{FOLD_VERSION}"
 
 _stemmer = snowballstemmer.stemmer("english")
 _stems: dict[str, str] = {}
@@ -45,8 +49,10 @@ def _stem(word: str) -> str:
 
 
 def terms(text: str) -> list[str]:
-    """Lower-cased, stemmed content words of a text, stop words removed, in order."""
-    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
+    """Stemmed content words of a text in its matching form (`common.text.fold`: NFKC, case-folded),
+    stop words removed, in order: a chunk and a query written in other forms of the same text
+    ("Ｅ－１０２" and "E-102", NFD and NFC) give the same terms."""
+    return [_stem(w) for w in _WORD.findall(fold(text)) if w not in STOP_WORDS]
 
 
 class Bm25Index:

@@ -142,6 +142,15 @@ class Store:
     def get_or_create_collection(self, name: str, **options) -> "Collection":
         return Collection(self, name, options)
 
+    def collection_names(self) -> set[str]:
+        """The names of every collection in the store."""
+        with self.using():
+            return {getattr(c, "name", c) for c in self.client.list_collections()}
+
+    def delete_collection(self, name: str) -> None:
+        with self.using():
+            self.client.delete_collection(name)
+
     def get_max_batch_size(self) -> int:
         with self.using():
             return self.client.get_max_batch_size()

@@ -25,7 +25,9 @@ class EmbeddingCache:
         self.dimension = embedder.dimension
         self.max_entries = max_entries
         # The model's identity is part of the key: another model's vectors are never served.
-        self._model = f"{getattr(embedder, 'model_path', type(embedder).__name__)}|{self.dimension}"
+        # So is the text form it embeds: vectors of texts embedded before normalisation are not served.
+        self._model = (f"{getattr(embedder, 'model_path', type(embedder).__name__)}|{self.dimension}"
+                       f"|{getattr(embedder, 'model_id', '')}")
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.Lock()
         self.hits = self.misses = 0

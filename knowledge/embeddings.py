@@ -32,6 +32,7 @@ import numpy as np
 
 from common.errors import ConfigurationError
 from common.extras import TRAIN_INSTALL
+from common.text import FOLD_VERSION, fold
 from knowledge.bert_onnx import SHIPPED_GRAPH, UnsupportedModel, bert_config
 
 log = logging.getLogger(__name__)
@@ -279,12 +280,21 @@ class Embedder:
         self.onnx_path = onnx_file
         return encoder
 
+    @property
+    def model_id(self) -> str:
+        """What a knowledge base records about the vectors it holds: the model folder's name and the
+        text form embedded (`common.text.FOLD_VERSION`), e.g. "all-MiniLM-L6-v2|fold1"."""
+        return f"{Path(self.model_path).name}|fold{FOLD_VERSION}"
+
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Embed many texts; returns an (n, dimension) array."""
+        """Embed many texts, each in its matching form (`common.text.fold`: NFKC, case-folded, one
+        dash), so that a query and a chunk written in other forms of the same text meet; returns an
+        (n, dimension) array."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        folded = [fold(t) for t in texts]
         with self._lock:
-            return self._encoder.encode(list(texts), batch_size)
+            return self._encoder.encode(folded, batch_size)
 
     def embed_one(self, text: str) -> np.ndarray:
         """Embed one text; returns a (dimension,) array."""

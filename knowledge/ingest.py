@@ -12,15 +12,17 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
-from typing import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Callable, Collection, Iterable, Sequence
 
 import numpy as np
 
 from common.errors import IngestError
 from knowledge.chunking import ChunkSettings, chunk_document, content_hash, doc_id_for
-from knowledge.loaders import clean_name, load_bytes, load_path, visible
+from knowledge.junk import Screen
+from knowledge.loaders import clean_name, load_bytes
 from knowledge.registry import DocumentInfo, new_token
+from knowledge.sources import name_clashes, path_sources, refused
 from knowledge.types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class IngestResult:
     """What ingesting one file did."""
 
     source: str
-    status: str  # "added", "updated", "unchanged", "error" or "cancelled"
+    status: str  # "added", "updated", "unchanged", "held" (see knowledge/junk.py), "error" or "cancelled"
     chunks: int = 0
     error: str = ""
     position: int = -1  # the source's place in the list given to `ingest`
@@ -64,6 +66,40 @@ class _Cancelled(Exception):
     pass
 
 
+class _Results:
+    """One result per source, in the sources' order, each reported to `progress` as it is known."""
+
+    def __init__(self, sources: Sequence[Source], progress: Progress | None):
+        self.names = [name for name, _ in sources]
+        self.results: list[IngestResult | None] = [None] * len(sources)
+        self.finished = 0
+        self.progress = progress
+
+    def finish(self, position: int, result: IngestResult) -> None:
+        result.position = position
+        self.results[position] = result
+        self.finished += 1
+        if self.progress:
+            self.progress(self.finished, len(self.results), result)
+
+    def done(self) -> list[IngestResult]:
+        """Every result; a source never reached (cancelled) is reported as such."""
+        for position, name in enumerate(self.names):
+            if self.results[position] is None:
+                self.finish(position, IngestResult(name, "cancelled"))
+        return self.results  # type: ignore[return-value]
+
+
+def _load_source(name: str, load: Callable[[], Document]) -> Document | IngestResult:
+    """The source's document, or its error result: one unreadable file never fails the others."""
+    try:
+        return load()
+    except IngestError as exc:
+        return IngestResult(name, "error", error=exc.reason)
+    except Exception as exc:  # noqa: BLE001 - any reader's failure is this file's alone
+        log.exception("could not load %s", name)
+        return IngestResult(name, "error", error=f"could not be read ({type(exc).__name__}: {exc})")
+
 
 class Ingestion:
     """The ingestion half of KnowledgeBase (which provides the stores, the lock and the registry view)."""
@@ -77,74 +113,71 @@ class Ingestion:
         force: bool = False,
         vectors=None,
         on_plan: Callable[[int, int], None] | None = None,
+        allow: Collection[str] = (),
+        guard: bool = True,
     ) -> list[IngestResult]:
         """Ingest (name, loader) pairs; one result per source, in order, reported as each finishes.
 
         `vectors` embeds this ingestion's texts instead of the store's embedder (vectors shipped
         with the demo articles, say); it must give the same model's vectors. `on_plan(position,
         chunks)` is told how many chunks a source will write once it is chunked, before they are
-        embedded, so progress can be shown in chunks.
+        embedded, so progress can be shown in chunks. A document that would poison the base (near
+        empty, a copy, too big a share: knowledge/junk.py) is "held" with the reason, unless its
+        name is in `allow` or `guard` is False (a re-index or a rebuild of documents already in).
         """
+        self._refuse_if_model_changed()  # vectors of two models in one collection cannot be searched
         encoder = self._vectors if vectors is None else vectors
-        results: list[IngestResult | None] = [None] * len(sources)
-        finished = 0
-
-        def finish(position: int, result: IngestResult) -> None:
-            nonlocal finished
-            result.position = position
-            results[position] = result
-            finished += 1
-            if progress:
-                progress(finished, len(sources), result)
-
+        results = _Results(sources, progress)
         self.sync(force=True)
         batch: list[_Job] = []
         waiting = 0
+        screen = Screen(self, encoder, guard, allow)
         try:
             for position, (name, load) in enumerate(sources):
                 if cancel is not None and cancel.is_set():
                     break
-                try:
-                    doc = load()
-                except IngestError as exc:
-                    finish(position, IngestResult(name, "error", error=exc.reason))
-                    continue
-                except Exception as exc:  # noqa: BLE001 - one unreadable file never fails the others
-                    log.exception("could not load %s", name)
-                    finish(position, IngestResult(name, "error", error=f"could not be read ({type(exc).__name__}: {exc})"))
-                    continue
-                planned = self._plan(doc, force)
+                planned = self._prepare(name, load, force, screen)
                 if isinstance(planned, IngestResult):
-                    finish(position, planned)
+                    results.finish(position, planned)
                     continue
                 planned.position = position
                 if on_plan:
                     on_plan(position, len(planned.chunks))
                 if any(job.doc_id == planned.doc_id for job in batch):
                     # The same file twice in one go: the later one wins, after the first is committed.
-                    for job, result in self._run(batch, cancel, chunk_progress, encoder):
-                        finish(job.position, result)
+                    self._embed_and_write(batch, cancel, chunk_progress, encoder, results)
                     batch, waiting = [], 0
                     planned = self._plan(planned.doc, force)
                     if isinstance(planned, IngestResult):
-                        finish(position, planned)
+                        results.finish(position, planned)
                         continue
                     planned.position = position
                 batch.append(planned)
                 waiting += len(planned.chunks)
                 if waiting >= COMMIT_CHUNKS:
-                    for job, result in self._run(batch, cancel, chunk_progress, encoder):
-                        finish(job.position, result)
+                    self._embed_and_write(batch, cancel, chunk_progress, encoder, results)
                     batch, waiting = [], 0
             if batch:
-                for job, result in self._run(batch, cancel, chunk_progress, encoder):
-                    finish(job.position, result)
+                self._embed_and_write(batch, cancel, chunk_progress, encoder, results)
         except _Cancelled:
             pass
-        for position, (name, _) in enumerate(sources):
-            if results[position] is None:
-                finish(position, IngestResult(name, "cancelled"))
-        return results  # type: ignore[return-value]
+        return results.done()
+
+    def _embed_and_write(self, batch: list[_Job], cancel, chunk_progress, encoder, results: _Results) -> None:
+        """Embed and write a batch of planned documents, each result reported as it is written."""
+        for job, result in self._run(batch, cancel, chunk_progress, encoder):
+            results.finish(job.position, result)
+
+    def _prepare(self, name: str, load: Callable[[], Document], force: bool, screen: Screen) -> _Job | IngestResult:
+        """Load, chunk and screen one source: its job, or its result when there is nothing to embed."""
+        doc = _load_source(name, load)
+        if isinstance(doc, IngestResult):
+            return doc
+        planned = self._plan(doc, force)
+        if isinstance(planned, IngestResult):
+            return planned
+        reason = screen.check(planned, name)
+        return IngestResult(name, "held", len(planned.chunks), error=reason) if reason else planned
 
     def _plan(self, doc: Document, force: bool = False) -> _Job | IngestResult:
         digest = content_hash(doc)
@@ -276,8 +309,10 @@ class Ingestion:
 
     def ingest_uploads(self, files: Iterable[tuple[str, bytes]], **options) -> list[IngestResult]:
         """Ingest uploaded (name, bytes) pairs, each stored under its clean name; options as for `ingest`."""
-        return self.ingest([(clean_name(name), lambda n=name, d=data: load_bytes(n, d)) for name, data in files],
-                           **options)
+        files = list(files)
+        return self.ingest([(clean_name(name), refused(clean_name(name), clash) if clash else
+                             (lambda n=name, d=data: load_bytes(n, d)))
+                            for (name, data), clash in zip(files, name_clashes([n for n, _ in files]))], **options)
 
     def ingest_paths(
         self, paths: Iterable[str | Path], progress: Progress | None = None, **options
@@ -294,10 +329,11 @@ class Ingestion:
         self, chunking: ChunkSettings | None = None, force: bool = False, **options
     ) -> list[IngestResult]:
         """Re-chunk and re-embed the documents chunked with other settings (all of them with force)."""
-        return self.ingest(self.reindex_sources(chunking, force), force=True, **options)
+        return self.ingest(self.reindex_sources(chunking, force), force=True, guard=False, **options)
 
     def reindex_sources(self, chunking: ChunkSettings | None = None, force: bool = False) -> list[Source]:
         """Adopt new chunk settings (shared with other replicas) and list the documents to re-chunk."""
+        self._refuse_if_model_changed()
         with self._lock:
             if chunking is not None and chunking != self.chunking:
                 with self._writing():
@@ -321,32 +357,6 @@ class Ingestion:
         """Documents chunked with settings other than the current ones."""
         size, overlap = self.chunking.size, self.chunking.overlap
         return [d for d in self.documents() if (d.chunk_size, d.chunk_overlap) != (size, overlap)]
-
-
-def path_sources(paths: Iterable[str | Path]) -> list[Source]:
-    """(name, loader) for every file under `paths`, each file once, named as `ingest_paths` says."""
-    named: dict[str, Path] = {}
-    seen: set[Path] = set()
-    sources: list[Source] = []
-    for p in map(Path, paths):
-        found = [(f, f.relative_to(p)) for f in sorted(p.rglob("*")) if f.is_file()] if p.is_dir() else [(p, p.name)]
-        for file, relative in found:
-            real = file.resolve()
-            if real in seen:  # the same file reached twice (a folder and a file in it)
-                continue
-            seen.add(real)
-            name = clean_name(PurePath(relative).as_posix())
-            first = named.setdefault(name, file)
-            if first is file:
-                sources.append((name, lambda f=file, n=name: load_path(f, n)))
-            else:
-                sources.append((name, lambda f=file, n=name, o=first: _clash(f, n, o)))
-    return sources
-
-
-def _clash(file: Path, name: str, first: Path) -> Document:
-    raise IngestError(name, f"{visible(str(file))} and {visible(str(first))} would both be stored as {name}; "
-                            "ingest the folder that holds both, so each keeps its folder in its name")
 
 
 def _metadata(c: Chunk) -> dict:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Collection
 
-from common.errors import ChatbotError
+from common.errors import ChatbotError, IngestError
 from knowledge.chunking import ChunkSettings
 from knowledge.loaders import clean_name, load_bytes
+from knowledge.sources import name_clashes
 from knowledge.store import IngestResult, KnowledgeBase
 
 
@@ -38,17 +40,24 @@ class IngestionJob:
     """Uploads or a re-index, run by `start()` in a daemon thread; read its fields to show progress."""
 
     def __init__(self, kb: KnowledgeBase, uploads: list[tuple[str, bytes]] | None = None,
-                 reindex: ChunkSettings | None = None, force: bool = False):
+                 reindex: ChunkSettings | None = None, force: bool = False, rebuild: bool = False,
+                 allow: Collection[str] = ()):
         self.kb = kb
-        self.kind = "re-index" if uploads is None else "upload"
+        self.uploads = list(uploads or [])  # kept, so that held files can be confirmed and sent again
+        self.allow = {clean_name(name) for name in allow}
+        self.kind = "rebuild" if rebuild else "re-index" if uploads is None else "upload"
         self._cancel = threading.Event()
         self.chunks_written = 0
         self.error = ""
         self.started_at = self.finished_at = 0.0
-        if uploads is None:
+        if rebuild:  # every document re-embedded with the running model (knowledge/reembed.py)
+            self._sources = kb.rebuild_sources()
+        elif uploads is None:
             self._sources = kb.reindex_sources(reindex, force=force)
         else:
-            self._sources = [(clean_name(name), self._loader(i, name, data)) for i, (name, data) in enumerate(uploads)]
+            clashes = name_clashes([name for name, _ in uploads])
+            self._sources = [(clean_name(name), self._loader(i, name, data, clash))
+                             for i, ((name, data), clash) in enumerate(zip(uploads, clashes))]
         self.files = [FileProgress(name) for name, _ in self._sources]
         if uploads is not None:
             for f, (_, data) in zip(self.files, uploads):
@@ -57,8 +66,10 @@ class IngestionJob:
         self.embedding_started_at = 0.0
         self._thread = threading.Thread(target=self._work, name="knowledge-ingestion", daemon=True)
 
-    def _loader(self, position: int, name: str, data: bytes):
+    def _loader(self, position: int, name: str, data: bytes, clash: str = ""):
         def load():
+            if clash:
+                raise IngestError(clean_name(name), clash)
             if self.files[position].state == "waiting":
                 self.files[position].state = "reading"
             return load_bytes(name, data)
@@ -125,8 +136,11 @@ class IngestionJob:
 
     def _work(self) -> None:
         try:
-            self.kb.ingest(self._sources, progress=self._on_file, cancel=self._cancel,
-                           chunk_progress=self._on_chunks, force=self.kind == "re-index", on_plan=self._on_plan)
+            results = self.kb.ingest(self._sources, progress=self._on_file, cancel=self._cancel,
+                                     chunk_progress=self._on_chunks, force=self.kind == "re-index",
+                                     on_plan=self._on_plan, allow=self.allow, guard=self.kind == "upload")
+            if self.kind == "rebuild":
+                self.kb.finish_rebuild(results)
         except ChatbotError as exc:
             self.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a thread's failure must reach the page, not vanish

@@ -3,7 +3,9 @@
 Markdown is parsed by markdown-it-py, so a `# comment` inside a fenced or indented code
 block, a quote or a list is text, not a heading; only top-level headings (ATX or setext)
 start sections, and a section keeps its blocks' source lines. HTML is parsed by
-BeautifulSoup; every visible piece of text is kept once, laid out line by line.
+BeautifulSoup; every visible piece of text is kept once, laid out line by line. Text a reader
+never sees (comments, hidden elements, comment-style link definitions) is never indexed: an
+instruction hidden there must not reach a search or a prompt.
 """
 
 from __future__ import annotations
@@ -85,28 +87,55 @@ def _front_matter(name: str, content: str, first_line: int) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _has_html(tokens) -> bool:
+    """Whether the Markdown holds raw HTML anywhere (a block, or inline in a paragraph or heading)."""
+    return any(t.type == "html_block" or any(c.type == "html_inline" for c in t.children or []) for t in tokens)
+
+
+def _shown_lines(text: str, tokens, start: int) -> list[str]:
+    """The source lines, with those no block covers left blank: link reference definitions,
+    including the `[//]: # (...)` idiom for comments, which no reader of the article sees."""
+    lines = text.split("\n")
+    shown = [""] * len(lines)
+    for token in tokens:
+        if token.level == 0 and token.map and token.type != "front_matter":
+            first, end = token.map
+            shown[first:end] = lines[first:end]
+    shown[:start] = lines[:start]
+    return shown
+
+
 def load_markdown(name: str, text: str) -> Document:
-    """`text` has "\\n" line endings only (markdown-it counts lines the same way)."""
+    """`text` has "\\n" line endings only (markdown-it counts lines the same way).
+
+    Only what a reader sees is kept: a Markdown file holding raw HTML is read as the HTML it
+    renders to (so HTML comments and hidden elements go, as in an HTML file), and link reference
+    definitions (`[//]: # (a comment)`) are left out.
+    """
     tokens = _markdown(True).parse(text)
     meta: dict = {}
     start = 0
+    front_matter = True
     if tokens and tokens[0].type == "front_matter":
         # Line 1 is the opening fence; the YAML starts on line 2.
         found = _front_matter(name, tokens[0].content, 1)
         if found is None:  # "---", text, "---" that is not metadata: a rule and a setext heading
-            tokens = _markdown(False).parse(text)
+            tokens, front_matter = _markdown(False).parse(text), False
         else:
             meta, start = found, tokens[0].map[1]
-    lines = text.split("\n")
     meta_title = meta.get("title")
-    doc = _Sections()
-    for i, token in enumerate(tokens):
-        if token.type != "heading_open" or token.level != 0:
-            continue
-        doc.add("\n".join(lines[start:token.map[0]]))
-        start = token.map[1]
-        doc.heading(int(token.tag[1]), _plain(tokens[i + 1]))
-    doc.add("\n".join(lines[start:]))
+    if _has_html(tokens):
+        doc = _html_sections(_markdown(front_matter).renderer.render(tokens, _markdown(front_matter).options, {}))
+    else:
+        doc = _Sections()
+        lines = _shown_lines(text, tokens, start)
+        for i, token in enumerate(tokens):
+            if token.type != "heading_open" or token.level != 0:
+                continue
+            doc.add("\n".join(lines[start:token.map[0]]))
+            start = token.map[1]
+            doc.heading(int(token.tag[1]), _plain(tokens[i + 1]))
+        doc.add("\n".join(lines[start:]))
     category = meta.get("category")
     return Document(
         source=name,
@@ -129,11 +158,17 @@ _BLOCKS = {
     "legend", "li", "main", "menu", "ol", "p", "section", "summary", "table", "tbody", "tfoot", "thead", "tr",
     "ul", "output",
 }
-_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
+# Styles that keep an element's text off the screen: not displayed, invisible, transparent or of no size.
+_HIDDEN_STYLE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*(hidden|collapse)|opacity\s*:\s*(0+(\.0*)?|\.0+)\s*(;|!|$)"
+    r"|font-size\s*:\s*(0+(\.0*)?|\.0+)(px|em|rem|pt|%)?\s*(;|!|$)", re.I)
 
 
 def _hidden(tag) -> bool:
-    return tag.has_attr("hidden") or bool(_HIDDEN_STYLE.search(str(tag.get("style") or "")))
+    """Whether a browser (or a screen reader, for aria-hidden) leaves the element's text out."""
+    if tag.has_attr("hidden") or str(tag.get("aria-hidden") or "").strip().lower() == "true":
+        return True
+    return bool(_HIDDEN_STYLE.search(str(tag.get("style") or "")))
 
 
 class _Layout:
@@ -194,6 +229,13 @@ class _Layout:
 
 
 def load_html(name: str, text: str) -> Document:
+    doc = _html_sections(text)
+    return Document(source=name, title=doc.title or title_from_name(name), sections=doc.sections)
+
+
+def _html_sections(text: str) -> _Sections:
+    """The visible text of an HTML page, in sections under its headings; the title is the page's
+    <title>, else its first <h1>."""
     from bs4 import BeautifulSoup
     from bs4.element import NavigableString, PreformattedString, RubyParenthesisString, Tag
 
@@ -226,4 +268,4 @@ def load_html(name: str, text: str) -> Document:
                 stack.append((node, True))
                 stack.extend((child, False) for child in reversed(node.contents))
     doc.add(layout.take())
-    return Document(source=name, title=doc.title or title_from_name(name), sections=doc.sections)
+    return doc

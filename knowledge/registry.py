@@ -66,7 +66,16 @@ class Registry:
 
     def __init__(self, client, name: str, dimension: int):
         self._col = client.get_or_create_collection(name, embedding_function=None)
+        # Records other than documents carry zeros of the collection's own dimension: a registry
+        # written with another embedding model still takes deletions until it is rebuilt.
+        got = self._col.get(ids=[STATE_ID], include=["embeddings"])
+        if got["ids"]:
+            dimension = len(got["embeddings"][0])
         self._zeros = np.zeros(dimension, dtype=np.float32)
+
+    def rename(self, name: str) -> None:
+        """Keep this registry under another name (a rebuild keeps the old one to read from)."""
+        self._col.modify(name=name)
 
     def state(self) -> dict:
         """The state record: generation token and chunk settings ({} when nothing was ever stored)."""

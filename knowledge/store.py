@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import VectorStoreUnavailable
+from common.errors import EmbeddingModelChanged, VectorStoreUnavailable
 from common.types import Passage
 from knowledge.chunking import ChunkSettings
 from knowledge.client import make_chroma_client, store_of
@@ -24,7 +24,10 @@ from knowledge.embeddings import Embedder
 from knowledge.sync import SYNC_INTERVAL, Following, _chunking_from, reachable
 from knowledge.fusion import FUSIONS, document_evidence, fuse
 from knowledge.ingest import IngestResult, Ingestion
+from knowledge.junk import DEFAULT_MAX_FILE_SHARE
 from knowledge.keyword import KeywordIndex
+from knowledge.guard import Guarding
+from knowledge.reembed import Reembedding
 from knowledge.registry import DocumentInfo, Registry, new_token
 
 __all__ = ["KnowledgeBase", "IngestResult", "DocumentInfo", "make_chroma_client", "dump_passages", "MODES"]
@@ -41,7 +44,7 @@ DEFAULT_FUSION = "convex"
 CANDIDATES = 40
 
 
-class KnowledgeBase(Following, Ingestion):
+class KnowledgeBase(Following, Ingestion, Reembedding, Guarding):
     """Ingest, list, delete, re-index and search support documents."""
 
     def __init__(
@@ -55,10 +58,12 @@ class KnowledgeBase(Following, Ingestion):
         sync_interval: float = SYNC_INTERVAL,
         embedding_cache: str | Path | bool = False,
         document_evidence: bool = True,
+        max_file_share: float = DEFAULT_MAX_FILE_SHARE,
     ):
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
         self.embedder = embedder
+        self.max_file_share = max_file_share  # a document adding more of the base than this is held
         self.fusion = fusion
         self.document_evidence = document_evidence
         self.sync_interval = sync_interval
@@ -69,10 +74,9 @@ class KnowledgeBase(Following, Ingestion):
         # One Store per embedded directory in a process: it reopens the client when another process
         # wrote, and serialises writers across processes (see knowledge/client.py).
         self._store = store_of(client)
-        self._chunks = self._store.get_or_create_collection(
-            collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
-        )
-        self._registry = Registry(self._store, f"{collection}-documents", embedder.dimension)
+        self._collection = collection
+        self._open_collections()
+        self._check_model()
         self._max_batch = self._store.get_max_batch_size()
         index_dir = Path(index_dir)
         index_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +101,12 @@ class KnowledgeBase(Following, Ingestion):
             self._adopt_unregistered()
         self.sync(force=True)
         self._sweep()
+
+    def _open_collections(self) -> None:
+        self._chunks = self._store.get_or_create_collection(
+            self._collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+        )
+        self._registry = Registry(self._store, f"{self._collection}-documents", self.embedder.dimension)
 
     def delete(self, doc_id: str) -> bool:
         """Remove a document and its chunks; False if there was none."""
@@ -168,11 +178,7 @@ class KnowledgeBase(Following, Ingestion):
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         if not query.strip() or k <= 0:
             return []
-        try:
-            self.sync()
-            self.degraded = ""
-        except VectorStoreUnavailable as exc:
-            mode = self._fall_back(mode, exc)
+        mode = self._usable_mode(mode)
         live = self._docs
         if not live:
             return []
@@ -198,15 +204,15 @@ class KnowledgeBase(Following, Ingestion):
                 if _visible(live, *_parse_id(cid)[:2]):
                     keyword_scores[cid] = score
         if mode == "hybrid":
-            scores = fuse(vector_scores, keyword_scores, fusion or self.fusion)
-            if self.document_evidence and scores:
-                doc_of = {cid: _parse_id(cid)[0] for cid in scores}
-                titles = self._titles
-                similarity = {d: float(titles[d] @ vector) for d in set(doc_of.values()) if d in titles}
-                scores = document_evidence(scores, doc_of, similarity)
+            scores = self._fused(vector_scores, keyword_scores, vector, fusion or self.fusion)
         else:
             scores = vector_scores or keyword_scores
         ranked = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
+        return self._scored_passages(ranked, scores, vector_scores, keyword_scores)
+
+    def _scored_passages(self, ranked: list[str], scores: dict[str, float], vector_scores: dict[str, float],
+                         keyword_scores: dict[str, float]) -> list[Passage]:
+        """The passages of the ranked chunk ids, each with its score and the retrievers that found it."""
         found = self._passages(ranked)
         passages = []
         for cid in ranked:
@@ -216,12 +222,37 @@ class KnowledgeBase(Following, Ingestion):
             p.score = scores[cid]
             p.retrievers = [name for name, hits in (("vector", vector_scores), ("keyword", keyword_scores))
                             if cid in hits]
+            p.similarity = vector_scores.get(cid)
             passages.append(p)
         return passages
 
+    def _usable_mode(self, mode: str) -> str:
+        """`mode`, or "keyword" while vector search cannot answer (the store unreachable, vectors of
+        another embedding model), with the reason in `degraded`; a "vector" search raises instead."""
+        try:
+            self.sync()
+            self.degraded = ""
+        except VectorStoreUnavailable as exc:
+            mode = self._fall_back(mode, exc)
+        if self.model_change is not None and mode != "keyword":
+            mode = self._fall_back(mode, EmbeddingModelChanged(self.model_change.message))
+        return mode
+
+    def _fused(self, vector_scores: dict[str, float], keyword_scores: dict[str, float], vector: np.ndarray,
+               fusion: str) -> dict[str, float]:
+        """Hybrid scores: the two retrievers fused, then each passage re-scored with its document's evidence."""
+        scores = fuse(vector_scores, keyword_scores, fusion)
+        if self.document_evidence and scores:
+            doc_of = {cid: _parse_id(cid)[0] for cid in scores}
+            titles = self._titles
+            similarity = {d: float(titles[d] @ vector) for d in set(doc_of.values())
+                          if d in titles and titles[d].shape == vector.shape}
+            scores = document_evidence(scores, doc_of, similarity)
+        return scores
+
     def _nearest(self, vector: np.ndarray, depth: int, where: dict | None) -> dict:
         """Chunk ids and distances nearest to `vector`; on an internal error, once more on a reopened client."""
-        from chromadb.errors import InternalError
+        from chromadb.errors import InternalError, InvalidArgumentError
 
         retry = self._store.embedded
         while True:
@@ -229,6 +260,12 @@ class KnowledgeBase(Following, Ingestion):
                 with reachable():
                     return self._chunks.query(query_embeddings=[vector], n_results=depth, where=where,
                                               include=["distances"])
+            except InvalidArgumentError as exc:
+                # Vectors of another size: another process re-embedded the store with another model.
+                raise EmbeddingModelChanged(
+                    f"The vector store holds vectors this model cannot search ({exc}); answering from the "
+                    "keyword index until the knowledge base is rebuilt with this model"
+                ) from exc
             except InternalError as exc:
                 # An embedded client's indexes behind another process's writes ("Error finding id"):
                 # a fresh client loads them from disk.

@@ -64,14 +64,20 @@ def running_app(data_dir: Path, env: dict | None = None, timeout: float = 120, p
 
 
 @contextmanager
-def browser_page():
-    """A Playwright page in headless Debian Chromium."""
+def chromium():
+    """Headless Debian Chromium through Playwright: a Browser, for tests that need several contexts."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def browser_page():
+    """A Playwright page in headless Debian Chromium."""
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1280, "height": 900})

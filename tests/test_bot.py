@@ -46,8 +46,8 @@ def test_a_turn_streams_a_cited_reply_and_persists_it(small_kb, store):
     assert set(meta.stages_ms) == {"validate", "embed", "route", "retrieve", "render", "first_token", "persist"}
     assert meta.prompt_name == "general" and len(meta.prompt_hash) == 64
     stored = store.messages("s1")
-    assert [m["role"] for m in stored] == ["user", "assistant"]
-    assert stored[1]["meta"]["citations"] == [1, 2]
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[1].meta.citations == [1, 2]
 
 
 def test_citation_markers_out_of_range_are_ignored():
@@ -73,8 +73,8 @@ def test_backend_failure_keeps_the_users_message_and_the_conversation(small_kb, 
     with pytest.raises(BackendUnavailable):
         reply.consume()
     stored = store.messages("s1")
-    assert stored[0]["content"] == "Reset my password please"
-    assert "500" in stored[0]["meta"]["error"]
+    assert stored[0].content == "Reset my password please"
+    assert "500" in stored[0].meta.error
     # The next turn works and still carries the failed message as context.
     second = bot.ask("s1", "Are you there?")
     assert second.text == "Fine now [1]."
@@ -111,7 +111,7 @@ def test_two_chatbots_share_one_store(small_kb, store):
     second = make_bot(small_kb, store, FakeBackend(["two"]))
     first.ask("shared", "hello")
     second.ask("shared", "again")
-    assert [m["content"] for m in store.messages("shared")] == ["hello", "one", "again", "two"]
+    assert [m.content for m in store.messages("shared")] == ["hello", "one", "again", "two"]
     assert [m["content"] for m in second.backend.requests[0].messages] == ["hello", "one", "again"]
 
 
@@ -129,7 +129,7 @@ def test_reasoning_never_reaches_the_customer_the_store_or_the_citations(small_k
     shown = "".join(reply)
     assert shown == "Ask within 30 days [1]."
     assert reply.meta.citations == [1]
-    assert store.messages("s1")[1]["content"] == "Ask within 30 days [1]."
+    assert store.messages("s1")[1].content == "Ask within 30 days [1]."
 
 
 def test_turn_records_the_production_prompt_version(small_kb, store, tmp_path, embedder):
@@ -176,8 +176,8 @@ def test_escalation_hands_off_once_then_the_bot_stays_silent(small_kb, store, ro
     silent = bot.ask("s1", "hello? anyone?")
     assert silent.text == "" and silent.meta.handed_off
     stored = store.messages("s1")
-    assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant", "user"]
-    assert stored[-1]["content"] == "hello? anyone?"  # kept for the human
+    assert [m.role for m in stored] == ["user", "assistant", "user", "assistant", "user"]
+    assert stored[-1].content == "hello? anyone?"  # kept for the human
     assert len(backend.requests) == 1
 
 
@@ -213,4 +213,4 @@ def test_grouped_markers_are_recorded_and_listed_as_sources(demo_kb, store):
     assert len(reply.meta.retrieved) >= 3
     assert reply.meta.citations == [1, 2, 3]
     assert [s["n"] for s in reply.meta.sources] == [1, 2, 3]
-    assert store.messages("grouped")[1]["meta"]["citations"] == [1, 2, 3]
+    assert store.messages("grouped")[1].meta.citations == [1, 2, 3]

@@ -54,9 +54,9 @@ def test_send_it_again_answers_the_stored_message_without_a_second_copy(app_env)
     at.button(key="resend_failed").click().run()  # Ollama is set aside: the offline backend answers
     assert not at.exception
     messages = store().messages(session)
-    assert [(m["role"], m["content"]) for m in messages][:1] == [("user", "How do I get a refund?")]
-    assert [m["role"] for m in messages] == ["user", "assistant"]
-    assert "Offline mode" in messages[1]["content"] and not (messages[0].get("meta") or {}).get("error")
+    assert [(m.role, m.content) for m in messages][:1] == [("user", "How do I get a refund?")]
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert "Offline mode" in messages[1].content and messages[0].meta is None
     assert [bubble_text(m) for m in at.chat_message if m.name == "user"] == ["How do I get a refund?"]
     summary = store().summaries([session])[0]
     assert (summary.turns, summary.failed) == (1, 0)

@@ -49,8 +49,10 @@ def _render(content: str, citations: list[int]):
 
     retrieved = [{"title": f"Article {n}", "heading": "", "source": f"doc{n}.md", "chunk": 0, "score": 0.5,
                   "text": f"Passage text {n}."} for n in range(1, 5)]
-    render_message({"role": "assistant", "content": content,
-                    "meta": {"backend": "fake", "retrieved": retrieved, "citations": citations}})
+    from chatbot.store.messages import Message
+
+    render_message(Message.from_stored({"role": "assistant", "content": content,
+                                        "meta": {"backend": "fake", "retrieved": retrieved, "citations": citations}}))
 
 
 def sources_of(content: str, citations: list[int]) -> tuple[str, list[str]]:

@@ -8,7 +8,7 @@ import pytest
 
 from chatbot.access.auth import AdminAuth, Attempt
 from chatbot.access.tokens import SessionTokens, load_or_create_key
-from chatbot.access.throttle import SignInThrottle
+from chatbot.access.throttle import SignInThrottle, Wait
 from common.settings import Settings
 from common.errors import ConfigurationError
 
@@ -31,7 +31,7 @@ def test_missing_key_names_the_setting_and_repr_hides_secrets(monkeypatch):
 
 
 def test_bad_number_is_a_clear_error():
-    with pytest.raises(ConfigurationError, match="CHATBOT_TOP_K must be a int"):
+    with pytest.raises(ConfigurationError, match="CHATBOT_TOP_K is .many.: it must be a whole number"):
         Settings.load(secrets={"CHATBOT_TOP_K": "many"})
 
 
@@ -88,6 +88,22 @@ def test_a_global_cap_bounds_guessing_from_many_sessions(tmp_path, redis_client)
     assert auth.check("right", client="fresh-session")
 
 
+def test_a_right_password_after_the_wait_it_was_told_is_checked_while_guessing_goes_on(tmp_path, redis_client):
+    throttle = SignInThrottle(lambda: redis_client, free_attempts=3, global_failures=3, global_window=2)
+    auth = AdminAuth(tmp_path, configured_password="right", throttle=throttle)
+    for session in range(3):  # a guesser fills the window, a new session for every try
+        assert not auth.check("wrong", client=f"guesser-{session}")
+    told = auth.attempt("right", client="admin")
+    assert not told.ok and told.scope == "everyone" and 0 < told.wait <= 2
+    assert throttle.wait("admin") == Wait(pytest.approx(told.wait, abs=0.2), "everyone")  # its turn is kept
+    time.sleep(told.wait + 0.05)  # the admin waits what it was told
+    # The guesser keeps trying the moment the window frees a place: it is queued behind the admin.
+    guess = auth.attempt("wrong", client="guesser-3")
+    assert not guess.ok and guess.scope == "everyone" and guess.wait > 0
+    assert auth.check("right", client="admin")  # checked on its turn, not refused again
+    assert throttle.wait("admin") == Wait()
+
+
 def test_sign_in_tokens_are_signed_expire_and_can_be_revoked(tmp_path, redis_client):
     now = [1_000_000.0]
     key = load_or_create_key(tmp_path)
@@ -101,8 +117,10 @@ def test_sign_in_tokens_are_signed_expire_and_can_be_revoked(tmp_path, redis_cli
     now[0] += 3601
     assert tokens.verify(token) is None  # expired
     now[0] -= 3601
+    assert tokens.is_active(sid) and not tokens.is_active("") and not tokens.is_active("other")
     tokens.revoke(sid)
     assert tokens.verify(token) is None  # signed out
+    assert not tokens.is_active(sid)  # every tab holding this sign-in sees it ended
 
 
 def test_two_servers_starting_at_once_agree_on_one_generated_password(tmp_path, capsys):

@@ -35,15 +35,15 @@ def bot(demo_kb, store):
 def test_the_message_is_stored_when_it_is_sent_before_any_reply_streams(bot, store):
     reply = bot.send("c1", DOORBELL)
     stored = store.messages("c1")
-    assert [(m["role"], m["content"]) for m in stored] == [("user", DOORBELL)]
-    assert stored[0]["status"] == "pending"
+    assert [(m.role, m.content) for m in stored] == [("user", DOORBELL)]
+    assert stored[0].status == "pending"
     assert reply.text == ""  # nothing streamed yet
 
     reply.consume()
     stored = store.messages("c1")
-    assert [m["role"] for m in stored] == ["user", "assistant"]
-    assert "status" not in stored[0] and stored[1]["content"] == reply.text
-    assert not stored[1]["meta"]["interrupted"]
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[0].status == "answered" and stored[1].content == reply.text
+    assert not stored[1].meta.interrupted
 
 
 def test_a_stream_dropped_half_way_keeps_the_message_and_the_partial_reply_marked_interrupted(bot, store):
@@ -54,16 +54,16 @@ def test_a_stream_dropped_half_way_keeps_the_message_and_the_partial_reply_marke
     pieces.close()
 
     stored = store.messages("c2")
-    assert [m["role"] for m in stored] == ["user", "assistant"]
-    assert stored[0]["content"] == DOORBELL and "status" not in stored[0]
-    assert stored[1]["content"] == "".join(shown)
-    assert stored[1]["meta"]["interrupted"] is True
-    assert "interrupted" in stored[1]["meta"]["error"]
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[0].content == DOORBELL and stored[0].status == "answered"
+    assert stored[1].content == "".join(shown)
+    assert stored[1].meta.interrupted is True
+    assert "interrupted" in stored[1].meta.error
 
     # The conversation goes on: the next turn is answered and sees the customer's first message.
     follow_up = bot.ask("c2", "It is the one by the front door")
     assert follow_up.text and not follow_up.meta.error
-    assert [m["role"] for m in store.messages("c2")] == ["user", "assistant", "user", "assistant"]
+    assert [m.role for m in store.messages("c2")] == ["user", "assistant", "user", "assistant"]
     assert DOORBELL in [m["content"] for m in bot.memory_for("c2").messages]
 
 
@@ -71,8 +71,8 @@ def test_a_reply_dropped_before_its_first_piece_leaves_the_reason_on_the_message
     reply = bot.send("c3", DOORBELL)
     reply.close()  # the page stopped before the stream started
     stored = store.messages("c3")
-    assert len(stored) == 1 and stored[0]["content"] == DOORBELL
-    assert stored[0]["meta"]["interrupted"] is True and "interrupted" in stored[0]["meta"]["error"]
+    assert len(stored) == 1 and stored[0].content == DOORBELL
+    assert stored[0].meta.interrupted is True and "interrupted" in stored[0].meta.error
 
 
 def test_a_backend_failing_half_way_keeps_what_arrived(demo_kb, store):
@@ -82,8 +82,8 @@ def test_a_backend_failing_half_way_keeps_what_arrived(demo_kb, store):
     with pytest.raises(Exception, match="the stream broke"):
         reply.consume()
     stored = store.messages("c4")
-    assert [m["content"] for m in stored] == [DOORBELL, "one two "]
-    assert stored[1]["meta"]["interrupted"] is True and stored[1]["meta"]["error"] == "the stream broke"
+    assert [m.content for m in stored] == [DOORBELL, "one two "]
+    assert stored[1].meta.interrupted is True and stored[1].meta.error == "the stream broke"
     # The export says so, and an incomplete reply never becomes training data, even when approved.
     from chatbot.store.analytics import to_markdown
 
@@ -106,11 +106,11 @@ def test_a_turn_whose_process_died_reads_as_interrupted_after_a_while(store, red
     assert died.returncode == 9, died.stderr
 
     stored = store.messages("c5")
-    assert stored[0]["content"] == DOORBELL and stored[0]["status"] == "pending"  # its reply may still come
-    later = ConversationStore(redis_client, clock=lambda: stored[0]["ts"] + PENDING_SECONDS)
+    assert stored[0].content == DOORBELL and stored[0].status == "pending"  # its reply may still come
+    later = ConversationStore(redis_client, clock=lambda: stored[0].ts + PENDING_SECONDS)
     message = later.messages("c5")[0]
-    assert message["content"] == DOORBELL and message["status"] == "interrupted"
-    assert "interrupted" in message["meta"]["error"]
+    assert message.content == DOORBELL and message.status == "interrupted"
+    assert "interrupted" in message.meta.error
 
 
 # -- the pages -------------------------------------------------------------------------------------
@@ -149,14 +149,14 @@ def test_a_rerun_mid_stream_keeps_the_turn_on_the_chat_page_with_a_resend_button
 
     session = at.session_state["session_id"]
     store = build_services(Settings.load()).store
-    assert [m["role"] for m in store.messages(session)] == ["user", "assistant"]
+    assert [m.role for m in store.messages(session)] == ["user", "assistant"]
 
     # One click sends it again, and this time the whole reply arrives.
     at.button(key="resend_failed").click().run()
     assert not at.exception
     stored = store.messages(session)
-    assert [m["content"] for m in stored][2] == DOORBELL
-    assert stored[3]["role"] == "assistant" and not stored[3]["meta"]["interrupted"]
+    assert [m.content for m in stored][2] == DOORBELL
+    assert stored[3].role == "assistant" and not stored[3].meta.interrupted
     assert not [b for b in at.button if b.key == "resend_failed"]
 
 
@@ -188,10 +188,10 @@ def test_a_reply_that_ends_after_a_later_turn_goes_right_after_its_message_feedb
     store.finish_turn("tabs", first, [{"role": "assistant", "content": "It is out for delivery."}])
 
     stored = store.messages("tabs")
-    assert [m["content"] for m in stored] == [
+    assert [m.content for m in stored] == [
         "Where is my parcel?", "It is out for delivery.", "And can I change the address?", "Yes, until it ships."]
-    assert "feedback" not in stored[1]
-    assert stored[3]["feedback"]["score"] == 1 and stored[3]["feedback"]["comment"] == "clear"
+    assert stored[1].feedback is None
+    assert stored[3].feedback.score == 1 and stored[3].feedback.comment == "clear"
     assert store.conversation("tabs")["turns"] == 2
 
 
@@ -214,5 +214,5 @@ def test_the_chat_page_shows_a_message_whose_process_died_as_interrupted_with_a_
     assert not at.exception
     stored = services.store.messages(session)
     # The same message is answered: no second copy of it.
-    assert [m["content"] for m in stored][:1] == [DOORBELL] and [m["role"] for m in stored] == ["user", "assistant"]
+    assert [m.content for m in stored][:1] == [DOORBELL] and [m.role for m in stored] == ["user", "assistant"]
     assert services.store.summaries([session])[0].failed == 0

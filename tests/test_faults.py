@@ -143,23 +143,23 @@ def test_a_backend_fault_keeps_the_message_names_the_problem_and_the_next_turn_w
         assert "Traceback" not in message and raised.value.provider == provider
         stored = store.messages(conversation)
         if reply.text:  # it failed mid-reply: what arrived is kept, marked interrupted, with the reason
-            assert [m["role"] for m in stored] == ["user", "assistant"]
-            assert stored[1]["content"] == reply.text and stored[1]["meta"]["interrupted"]
-            assert stored[1]["meta"]["error"] == message
+            assert [m.role for m in stored] == ["user", "assistant"]
+            assert stored[1].content == reply.text and stored[1].meta.interrupted
+            assert stored[1].meta.error == message
         else:
-            assert [m["role"] for m in stored] == ["user"]
-            assert stored[0]["meta"]["error"] == message
+            assert [m.role for m in stored] == ["user"]
+            assert stored[0].meta.error == message
     else:
         reply.consume()
         assert reply.meta.outcome == fault.outcome
-    assert store.messages(conversation)[0]["content"] == "I was charged twice for order 1234."
+    assert store.messages(conversation)[0].content == "I was charged twice for order 1234."
     if fault.name.startswith("429"):
         assert raised.value.status == 429 and raised.value.retry_after == pytest.approx(0.05)
         assert waits and all(w >= 0.05 for w in waits)  # the wait the server asked for was honoured
 
     after_fault(server)
     assert bot.ask(conversation, "Can you check it?").text == ANSWER
-    customer = [m["content"] for m in store.messages(conversation) if m["role"] == "user"]
+    customer = [m.content for m in store.messages(conversation) if m.role == "user"]
     assert customer == ["I was charged twice for order 1234.", "Can you check it?"]
 
 

@@ -14,6 +14,7 @@ from tests.conftest import app_environment
 
 from chatbot.store.server import connect
 from chatbot.store.conversations import ConversationStore
+from chatbot.store.messages import Feedback
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,7 +231,7 @@ def feedback_script(data_dir: str) -> None:
 
     store = ConversationStore(connect(data_dir=Path(data_dir) / "redis"))
     for index, message in enumerate(store.messages("widget")):
-        if message["role"] == "assistant":
+        if message.role == "assistant":
             render_feedback(store, "widget", index, message)
 
 
@@ -241,12 +242,12 @@ def test_feedback_widget_stores_thumbs_comment_and_approval(app_env):
     assert not at.exception
     assert not at.text_input, "the comment box appears once the reply is rated"
     at.feedback[0].set_value(0).run()
-    assert store.messages("widget")[1]["feedback"]["score"] == 0
+    assert store.messages("widget")[1].feedback.score == 0
     at.text_input[0].input("wrong article").run()
-    assert store.messages("widget")[1]["feedback"] == {
-        "score": 0, "comment": "wrong article", "at": store.messages("widget")[1]["feedback"]["at"]}
+    assert store.messages("widget")[1].feedback == Feedback(
+        score=0, comment="wrong article", at=store.messages("widget")[1].feedback.at)
     at.toggle[0].set_value(True).run()
-    assert store.messages("widget")[1]["approved"] is True
+    assert store.messages("widget")[1].approved is True
     # A new browser session starts from what was saved.
     again = AppTest.from_function(feedback_script, args=(str(app_env),), default_timeout=TIMEOUT).run()
     assert again.feedback[0].value == 0 and again.toggle[0].value is True
@@ -254,4 +255,4 @@ def test_feedback_widget_stores_thumbs_comment_and_approval(app_env):
     at.feedback[0].set_value(None).run()
     at.toggle[0].set_value(False).run()
     message = store.messages("widget")[1]
-    assert message["feedback"]["score"] is None and "approved" not in message
+    assert message.feedback.score is None and not message.approved

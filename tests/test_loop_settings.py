@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from backends.local import loop_processors
-from chatbot.prompts.template import parse_template, to_yaml
+from chatbot.prompts.template import parse_template
+from chatbot.prompts.template_yaml import to_yaml
 from common.errors import PromptValidationError
 from common.types import ChatRequest
 

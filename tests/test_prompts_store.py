@@ -184,8 +184,8 @@ def test_a_chat_turn_uses_and_records_the_production_version(tmp_path, kb, store
     library.rollback("general", 1, author="ben")
     fourth = bot.ask("s1", "One more question")
     assert "MARKER-TONE" not in backend.requests[-1].system and fourth.meta.prompt_version == 1
-    stored = [m["meta"] for m in store.messages("s1") if m["role"] == "assistant"]
-    assert [(m["prompt_name"], m["prompt_version"]) for m in stored] == [
+    stored = [m.meta for m in store.messages("s1") if m.role == "assistant"]
+    assert [(m.prompt_name, m.prompt_version) for m in stored] == [
         ("general", 1), ("general", 1), ("general", 2), ("general", 1)
     ]
 

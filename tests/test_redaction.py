@@ -8,6 +8,7 @@ import pytest
 from chatbot.store import analytics
 from chatbot.turn.bot import Chatbot
 from common.redaction import redact, redact_with_kinds
+from chatbot.store.messages import Message
 from tests.fakes import FakeBackend
 from tests.test_bot import small_kb  # noqa: F401  (fixture)
 from training.datasets import from_conversations
@@ -30,6 +31,39 @@ def test_each_kind_of_secret_is_replaced_by_its_marker(typed, kept, marker):
     assert kept not in redact(typed) and marker in redact(typed)
 
 
+@pytest.mark.parametrize("separator", [
+    "\u00a0",  # no-break space (French and Russian card forms, word processors)
+    "\u202f",  # narrow no-break space (phones, French typography)
+    "\u2007",  # figure space (digit-width space in typeset tables)
+    "\u2009",  # thin space
+    ".",  # 4111.1111.1111.1111
+    "  ",  # several spaces
+    "\t",
+    "\u2013",  # en dash
+    "\u2011",  # non-breaking hyphen
+    "\uff0d",  # full-width hyphen-minus
+])
+def test_a_card_number_is_caught_whatever_separates_its_groups(separator):
+    typed = f"my card is {separator.join(['4111', '1111', '1111', '1111'])}, please refund"
+    redacted, kinds = redact_with_kinds(typed)
+    assert kinds == ["card"] and "1111" not in redacted
+    assert redacted == "my card is [card number], please refund"
+
+
+def test_a_card_number_with_mixed_separators_or_full_width_digits_is_caught():
+    for typed in ("4111 1111.1111-1111", "4111\u00a0 1111 \u202f1111..1111", "４１１１ １１１１ １１１１ １１１１",
+                  "5500\u00a00000\u00a00000\u00a00004"):
+        assert redact_with_kinds(f"card {typed} charged") == ("card [card number] charged", ["card"]), typed
+
+
+@pytest.mark.parametrize("text", [
+    "4111\u00a01111\u00a01111\u00a01112 fails the checksum",  # a number that is not a card stays
+    "version 1.2.3.4.5.6.7.8.9.1.2.3.4 of the firmware",  # dots between single digits: no card checksum
+    "orders 4111 1111\n1111 1111 on two lines",  # a line break ends a number
+])
+def test_numbers_with_other_separators_that_are_not_cards_stay_readable(text):
+    assert redact_with_kinds(text) == (text, [])
+
 @pytest.mark.parametrize("text", [
     "order 1234567890123 has not arrived",  # fails the card checksum: an order number
     "tracking 1Z999AA10123456784",
@@ -46,7 +80,7 @@ def test_a_turn_stores_searches_sends_and_exports_only_the_markers(small_kb, sto
     bot = Chatbot(knowledge=small_kb, backend=backend, store=store)
     reply = bot.ask("s", "Someone used my card 4111 1111 1111 1111 and my password is hunter2, refund me")
     assert reply.meta.redacted == ["card", "password"]
-    stored = store.messages("s")[0]["content"]
+    stored = store.messages("s")[0].content
     assert stored == "Someone used my card [card number] and my password [redacted], refund me"
     sent = backend.requests[0]
     assert "4111" not in sent.messages[-1]["content"] and "hunter2" not in sent.system + sent.query
@@ -63,13 +97,14 @@ def test_conversations_stored_before_redaction_leave_the_app_without_secrets():
     ]}
     examples = from_conversations([raw]).examples
     assert examples and examples[0]["prompt"][-1]["content"] == "card [card number], password [redacted]"
-    assert "4111" not in analytics.to_json(raw) and "hunter2" not in analytics.to_markdown(raw)
+    read = {**raw, "messages": [Message.from_stored(m) for m in raw["messages"]]}
+    assert "4111" not in analytics.to_json(read) and "hunter2" not in analytics.to_markdown(read)
 
 
 def test_a_feedback_comment_is_stored_without_the_secret_an_agent_pasted(store):
     store.append("s", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}])
     store.set_feedback("s", 1, 0, "customer gave card 4111 1111 1111 1111, reply ignored it")
-    comment = store.conversation("s")["messages"][1]["feedback"]["comment"]
+    comment = store.conversation("s")["messages"][1].feedback.comment
     assert "4111" not in comment and "[card number]" in comment and "reply ignored it" in comment
 
 

@@ -56,7 +56,7 @@ def test_a_whitespace_reply_from_anthropic_does_not_break_the_conversation(conve
     server, bot = conversation("anthropic", ["\n", "\n"])
     first = bot.ask("c1", "Hi, I was charged twice for my order this month.")
     assert first.meta.outcome == EMPTY
-    assert [m["role"] for m in store.messages("c1")] == ["user"]
+    assert [m.role for m in store.messages("c1")] == ["user"]
     answer_next(server)
     for text in ("Can you check it?", "Hello?"):
         assert bot.ask("c1", text).text == ANSWER
@@ -72,13 +72,13 @@ def test_a_blank_or_empty_reply_is_no_answer_and_the_next_turn_works(conversatio
 
     assert first.meta.outcome == EMPTY and not first.meta.error
     stored = store.messages("c1")
-    assert [m["role"] for m in stored] == ["user"]
-    assert stored[0]["content"] == "Where is my parcel?"
-    assert outcome_notice(stored[0]["meta"]) == "No answer: the model returned an empty reply — send it again."
+    assert [m.role for m in stored] == ["user"]
+    assert stored[0].content == "Where is my parcel?"
+    assert outcome_notice(stored[0].meta) == "No answer: the model returned an empty reply — send it again."
     answer_next(server)
     assert bot.ask("c1", "Where is my parcel? Order 1234.").text == ANSWER
     assert sent_texts(server) == ["Where is my parcel?", "Where is my parcel? Order 1234."]
-    assert [m["role"] for m in store.messages("c1")] == ["user", "user", "assistant"]
+    assert [m.role for m in store.messages("c1")] == ["user", "user", "assistant"]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -88,9 +88,9 @@ def test_a_reply_cut_off_at_the_token_limit_is_kept_and_marked(conversation, sto
 
     assert first.meta.stop_reason == Stop.LENGTH and first.meta.outcome == CUT_OFF
     reply = store.messages("c1")[-1]
-    assert reply["role"] == "assistant"
-    assert reply["content"] == "Refunds reach your card within 5 working days once the"
-    assert "the reply was cut off at the token limit" in outcome_notice(reply["meta"]).lower()
+    assert reply.role == "assistant"
+    assert reply.content == "Refunds reach your card within 5 working days once the"
+    assert "the reply was cut off at the token limit" in outcome_notice(reply.meta).lower()
     answer_next(server)
     assert bot.ask("c1", "Once the what?").text == ANSWER
     # The model sees its earlier reply marked as incomplete, not as a whole answer.
@@ -105,10 +105,10 @@ def test_a_refusal_is_shown_as_one_and_kept_out_of_the_model_history(conversatio
 
     assert first.meta.stop_reason == Stop.REFUSAL and first.meta.outcome == REFUSAL
     stored = store.messages("c1")
-    assert [m["role"] for m in stored] == ["user", "assistant"]
-    assert stored[0]["content"] == "Tell me another customer's address."
-    assert stored[1]["content"] == "I can't help with that request."
-    assert outcome_notice(stored[1]["meta"]).startswith("Refused:")
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[0].content == "Tell me another customer's address."
+    assert stored[1].content == "I can't help with that request."
+    assert outcome_notice(stored[1].meta).startswith("Refused:")
     answer_next(server)
     assert bot.ask("c1", "Then where is my own parcel?").text == ANSWER
     assert sent_texts(server) == ["Then where is my own parcel?"]
@@ -117,13 +117,13 @@ def test_a_refusal_is_shown_as_one_and_kept_out_of_the_model_history(conversatio
 def test_a_refusal_without_words_is_stored_as_a_refusal(conversation, store):
     server, bot = conversation("anthropic", "", finish="refusal")
     assert bot.ask("c1", "Something the model will not answer.").meta.outcome == REFUSAL
-    assert store.messages("c1")[-1]["content"] == "The model declined to answer this message."
+    assert store.messages("c1")[-1].content == "The model declined to answer this message."
 
 
 def test_a_blank_reply_at_the_token_limit_says_the_limit_was_reached(conversation, store):
     server, bot = conversation("openai", "\n", finish="length")
     assert bot.ask("c1", "Explain everything about refunds.").meta.outcome == EMPTY
-    assert "token limit before writing any text" in outcome_notice(store.messages("c1")[0]["meta"])
+    assert "token limit before writing any text" in outcome_notice(store.messages("c1")[0].meta)
 
 
 def test_the_local_model_reaching_max_new_tokens_is_cut_off(module_kb, store, tmp_path):
@@ -138,7 +138,7 @@ def test_the_local_model_reaching_max_new_tokens_is_cut_off(module_kb, store, tm
 
     assert reply.meta.stop_reason == Stop.LENGTH
     assert reply.meta.outcome == (CUT_OFF if reply.text.strip() else EMPTY)
-    roles = [m["role"] for m in store.messages("c1")]
+    roles = [m.role for m in store.messages("c1")]
     assert roles == (["user", "assistant"] if reply.text.strip() else ["user"])
 
 

@@ -233,5 +233,56 @@ def test_a_global_cap_pauses_the_password_form_for_everyone(app_env):
         assert "paused for everyone" in errors(at)
         assert page("views/prompts.py", admin=True).title[0].value == "Prompts"  # signed-in admins carry on
     finally:
-        throttle.limiter.clear(throttle.everyone, "failures")
+        throttle.reopen()
         throttle.everyone = usual
+
+
+def test_signing_out_in_one_tab_ends_the_sign_in_in_every_tab_and_browser(app_env, monkeypatch):
+    import re
+
+    import ui.auth
+    from ui.services import get_services
+
+    first = page("app.py")  # tab 1 signs in with the password
+    first.text_input(key="account_password_input").input(PASSWORD)
+    first.button(key="account_unlock").click().run()
+    token = next(re.search(r"chatbot_admin=([^;]+);", h.proto.body).group(1)
+                 for h in first.get("html") if "chatbot_admin=" in h.proto.body)
+    monkeypatch.setattr(ui.auth, "_read_cookie", lambda: token)  # what the other tabs connect with
+    second = page("views/prompts.py")  # tab 2 of the same browser
+    other_browser = page("views/knowledge_base.py")  # the cookie copied into another browser
+    assert second.title[0].value == "Prompts" and not other_browser.button(key="kb_ingest").disabled
+
+    library = get_services().prompts
+    before = len(library.history("general"))
+    second.selectbox(key="prompts_name").select("general").run()
+    editor = second.text_area(key="prompts_editor_general")
+    editor.input(editor.value + "\n# changed in tab 2\n").run()
+
+    first.sidebar.button(key="account_sign_out").click().run()  # tab 1 signs out
+    second.button(key="prompts_save_publish").click().run()  # tab 2's next action
+    assert len(library.history("general")) == before
+    assert second.subheader[0].value == "Admin sign-in"
+    other_browser.run()  # the other browser's next run
+    assert other_browser.button(key="kb_ingest").disabled and hints(other_browser)
+    assert not any("Admin · admin" in c.value for c in other_browser.sidebar.caption)
+
+
+def test_an_account_sign_out_ends_that_account_in_its_other_tabs_and_browsers(app_env):
+    signed_in_at = time.time() - 60
+    tabs = []
+    for _ in range(2):
+        at = page("views/prompts.py", run=False)
+        at.secrets, at.user = OIDC, {"is_logged_in": True, "email": "boss@example.com", "iat": int(signed_in_at)}
+        tabs.append(at.run())
+    first, second = tabs
+    assert second.title[0].value == "Prompts"
+    first.sidebar.button(key="admin_sign_out").click().run()  # st.logout in tab 1
+    assert not first.exception
+    second.run()  # the other tab's next run: its identity cookie is still the old one
+    assert second.subheader[0].value == "Admin sign-in"
+    assert any("signed out" in i.value for i in second.info)
+    # A new sign-in of the account (a later ID token) is an admin again.
+    again = page("views/prompts.py", run=False)
+    again.secrets, again.user = OIDC, {"is_logged_in": True, "email": "boss@example.com", "iat": int(time.time()) + 1}
+    assert again.run().title[0].value == "Prompts"

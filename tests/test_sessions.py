@@ -16,6 +16,7 @@ from common.settings import Settings
 from common.errors import ConversationNotFound, StoreUnavailable
 from chatbot.store.server import connect
 from chatbot.store.conversations import ConversationStore
+from chatbot.store.messages import Feedback
 from tests.redis_server import RedisServer, free_port, require_redis_server
 
 
@@ -98,14 +99,14 @@ def test_a_turn_keeps_messages_metadata_state_and_timestamps(redis_setup):
     store.append("c1", turn(1, citations=[], retrieved=[{"source": "a.md", "score": 0.5}], latency_ms=12.5),
                  {"memory": {"summary": "s", "messages": []}, "triage": {"state": "open"}}, agent="ana")
     messages = store.messages("c1")
-    assert [m["role"] for m in messages] == ["user", "assistant"]
-    assert messages[1]["meta"]["retrieved"] == [{"source": "a.md", "score": 0.5}]
-    assert messages[1]["meta"]["citations"] == []
-    assert before <= messages[0]["ts"] <= time.time()
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert messages[1].meta.retrieved == [{"source": "a.md", "score": 0.5}]
+    assert messages[1].meta.citations == []
+    assert before <= messages[0].ts <= time.time()
     assert store.state("c1") == {"memory": {"summary": "s", "messages": []}, "triage": {"state": "open"}}
     summary = store.summaries(["c1"])[0]
     assert (summary.title, summary.turns, summary.messages, summary.agent) == ("question 1", 1, 2, "ana")
-    assert summary.created == summary.updated == messages[0]["ts"]
+    assert summary.created == summary.updated == messages[0].ts
     assert store.exists("c1") and not store.exists("nope")
     assert store.state("nope") == {} and store.messages("nope") == []
 
@@ -118,9 +119,9 @@ def test_conversations_survive_a_restart_of_the_server(redis_setup, hard):
     store.set_feedback("kept", 3, 1, "spot on")
     redis_setup.restart(hard=hard)
     again = redis_setup.store()
-    assert [m["content"] for m in again.messages("kept")] == ["question 1", "answer 1", "question 2", "answer 2"]
+    assert [m.content for m in again.messages("kept")] == ["question 1", "answer 1", "question 2", "answer 2"]
     assert again.state("kept") == {"memory": {"summary": "second"}}
-    assert again.messages("kept")[3]["feedback"]["comment"] == "spot on"
+    assert again.messages("kept")[3].feedback.comment == "spot on"
     assert again.recent() == ["kept"]
 
 
@@ -132,7 +133,7 @@ def test_an_existing_snapshot_is_kept_when_the_append_only_file_is_switched_on(t
     assert not (tmp_path / "sessions.aof").exists()
     client = connect(data_dir=tmp_path)
     assert client.config_get("appendonly")["appendonly"] == "yes"
-    assert [m["content"] for m in ConversationStore(client).messages("old")] == ["question 1", "answer 1"]
+    assert [m.content for m in ConversationStore(client).messages("old")] == ["question 1", "answer 1"]
     client.shutdown(save=True)
     client = connect(data_dir=tmp_path)  # now started from the append-only file
     assert len(ConversationStore(client).messages("old")) == 2
@@ -200,7 +201,7 @@ def test_concurrent_writers_to_one_conversation_lose_nothing(redis_setup):
         t.start()
     for t in threads:
         t.join()
-    contents = [m["content"] for m in stores[0].messages("busy")]
+    contents = [m.content for m in stores[0].messages("busy")]
     assert len(contents) == 2 * writers * turns
     for i in range(0, len(contents), 2):  # every question is followed by its own answer
         assert contents[i + 1] == contents[i].replace(" q", " a")
@@ -218,9 +219,9 @@ def test_feedback_and_approval_are_stored_with_the_reply(redis_setup):
     store.set_feedback("fb", 3, 1)
     store.set_approved("fb", 3, True)
     messages = store.messages("fb")
-    assert messages[1]["feedback"]["score"] == 0 and messages[1]["feedback"]["comment"] == "cites the wrong article"
-    assert messages[3]["feedback"]["score"] == 1 and messages[3]["approved"] is True
-    assert "approved" not in messages[1] and "feedback" not in messages[0]
+    assert messages[1].feedback.score == 0 and messages[1].feedback.comment == "cites the wrong article"
+    assert messages[3].feedback.score == 1 and messages[3].approved is True
+    assert not messages[1].approved and messages[0].feedback is None
     assert list(store.approved_conversations()) == [{"id": "fb", "messages": [
         {"role": "user", "content": "question 1", "approved": False},
         {"role": "assistant", "content": "answer 1", "approved": False},
@@ -230,7 +231,7 @@ def test_feedback_and_approval_are_stored_with_the_reply(redis_setup):
     store.set_feedback("fb", 1, None)  # thumbs taken back, comment cleared
     store.set_approved("fb", 3, False)
     messages = store.messages("fb")
-    assert "feedback" not in messages[1] and "approved" not in messages[3]
+    assert messages[1].feedback is None and not messages[3].approved
     assert list(store.approved_conversations()) == []
     with pytest.raises(ConversationNotFound):
         store.set_feedback("fb", 0, 1)  # a customer message, not a reply
@@ -261,8 +262,8 @@ def test_feedback_during_concurrent_turns_loses_neither(redis_setup):
     assert not errors
     messages = store.messages("mixed")
     assert len(messages) == 120
-    assert messages[1]["feedback"] == {"score": 1, "comment": "c99", "at": messages[1]["feedback"]["at"]}
-    assert messages[1]["approved"] is True
+    assert messages[1].feedback == Feedback(score=1, comment="c99", at=messages[1].feedback.at)
+    assert messages[1].approved is True
 
 
 def test_agent_and_time_indexes_and_search(redis_setup):
@@ -328,7 +329,7 @@ def test_a_shared_server_that_comes_back_is_used_again(tmp_path):
             store.append("c", turn(2))
         server.start()
         store.append("c", turn(3))
-        assert [m["content"] for m in store.messages("c")] == ["question 1", "answer 1", "question 3", "answer 3"]
+        assert [m.content for m in store.messages("c")] == ["question 1", "answer 1", "question 3", "answer 3"]
 
 
 def test_a_crashed_embedded_server_is_restarted_with_its_data(tmp_path):
@@ -339,7 +340,7 @@ def test_a_crashed_embedded_server_is_restarted_with_its_data(tmp_path):
     os.kill(store.client.pid, signal.SIGKILL)
     time.sleep(0.2)
     store.append("c", turn(2))  # revives the embedded server from its append-only file
-    assert [m["content"] for m in store.messages("c")] == ["question 1", "answer 1", "question 2", "answer 2"]
+    assert [m.content for m in store.messages("c")] == ["question 1", "answer 1", "question 2", "answer 2"]
     assert 0 < store.ttl_left("c") <= 86400
     store.client.shutdown(save=True)
 

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 from chatbot.store import analytics
+from chatbot.store.messages import Feedback, Message
 from chatbot.store.stats import conversation_stats
 
 DAY = 86400.0
@@ -13,7 +14,7 @@ T0 = datetime(2025, 3, 3, 12, 0).timestamp()
 
 
 def reply(ts, intent=None, latency=100.0, ttft=30.0, backend="openai", tokens=(200, 50), score=None,
-          approved=False, **triage) -> dict:
+          approved=False, **triage) -> Message:
     meta = {"backend": backend, "model": "m", "latency_ms": latency, "ttft_ms": ttft,
             "input_tokens": tokens[0], "output_tokens": tokens[1]}
     if intent:
@@ -25,11 +26,12 @@ def reply(ts, intent=None, latency=100.0, ttft=30.0, backend="openai", tokens=(2
         message["feedback"] = {"score": score, "comment": "why" if score == 0 else "", "at": ts}
     if approved:
         message["approved"] = True
-    return message
+    return Message.from_stored(message)
 
 
-def user(ts, error=""):
-    return {"ts": ts, "role": "user", "content": "question", **({"meta": {"error": error}} if error else {})}
+def user(ts, error="") -> Message:
+    return Message.from_stored({"ts": ts, "role": "user", "content": "question",
+                                **({"meta": {"error": error}} if error else {})})
 
 
 CONVERSATIONS = [
@@ -86,15 +88,17 @@ def test_sentiment_within_one_day_is_bucketed_by_hour():
 def test_a_turn_is_a_customer_message_and_what_answered_it():
     handed_off = [
         user(T0), reply(T0, "refunds"),  # a model's reply
-        user(T0 + 60), {"ts": T0 + 60, "role": "assistant", "content": "A colleague will take over.",
-                        "meta": {"backend": analytics.HANDOFF, "triage": {"escalate": True}}},  # the handoff notice
-        {"ts": T0 + 120, "role": "user", "content": "hello??", "meta": {"backend": analytics.HANDOFF}},  # a person's
+        user(T0 + 60), Message.from_stored({
+            "ts": T0 + 60, "role": "assistant", "content": "A colleague will take over.",
+            "meta": {"backend": analytics.HANDOFF, "triage": {"escalate": True}}}),  # the handoff notice
+        Message.from_stored({"ts": T0 + 120, "role": "user", "content": "hello??",
+                             "meta": {"backend": analytics.HANDOFF}}),  # a person's
         user(T0 + 180, error="timeout"),  # no reply: the backend failed
     ]
     assert analytics.count_turns(handed_off) == (3, 1)
     sidebar = conversation_stats(handed_off)  # the chat page's sidebar
     assert (sidebar["turns"], sidebar["failed_turns"]) == (3, 1)
-    _, counters, _ = analytics.summary_fields(handed_off)
+    _, counters, _ = analytics.summary_fields([m.to_stored() for m in handed_off])
     assert (counters["turns"], counters["failed"]) == (3, 1)
     o = analytics.overview([{"id": "h", "created": T0, "messages": handed_off}])
     assert (o["turns"], o["failed_turns"]) == (3, 1)
@@ -113,9 +117,9 @@ def test_handed_off_turns_count_but_have_no_latency_or_tokens():
         user(T0), reply(T0, "complaint", latency=2.0, ttft=1.0, backend="handoff", tokens=(0, 0), escalate=True,
                         reasons=["angry"], sentiment="very_negative", sentiment_score=-0.9),
         # After the handoff the assistant stays silent: the customer message carries the turn.
-        {"ts": T0 + 60, "role": "user", "content": "hello??", "meta": {
+        Message.from_stored({"ts": T0 + 60, "role": "user", "content": "hello??", "meta": {
             "backend": "handoff", "route": {"intent": "complaint"},
-            "triage": {"escalate": True, "reasons": ["angry"], "sentiment": "negative", "sentiment_score": -0.5}}},
+            "triage": {"escalate": True, "reasons": ["angry"], "sentiment": "negative", "sentiment_score": -0.5}}}),
     ]}
     o = analytics.overview([CONVERSATIONS[0], handed])
     assert (o["conversations"], o["turns"], o["failed_turns"]) == (2, 4, 0)
@@ -123,7 +127,7 @@ def test_handed_off_turns_count_but_have_no_latency_or_tokens():
     assert o["escalation"]["rate"] == 0.5 and o["escalation"]["reasons"] == [{"reason": "angry", "count": 2}]
     assert o["latency"][0]["n"] == 2 and o["latency"][0]["p50"] == 100  # the model's replies only
     assert [row["backend"] for row in o["tokens"]] == ["openai"]
-    sets, incr, _ = analytics.summary_fields(handed["messages"][2:])
+    sets, incr, _ = analytics.summary_fields([m.to_stored() for m in handed["messages"][2:]])
     assert incr == {"messages": 1, "turns": 1, "intent:complaint": 1} and sets["escalated"] == "1"
     assert "backend" not in sets
     markdown = analytics.to_markdown({"id": "h", **handed})
@@ -154,17 +158,23 @@ def test_summary_fields_of_a_turn():
     assert incr == {"messages": 2, "turns": 1, "intent:billing": 1}
     assert sets == {"backend": "openai", "model": "gpt", "last_intent": "billing", "sentiment": "negative",
                     "priority": "7", "triage_state": "escalated", "escalated": "1",
-                    "escalation_reasons": '["angry"]'}
+                    "escalation_reasons": '["angry"]', "escalation_sentiment": "negative",
+                    "escalation_priority": "7", "escalated_at": "0.0"}
+    # A later message of an escalated conversation changes the last triage, never the escalation's.
+    later, _, _ = analytics.summary_fields([{"role": "user", "content": "ok thanks", "meta": {"triage": {
+        "sentiment": "positive", "priority": 2, "escalate": True, "newly_escalated": False, "reasons": []}}}])
+    assert later["sentiment"] == "positive" and later["escalated"] == "1"
+    assert not {"escalation_reasons", "escalation_sentiment", "escalation_priority"} & set(later)
     _, incr, _ = analytics.summary_fields([{"role": "user", "content": "q", "meta": {"error": "boom"}}])
     assert incr == {"messages": 1, "failed": 1}
 
 
 def test_merge_feedback_attaches_to_the_right_replies():
-    messages = [{"role": "user"}, {"role": "assistant"}, {"role": "user"}, {"role": "assistant"}]
+    messages = [Message(role=role, content="") for role in ("user", "assistant", "user", "assistant")]
     merged = analytics.merge_feedback(messages, {b"1:score": b"0", b"1:comment": b"wrong", b"1:at": b"5.5",
                                                  b"3:approved": b"7.0", b"9:score": b"1"})
-    assert merged[1]["feedback"] == {"score": 0, "comment": "wrong", "at": 5.5}
-    assert merged[3]["approved"] is True and "feedback" not in merged[3]
+    assert merged[1].feedback == Feedback(score=0, comment="wrong", at=5.5)
+    assert merged[3].approved is True and merged[3].approved_at == 7.0 and merged[3].feedback is None
 
 
 def test_markdown_and_json_exports():
@@ -172,9 +182,9 @@ def test_markdown_and_json_exports():
                     "escalated": True, "escalation_reasons": ["asked for a person"],
                     "state": {"memory": {"summary": "- Customer: wants a refund."}},
                     "messages": [user(T0, error="The model server answered 500."), CONVERSATIONS[0]["messages"][1]]}
-    conversation["messages"][1]["meta"].update(
-        citations=[1], retrieved=[{"title": "Refund policy", "source": "refunds.md"}], prompt_name="billing",
-        prompt_version=3)
+    meta = conversation["messages"][1].meta
+    meta.citations, meta.retrieved = [1], [{"title": "Refund policy", "source": "refunds.md"}]
+    meta.prompt_name, meta.prompt_version = "billing", 3
     markdown = analytics.to_markdown(conversation)
     assert markdown.startswith("# Conversation a\n")
     for expected in ("- Agents: ana", "- Escalated: asked for a person", "## Summary of older messages",
@@ -183,4 +193,6 @@ def test_markdown_and_json_exports():
                      "intent refunds (0.80)", "sentiment negative", "prompt billing v3",
                      "Feedback: thumbs up · approved for training"):
         assert expected in markdown, expected
-    assert json.loads(analytics.to_json(conversation)) == conversation
+    exported = json.loads(analytics.to_json(conversation))
+    assert exported == {**conversation, "messages": [m.to_stored() for m in conversation["messages"]]}
+    assert [Message.from_stored(m) for m in exported["messages"]] == conversation["messages"]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from chatbot.store.messages import Message
 from chatbot.turn.bot import Chatbot
 from bench.sessions import TimedStore, bench, check, user_text
 from tests.test_store import PASSWORDS, REFUNDS
 
 
-def stored(conversation: int, turns: int) -> list[dict]:
+def stored(conversation: int, turns: int) -> list[Message]:
     messages = []
     for t in range(turns):
         messages += [{"role": "user", "content": user_text(conversation, t)}, {"role": "assistant", "content": "a"}]
-    return messages
+    return [Message.from_stored(m) for m in messages]
 
 
 def test_check_counts_lost_reordered_and_duplicated_messages():
@@ -43,7 +44,7 @@ class SmallServices:
     def __init__(self, kb, store):
         self.knowledge, self.store = kb, store
 
-    def chatbot(self, backend) -> Chatbot:
+    def build_chatbot(self, backend) -> Chatbot:
         return Chatbot(knowledge=self.knowledge, backend=backend, store=self.store)
 
 

@@ -40,7 +40,7 @@ def test_two_replicas_on_one_redis_see_the_same_conversation(small_kb, server):
     first.ask("shared", "How do I get a refund?")
     second.ask("shared", "And my password?")
     for replica in (first, second):
-        assert [m["content"] for m in replica.store.messages("shared")] == [
+        assert [m.content for m in replica.store.messages("shared")] == [
             "How do I get a refund?", "Within 30 days [1].", "And my password?", "Use the reset link [1].",
         ]
     # The second replica answered with the first one's turn in its context.
@@ -55,7 +55,7 @@ def test_two_chatbots_in_one_process_share_the_embedded_store(small_kb, tmp_path
     b = bot_on(small_kb, ConversationStore(connect(data_dir=tmp_path)), ["two"])
     a.ask("c", "hello")
     b.ask("c", "again")
-    assert [m["content"] for m in a.store.messages("c")] == ["hello", "one", "again", "two"]
+    assert [m.content for m in a.store.messages("c")] == ["hello", "one", "again", "two"]
     a.store.client.shutdown(save=True)
 
 
@@ -80,11 +80,11 @@ def test_concurrent_turns_on_one_conversation_lose_no_message(small_kb, store):
     assert not errors
     messages = store.messages("busy")
     assert len(messages) == 2 * threads_n * turns
-    assert [m["role"] for m in messages] == ["user", "assistant"] * threads_n * turns
+    assert [m.role for m in messages] == ["user", "assistant"] * threads_n * turns
     for t in range(threads_n):
-        asked = [m["content"] for m in messages if m["content"].startswith(f"thread {t} ")]
+        asked = [m.content for m in messages if m.content.startswith(f"thread {t} ")]
         assert asked == [f"thread {t} question {n}" for n in range(turns)]
-    assert sorted(m["content"] for m in messages if m["role"] == "assistant") == sorted(
+    assert sorted(m.content for m in messages if m.role == "assistant") == sorted(
         f"reply {n}" for n in range(threads_n * turns))
 
 
@@ -106,11 +106,11 @@ def test_redis_going_away_mid_conversation(small_kb, server):
 
     server.start()
     stored = bot.store.messages("c")
-    assert [m["content"] for m in stored] == ["How do I get a refund?", "First answer [1].", "How long does it take?"]
-    assert stored[-1]["status"] == "pending"  # its reply was never saved; it reads as interrupted in time
+    assert [m.content for m in stored] == ["How do I get a refund?", "First answer [1].", "How long does it take?"]
+    assert stored[-1].status == "pending"  # its reply was never saved; it reads as interrupted in time
     bot.backend.replies.append("Back again [1].")
     bot.ask("c", "How long does it take?")
-    assert [m["content"] for m in bot.store.messages("c")][-2:] == ["How long does it take?", "Back again [1]."]
+    assert [m.content for m in bot.store.messages("c")][-2:] == ["How long does it take?", "Back again [1]."]
     assert [m["content"] for m in bot.backend.requests[-1].messages][:2] == [
         "How do I get a refund?", "First answer [1].",
     ]

@@ -26,7 +26,7 @@ store.append(me, [{"role": "user", "content": f"hello from {me}"}])
 deadline = time.monotonic() + 20
 while not store.exists(other) and time.monotonic() < deadline:
     time.sleep(0.05)
-seen = [m["content"] for m in store.messages(other)]
+seen = [m.content for m in store.messages(other)]
 print(json.dumps({"server": store.client.pid, "socket": store.client.socket_file, "seen": seen}), flush=True)
 time.sleep(0.5)  # both have read before either leaves
 """
@@ -50,8 +50,8 @@ def test_two_processes_starting_at_once_share_one_server_and_every_conversation(
     client = connect(data_dir=directory)
     try:
         store = ConversationStore(client)
-        assert [m["content"] for m in store.messages("first")] == ["hello from first"]
-        assert [m["content"] for m in store.messages("second")] == ["hello from second"]
+        assert [m.content for m in store.messages("first")] == ["hello from first"]
+        assert [m.content for m in store.messages("second")] == ["hello from second"]
     finally:
         client.shutdown(save=True)
 
@@ -68,7 +68,7 @@ def test_a_process_that_joins_a_running_server_leaves_it_running_for_the_first(t
         report = json.loads(child.stdout)
         assert report["seen"] == ["from the app"] and report["server"] == client.pid
         # The other process has exited; this one's server still answers, with its conversation.
-        assert [m["content"] for m in app.messages("command-line")] == ["hello from command-line"]
+        assert [m.content for m in app.messages("command-line")] == ["hello from command-line"]
         app.append("app", [{"role": "assistant", "content": "still here"}])
         assert len(app.messages("app")) == 2
     finally:

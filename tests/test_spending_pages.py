@@ -127,3 +127,49 @@ def test_stats_shows_the_spend_against_the_limits(app_env, limits):
     assert f"Today's tokens: {today['tokens']:,.0f} of 100,000" in bars[0] and "midnight UTC" in bars[0]
     assert bars[1].startswith("Today's cost: $")
     assert list(at.dataframe[-1].value["model"]) == ["gpt-4o-mini"]
+
+
+def test_the_prompts_page_test_reply_is_metered_like_a_turn(app_env, limits):
+    import time
+
+    from ui.spending import get_spending
+
+    def test_reply() -> AppTest:
+        at = AppTest.from_file(str(ROOT / "views" / "prompts.py"), default_timeout=TIMEOUT)
+        at.session_state["admin_since"] = time.time()
+        at.run()
+        at.text_area(key="prompts_test_query").input("How long does a refund take?").run()
+        at.selectbox(key="prompts_test_backend").select("openai").run()
+        at.button(key="prompts_test_send").click().run()
+        assert not at.exception
+        return at
+
+    limits()
+    before = get_spending().today()
+    at = test_reply()
+    assert "business days" in [m for m in at.chat_message if m.name == "assistant"][-1].markdown[0].value
+    today = get_spending().today()
+    assert (today["requests"] - before["requests"], today["tokens"] - before["tokens"]) == (1, 1200)
+    limits(daily_tokens=1)  # spent: the next test reply comes from the offline backend, and says why
+    at = test_reply()
+    assert "Today's limit of 1 tokens" in warnings(at) and "offline backend" in warnings(at)
+    assert "Offline mode" in [m for m in at.chat_message if m.name == "assistant"][-1].markdown[0].value
+    assert get_spending().today()["requests"] == today["requests"]
+
+
+def test_a_limit_reached_after_the_pages_check_still_stops_the_call(app_env, limits, monkeypatch):
+    from chatbot.access.spending import Spending, Verdict
+    from ui.spending import get_spending
+
+    get_spending().record("earlier", "gpt-4o-mini", 100, 0)
+    limits(daily_tokens=int(get_spending().today()["tokens"]))  # spent, but the page's look says otherwise:
+    monkeypatch.setattr(Spending, "check", lambda self, *args: Verdict())  # as if another turn spent since
+    sent = len(app_env.requests)
+    at = chat_on_openai()
+    at.chat_input(key="chat_input").set_value("How long does a refund take?").run()
+    assert not at.exception
+    assert len(app_env.requests) == sent  # the backend itself refused: nothing reached the provider
+    assert any(e.value.startswith("No reply: Today's limit of") for e in at.error)  # says why
+    assert at.button(key="resend_failed").label == "Send it again"  # the message is kept
+    customer = [m for m in at.chat_message if m.name == "user"][-1]
+    assert "How long does a refund take?" in customer.text[0].value

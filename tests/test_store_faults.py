@@ -77,7 +77,7 @@ FAULTS = {
 def stored(session: str, server: RedisServer) -> list[str]:
     from chatbot.store.conversations import ConversationStore
 
-    return [m["content"] for m in ConversationStore(redis.Redis.from_url(server.url)).messages(session)]
+    return [m.content for m in ConversationStore(redis.Redis.from_url(server.url)).messages(session)]
 
 
 def users(at: AppTest) -> list[str]:
@@ -205,7 +205,7 @@ def test_a_turn_with_the_vector_store_gone_answers_from_the_keyword_index(tmp_pa
         assert not second.meta.error and second.meta.retrieved
         assert second.meta.retrieved[0]["source"] == "thermostat.md"
         assert second.meta.retrieved[0]["retrievers"] == ["keyword"]
-        assert [m["content"] for m in store.messages("v") if m["role"] == "user"] == [
+        assert [m.content for m in store.messages("v") if m.role == "user"] == [
             "What does thermostat error E4 mean?", "And how do I reset the boiler after error E4?"]
     finally:
         server.stop()
@@ -228,4 +228,4 @@ def test_every_error_the_server_answers_is_a_store_unavailable_with_its_reason(s
     admin(server).script_flush()
     sent = store.begin_turn("flushed", MESSAGE)
     store.finish_turn("flushed", sent, [{"role": "assistant", "content": "Reset the boiler."}])
-    assert [m["content"] for m in store.messages("flushed")] == [MESSAGE, "Reset the boiler."]
+    assert [m.content for m in store.messages("flushed")] == [MESSAGE, "Reset the boiler."]

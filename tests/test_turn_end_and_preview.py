@@ -71,4 +71,4 @@ def test_the_turn_end_hook_runs_once_with_whether_the_stream_failed(small_kb, st
     reply.consume()
     reply.consume()  # a second read streams nothing and stores nothing
     assert ended == [False]
-    assert [m["role"] for m in store.messages("s")] == ["user", "assistant"]
+    assert [m.role for m in store.messages("s")] == ["user", "assistant"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chatbot.store.messages import TurnMeta
 from common.wording import plural
 from ui.chat_view import _count, _ms, reply_caption
 
@@ -16,8 +17,8 @@ def test_plural_agrees_with_the_count_and_groups_thousands():
 
 
 def test_a_reply_caption_with_one_token_says_token():
-    caption = reply_caption({"backend": "local", "model": "smollm2", "latency_ms": 900, "input_tokens": 1200,
-                             "output_tokens": 1})
+    caption = reply_caption(TurnMeta(backend="local", model="smollm2", latency_ms=900, input_tokens=1200,
+                                     output_tokens=1))
     assert caption.endswith("1,200 → 1 token")
 
 

@@ -151,7 +151,6 @@ def run(config_path: str | Path, resume: bool = False, adapters_dir: str | Path 
     The adapter is saved under `adapters_dir` (default: beside the jobs folder, else the data directory's).
     """
     from backends.bundled import is_bundled, resolve_model_path
-    from training.datasets import read_examples
 
     config_path = Path(config_path)
     job_dir = config_path.resolve().parent
@@ -174,18 +173,8 @@ def run(config_path: str | Path, resume: bool = False, adapters_dir: str | Path 
         if is_bundled(spec.base_model):
             writer.write("phase", phase="preparing the bundled model")
             spec.base_model = resolve_model_path(spec.base_model, progress=lambda m: writer.write("phase", phase=m))
-        train = read_examples(_resolve(spec.train_file, job_dir))
-        evals = read_examples(_resolve(spec.eval_file, job_dir)) if spec.eval_file.strip() else []
-        if not train:
-            raise DatasetError(f"{spec.train_file}: no training examples")
-        output_dir = job_dir / "checkpoints"
-        checkpoint = None
-        if resume:
-            from transformers.trainer_utils import get_last_checkpoint
-
-            checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-            if checkpoint is None:
-                raise TrainingJobError("No checkpoint to resume from yet: start the job again instead.")
+        train, evals = _read_sets(spec, job_dir)
+        checkpoint = _resume_point(job_dir / "checkpoints") if resume else None
         log.info("device=%s method=%s base=%s train=%d eval=%d resume=%s", "cuda" if cuda else "cpu",
                  spec.method, spec.base_model, len(train), len(evals), checkpoint or "no")
         root = Path(adapters_dir) if adapters_dir else adapters_root(config_path)
@@ -205,6 +194,32 @@ def run(config_path: str | Path, resume: bool = False, adapters_dir: str | Path 
         result.update(state="failed", exit_code=EXIT_FAILED, error=f"{type(exc).__name__}: {message}")
     finally:
         _stop.in_loop = False
+    return _finish(job_dir, writer, result, started)
+
+
+def _read_sets(spec: TrainingSpec, job_dir: Path) -> tuple[list, list]:
+    """The job's training and evaluation examples; DatasetError when there is nothing to train on."""
+    from training.datasets import read_examples
+
+    train = read_examples(_resolve(spec.train_file, job_dir))
+    evals = read_examples(_resolve(spec.eval_file, job_dir)) if spec.eval_file.strip() else []
+    if not train:
+        raise DatasetError(f"{spec.train_file}: no training examples")
+    return train, evals
+
+
+def _resume_point(output_dir: Path) -> str:
+    """The last checkpoint of the job, to resume from; TrainingJobError when there is none yet."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if checkpoint is None:
+        raise TrainingJobError("No checkpoint to resume from yet: start the job again instead.")
+    return checkpoint
+
+
+def _finish(job_dir: Path, writer: ProgressWriter, result: dict[str, Any], started: float) -> int:
+    """Leave result.json and the progress file's last event behind; the process exit code."""
     result["finished_at"] = time.time()
     result["run_seconds"] = round(time.time() - started, 2)
     log.info("job %s %s (exit code %s)%s", job_dir.name, result["state"], result["exit_code"],
@@ -220,8 +235,6 @@ def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bo
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from training.evaluation import compare_replies
-
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     else:
@@ -230,13 +243,7 @@ def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bo
     tokenizer = load_tokenizer(spec.base_model)
     # trl would drop an example that keeps no reply token after truncation without a word: leave it out
     # here and count it, so the metrics say what was trained on.
-    left_before = (read_json(job_dir / DATASET_FILE) or {}).get("left_out_for_length", 0)
-    train, evals, data = fit_job(train, evals, tokenizer, spec.max_seq_length, left_before)
-    writer.write("data", **data)
-    if data["examples_left_out_for_length"] or data["eval_examples_left_out_for_length"]:
-        log.warning("left out for length (over %d tokens): %d training and %d evaluation example(s)",
-                    spec.max_seq_length, data["examples_left_out_for_length"],
-                    data["eval_examples_left_out_for_length"])
+    train, evals, data = _fit_data(spec, job_dir, train, evals, tokenizer, writer)
     model = load_model(spec, cuda)
     compare = evals[: spec.compare_prompts]
     trainer = SFTTrainer(
@@ -263,14 +270,42 @@ def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bo
                 "step": trainer.state.global_step, "error": "Stopped; resume continues from the last checkpoint."}
 
     writer.write("phase", phase="final evaluation")
+    metrics = _metrics(spec, trainer, output, prior_seconds + train_seconds, base_eval, len(train), len(evals), data,
+                       cuda)
+    adapter_dir, saved = _save_adapter(spec, job_dir, trainer, tokenizer, adapters_dir, writer)
+    metrics.update(job_id=job_dir.name, base_model=saved["base_model"], finished_at=time.time())
+    write_json(adapter_dir / "metrics.json", metrics)
+    if compare:
+        _compare(spec, trainer, tokenizer, compare, adapter_dir, metrics, writer)
+    writer.write("metrics", **{k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None})
+    return {"job_id": job_dir.name, "state": "completed", "exit_code": EXIT_COMPLETED, "adapter_dir": str(adapter_dir),
+            "step": trainer.state.global_step, "metrics": metrics}
+
+
+def _fit_data(spec: TrainingSpec, job_dir: Path, train: list, evals: list, tokenizer: Any,
+              writer: ProgressWriter) -> tuple[list, list, dict[str, Any]]:
+    """The examples that fit the max sequence length, and what was left out (written as the "data" event)."""
+    left_before = (read_json(job_dir / DATASET_FILE) or {}).get("left_out_for_length", 0)
+    train, evals, data = fit_job(train, evals, tokenizer, spec.max_seq_length, left_before)
+    writer.write("data", **data)
+    if data["examples_left_out_for_length"] or data["eval_examples_left_out_for_length"]:
+        log.warning("left out for length (over %d tokens): %d training and %d evaluation example(s)",
+                    spec.max_seq_length, data["examples_left_out_for_length"],
+                    data["eval_examples_left_out_for_length"])
+    return train, evals, data
+
+
+def _metrics(spec: TrainingSpec, trainer: Any, output: Any, seconds: float, base_eval: float | None,
+             train_count: int, eval_count: int, data: dict[str, Any], cuda: bool) -> dict[str, Any]:
+    """The finished job's metrics: losses (evaluating once more unless the loop just did), speed, size, memory."""
+    trainable, total = trainer.model.get_nb_trainable_parameters()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
     if last_eval is not None and last_eval.get("step") == trainer.state.global_step:
         eval_loss = last_eval["eval_loss"]  # the loop has just evaluated this very step
     else:
         # evaluate() logs through the progress callback, so the final point reaches the chart by itself.
-        eval_loss = trainer.evaluate()["eval_loss"] if evals else None
-    seconds = prior_seconds + train_seconds
+        eval_loss = trainer.evaluate()["eval_loss"] if eval_count else None
     metrics = {
         "method": spec.method, "base_model": spec.base_model, "device": "cuda" if cuda else "cpu",
         "steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0, 3),
@@ -282,11 +317,16 @@ def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bo
         "tokens_per_s": round(trainer.state.num_input_tokens_seen / seconds, 1) if seconds else None,
         "trainable_params": trainable, "total_params": total,
         "trainable_share": trainable / total if total else None,
-        "train_examples": len(train), "eval_examples": len(evals), **data,
+        "train_examples": train_count, "eval_examples": eval_count, **data,
         "input_tokens_seen": trainer.state.num_input_tokens_seen, **memory_now(cuda),
     }
     metrics["peak_memory_mb"] = metrics["gpu_peak_mb"] if cuda else metrics["rss_peak_mb"]
+    return metrics
 
+
+def _save_adapter(spec: TrainingSpec, job_dir: Path, trainer: Any, tokenizer: Any, adapters_dir: Path,
+                  writer: ProgressWriter) -> tuple[Path, dict[str, Any]]:
+    """Save the adapter, its tokenizer and its spec (base model as an absolute path); (its folder, the spec)."""
     adapter_dir = adapters_dir / (spec.adapter_name or job_dir.name)
     writer.write("phase", phase="saving the adapter", path=str(adapter_dir))
     adapter_dir.mkdir(parents=True, exist_ok=True)
@@ -297,24 +337,25 @@ def _train(spec: TrainingSpec, job_dir: Path, train: list, evals: list, cuda: bo
         # The adapter must find its base again from any working directory.
         saved["base_model"] = str(Path(spec.base_model).resolve())
     TrainingSpec.from_dict(saved).save(adapter_dir / "spec.yaml")
-    metrics.update(job_id=job_dir.name, base_model=saved["base_model"], finished_at=time.time())
-    write_json(adapter_dir / "metrics.json", metrics)
+    return adapter_dir, saved
 
-    if compare:
-        writer.write("phase", phase="comparing base and adapter replies", prompts=len(compare))
-        model = trainer.model
-        model.eval()
-        model.config.use_cache = True
-        comparison = compare_replies(
-            model, tokenizer, compare, spec.compare_max_new_tokens,
-            on_prompt=lambda i, n: writer.write("compare", done=i, total=n),
-        )
-        write_json(adapter_dir / "comparison.json", comparison)
-        metrics.update(comparison["summary"])
-        write_json(adapter_dir / "metrics.json", metrics)
-    writer.write("metrics", **{k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None})
-    return {"job_id": job_dir.name, "state": "completed", "exit_code": EXIT_COMPLETED, "adapter_dir": str(adapter_dir),
-            "step": trainer.state.global_step, "metrics": metrics}
+
+def _compare(spec: TrainingSpec, trainer: Any, tokenizer: Any, compare: list, adapter_dir: Path,
+             metrics: dict[str, Any], writer: ProgressWriter) -> None:
+    """Answer held-out prompts with the base model and the adapter; their scores join the metrics."""
+    from training.evaluation import compare_replies
+
+    writer.write("phase", phase="comparing base and adapter replies", prompts=len(compare))
+    model = trainer.model
+    model.eval()
+    model.config.use_cache = True
+    comparison = compare_replies(
+        model, tokenizer, compare, spec.compare_max_new_tokens,
+        on_prompt=lambda i, n: writer.write("compare", done=i, total=n),
+    )
+    write_json(adapter_dir / "comparison.json", comparison)
+    metrics.update(comparison["summary"])
+    write_json(adapter_dir / "metrics.json", metrics)
 
 
 def configure_logging() -> None:

@@ -20,6 +20,7 @@ import redis
 import streamlit as st
 
 from chatbot.access.roles import ADMIN, ADMIN_ACTIONS, AGENT, allowed, describe
+from chatbot.access.throttle import TURN_KEPT
 from common.timefmt import in_words
 from ui.services import get_auth, get_session_tokens, get_settings
 
@@ -33,6 +34,7 @@ BROWSER = "browser_session"
 COOKIE_READ = "admin_cookie_read"
 COOKIE_PENDING = "admin_cookie_pending"
 ACCOUNT_BOX = "account_box"
+OIDC_SEEN = "oidc_seen"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,25 @@ def _oidc_email() -> str:
     if not user.get("is_logged_in") or user.get("email_verified") is False:
         return ""
     return str(user.get("email") or "").strip().lower()
+
+
+def _oidc_ended(email: str) -> bool:
+    """Whether this account sign-in predates the account's last sign-out (in any tab or browser).
+
+    When it was made: the ID token's `iat`, which Streamlit keeps in its identity cookie; else when
+    this browser session first saw it.
+    """
+    try:
+        issued = st.user.to_dict().get("iat")
+    except Exception:  # no session context
+        issued = None
+    made = float(issued) if isinstance(issued, (int, float)) else st.session_state.setdefault(OIDC_SEEN, time.time())
+    try:
+        ended = get_session_tokens().account_ended(email)
+    except redis.RedisError as exc:  # cannot tell: no admin rights now
+        log.warning("Could not check an account sign-in: %s", exc)
+        return True
+    return bool(ended) and made <= ended
 
 
 # -- the browser cookie ---------------------------------------------------------------------------
@@ -159,7 +180,7 @@ def current_admin() -> Admin | None:
     ss = st.session_state
     if oidc_admins():
         email = _oidc_email()
-        return Admin(email, "oidc") if email and email in admin_emails() else None
+        return Admin(email, "oidc") if email and email in admin_emails() and not _oidc_ended(email) else None
     if SINCE not in ss and not ss.get(COOKIE_READ):
         _restore_from_cookie()
     since = ss.get(SINCE)
@@ -168,7 +189,29 @@ def current_admin() -> Admin | None:
     if time.time() - since >= session_seconds():
         _forget_session()  # expired
         return None
+    if not _still_signed_in():
+        return None
     return Admin(ss.get(USER) or "admin", ss.get(VIA) or "password")
+
+
+def _still_signed_in() -> bool:
+    """Whether this tab's sign-in was not ended elsewhere: sign-out in one tab ends every tab and
+    browser that shares its sign-in, at their next run or admin action (asked of Redis each time)."""
+    ss = st.session_state
+    sid = ss.get(SID, "")
+    if not sid:
+        return True  # signed in for this tab only (Redis was down then): nothing else can end it
+    try:
+        active = get_session_tokens().is_active(sid)
+    except redis.RedisError as exc:  # cannot tell: no admin rights now, the sign-in kept for later
+        log.warning("Could not check a sign-in: %s", exc)
+        return False
+    if not active:  # signed out in another tab or browser: dropped here too
+        # The cookie is left alone: the browser shares it with the other tabs, one of which may hold
+        # a newer sign-in by now; a revoked token in it is refused (and dropped) on its next visit.
+        for key in (SINCE, USER, VIA, SID):
+            ss.pop(key, None)
+    return active
 
 
 def is_admin() -> bool:
@@ -214,8 +257,9 @@ def sign_in(password: str) -> str:
         _start_session("admin", "password")
         return ""
     if attempt.scope == "everyone":
-        return (f"Too many wrong passwords lately: password sign-in is paused for everyone for "
-                f"{in_words(attempt.wait)}. Admins already signed in are not affected.")
+        return (f"Too many wrong passwords lately: password sign-in is paused for everyone. Your turn to "
+                f"try comes in {in_words(attempt.wait)}, and is kept for you for {in_words(TURN_KEPT)}. "
+                "Admins already signed in are not affected.")
     if attempt.wait:
         return f"Wrong password. Try again in {in_words(attempt.wait)}."
     return "Wrong password."
@@ -223,6 +267,12 @@ def sign_in(password: str) -> str:
 
 def sign_out() -> None:
     if st.session_state.get(VIA) != "password" and oidc_admins():
+        email = _oidc_email()
+        try:
+            if email:
+                get_session_tokens().end_account(email)  # the account's other tabs and browsers too
+        except redis.RedisError as exc:
+            log.warning("Could not record a sign-out for the account's other tabs: %s", exc)
         st.logout()
         return
     _forget_session()
@@ -232,7 +282,11 @@ def sign_in_form(prefix: str) -> None:
     """The password form (keys `{prefix}_password_input`, `{prefix}_unlock`), or the account sign-in button."""
     if oidc_admins():
         email = _oidc_email()
-        if email:
+        if email in admin_emails():  # signed out in another tab or browser
+            st.info(f"{email} signed out. Sign in again to act as an admin.")
+            if st.button("Sign in again", key=f"{prefix}_oidc_sign_in", icon=":material/login:", type="primary"):
+                st.login(_provider())
+        elif email:
             st.warning(f"{email} is not an admin account.")
             if st.button("Sign out", key=f"{prefix}_oidc_sign_out", icon=":material/logout:"):
                 st.logout()

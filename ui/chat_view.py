@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from common.wording import plural
-from chatbot.store.analytics import PENDING
+from chatbot.handoff.status import AGENT_ROLE
+from chatbot.store.messages import Message, Status, TurnMeta
 from chatbot.turn.citations import cited_numbers
 from chatbot.store.outcomes import CUT_OFF, REFUSAL, outcome_notice
 
@@ -27,20 +28,20 @@ def _count(value: int) -> str:
     return f"{value / 1000:.1f}k" if value < 999_950 else f"{value / 1_000_000:.1f}M"
 
 
-def render_sources(meta: dict, text: str = "") -> None:
+def render_sources(meta: TurnMeta, text: str = "") -> None:
     """The passages a reply cited, under it, each with the number it was cited by.
 
     The numbers are read from the reply's text when it is given (a reply stored before a marker
     form such as [1, 2] or [1-3] was recognised then lists its sources too); out-of-range numbers
     are never shown.
     """
-    retrieved = meta.get("retrieved") or []
+    retrieved = meta.retrieved
     if not retrieved:
         return
     if text:
         cited = cited_numbers(text, len(retrieved))
     else:
-        cited = [n for n in dict.fromkeys(meta.get("citations") or []) if 1 <= n <= len(retrieved)]
+        cited = [n for n in dict.fromkeys(meta.citations) if 1 <= n <= len(retrieved)]
     label = f"Sources ({len(cited)} cited)" if cited else f"Sources ({len(retrieved)} retrieved, none cited)"
     with st.expander(label):
         numbers = cited or range(1, len(retrieved) + 1)
@@ -51,31 +52,31 @@ def render_sources(meta: dict, text: str = "") -> None:
             st.caption(p["text"][:600] + ("…" if len(p["text"]) > 600 else ""))
 
 
-def render_reply_caption(meta: dict) -> None:
+def render_reply_caption(meta: TurnMeta) -> None:
     st.caption(reply_caption(meta))
 
 
 OUTCOME_ICONS = {CUT_OFF: ":material/content_cut:", REFUSAL: ":material/block:"}
 
 
-def render_outcome(meta: dict) -> None:
+def render_outcome(meta: TurnMeta | None) -> None:
     """The notice under a reply that is not a plain answer: empty, cut off or refused."""
     notice = outcome_notice(meta)
-    if notice:
-        st.warning(notice, icon=OUTCOME_ICONS.get(meta.get("outcome", ""), ":material/chat_error:"))
+    if notice and meta is not None:
+        st.warning(notice, icon=OUTCOME_ICONS.get(meta.outcome, ":material/chat_error:"))
 
 
-def reply_caption(meta: dict) -> str:
+def reply_caption(meta: TurnMeta) -> str:
     """The line under a reply: backend, model, latency, first token, tokens and prompt version."""
     # A handed-off turn has no model: no empty slot in the caption.
-    source = [str(meta[key]) for key in ("backend", "model") if meta.get(key)]
-    parts = [*source, f"{meta.get('latency_ms', 0):,.0f} ms"]
-    if meta.get("ttft_ms"):
-        parts.append(f"first token {meta['ttft_ms']:,.0f} ms")
-    if meta.get("output_tokens"):
-        parts.append(f"{meta.get('input_tokens', 0):,} → {plural(meta['output_tokens'], 'token')}")
-    if meta.get("prompt_name"):
-        parts.append(f"prompt {meta['prompt_name']} v{meta.get('prompt_version')}")
+    source = [value for value in (meta.backend, meta.model) if value]
+    parts = [*source, f"{meta.latency_ms:,.0f} ms"]
+    if meta.ttft_ms:
+        parts.append(f"first token {meta.ttft_ms:,.0f} ms")
+    if meta.output_tokens:
+        parts.append(f"{meta.input_tokens:,} → {plural(meta.output_tokens, 'token')}")
+    if meta.prompt_name:
+        parts.append(f"prompt {meta.prompt_name} v{meta.prompt_version}")
     return " · ".join(parts)
 
 
@@ -83,9 +84,11 @@ SENTIMENT_COLOURS = {"very_negative": "red", "negative": "orange", "neutral": "g
                      "very_positive": "green"}
 
 
-def render_triage(meta: dict) -> None:
+def render_triage(meta: TurnMeta | None) -> None:
     """Badges for how a customer message was triaged, and the router's scores."""
-    route, triage = meta.get("route") or {}, meta.get("triage") or {}
+    if meta is None:
+        return
+    route, triage = meta.route, meta.triage
     if not triage:
         return
     badges = st.container(horizontal=True, gap="small")
@@ -112,32 +115,51 @@ def render_triage(meta: dict) -> None:
                 st.caption("No intent was confident enough: the reply used the general template.")
 
 
-def render_message(message: dict, triage_meta: dict | None = None, feedback=None) -> None:
+def render_message(message: Message, triage_meta: TurnMeta | None = None, feedback=None) -> None:
     """One stored message as a chat bubble; `triage_meta` is the turn's metadata for a customer message."""
-    role = message["role"]
-    meta = message.get("meta") or {}
-    with st.chat_message(role, avatar=":material/person:" if role == "user" else ":material/support_agent:"):
-        if role == "user":
-            st.text(message["content"])  # exactly what the customer typed: `__x__`, `--` and `# x` stay as typed
+    meta = message.meta
+    if message.role == AGENT_ROLE:  # a person on the support team wrote it, from the handoff queue
+        _render_agent_message(message)
+        return
+    with st.chat_message(message.role, avatar=":material/person:" if message.is_user else ":material/support_agent:"):
+        if message.is_user:
+            st.text(message.content)  # exactly what the customer typed: `__x__`, `--` and `# x` stay as typed
             render_triage(triage_meta or meta)
-            if message.get("status") == PENDING:
+            if message.status is Status.WAITING_FOR_HUMAN:
+                st.caption(":material/hourglass_top: Waiting for a person", help="The conversation was handed off: "
+                           "an agent answers it from the Handoff queue page.")
+            if message.status is Status.PENDING:
                 st.caption("Waiting for the reply…", help="It is being written in another tab or process.")
         else:
-            st.markdown(message["content"])  # the assistant writes Markdown (lists, bold, citations)
-            render_outcome(meta)
-            if meta.get("interrupted"):
-                st.warning(f"**Interrupted.** {meta.get('error') or ''} The text above is what arrived before it "
-                           "stopped.", icon=":material/content_cut:")
-            render_sources(meta, message["content"])
-            render_reply_caption(meta)
+            st.markdown(message.content)  # the assistant writes Markdown (lists, bold, citations)
+            _render_reply_notes(message)
             if feedback is not None:
                 feedback()
-    if role == "user" and meta.get("error"):
+    if message.is_user and meta is not None and meta.error:
         with st.chat_message("assistant", avatar=":material/error:"):
-            st.error(f"No reply: {meta['error']}")
-    elif role == "user" and outcome_notice(meta):  # the reply was empty: nothing was stored but this
+            st.error(f"No reply: {meta.error}")
+    elif message.is_user and outcome_notice(meta):  # the reply was empty: nothing was stored but this
         with st.chat_message("assistant", avatar=":material/error:"):
             render_outcome(meta)
+
+
+def _render_agent_message(message: Message) -> None:
+    """A person's reply, written from the handoff queue or a help desk."""
+    with st.chat_message(AGENT_ROLE, avatar=":material/headset_mic:"):
+        st.markdown(message.content)
+        agent = message.meta.agent if message.meta is not None else ""
+        st.caption(f"Written by {agent or 'an agent'}, a person on the support team")
+
+
+def _render_reply_notes(message: Message) -> None:
+    """Under a reply: its outcome, whether it was interrupted, its sources and its caption."""
+    meta = message.meta or TurnMeta(created_at=0.0)
+    render_outcome(meta)
+    if message.status is Status.INTERRUPTED:
+        st.warning(f"**Interrupted.** {meta.error} The text above is what arrived before it stopped.",
+                   icon=":material/content_cut:")
+    render_sources(meta, message.content)
+    render_reply_caption(meta)
 
 
 def render_handoff(triage_state: dict) -> None:

@@ -22,7 +22,8 @@ RETRIEVER_MODES = MODES
 FUSION_METHODS = FUSIONS
 
 __all__ = ["FUSION_METHODS", "MAX_UPLOAD_MB", "RETRIEVER_MODES", "UPLOAD_TYPES", "IngestionJob",
-           "job_progress", "large_uploads", "literal", "upload_job", "reindex_job"]
+           "held_uploads", "job_progress", "large_uploads", "literal", "model_notice", "rebuild_job", "reindex_job",
+           "search_notice", "upload_job"]
 
 # An upload estimated at more chunks than this is confirmed first: at the embedding rate measured
 # on 2 shared cores (about 50 chunks/s, BENCHMARKS.md "Knowledge base scale") it takes over 40 s.
@@ -39,14 +40,47 @@ def literal(text: str) -> str:
     return _MARKUP.sub(r"\\\1", " ".join(str(text).split()))
 
 
-def upload_job(kb: KnowledgeBase, uploads: list[tuple[str, bytes]]) -> IngestionJob:
-    """An ingestion of uploaded files, each a (name, content) pair; not started yet."""
-    return IngestionJob(kb, uploads=uploads)
+def upload_job(kb: KnowledgeBase, uploads: list[tuple[str, bytes]], allow: list[str] = ()) -> IngestionJob:
+    """An ingestion of uploaded files, each a (name, content) pair; not started yet. Files named in
+    `allow` are ingested even if they look like junk (the admin confirmed them)."""
+    return IngestionJob(kb, uploads=uploads, allow=allow)
+
+
+def held_uploads(job: IngestionJob) -> list[tuple[str, bytes]]:
+    """The (name, content) uploads a finished job held back as junk, to confirm and send again."""
+    if job.running or job.kind != "upload":
+        return []
+    return [(name, data) for f, (name, data) in zip(job.files, job.uploads) if f.state == "held"]
 
 
 def reindex_job(kb: KnowledgeBase, size: int, overlap: int) -> IngestionJob:
     """Re-chunk and re-embed every document with new chunk settings; ValueError for bad settings."""
     return IngestionJob(kb, reindex=ChunkSettings(int(size), int(overlap)), force=True)
+
+
+def rebuild_job(kb: KnowledgeBase) -> IngestionJob:
+    """Re-embed every document with the running embedding model; not started yet."""
+    return IngestionJob(kb, rebuild=True)
+
+
+def model_notice(kb: KnowledgeBase) -> str:
+    """Why the knowledge base needs a rebuild with the running embedding model ('' when it does not)."""
+    if kb.model_change is not None:
+        return kb.model_change.message
+    if kb.rebuild_unfinished:
+        return ("A rebuild with this embedding model stopped before the end: the documents not yet re-embedded "
+                "are missing from search until it goes on.")
+    return ""
+
+
+def search_notice(kb: KnowledgeBase) -> str:
+    """What the chat says while search is degraded ('' when it is not)."""
+    if kb.model_change is not None:
+        return ("Search is degraded: the knowledge base was built with another embedding model, so answers use "
+                "keyword search only until an admin rebuilds it on the Knowledge base page.")
+    if kb.degraded:
+        return f"Search is degraded: vector search failed, so answers use keyword search only ({kb.degraded})."
+    return ""
 
 
 def duration(seconds: float) -> str:

@@ -1,78 +1,42 @@
-"""The spending limits on the chat's turn path, and the Stats page's view of them.
+"""The spending limits on the pages: which backend answers (decided in chatbot.access.metering), the
+notice when it is not the one chosen, and the Stats page's view of the spend.
 
-Before a turn, `within_limits` swaps a metered backend for the offline one when a limit is
-reached, and says why and when it resets; `metered` streams a reply, counting its request when it
-starts and its tokens (from the reply's metadata) when it ends.
+The pages check no limit themselves: the backend they are given is metered (every API call it
+makes is held against the limits, and refused over one), and `answering` says when the offline
+backend answers instead, and why.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Iterator
+from typing import Callable
 
 import pandas as pd
 import redis
 import streamlit as st
 
 from backends.base import Backend
-from chatbot.access.spending import Limits, Spending, Verdict, is_metered
-from common.errors import ConfigurationError
+from chatbot.access.metering import Answering, answering_backend
+from chatbot.access.spending import Spending
 from ui.auth import client_id
-from ui.services import backend_class, get_backend, get_services
+from ui.services import get_backend, get_services
 
-log = logging.getLogger(__name__)
 OFFLINE_NOTE = " Replies come from the offline backend until then."
 
 
-@st.cache_resource(show_spinner=False)
 def get_spending() -> Spending:
-    services = get_services()
-    store = services.store
-    return Spending(lambda: store.client, Limits.from_settings(services.settings), conversation_ttl=store.ttl)
+    """The process's spending limits (the shared services' own)."""
+    return get_services().spending
 
 
-def metered_name(name: str) -> bool:
-    try:
-        return is_metered(backend_class(name))
-    except ConfigurationError:  # not a backend (a hand-off to a person)
-        return False
-
-
-def within_limits(backend: Backend, conversation_id: str = "", where=None) -> Backend:
-    """The backend for the next turn: the one chosen, or the offline one once a limit is reached.
-
-    Which limit, and when it resets, is said in `where` (a container; the sidebar's end when not given).
-    """
-    if not is_metered(backend):
-        return backend
-    try:
-        verdict = get_spending().check(client_id(), conversation_id)
-    except redis.RedisError as exc:
-        log.warning("Spending limits unavailable: %s", exc)
-        verdict = Verdict(False, "unavailable")
-    if verdict.allowed:
-        return backend
-    (where or st.sidebar).warning(verdict.message + OFFLINE_NOTE, icon=":material/savings:")
-    return get_backend("offline")
-
-
-def metered(reply) -> Iterator[str]:
-    """Stream `reply`, its request and then its tokens counted against the limits when its backend is metered."""
-    counted = metered_name(reply.meta.backend)
-    if counted:
-        try:
-            get_spending().count_request(client_id())
-        except redis.RedisError as exc:
-            log.warning("Could not count a request: %s", exc)
-    try:
-        yield from reply
-    finally:
-        if counted:
-            meta = reply.meta
-            try:
-                get_spending().record(meta.session_id, meta.model, meta.input_tokens, meta.output_tokens)
-            except redis.RedisError as exc:
-                log.warning("Could not record a turn's tokens: %s", exc)
+def answering(build: Callable[[], Backend], conversation_id: str = "", set_aside: str = "", where=None) -> Answering:
+    """Which backend answers this browser session's next call in `conversation_id`: `build()`'s, metered,
+    or the offline one, and why; a spending limit reached is said in `where` (a container: the chat page's
+    place above the conversation; the sidebar when not given), with when it resets."""
+    choice = answering_backend(build, lambda: get_backend("offline"), get_spending(), client_id(),
+                               conversation_id, set_aside)
+    if choice.why == "limit":
+        (where or st.sidebar).warning(choice.reason + OFFLINE_NOTE, icon=":material/savings:")
+    return choice
 
 
 def render_spending() -> None:

@@ -10,7 +10,12 @@ import pandas as pd
 import streamlit as st
 
 from common.wording import plural
+from training.jobs import JobStatus
 from training.progress import format_duration
+from training.spec import METHOD_LABELS, default_method
+
+STATE_ICONS = {"running": "🟢", "stopping": "🟠", "completed": "✅", "failed": "❌", "stopped": "⏹️", "created": "⚪"}
+FLOAT_FORMATS = {"learning_rate": "%.1e"}
 
 # (label, metrics key of the base model, metrics key of the adapter, lower is better)
 SCORES = (
@@ -146,3 +151,37 @@ def render_loss_chart(p: dict[str, Any]) -> None:
         tooltip=["series:N", "step:Q", alt.Tooltip("loss:Q", format=".4f")])
     points = base.transform_filter(alt.datum.series == "eval loss").mark_point(filled=True, size=60)
     st.altair_chart(base.mark_line() + points, height=260, width="stretch")
+
+
+def guess(columns: list[str], words: tuple[str, ...], fallback: int) -> int:
+    """The first column whose name holds one of `words`, else the column at `fallback`."""
+    for i, column in enumerate(columns):
+        if any(w in column.lower() for w in words):
+            return i
+    return min(fallback, len(columns) - 1)
+
+
+def job_label(status: JobStatus) -> str:
+    return f"{STATE_ICONS.get(status.state, '')} {status.id} · {status.state}"
+
+
+def spec_widget(container, f, cuda: bool) -> object:
+    """The widget of one TrainingSpec field (`f`, a dataclass field), by its type and choices; its value."""
+    key = f"spec_{f.name}"
+    # The value now is also the widget's default, so a widget the browser mounts afresh (a tab opened while
+    # the page was still running, a collapsed group) shows and sends it, never a blank 0.
+    value = st.session_state.get(key, default_method(cuda) if f.name == "method" else f.default)
+    label, help_text = f.name.replace("_", " ").capitalize(), f.metadata["help"]
+    if f.metadata.get("choices"):
+        choices = f.metadata["choices"]
+        return container.selectbox(label, choices, index=choices.index(value) if value in choices else 0, key=key,
+                                   help=help_text, format_func=lambda v: METHOD_LABELS.get(v, v))
+    if isinstance(f.default, bool):
+        return container.checkbox(label, value=bool(value), key=key, help=help_text)
+    if isinstance(f.default, int):
+        return int(container.number_input(label, value=int(value), step=1, key=key, help=help_text))
+    if isinstance(f.default, float):
+        return float(container.number_input(label, value=float(value), key=key, help=help_text,
+                                            format=FLOAT_FORMATS.get(f.name, "%.3f"),
+                                            step=1e-5 if f.name == "learning_rate" else 0.01))
+    return container.text_input(label, value=str(value), key=key, help=help_text)

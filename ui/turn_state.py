@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chatbot.store.analytics import PENDING, no_reply
+from chatbot.store.messages import Message, Status, unanswered as unanswered_message
 from common.errors import BackendAuthError, BackendError, BackendUnreachable, StoreUnavailable
 from ui.page_state import ChatKeys
 
@@ -61,23 +61,15 @@ def render_unsent() -> None:
         st.button("Discard", key="discard_unsent", icon=":material/delete:", on_click=clear_unsent)
 
 
-def unanswered(messages: list[dict]) -> dict | None:
+def unanswered(messages: list[Message]) -> Message | None:
     """The customer's message of the conversation's last turn when it got no whole reply, else None."""
-    if not messages:
-        return None
-    last, meta = messages[-1], messages[-1].get("meta") or {}
-    if last["role"] == "user" and no_reply(meta):  # the backend failed, or answered with nothing
-        return last
-    if last["role"] == "assistant" and meta.get("interrupted") and len(messages) > 1 \
-            and messages[-2]["role"] == "user":
-        return messages[-2]
-    return None
+    return unanswered_message(messages)
 
 
-def pending_turn(messages: list[dict]) -> str:
+def pending_turn(messages: list[Message]) -> str:
     """The turn id of a customer message still waiting for its reply (in another tab, or a run being stopped)."""
-    waiting = [m for m in messages if m.get("status") == PENDING]
-    return waiting[-1].get("turn", "") if waiting else ""
+    waiting = [m for m in messages if m.status is Status.PENDING]
+    return waiting[-1].turn if waiting else ""
 
 
 @st.fragment(run_every=1.0)
@@ -89,19 +81,19 @@ def watch_pending(store, session_id: str, turn: str) -> None:
     being written in another tab.
     """
     try:
-        waiting = pending_turn([m for m in store.messages(session_id) if m.get("turn") == turn])
+        waiting = pending_turn([m for m in store.messages(session_id) if m.turn == turn])
     except StoreUnavailable:  # the page already says so; look again on the next tick
         return
     if not waiting:
         st.rerun()
 
 
-def render_resend(message: dict) -> None:
+def render_resend(message: Message) -> None:
     """"Send it again" for a message without a whole reply: one that got none is sent again as itself, the
     question of an interrupted reply as a new turn (the part that arrived stays, marked interrupted)."""
-    turn = message.get("turn", "") if no_reply(message.get("meta") or {}) else ""
+    turn = message.turn if message.failed else ""
     st.button("Send it again", key="resend_failed", icon=":material/replay:", on_click=queue,
-              args=(message["content"], turn), help="Send the customer's message once more, to the backend "
+              args=(message.content, turn), help="Send the customer's message once more, to the backend "
               "chosen now.")
 
 

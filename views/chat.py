@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import streamlit as st
 
+from chatbot.handoff.status import as_shown
 from common.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
+from chatbot.store.messages import turn_meta
 from common.wording import plural
-from chatbot.store.analytics import HANDOFF
 from chatbot.store.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
 from ui.feedback import render_feedback
+from ui.knowledge_jobs import search_notice
 from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
 from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys, current_conversation, start_new_conversation
 from ui.services import BACKENDS, backend_class, get_backend, get_services
-from ui.spending import metered, within_limits
+from ui.spending import answering as answer_with
 from ui.turn_state import (cannot_answer, clear_unsent, keep_unsent, pending_turn, queued, render_fallback,
                            render_resend, render_unsent, set_aside, set_aside_reason, unanswered, watch_pending)
 
@@ -67,6 +69,8 @@ with st.sidebar:
         start_new_conversation(store)
         st.rerun()
     stats_box = st.container()
+    if notice := search_notice(services.knowledge):
+        st.warning(notice, icon=":material/manage_search:")
 if backend_name == default_backend:
     st.query_params.pop("backend", None)
 else:
@@ -75,19 +79,19 @@ else:
 # Every backend that cannot answer (a missing key, a folder that is not a model, no server, a
 # refused key) says why above the conversation, and the offline backend answers meanwhile.
 choice = (backend_name, model, model_path, adapter_path)
-try:
-    if model_choice == "folder":
-        model_path = prepare_local_model(model_path, settings.data_dir)  # the bundled model: converted once
-    backend = get_backend(backend_name, model, model_path, adapter_path)
-except ChatbotError as exc:
-    render_fallback(backend_name, str(exc), where=backend_notices)
-    backend = get_backend("offline")
-else:
-    if reason := set_aside_reason(choice):  # it failed a turn in this session
-        render_fallback(backend_name, reason, retry=True, where=backend_notices)
-        backend = get_backend("offline")
-backend = within_limits(backend, session_id, where=backend_notices)  # over a spending limit: offline, and why
-bot = services.build_chatbot(backend)
+
+
+def build_backend():
+    path = prepare_local_model(model_path, settings.data_dir) if model_choice == "folder" else model_path
+    return get_backend(backend_name, model, path, adapter_path)  # the bundled model: converted once
+
+
+# Which backend answers is decided in one place for every page: the chosen one, metered (each API
+# call it makes is held against the spending limits), or the offline one when it cannot answer.
+answering = answer_with(build_backend, session_id, set_aside=set_aside_reason(choice), where=backend_notices)
+if answering.why == "unavailable":
+    render_fallback(backend_name, answering.reason, retry=bool(set_aside_reason(choice)), where=backend_notices)
+bot = services.build_chatbot(answering.backend)
 
 # -- conversation ------------------------------------------------------------------------
 try:
@@ -110,13 +114,11 @@ if memory_state.get("summarised_count"):
     )
     with st.expander("Summary of older messages"):
         st.markdown(memory_state.get("summary", ""))
-for index, message in enumerate(messages):
-    following = messages[index + 1] if index + 1 < len(messages) else {}
-    # A customer message's triage is stored with the turn: on the reply, or on the message itself.
-    turn_meta = (message.get("meta") or following.get("meta")) if message["role"] == "user" else None
+for index, message in enumerate(as_shown(messages)):  # answered messages no longer wait for a person
     feedback = (lambda i=index, m=message: render_feedback(store, session_id, i, m)) \
-        if message["role"] == "assistant" and (message.get("meta") or {}).get("backend") != HANDOFF else None
-    render_message(message, turn_meta, feedback)
+        if not message.is_user and not message.is_handoff_notice else None
+    # A customer message's triage is stored with the turn: on the reply, or on the message itself.
+    render_message(message, turn_meta(messages, index), feedback)
 
 
 def send(text: str, again: str = "") -> None:
@@ -143,7 +145,7 @@ def send(text: str, again: str = "") -> None:
         with st.chat_message("user", avatar=":material/person:"):
             st.text(reply.user_text)  # as typed, never read as Markdown
     with st.chat_message("assistant", avatar=":material/support_agent:"):
-        stream = metered(reply)
+        stream = iter(reply)
         try:
             st.write_stream(stream)
         except BackendError as exc:

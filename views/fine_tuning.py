@@ -14,15 +14,15 @@ from training import datasets as ds
 from training.export import best_adapter, list_adapters, runs_table
 from training.jobs import JobManager, JobStatus, summarise_progress
 from training.progress import format_duration
-from training.spec import METHOD_LABELS, TrainingSpec, default_method, field_help
+from training.spec import TrainingSpec, field_help
 from training.demo import DEMO_SETTINGS
 from ui.auth import authorized, require_admin
 from ui.confirm import ask_first, confirmed
 from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
 from ui.page_state import TRAINING_WIDGETS, keep_widget_state, open_chat_with_local_model
 from ui.services import get_settings
-from ui.training_view import (data_caption, progress_cell, progress_text, render_before_after,
-                              render_dataset_checks, render_length_histogram, render_loss_chart)
+from ui.training_view import (data_caption, guess, job_label, progress_cell, progress_text, render_before_after,
+                              render_dataset_checks, render_length_histogram, render_loss_chart, spec_widget)
 
 require_admin()
 if absent := missing(TRAINING_PACKAGES):  # the chat-only install (requirements.txt)
@@ -37,8 +37,6 @@ HIDDEN = {"base_model", "train_file", "eval_file", "load_in_4bit"}
 SOURCES = {"sample": "Nimbus Home sample", "bitext": "Bitext customer support (810 requests)", "chat": "Chat JSONL", "pairs": "Instruction/response table",
            "stored": "Stored conversations"}
 TABS = ["Dataset", "New job", "Jobs", "Adapters"]
-STATE_ICONS = {"running": "🟢", "stopping": "🟠", "completed": "✅", "failed": "❌", "stopped": "⏹️", "created": "⚪"}
-FLOAT_FORMATS = {"learning_rate": "%.1e"}
 
 
 @st.cache_resource(show_spinner=False)
@@ -131,13 +129,6 @@ if base_model:
 tab_data, tab_job, tab_jobs, tab_adapters = st.tabs(TABS, key="train_tab", on_change="rerun")
 
 
-def guess(columns: list[str], words: tuple[str, ...], fallback: int) -> int:
-    for i, column in enumerate(columns):
-        if any(w in column.lower() for w in words):
-            return i
-    return min(fallback, len(columns) - 1)
-
-
 def load_source() -> ds.LoadResult | None:
     source = st.radio("Source", list(SOURCES), format_func=SOURCES.get, key="ds_source", horizontal=True)
     if source == "sample":
@@ -217,27 +208,6 @@ def render_dataset() -> ds.BuiltDataset | None:
     return built
 
 
-def field_widget(container, f) -> object:
-    key = f"spec_{f.name}"
-    # The value now is also the widget's default, so a widget the browser mounts afresh (a tab opened while
-    # the page was still running, a collapsed group) shows and sends it, never a blank 0.
-    value = st.session_state.get(key, default_method(cuda) if f.name == "method" else f.default)
-    label, help_text = f.name.replace("_", " ").capitalize(), f.metadata["help"]
-    if f.metadata.get("choices"):
-        choices = f.metadata["choices"]
-        return container.selectbox(label, choices, index=choices.index(value) if value in choices else 0, key=key,
-                                   help=help_text, format_func=lambda v: METHOD_LABELS.get(v, v))
-    if isinstance(f.default, bool):
-        return container.checkbox(label, value=bool(value), key=key, help=help_text)
-    if isinstance(f.default, int):
-        return int(container.number_input(label, value=int(value), step=1, key=key, help=help_text))
-    if isinstance(f.default, float):
-        return float(container.number_input(label, value=float(value), key=key, help=help_text,
-                                            format=FLOAT_FORMATS.get(f.name, "%.3f"),
-                                            step=1e-5 if f.name == "learning_rate" else 0.01))
-    return container.text_input(label, value=str(value), key=key, help=help_text)
-
-
 def start_job(create: Callable[[], JobStatus], kind: str) -> None:
     """Create a job and start it, then show it in the Jobs tab; a failure is shown and leaves no job behind."""
     created = None
@@ -262,7 +232,7 @@ def render_new_job(built: ds.BuiltDataset | None) -> None:
         with st.expander(title, expanded=group in ("model", "adapter", "optimisation")):
             cols = st.columns(3)
             for i, f in enumerate(group_fields):
-                values[f.name] = field_widget(cols[i % 3], f)
+                values[f.name] = spec_widget(cols[i % 3], f, cuda)
     spec = TrainingSpec(**values)
     problems = spec.problems(cuda)
     if base_model and not any("base model" in p for p in problems):
@@ -296,10 +266,6 @@ def render_new_job(built: ds.BuiltDataset | None) -> None:
                  disabled=bool(problems) or built is None or active is not None):
         start_job(lambda: manager.create(spec, built.train, built.validation,
                                          left_out_for_length=built.left_out_for_length), "Job")
-
-
-def job_label(status: JobStatus) -> str:
-    return f"{STATE_ICONS.get(status.state, '')} {status.id} · {status.state}"
 
 
 def stop_job(job_id: str) -> None:

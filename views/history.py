@@ -6,7 +6,9 @@ from datetime import date, datetime, time as day_time
 
 import streamlit as st
 
+from chatbot.handoff.status import as_shown
 from chatbot.store import analytics
+from chatbot.store.messages import Feedback, Message, turn_meta
 from common.errors import ConversationNotFound, StoreUnavailable
 from common.wording import plural
 from chatbot.store.server import ephemeral_storage_warning
@@ -36,14 +38,29 @@ def date_range(picked) -> tuple[float | None, float | None]:
     return start, end
 
 
-def feedback_note(message: dict) -> str:
-    feedback = message.get("feedback") or {}
-    notes = [{1: ":material/thumb_up: helpful", 0: ":material/thumb_down: not helpful"}.get(feedback.get("score"), "")]
-    if feedback.get("comment"):
-        notes.append(f"“{feedback['comment']}”")
-    if message.get("approved"):
+def feedback_note(message: Message) -> str:
+    feedback = message.feedback or Feedback()
+    notes = [{1: ":material/thumb_up: helpful", 0: ":material/thumb_down: not helpful"}.get(feedback.score, "")]
+    if feedback.comment:
+        notes.append(f"“{feedback.comment}”")
+    if message.approved:
         notes.append(":material/verified: approved for training")
     return " · ".join(n for n in notes if n)
+
+
+def escalation_banner(conversation: dict, case) -> str:
+    """The escalation as it happened: when, why, and the escalating message's sentiment and priority."""
+    reasons = ", ".join(conversation.get("escalation_reasons") or [])
+    text = f"Escalated to a person{' on ' + when(conversation['escalated_at']) if conversation.get('escalated_at') else ''}"
+    text += f": {reasons}." if reasons else "."
+    if conversation.get("escalation_sentiment"):
+        text += (f" At escalation: sentiment {conversation['escalation_sentiment'].replace('_', ' ')}, "
+                 f"priority {conversation.get('escalation_priority')}/10.")
+    if case is not None:
+        text += {"waiting": " Waiting in the handoff queue", "claimed": f" Claimed by {case.agent}",
+                 "closed": f" Closed by {case.agent}", "handed_back": f" Handed back to the assistant by {case.agent}",
+                 }.get(case.status, "") + (f"; {case.waiting} message(s) waiting for a person." if case.waiting else ".")
+    return text
 
 
 st.title("Conversation history")
@@ -85,8 +102,11 @@ if not found:
 
 st.caption(plural(len(found), "conversation") + (f", the {LIMIT} most recent shown" if len(found) == LIMIT else ""))
 st.dataframe(
+    # An escalated conversation is listed with the triage of its escalation, not of its last message.
     [{"started": when(s.created), "last active": when(s.updated), "turns": s.turns,
-      "intents": ", ".join(s.intents), "escalated": s.escalated, "sentiment": s.sentiment,
+      "intents": ", ".join(s.intents), "escalated": s.escalated,
+      "sentiment": (s.escalation_sentiment or s.sentiment) if s.escalated else s.sentiment,
+      "priority": (s.escalation_priority or s.priority) if s.escalated else s.priority,
       "title": s.title, "id": s.id} for s in found],
     hide_index=True, key="history_table",
 )
@@ -145,25 +165,26 @@ if conversation.get("agents"):
 if conversation.get("intents"):
     facts.append("intents " + ", ".join(f"{k} ×{v}" for k, v in conversation["intents"].items()))
 if conversation.get("sentiment"):
-    facts.append(f"sentiment {conversation['sentiment']}")
+    facts.append(f"last message: sentiment {conversation['sentiment']}")
 if conversation.get("priority"):
     facts.append(f"priority {conversation['priority']}")
 st.caption(" · ".join(facts) + f" · id `{opened}`")
 if conversation.get("escalated"):
-    reasons = ", ".join(conversation.get("escalation_reasons") or [])
-    st.error(f"Escalated to a person{': ' + reasons if reasons else ''}.", icon=":material/support_agent:")
+    try:
+        case = services.handoff.case(opened)
+    except StoreUnavailable:
+        case = None  # the banner without the queue's side: the conversation itself was read
+    st.error(escalation_banner(conversation, case), icon=":material/support_agent:")
 summary = ((conversation.get("state") or {}).get("memory") or {}).get("summary")
 if summary:
     with st.expander("Summary of older messages"):
         st.markdown(summary)
 
 st.caption("Read-only. Resume it in the chat to continue the conversation.")
-messages = conversation["messages"]
+messages = as_shown(conversation["messages"])
 for index, message in enumerate(messages):
-    following = messages[index + 1] if index + 1 < len(messages) else {}
     # A customer message's routing and triage are stored with the turn: on the reply, or on itself.
-    turn_meta = (message.get("meta") or following.get("meta")) if message["role"] == "user" else None
-    render_message(message, turn_meta)
+    render_message(message, turn_meta(messages, index))
     note = feedback_note(message)
     if note:
         st.caption(note)

@@ -11,7 +11,8 @@ import streamlit as st
 from common.errors import ChatbotError
 from common.wording import plural
 from ui.knowledge_jobs import (FUSION_METHODS, MAX_UPLOAD_MB, RETRIEVER_MODES, UPLOAD_TYPES, IngestionJob,
-                               job_progress, large_uploads, literal, reindex_job, upload_job)
+                               held_uploads, job_progress, large_uploads, literal, model_notice, rebuild_job, reindex_job,
+                               upload_job)
 from ui.auth import ADMIN_ONLY, admin_hint, authorized, is_admin
 from ui.confirm import ask_first, confirmed
 from ui.services import get_services
@@ -22,7 +23,7 @@ admin = is_admin()
 locked_help = None if admin else ADMIN_ONLY
 
 ICONS = {"waiting": "⏳", "reading": "📄", "embedding": "⚙️", "added": "✅", "updated": "🔁",
-         "unchanged": "⏭️", "error": "❌", "cancelled": "⛔"}
+         "unchanged": "⏭️", "held": "✋", "error": "❌", "cancelled": "⛔"}
 DETAIL = {"added": "{chunks} added", "updated": "replaced, {chunks}",
           "unchanged": "unchanged, skipped ({chunks} already stored)", "cancelled": "cancelled, nothing kept"}
 
@@ -52,11 +53,12 @@ def render_job() -> None:
         st.button("Cancel", key="kb_cancel", icon=":material/cancel:", on_click=job.cancel, disabled=job.cancelling)
     for f in job.files:
         # Names and reasons come from the uploads: shown as they are, never as markup.
-        detail = literal(f.error) if f.state == "error" else DETAIL.get(f.state, f.state).format(chunks=plural(f.chunks, "chunk"))
+        detail = literal(f.error) if f.state in ("error", "held") \
+            else DETAIL.get(f.state, f.state).format(chunks=plural(f.chunks, "chunk"))
         line = f"{ICONS.get(f.state, '')} **{literal(f.name)}**: {detail}"
         if f.state == "error":
             st.error(line)
-        elif f.state == "cancelled":
+        elif f.state in ("cancelled", "held"):
             st.warning(line)
         elif f.state in ("added", "updated"):
             st.success(line)
@@ -64,20 +66,37 @@ def render_job() -> None:
             st.write(line)
     if job.error:
         st.error(f"The {job.kind} stopped: {literal(job.error)}")
+    held = held_uploads(job)
+    if held and st.button(f"Ingest the {len(held)} held file{'s' if len(held) > 1 else ''} anyway", key="kb_ingest_held",
+                          icon=":material/upload:", disabled=job.running) and authorized("change_knowledge"):
+        st.session_state["kb_job_seen"] = False
+        start(lambda: upload_job(kb, held, allow=[name for name, _ in held]))
+        st.rerun(scope="app")
     if not job.running and not st.session_state.get("kb_job_seen"):
         # The documents list below was drawn before the job ended: draw the page once more.
         st.session_state["kb_job_seen"] = True
         st.rerun(scope="app")
 
 
+# -- a store built with another embedding model ---------------------------------------------
+if (notice := model_notice(kb)) and not job_running():  # a running rebuild shows its own progress
+    st.warning(literal(notice), icon=":material/sync_problem:")
+    if st.button("Rebuild with this model", key="kb_rebuild", icon=":material/sync:",
+                 disabled=job_running() or not admin, help=locked_help) and authorized("change_knowledge"):
+        st.session_state["kb_job_seen"] = False
+        start(lambda: rebuild_job(kb))
+        st.rerun()
+
 # -- add documents ------------------------------------------------------------------------
 st.subheader("Add documents")
 if not admin:
     admin_hint("change_knowledge")
 with st.form("kb_upload_form", clear_on_submit=True, border=False):
+    # No `type=`: Streamlit then refuses the whole widget value, every file of the batch, when one name
+    # holds a NUL byte or a type it does not list; each file's type and name is checked on its own instead.
     files = st.file_uploader(
-        "Markdown, text, PDF, HTML, or FAQ CSV/JSONL (question and answer columns)",
-        type=UPLOAD_TYPES, accept_multiple_files=True, key="kb_upload",
+        f"Markdown, text, PDF, HTML, or FAQ CSV/JSONL (question and answer columns): {', '.join(UPLOAD_TYPES)}",
+        accept_multiple_files=True, key="kb_upload",
         max_upload_size=MAX_UPLOAD_MB, disabled=not admin,
     )
     submitted = st.form_submit_button("Ingest", key="kb_ingest", icon=":material/upload:", disabled=not admin,

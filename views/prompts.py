@@ -16,7 +16,7 @@ from ui.auth import ADMIN_ONLY, is_admin, require_admin
 from ui.page_state import CUSTOMER_TIERS, PROMPTS_WIDGETS, keep_widget_state
 from ui.prompt_diff import render_side_by_side
 from ui.services import BACKENDS, backend_class, get_backend, get_services
-from ui.spending import metered, within_limits
+from ui.spending import answering as answer_with
 
 require_admin()
 
@@ -292,12 +292,11 @@ with test_tab:
         model_choice = backend_class(backend_name).model_choice
         model = b2.text_input("Model", value=services.settings.model, key="prompts_test_model",
                               disabled=model_choice != "name")
-        try:
-            backend = get_backend(backend_name, model if model_choice == "name" else "")
-        except ChatbotError as exc:
-            st.warning(f"{exc} The preview below uses the offline backend.")
-            backend = get_backend("offline")
-        backend = within_limits(backend)  # test replies count against the same spending limits
+        # Test replies are held to the same spending limits as the chat, decided in the same place.
+        answering = answer_with(lambda: get_backend(backend_name, model if model_choice == "name" else ""))
+        if answering.why == "unavailable":
+            st.warning(f"{answering.reason} The preview below uses the offline backend.")
+        backend = answering.backend
         try:
             preview = services.build_chatbot(backend).preview(
                 query, template=template, version=version, customer_tier=tier, variables=variables, top_k=int(k))
@@ -317,11 +316,11 @@ with test_tab:
         if st.button("Send test message", key="prompts_test_send", disabled=not query.strip()):
             try:
                 with st.chat_message("assistant", avatar=":material/science:"):
-                    text = st.write_stream(metered(preview.reply))
+                    text = st.write_stream(preview.reply)
                 ss["prompts_test_reply"] = {"text": text, "reasoning": preview.reply.reasoning,
                                             "backend": backend.name, "template": name,
                                             "version": version or "unsaved",
-                                            "notice": outcome_notice(preview.reply.meta.to_dict())}
+                                            "notice": outcome_notice(preview.reply.meta)}
             except ChatbotError as exc:
                 st.error(f"No test reply: {exc}")
         elif (last := ss.get("prompts_test_reply")) and last["template"] == name:

@@ -76,7 +76,7 @@ class AdminAuth:
     def attempt(self, password: str, client: str = "") -> Attempt:
         """Check a password from `client` unless it must wait; wrong ones slow that client, then everyone."""
         if self.throttle is not None:
-            wait = self.throttle.wait(client)
+            wait = self.throttle.admit(client)  # holds this client's turn while the form is paused
             if wait.seconds > 0:
                 return Attempt(False, wait.seconds, wait.scope)
         if hmac.compare_digest(_derive(password, self._salt), self._hash):

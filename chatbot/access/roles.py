@@ -13,6 +13,8 @@ ADMIN_ACTIONS = {
     "train": "train and manage models",
     "delete_conversations": "delete conversations",
     "export_conversations": "export conversations",
+    "manage_webhooks": "add, test, disable or delete webhook endpoints and replay deliveries",
+    "manage_api_keys": "create and revoke API keys",
 }
 
 

@@ -7,13 +7,21 @@ Three kinds of limit, each switched off by 0:
 - tokens per conversation;
 - tokens, and the cost estimated from per-model prices, per day (UTC) for the whole desk.
 
+Every API call is held against the limits before it is sent (`reserve`: its estimated tokens and
+cost, checked and held in one Lua script, so concurrent calls cannot all pass at 97% of a limit),
+then settled with the tokens it really used (`settle`), or released when it sent nothing
+(`release`). A call is admitted while spent plus held stays under each limit, so a limit is
+overshot by at most the last admitted call.
+
 Keys: chatbot:spend:day:YYYY-MM-DD  hash: requests, tokens, input_tokens, output_tokens, cost,
                                     priced_tokens, and `tokens:MODEL`, `cost:MODEL` per model
       chatbot:spend:conv:ID         hash: tokens, cost (expires with the conversation)
+      chatbot:spend:holds           hash: hold id -> "tokens cost expires conversation" (calls in flight)
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,12 +32,17 @@ import redis
 from limits import RateLimitItemPerMinute
 
 from chatbot.store.server import as_text
+from chatbot.access.spend_scripts import RESERVE
 from chatbot.access.throttle import MovingWindows
-from common.errors import ConfigurationError
+from common.errors import ConfigurationError, SpendingLimitReached
 from common.timefmt import in_words
 
 PREFIX = "chatbot:spend"
+HOLDS = f"{PREFIX}:holds"
 KEEP_DAYS = 40
+# A hold not settled after this long (its process died mid-call) stops counting. Ten minutes is far
+# longer than a reply streams; a call that does outlast it is still recorded in full when it ends.
+HOLD_SECONDS = 600
 
 
 def is_metered(backend_class: Any) -> bool:
@@ -123,8 +136,24 @@ class Verdict:
         }[self.limit]
 
 
+@dataclass(frozen=True)
+class Hold:
+    """An API call's estimate, held against the limits until the call is settled or released."""
+
+    id: str
+    conversation_id: str
+    model: str
+    tokens: int
+    cost: float
+
+
 def _number(raw: Any) -> float:
     return float(as_text(raw)) if raw is not None else 0.0
+
+
+def refused(verdict: Verdict) -> SpendingLimitReached:
+    """The error an API call stopped by `verdict` raises: its message, which limit, when it resets."""
+    return SpendingLimitReached(verdict.message, limit=verdict.limit, retry_after=verdict.resets_in)
 
 
 class Spending:
@@ -172,10 +201,54 @@ class Spending:
                            self._windows.seconds_to_reset(self.per_minute, "chat", client_id))
         return Verdict()
 
+    def reserve(self, client_id: str, conversation_id: str, model: str, input_tokens: int,
+                output_tokens: int) -> Hold:
+        """Hold an API call's estimate (tokens in and out) unless a limit is reached; counts its request.
+
+        Raises SpendingLimitReached, with the limit's message and when it resets, and holds nothing
+        then; redis.RedisError when the store cannot be reached.
+        """
+        limits, model = self.limits, model or "default"
+        price = limits.price(model)
+        hold = Hold(secrets.token_hex(8), conversation_id, model, int(input_tokens) + int(output_tokens),
+                    price.cost(input_tokens, output_tokens) if price else 0.0)
+        client = self._client()
+        limit, used = client.register_script(RESERVE)(
+            keys=[self._day_key(self._day()), self._conversation_key(conversation_id), HOLDS],
+            args=[repr(self._clock()), hold.id, hold.tokens, repr(hold.cost), conversation_id, limits.daily_tokens,
+                  repr(float(limits.daily_cost)), limits.conversation_tokens, HOLD_SECONDS, KEEP_DAYS * 86400])
+        limit = as_text(limit)
+        if limit:
+            cap = {"daily_cost": limits.daily_cost, "daily_tokens": limits.daily_tokens,
+                   "conversation": limits.conversation_tokens}[limit]
+            resets = None if limit == "conversation" else self.seconds_to_midnight()
+            raise refused(Verdict(False, limit, _number(used), cap, resets))
+        if limits.requests_per_minute and not self._windows.limiter.hit(self.per_minute, "chat", client_id):
+            self.release(hold, counted=True)
+            raise refused(Verdict(False, "requests", limits.requests_per_minute, limits.requests_per_minute,
+                                  self._windows.seconds_to_reset(self.per_minute, "chat", client_id)))
+        return hold
+
+    def settle(self, hold: Hold, input_tokens: int, output_tokens: int) -> float | None:
+        """End a held call with the tokens it used: the hold goes, the tokens (and cost) are recorded."""
+        return self.record(hold.conversation_id, hold.model, input_tokens, output_tokens, hold_id=hold.id)
+
+    def release(self, hold: Hold, counted: bool = False) -> None:
+        """End a held call that spent nothing (it failed before the provider answered); `counted`: it was
+        refused by the requests-a-minute limit after the hold, so its request is taken back too."""
+        pipe = self._client().pipeline(transaction=True)
+        pipe.hdel(HOLDS, hold.id)
+        if counted:
+            pipe.hincrby(self._day_key(self._day()), "requests", -1)
+        pipe.execute()
+
     def count_request(self, client_id: str) -> None:
         """A metered turn starts: one request against the client's minute and today's count."""
         if self.limits.requests_per_minute:
             self._windows.limiter.hit(self.per_minute, "chat", client_id)
+        self._count_day_request()
+
+    def _count_day_request(self) -> None:
         key = self._day_key(self._day())
         pipe = self._client().pipeline(transaction=True)
         pipe.hincrby(key, "requests", 1)
@@ -187,16 +260,21 @@ class Spending:
         return self.per_minute.amount - stats.remaining
 
     # -- after a turn
-    def record(self, conversation_id: str, model: str, input_tokens: int, output_tokens: int) -> float | None:
-        """Add a turn's tokens (and estimated cost) to today and its conversation; returns the cost, if priced."""
+    def record(self, conversation_id: str, model: str, input_tokens: int, output_tokens: int,
+               hold_id: str = "") -> float | None:
+        """Add a call's tokens (and estimated cost) to today and its conversation, ending its hold in the
+        same transaction; returns the cost, if priced."""
         tokens = int(input_tokens or 0) + int(output_tokens or 0)
-        if not tokens:
-            return None
         model = model or "default"
         price = self.limits.price(model)
         cost = price.cost(input_tokens or 0, output_tokens or 0) if price else None
         day_key = self._day_key(self._day())
         pipe = self._client().pipeline(transaction=True)
+        if hold_id:
+            pipe.hdel(HOLDS, hold_id)
+        if not tokens:
+            pipe.execute()
+            return None
         for name, value in (("tokens", tokens), ("input_tokens", input_tokens or 0),
                             ("output_tokens", output_tokens or 0), (f"tokens:{model}", tokens)):
             pipe.hincrby(day_key, name, value)

@@ -6,6 +6,14 @@ Two limits, neither keyed on anything a request can claim about itself (no addre
 - for everyone: at most `global_failures` wrong passwords in a moving window. This caps how fast
   a guesser who opens session after session can go. It pauses only the password form: admins who
   are signed in already, and admins who sign in with OpenID Connect, are not affected.
+
+While the form is paused for everyone, each browser session that tries is given a turn, in order,
+one every `global_window / global_failures` seconds (45 s by default), and is told when: its
+password is checked when its turn comes, even if a guesser has filled the window again meanwhile,
+and nobody without an earlier turn can take it. Without turns, a guesser trying again the moment
+the window freed a place took it every time, and the admin who had waited the time they were told
+was refused again, for as long as the guessing went on. Checks on a turn come on top of the cap:
+at most twice `global_failures` in a window, still in order.
 """
 
 from __future__ import annotations
@@ -22,6 +30,29 @@ from limits.strategies import MovingWindowRateLimiter
 PREFIX = "chatbot:signin"
 LIMITS_PREFIX = "chatbot:limits"
 FORGET_AFTER = 86400  # a client's failures are forgotten a day after its last one
+TURNS = f"{PREFIX}:turns"  # the time of the next free turn while the form is paused
+TURN_KEPT = 120  # seconds a turn stays open once it comes; missed, the client queues again
+
+# Give `client` a turn to try while the form is paused for everyone, atomically across processes.
+# KEYS: the client's hash, the queue's key (the time of the next free turn). ARGV: now, the time
+# the window frees a place (0: it has room now), the spacing of turns, TURN_KEPT, the keys' TTL.
+# Returns the seconds until the client may try (0: now).
+TAKE_TURN = """
+local now, reset_at, spacing, kept = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local turn = tonumber(redis.call('HGET', KEYS[1], 'turn') or '0')
+if turn > 0 then
+  if turn > now then return tostring(turn - now) end
+  if now <= turn + kept then return '0' end
+  redis.call('HDEL', KEYS[1], 'turn')
+end
+local next_turn = tonumber(redis.call('GET', KEYS[2]) or '0')
+if reset_at == 0 and next_turn <= now then return '0' end
+local at = math.max(now, reset_at, next_turn)
+redis.call('SET', KEYS[2], string.format('%.3f', at + spacing), 'EX', tonumber(ARGV[5]))
+redis.call('HSET', KEYS[1], 'turn', string.format('%.3f', at))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+return tostring(at - now)
+"""
 
 
 class MovingWindows:
@@ -82,14 +113,33 @@ class SignInThrottle:
         return min(self.max_delay, self.base_delay * 2 ** (failures - self.free_attempts))
 
     def wait(self, who: str) -> Wait:
-        """The wait before `who` may try a password; zero when the form is open to them."""
+        """The wait before `who` may try a password; zero when the form is open to them. Reserves nothing."""
+        until, turn = self._client().hmget(self._key(who), "until", "turn")
+        now = self._clock()
+        mine = max(0.0, float(until) - now) if until else 0.0
+        if mine:
+            return Wait(mine, "client")
+        if turn and float(turn) + TURN_KEPT >= now:
+            return Wait(max(0.0, float(turn) - now), "everyone" if float(turn) > now else "")
+        if not self.limiter.test(self.everyone, "failures"):
+            return Wait(max(1.0, self._windows.seconds_to_reset(self.everyone, "failures")), "everyone")
+        return Wait()
+
+    def admit(self, who: str) -> Wait:
+        """Whether `who` may try a password now (zero wait); if not, how long, holding its turn when the
+        form is paused for everyone, so that its password is checked when that time comes."""
         until = self._client().hget(self._key(who), "until")
         mine = max(0.0, float(until) - self._clock()) if until else 0.0
         if mine:
             return Wait(mine, "client")
-        if not self.limiter.test(self.everyone, "failures"):
-            return Wait(max(1.0, self._windows.seconds_to_reset(self.everyone, "failures")), "everyone")
-        return Wait()
+        full = not self.limiter.test(self.everyone, "failures")
+        now = self._clock()
+        reset_at = now + max(1.0, self._windows.seconds_to_reset(self.everyone, "failures")) if full else 0
+        spacing = self.everyone.get_expiry() / self.everyone.amount
+        seconds = float(self._client().register_script(TAKE_TURN)(
+            keys=[self._key(who), TURNS],
+            args=[repr(now), repr(reset_at), repr(spacing), TURN_KEPT, FORGET_AFTER]))
+        return Wait(seconds, "everyone") if seconds > 0 else Wait()
 
     def failures(self, who: str) -> int:
         return int(self._client().hget(self._key(who), "failures") or 0)
@@ -97,6 +147,7 @@ class SignInThrottle:
     def failed(self, who: str) -> Wait:
         """Count a wrong password from `who`; returns the wait it now has before the next try."""
         key = self._key(who)
+        self.checked(who)
         failures = int(self._client().hincrby(key, "failures", 1))
         delay = self.delay_after(failures)
         pipe = self._client().pipeline(transaction=True)
@@ -107,6 +158,15 @@ class SignInThrottle:
         if delay:
             return Wait(delay, "client")
         return self.wait(who)
+
+    def reopen(self) -> None:
+        """Open the form to everyone at once: the cap's window and the queue of turns are emptied."""
+        self.limiter.clear(self.everyone, "failures")
+        self._client().delete(TURNS)
+
+    def checked(self, who: str) -> None:
+        """A password from `who` was checked: its turn, if it had one, is used."""
+        self._client().hdel(self._key(who), "turn")
 
     def succeeded(self, who: str) -> None:
         self._client().delete(self._key(who))

@@ -74,6 +74,24 @@ class SessionTokens:
             return None  # signed out since
         return {**payload, "issued": signed_at.timestamp()}
 
+    def is_active(self, sid: str) -> bool:
+        """Whether the sign-in `sid` still stands: not signed out (in any tab or browser) nor expired.
+
+        Every tab and browser of one sign-in shares its `sid`, so this is checked on every run of a
+        page and before every admin action. Raises redis.RedisError when the store cannot be reached.
+        """
+        return bool(sid) and bool(self._client().exists(self._key(sid)))
+
+    def end_account(self, user: str, keep: float = 31 * 86400) -> None:
+        """Record that `user` signed out (of an account sign-in, OpenID Connect): every sign-in of theirs
+        made before now ends, in every tab and browser. Kept `keep` seconds, longer than such a sign-in lasts."""
+        self._client().set(f"{PREFIX}:ended:{user}", repr(self._clock()), ex=int(keep))
+
+    def account_ended(self, user: str) -> float:
+        """When `user` last signed out of their account sign-in (epoch seconds); 0 if not recorded."""
+        raw = self._client().get(f"{PREFIX}:ended:{user}")
+        return float(raw) if raw else 0.0
+
     def revoke(self, sid: str) -> None:
         if sid:
             self._client().delete(self._key(sid))

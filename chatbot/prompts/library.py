@@ -20,7 +20,8 @@ import numpy as np
 
 from common.errors import PromptNotFound, PromptValidationError, StaleVersionError
 from chatbot.prompts.store import FilePromptStore, MemoryPromptStore, PromptStore, VersionInfo
-from chatbot.prompts.template import PromptTemplate, parse_template, sha256_text, skeleton, to_yaml
+from chatbot.prompts.template import PromptTemplate, compile_text, fill, parse_template, sha256_text
+from chatbot.prompts.template_yaml import skeleton, to_yaml
 from chatbot.prompts.yaml_text import load_variables
 from common.types import Passage
 
@@ -82,12 +83,19 @@ def is_complex(query: str) -> bool:
     return words >= 40 or query.count("?") >= 2 or len(_SENTENCE_END.findall(query)) >= 3
 
 
+# The frames values are filled into: every value passes through `fill`, which neutralises its markup.
+_PASSAGE = compile_text('<passage id="{number}" source="{source}" title="{title}">\n{text}\n</passage>')[0]
+_CUSTOMER_LINE = compile_text("{label}: {value}")[0]
+_EXAMPLE = compile_text("<example>\nCustomer: {user}\nAssistant: {reply}\n</example>")[0]
+_DATA = compile_text("{value}")[0]
+
+
 def format_passages(passages: Sequence[Passage]) -> str:
     """Numbered passages, the numbers the reply cites."""
     blocks = []
     for number, p in enumerate(passages, 1):
         where = f"{p.title} > {p.heading}" if p.heading else p.title
-        blocks.append(f'<passage id="{number}" source="{p.source}" title="{where}">\n{p.text}\n</passage>')
+        blocks.append(fill(_PASSAGE, {"number": str(number), "source": p.source, "title": where, "text": p.text}))
     return "\n".join(blocks) if blocks else "No passage matched this message."
 
 
@@ -99,7 +107,7 @@ def format_customer(customer: Mapping | None) -> str:
             continue
         if isinstance(value, (list, tuple)):
             value = "; ".join(str(v) for v in value)
-        lines.append(f"{str(key).replace('_', ' ').capitalize()}: {value}")
+        lines.append(fill(_CUSTOMER_LINE, {"label": str(key).replace("_", " ").capitalize(), "value": str(value)}))
     return "\n".join(lines)
 
 
@@ -124,15 +132,16 @@ def build_system_prompt(template: PromptTemplate, passages: Sequence[Passage], s
     chosen = range(len(template.examples)) if examples is None else examples
     shots = []
     for index in chosen:
+        # An example is data too: its text (not only its variables) cannot close <examples>.
         user, reply = template.example(index, values)
-        shots.append(f"<example>\nCustomer: {user.strip()}\nAssistant: {reply.strip()}\n</example>")
+        shots.append(fill(_EXAMPLE, {"user": user.strip(), "reply": reply.strip()}))
     steps = template.section("reasoning", values).strip()
     sections = {
         "role": template.section("role", values),
         "customer": format_customer(customer),
         # Passages, summary and customer fields are data: never scanned for {variables}.
         "knowledge": format_passages(passages) if template.knowledge else "",
-        "conversation_summary": summary or "",
+        "conversation_summary": fill(_DATA, {"value": summary or ""}),
         "tone": template.section("tone", values),
         "escalation_rules": template.section("escalation_rules", values),
         "response_format": template.section("response_format", values),

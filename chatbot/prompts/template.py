@@ -13,9 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import yaml
-
 from common.errors import PromptValidationError
+from chatbot.prompts.escaping import neutralise, quoted
 from chatbot.prompts.yaml_text import Located, check_duplicates, is_nothing, load, read_bool, read_number
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -79,8 +78,19 @@ def compile_text(text: str) -> tuple[list[str], list[tuple[int, str]]]:
 
 
 def fill(parts: list[str], values: Mapping[str, str]) -> str:
-    """Join compiled parts, replacing each variable by its value (a missing one by an empty string)."""
-    return "".join(values.get(p, "") if isinstance(p, _Var) else p for p in parts)
+    """Join compiled parts, replacing each variable by its value (a missing one by an empty string).
+
+    This is the one place where values (customer fields, passages, summaries, file names, examples)
+    enter a prompt: every value is neutralised here, and one inside `="..."` is also kept in its quotes.
+    """
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, _Var):
+            value = str(values.get(part, ""))
+            out.append(quoted(value) if out and out[-1].endswith('="') else neutralise(value))
+        else:
+            out.append(part)
+    return "".join(out)
 
 
 @dataclass
@@ -229,17 +239,7 @@ def _generation_settings(data: dict, loc: Located) -> dict[str, Any]:
             for name, (default, kind, low, high) in ranges.items()}
 
 
-def parse_template(text: str, expected_name: str | None = None) -> PromptTemplate:
-    """Parse and validate a template's YAML; PromptValidationError names the line of the first problem."""
-    if not text.strip():
-        raise PromptValidationError("the template is empty")
-    data, root = load(text)
-    loc = Located(root, text)
-    if not isinstance(data, dict):
-        raise PromptValidationError("a template is a YAML mapping with name, system, examples, ...", line=1)
-    check_duplicates(root)
-    _unknown_keys(data, TOP_FIELDS, "the template", loc, ())
-
+def _name(data: dict, loc: Located, expected_name: str | None) -> str:
     name = _text(data.get("name"), "name", loc, ("name",), required=True).strip()
     if not NAME_PATTERN.match(name):
         raise PromptValidationError("'name' must be lower-case letters, digits, '-' or '_' (at most 40)",
@@ -247,36 +247,36 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
     if expected_name is not None and name != expected_name:
         raise PromptValidationError(f"'name' is '{name}' but this is the '{expected_name}' template; "
                                     "a template cannot be renamed", loc.line(("name",)), "name")
+    return name
 
+
+def _sections(data: dict, loc: Located) -> dict[str, str]:
+    """The system prompt's sections (role required), each as text."""
     system = _mapping(data.get("system"), "system", loc, ("system",))
     _unknown_keys(system, TEXT_SECTIONS, "system", loc, ("system",))
     if "role" not in system:
         raise PromptValidationError("'system.role' is required: who the assistant is and what it does",
                                     loc.line(("system",)) or 1, "system.role")
-    sections = {
+    return {
         key: _text(system.get(key), f"system.{key}", loc, ("system", key), required=key == "role")
         for key in TEXT_SECTIONS
     }
 
-    generation = _generation_settings(data, loc)
-    cot = _switch(data, "chain_of_thought", False, loc, extra=("auto",))
-    few_shot_k = _number(data, "few_shot_k", 2, int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
-    knowledge = _switch(data, "knowledge", True, loc)
 
-    tags = _list(data.get("tags"), "tags", loc, ("tags",), "words")
-    if not all(isinstance(t, str) and t.strip() for t in tags):
-        raise PromptValidationError("'tags' must be a list of words", loc.line(("tags",)), "tags")
-
+def _variables(data: dict, loc: Located) -> dict[str, str]:
     variables = {}
     for key, value in _mapping(data.get("variables"), "variables", loc, ("variables",)).items():
         if not _IDENT.fullmatch(key):
             raise PromptValidationError(f"variable name '{key}' must be letters, digits and '_'",
                                         loc.key_line(("variables", key)), "variables")
         variables[key] = _text(value, f"variables.{key}", loc, ("variables", key))
+    return variables
 
-    examples_raw = _list(data.get("examples"), "examples", loc, ("examples",), "{user, assistant}")
+
+def _examples(data: dict, loc: Located) -> list[dict[str, str]]:
+    """The few-shot examples, each a `user` and an `assistant` text."""
     examples = []
-    for index, ex in enumerate(examples_raw):
+    for index, ex in enumerate(_list(data.get("examples"), "examples", loc, ("examples",), "{user, assistant}")):
         path = ("examples", index)
         if not isinstance(ex, dict):
             raise PromptValidationError(f"example {index + 1} must have 'user' and 'assistant'", loc.line(path),
@@ -287,8 +287,12 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
             "assistant": _text(ex.get("assistant"), f"examples[{index + 1}].assistant", loc,
                                (*path, "assistant"), required=True),
         })
+    return examples
 
-    # Placeholders: balanced braces, and only declared variables.
+
+def _check_placeholders(sections: dict[str, str], examples: list[dict[str, str]], variables: dict[str, str],
+                        loc: Located) -> None:
+    """Placeholders: balanced braces, and only declared variables."""
     texts = [(("system", k), f"system.{k}", v) for k, v in sections.items()]
     texts += [(("examples", i, part), f"examples[{i + 1}].{part}", ex[part])
               for i, ex in enumerate(examples) for part in ("user", "assistant")]
@@ -305,63 +309,37 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
                     loc.text_line(path, value, value.find("{" + part + "}")), where,
                 )
 
+
+def parse_template(text: str, expected_name: str | None = None) -> PromptTemplate:
+    """Parse and validate a template's YAML; PromptValidationError names the line of the first problem."""
+    if not text.strip():
+        raise PromptValidationError("the template is empty")
+    data, root = load(text)
+    loc = Located(root, text)
+    if not isinstance(data, dict):
+        raise PromptValidationError("a template is a YAML mapping with name, system, examples, ...", line=1)
+    check_duplicates(root)
+    _unknown_keys(data, TOP_FIELDS, "the template", loc, ())
+
+    name = _name(data, loc, expected_name)
+    sections = _sections(data, loc)
+
+    # Settings are read by their declared type; everything else is text, kept as typed.
+    generation = _generation_settings(data, loc)
+    cot = _switch(data, "chain_of_thought", False, loc, extra=("auto",))
+    few_shot_k = _number(data, "few_shot_k", 2, int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
+    knowledge = _switch(data, "knowledge", True, loc)
+
+    tags = _list(data.get("tags"), "tags", loc, ("tags",), "words")
+    if not all(isinstance(t, str) and t.strip() for t in tags):
+        raise PromptValidationError("'tags' must be a list of words", loc.line(("tags",)), "tags")
+
+    variables = _variables(data, loc)
+    examples = _examples(data, loc)
+    _check_placeholders(sections, examples, variables, loc)
     return PromptTemplate(
         name=name, description=_text(data.get("description"), "description", loc, ("description",)).strip(),
         examples=examples, chain_of_thought=cot, few_shot_k=few_shot_k, knowledge=knowledge,
         **generation, tags=[t.strip() for t in tags], variables=variables,
         source=text, **sections,
-    )
-
-
-# -- writing YAML (new templates, and templates built in code) -------------------------------
-
-class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True  # prompt YAML never has anchors or aliases: a repeated value is written out again
-
-
-def _str(dumper: yaml.SafeDumper, value: str):
-    # Multi-line prompt text reads best, and diffs line by line, as a literal block.
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def to_yaml(template: PromptTemplate) -> str:
-    """The template as the YAML an admin edits."""
-    data: dict[str, Any] = {"name": template.name, "description": template.description}
-    if template.tags:
-        data["tags"] = list(template.tags)
-    data["model"] = {"temperature": template.temperature, "max_tokens": template.max_tokens}
-    if template.repetition_penalty != 1.0:
-        data["model"]["repetition_penalty"] = template.repetition_penalty
-    if template.no_repeat_ngram_size:
-        data["model"]["no_repeat_ngram_size"] = template.no_repeat_ngram_size
-    data["chain_of_thought"] = template.chain_of_thought
-    data["few_shot_k"] = template.few_shot_k
-    data["knowledge"] = template.knowledge
-    if template.variables:
-        data["variables"] = dict(template.variables)
-    data["system"] = {k: getattr(template, k) for k in TEXT_SECTIONS if getattr(template, k).strip()}
-    if template.examples:
-        data["examples"] = [{"user": e["user"], "assistant": e["assistant"]} for e in template.examples]
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
-
-
-def skeleton(name: str) -> str:
-    """A starting text for a new template."""
-    return (
-        f"name: {name}\n"
-        "description: What this template is for\n"
-        "tags: []\n"
-        "model:\n  temperature: 0.2\n  max_tokens: 600\n"
-        "chain_of_thought: false\n"
-        "few_shot_k: 2\n"
-        "variables:\n  company: Nimbus Home\n"
-        "system:\n"
-        "  role: |\n    You are the support assistant of {company}.\n"
-        "  tone: Warm, concise and professional.\n"
-        "examples: []\n"
     )

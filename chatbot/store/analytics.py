@@ -5,27 +5,19 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from statistics import mean
 from typing import Any, Iterable
 
-from chatbot.store.outcomes import EMPTY, outcome_notice
+from chatbot.store.messages import (HANDOFF, Feedback, Message, Status, TurnMeta, count_turns,  # noqa: F401
+                                    merge_feedback)  # merge_feedback: still read from here by callers
+from chatbot.store.outcomes import outcome_notice
 from common.redaction import redact
 
 PERCENTILES = (50, 90, 95, 99)
-HANDOFF = "handoff"  # the backend name of the notice written when a person takes over
 TITLE_CHARS = 120
-SPEAKERS = {"user": "Customer", "assistant": "Assistant"}
-
-
-# A customer message is stored with this status when it is sent, and loses it when its reply ends.
-PENDING = "pending"
-
-
-def no_reply(meta: dict) -> bool:
-    """A customer message's turn got no reply: the backend failed, or answered with nothing."""
-    return bool(meta.get("error")) or meta.get("outcome") == EMPTY
+SPEAKERS = {"user": "Customer", "assistant": "Assistant", "agent": "Agent"}  # "agent": a person, from the handoff queue
 
 
 def _decode(raw: Any) -> str:
@@ -49,6 +41,10 @@ class ConversationSummary:
     last_intent: str = ""
     escalated: bool = False
     escalation_reasons: list[str] = field(default_factory=list)
+    # The triage of the message that escalated the conversation; later messages never change these.
+    escalated_at: float = 0.0
+    escalation_sentiment: str = ""
+    escalation_priority: int = 0
     sentiment: str = ""
     priority: int = 0
     state: str = ""
@@ -66,6 +62,8 @@ class ConversationSummary:
             intents={k[7:]: int(v) for k, v in h.items() if k.startswith("intent:")},
             last_intent=h.get("last_intent", ""), escalated=h.get("escalated") == "1",
             escalation_reasons=json.loads(h.get("escalation_reasons") or "[]"),
+            escalated_at=float(h.get("escalated_at") or 0), escalation_sentiment=h.get("escalation_sentiment", ""),
+            escalation_priority=int(float(h.get("escalation_priority") or 0)),
             sentiment=h.get("sentiment", ""), priority=int(float(h.get("priority") or 0)),
             state=h.get("triage_state", ""), backend=h.get("backend", ""), model=h.get("model", ""),
         )
@@ -74,76 +72,40 @@ class ConversationSummary:
         return asdict(self)
 
 
-def count_turns(messages: Iterable[dict]) -> tuple[int, int]:
-    """Turns and failed turns among stored messages: the one definition every page counts by.
+def summary_fields(stored: list[dict]) -> tuple[dict[str, str], dict[str, int], str]:
+    """What a turn changes in the conversation's summary hash: fields to set, counters, title.
 
-    A turn is a customer message and what answered it: a model's reply, the handoff notice, or
-    nothing once a person has the conversation (the message is kept for them). A customer message
-    that got no reply because the backend failed or answered with nothing is a failed turn,
-    counted apart; one still waiting for its reply is not counted yet.
+    `stored` are the messages being written, in their stored form (Message.to_stored).
     """
-    turns = failed = 0
-    for message in messages:
-        if message.get("role") == "user" and message.get("status") != PENDING:  # counted when its turn ends
-            if no_reply(message.get("meta") or {}):
-                failed += 1
-            else:
-                turns += 1
-    return turns, failed
-
-
-def summary_fields(messages: list[dict]) -> tuple[dict[str, str], dict[str, int], str]:
-    """What a turn changes in the conversation's summary hash: fields to set, counters, title."""
+    messages = [Message.from_stored(m) for m in stored]
     sets: dict[str, str] = {}
     incr: dict[str, int] = {"messages": len(messages)}
-    title = next((m["content"][:TITLE_CHARS] for m in messages if m.get("role") == "user"), "")
+    title = next((m.content[:TITLE_CHARS] for m in messages if m.is_user), "")
     turns, failed = count_turns(messages)
     for counter, value in (("turns", turns), ("failed", failed)):
         if value:
             incr[counter] = value
-    for message in messages:
-        meta = message.get("meta") or {}
-        if not meta:
-            continue
-        for name in ("backend", "model"):
-            if meta.get(name) and meta.get("backend") != HANDOFF:
-                sets[name] = str(meta[name])
-        route = meta.get("route") or {}
-        if route.get("intent"):
-            sets["last_intent"] = str(route["intent"])
-            incr[f"intent:{route['intent']}"] = incr.get(f"intent:{route['intent']}", 0) + 1
-        triage = meta.get("triage") or {}
-        if triage.get("sentiment"):
-            sets["sentiment"] = str(triage["sentiment"])
-        if triage.get("priority") is not None and triage.get("priority") != "":
-            sets["priority"] = str(triage["priority"])
-        if triage.get("state"):
-            sets["triage_state"] = str(triage["state"])
-        if triage.get("escalate"):
+    for meta in (m.meta for m in messages if m.meta is not None):
+        if not meta.is_handoff_notice:
+            sets.update({name: value for name, value in (("backend", meta.backend), ("model", meta.model)) if value})
+        if meta.intent:
+            sets["last_intent"] = meta.intent
+            incr[f"intent:{meta.intent}"] = incr.get(f"intent:{meta.intent}", 0) + 1
+        if meta.sentiment:
+            sets["sentiment"] = meta.sentiment
+        if meta.priority is not None:
+            sets["priority"] = str(meta.priority)
+        if meta.triage.get("state"):
+            sets["triage_state"] = str(meta.triage["state"])
+        if meta.handed_off:
             sets["escalated"] = "1"
-            sets["escalation_reasons"] = json.dumps(list(triage.get("reasons") or []), ensure_ascii=False)
+        # The escalating message's triage, kept whatever comes after (metadata without the flag: every escalated turn).
+        if meta.triage.get("newly_escalated") or (meta.handed_off and "newly_escalated" not in meta.triage):
+            sets["escalation_reasons"] = json.dumps(meta.escalation_reasons, ensure_ascii=False)
+            sets["escalation_sentiment"] = meta.sentiment
+            sets["escalation_priority"] = str(meta.priority or 0)
+            sets["escalated_at"] = repr(float(meta.created_at or 0))
     return sets, incr, title
-
-
-def merge_feedback(messages: list[dict], raw: dict) -> list[dict]:
-    """Attach each reply's stored feedback (`feedback` dict, `approved` flag) to the message list."""
-    by_index: dict[int, dict[str, str]] = {}
-    for name, value in raw.items():
-        index, _, part = _decode(name).partition(":")
-        by_index.setdefault(int(index), {})[part] = _decode(value)
-    for index, parts in by_index.items():
-        if index >= len(messages):
-            continue
-        message = messages[index]
-        if "score" in parts or "comment" in parts:
-            message["feedback"] = {
-                "score": int(parts["score"]) if "score" in parts else None,
-                "comment": parts.get("comment", ""), "at": float(parts.get("at", 0)),
-            }
-        if "approved" in parts:
-            message["approved"] = True
-            message["approved_at"] = float(parts["approved"])
-    return messages
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -169,37 +131,40 @@ def turn_records(conversations: Iterable[dict], since: float | None = None) -> l
     records = []
     for conversation in conversations:
         for message in conversation.get("messages", []):
-            meta = message.get("meta") or {}
-            if not meta:
+            meta = message.meta
+            if meta is None:
                 continue  # a customer message whose reply carries the turn's metadata
-            if message.get("role") == "assistant":
-                kind = HANDOFF if meta.get("backend") == HANDOFF else "reply"
+            if not message.is_user:
+                kind = HANDOFF if meta.is_handoff_notice else "reply"
             else:
-                kind = "failed" if no_reply(meta) else HANDOFF
-            replied = kind == "reply"
-            ts = float(message.get("ts") or meta.get("created_at") or 0)
+                kind = "failed" if message.failed else HANDOFF
+            ts = message.ts or meta.created_at
             if since is not None and ts < since:
                 continue
-            route, triage = meta.get("route") or {}, meta.get("triage") or {}
-            feedback = message.get("feedback") or {}
-            records.append({
-                "conversation": conversation.get("id", ""), "ts": ts, "day": _day(ts),
-                "kind": kind, "failed": kind == "failed",
-                "intent": route.get("intent") or "(not routed)",
-                "sentiment": triage.get("sentiment") or "",
-                "sentiment_score": triage.get("sentiment_score"),
-                "priority": triage.get("priority"),
-                "escalate": bool(triage.get("escalate")),
-                "reasons": list(triage.get("reasons") or []),
-                "backend": meta.get("backend") or "(unknown)", "model": meta.get("model") or "",
-                "input_tokens": int(meta.get("input_tokens") or 0) if replied else 0,
-                "output_tokens": int(meta.get("output_tokens") or 0) if replied else 0,
-                "latency_ms": meta.get("latency_ms") if replied else None,
-                "ttft_ms": (meta.get("ttft_ms") or None) if replied else None,
-                "feedback": feedback.get("score"), "comment": feedback.get("comment", ""),
-                "approved": bool(message.get("approved")),
-            })
+            records.append(_turn_record(conversation.get("id", ""), message, meta, kind, ts))
     return records
+
+
+def _turn_record(conversation: str, message: Message, meta: TurnMeta, kind: str, ts: float) -> dict:
+    replied = kind == "reply"  # only replies have latency and tokens
+    feedback = message.feedback
+    return {
+        "conversation": conversation, "ts": ts, "day": _day(ts),
+        "kind": kind, "failed": kind == "failed",
+        "intent": meta.intent or "(not routed)",
+        "sentiment": meta.sentiment,
+        "sentiment_score": meta.triage.get("sentiment_score"),
+        "priority": meta.priority,
+        "escalate": meta.handed_off,
+        "reasons": meta.escalation_reasons,
+        "backend": meta.backend or "(unknown)", "model": meta.model,
+        "input_tokens": meta.input_tokens if replied else 0,
+        "output_tokens": meta.output_tokens if replied else 0,
+        "latency_ms": meta.latency_ms if replied else None,
+        "ttft_ms": (meta.ttft_ms or None) if replied else None,
+        "feedback": feedback.score if feedback else None, "comment": feedback.comment if feedback else "",
+        "approved": message.approved,
+    }
 
 
 def _days(first: str, last: str) -> list[str]:
@@ -293,38 +258,38 @@ def without_secrets(conversation: dict) -> dict:
     New messages are redacted before they are stored; this also covers conversations stored
     before that, whenever one leaves the app.
     """
-    messages = [{**m, "content": redact(m["content"])} if isinstance(m.get("content"), str) else m
-                for m in conversation.get("messages", [])]
+    messages = [replace(m, content=redact(m.content)) for m in conversation.get("messages", [])]
     return {**conversation, "messages": messages}
 
 
 def to_json(conversation: dict) -> str:
-    """The whole conversation as stored: summary fields, state, messages with their metadata."""
-    return json.dumps(without_secrets(conversation), ensure_ascii=False, indent=2)
+    """The whole conversation as stored: summary fields, state, messages with their metadata (stored form)."""
+    exported = without_secrets(conversation)
+    exported["messages"] = [m.to_stored() for m in exported["messages"]]
+    return json.dumps(exported, ensure_ascii=False, indent=2)
 
 
 def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "?"
 
 
-def _reply_facts(meta: dict) -> list[str]:
+def _reply_facts(meta: TurnMeta) -> list[str]:
     facts = []
-    route, triage = meta.get("route") or {}, meta.get("triage") or {}
-    if route.get("intent"):
-        facts.append(f"intent {route['intent']}" + (f" ({route['confidence']:.2f})"
-                                                     if isinstance(route.get("confidence"), float) else ""))
-    if triage.get("sentiment"):
-        facts.append(f"sentiment {triage['sentiment']}")
-    if triage.get("priority") not in (None, ""):
-        facts.append(f"priority {triage['priority']}")
-    if triage.get("escalate"):
-        facts.append("escalated" + (f": {', '.join(triage.get('reasons') or [])}" if triage.get("reasons") else ""))
-    if meta.get("backend"):
-        facts.append(f"{meta['backend']} · {meta.get('model', '')}".rstrip(" ·"))
-    if meta.get("latency_ms"):
-        facts.append(f"{meta['latency_ms']:,.0f} ms")
-    if meta.get("prompt_name"):
-        facts.append(f"prompt {meta['prompt_name']} v{meta.get('prompt_version')}")
+    if meta.intent:
+        confidence = meta.route.get("confidence")
+        facts.append(f"intent {meta.intent}" + (f" ({confidence:.2f})" if isinstance(confidence, float) else ""))
+    if meta.sentiment:
+        facts.append(f"sentiment {meta.sentiment}")
+    if meta.priority is not None:
+        facts.append(f"priority {meta.priority}")
+    if meta.handed_off:
+        facts.append("escalated" + (f": {', '.join(meta.escalation_reasons)}" if meta.escalation_reasons else ""))
+    if meta.backend:
+        facts.append(f"{meta.backend} · {meta.model}".rstrip(" ·"))
+    if meta.latency_ms:
+        facts.append(f"{meta.latency_ms:,.0f} ms")
+    if meta.prompt_name:
+        facts.append(f"prompt {meta.prompt_name} v{meta.prompt_version}")
     return facts
 
 
@@ -344,39 +309,47 @@ def to_markdown(conversation: dict) -> str:
         lines += ["", "## Summary of older messages", "", summary]
     lines += ["", "## Messages"]
     for message in conversation.get("messages", []):
-        meta = message.get("meta") or {}
-        speaker = SPEAKERS.get(message["role"], message["role"])
-        lines += ["", f"### {speaker} · {_when(message.get('ts'))}", "", message["content"]]
-        if message["role"] != "assistant":
-            # A customer message carries the turn's metadata only when no reply was written.
-            if meta.get("error"):
-                lines += ["", f"> No reply: {meta['error']}"]
-            elif outcome_notice(meta):
-                lines += ["", f"> {outcome_notice(meta)}"]
-            elif message.get("status") == PENDING:
-                lines += ["", "> Waiting for the reply."]
-            elif meta:
-                lines += ["", "> With a person: the assistant drafted no reply."]
-            if meta and _reply_facts(meta):
-                lines += ["", f"*{' · '.join(_reply_facts(meta))}*"]
-            continue
-        if meta.get("interrupted"):
-            lines += ["", f"> Interrupted: {meta.get('error') or 'the reply stopped before its end.'}"]
-        retrieved = meta.get("retrieved") or []
-        cited = [n for n in meta.get("citations") or [] if 1 <= n <= len(retrieved)]
-        if cited:
-            lines += ["", "Sources:"]
-            lines += [f"- [{n}] {retrieved[n - 1].get('title', '')} ({retrieved[n - 1].get('source', '')})"
-                      for n in cited]
-        if outcome_notice(meta):  # cut off or refused
-            lines += ["", f"> {outcome_notice(meta)}"]
-        facts = _reply_facts(meta)
-        if facts:
-            lines += ["", f"*{' · '.join(facts)}*"]
-        feedback = message.get("feedback") or {}
-        verdict = {1: "thumbs up", 0: "thumbs down"}.get(feedback.get("score"), "")
-        notes = [n for n in (verdict, f'"{feedback["comment"]}"' if feedback.get("comment") else "",
-                             "approved for training" if message.get("approved") else "") if n]
-        if notes:
-            lines += ["", f"Feedback: {' · '.join(notes)}"]
+        speaker = SPEAKERS.get(message.role, message.role)
+        lines += ["", f"### {speaker} · {_when(message.ts)}", "", message.content]
+        lines += _customer_notes(message) if message.is_user else _reply_notes(message)
     return "\n".join(lines) + "\n"
+
+
+def _customer_notes(message: Message) -> list[str]:
+    """Under a customer message: why it got no reply (it carries the turn's metadata only then)."""
+    meta, lines = message.meta, []
+    if message.status is Status.PENDING:
+        return ["", "> Waiting for the reply."]
+    if meta is None:
+        return []
+    if meta.error:
+        lines += ["", f"> No reply: {meta.error}"]
+    elif outcome_notice(meta):
+        lines += ["", f"> {outcome_notice(meta)}"]
+    else:
+        lines += ["", "> With a person: the assistant drafted no reply."]
+    if _reply_facts(meta):
+        lines += ["", f"*{' · '.join(_reply_facts(meta))}*"]
+    return lines
+
+
+def _reply_notes(message: Message) -> list[str]:
+    """Under a reply: interrupted, its sources, its outcome, what produced it, the agent's feedback."""
+    meta, lines = message.meta or TurnMeta(created_at=0.0), []
+    if message.status is Status.INTERRUPTED:
+        lines += ["", f"> Interrupted: {meta.error or 'the reply stopped before its end.'}"]
+    if meta.sources:
+        lines += ["", "Sources:"]
+        lines += [f"- [{s['n']}] {s.get('title', '')} ({s.get('source', '')})" for s in meta.sources]
+    if outcome_notice(meta):  # cut off or refused
+        lines += ["", f"> {outcome_notice(meta)}"]
+    facts = _reply_facts(meta)
+    if facts:
+        lines += ["", f"*{' · '.join(facts)}*"]
+    feedback = message.feedback or Feedback()
+    verdict = {1: "thumbs up", 0: "thumbs down"}.get(feedback.score, "") if feedback.score is not None else ""
+    notes = [n for n in (verdict, f'"{feedback.comment}"' if feedback.comment else "",
+                         "approved for training" if message.approved else "") if n]
+    if notes:
+        lines += ["", f"Feedback: {' · '.join(notes)}"]
+    return lines

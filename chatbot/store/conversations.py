@@ -2,10 +2,13 @@
 
 Keys of one conversation `ID` (all expire together after the TTL):
   chatbot:conv:ID:messages  list of JSON messages {"ts", "role", "content", "meta"}; a customer's message
-                            also has "turn" (its id) and, until its reply is stored, "status": "pending"
-  chatbot:conv:ID:state     JSON state (memory summary and window, triage state)
+                            also has "turn" (its id) and, until its reply is stored, "status": "pending";
+                            read as `Message` (chatbot/store/messages.py)
+  chatbot:conv:ID:state     JSON state (memory summary and window, triage state), written only by
+                            compare-and-set on the meta's `state_version`
   chatbot:conv:ID:meta      hash: created, updated, title, counters, last intent/sentiment/priority,
-                            `intent:NAME` counts, `agent:NAME` marks, escalated
+                            `intent:NAME` counts, `agent:NAME` marks, escalated, state_version,
+                            turn_started (the start of the turn the last-* fields describe)
   chatbot:conv:ID:feedback  hash: `N:score`, `N:comment`, `N:at`, `N:approved` for the reply at list index N
   chatbot:conv:ID:turns     set of write tokens, so a retried write is applied once
   chatbot:conv:ID:text      every message's text, one per line, for search without decoding messages
@@ -16,33 +19,35 @@ chatbot:agents (agent by last activity), chatbot:approved (ids holding an approv
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
 import uuid
-from functools import wraps
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator
 
 import redis
 
-from chatbot.store.analytics import PENDING, ConversationSummary, merge_feedback, no_reply, summary_fields
+from chatbot.store.analytics import ConversationSummary, summary_fields
+from chatbot.store.faults import describe_fault, store_call as _store_call  # noqa: F401  (describe_fault re-exported)
+from chatbot.store.messages import PENDING_SECONDS, Message, Status, read_messages, settle, training_messages
+from chatbot.store.retries import retry_turn
 from chatbot.store.scripts import APPEND_TURN, DELETE_CONVERSATION, SET_FEEDBACK
 from chatbot.store.server import as_text, connect, restart_errors, retire
-from common.errors import ConversationNotFound, StoreUnavailable
+from common.errors import ConversationNotFound
 from common.redaction import redact
 
-F = TypeVar("F", bound=Callable[..., Any])
 INDEX = "chatbot:conversations"
 AGENTS = "chatbot:agents"
 APPROVED = "chatbot:approved"
 PARTS = ("messages", "state", "meta", "feedback", "turns", "text")
 BATCH = 200  # conversations per pipelined round trip when reading many
 ID_FORM = re.compile(r"[0-9a-f]{16}")  # what `ConversationStore.new_id` makes
-# A customer message is stored as PENDING when it is sent, and completed when its reply ends.
-INTERRUPTED = "interrupted"
-# A turn still pending after this long was cut off (its process stopped): it reads as interrupted.
-PENDING_SECONDS = 600.0
-STALE = "The reply was interrupted: the app stopped before it finished."
+# What the append script answers when the state changed since it was read; merges tried before giving up.
+CONFLICT, MERGE_TRIES = -1, 20
+# A turn's changes applied to the conversation state as stored now: current state -> new state.
+StateUpdate = Callable[[dict], dict]
+log = logging.getLogger(__name__)
 
 
 def _key(session_id: str, part: str) -> str:
@@ -51,64 +56,6 @@ def _key(session_id: str, part: str) -> str:
 
 def _agent_key(agent: str) -> str:
     return f"chatbot:agent:{agent}"
-
-
-def describe_fault(exc: Exception) -> str:
-    """What a Redis error means for the person at the page, in one sentence."""
-    text = str(exc).split("caused error: ", 1)[-1]  # a pipeline's error names its command first
-    if isinstance(exc, redis.TimeoutError):
-        return "The conversation store did not answer in time."
-    if isinstance(exc, redis.ConnectionError):
-        return f"The conversation store cannot be reached ({exc.__class__.__name__})."
-    if isinstance(exc, redis.ReadOnlyError) or text.startswith("READONLY"):
-        return "The conversation store is a read-only replica and refused the write."
-    if text.startswith("OOM") or "maxmemory" in text:
-        return "The conversation store is out of memory and refused the write."
-    code = text.split(" ", 1)[0] if text[:1].isupper() else exc.__class__.__name__
-    return f"The conversation store refused the request ({code})."
-
-
-def _store_call(method: F) -> F:
-    """Turn every Redis fault into StoreUnavailable, reviving a lost embedded server once first.
-
-    A lost connection or a timeout, and every error the server answers (out of memory, read-only
-    replica, a script it no longer has, a key of the wrong type...): the page shows one message
-    and keeps the customer's text; it never shows a traceback.
-    """
-
-    @wraps(method)
-    def wrapper(self: "ConversationStore", *args: Any, **kwargs: Any) -> Any:
-        client = self.client
-        try:
-            return method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            error: Exception = exc
-            if self._revive(client):
-                try:
-                    return method(self, *args, **kwargs)
-                except redis.RedisError as again:
-                    error = again
-            raise StoreUnavailable(describe_fault(error)) from error
-        except redis.RedisError as exc:
-            raise StoreUnavailable(describe_fault(exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _holds(text: str, needle: str) -> bool:
-    """Whether `needle` (case-folded) is in the text as an agent may see it: secrets in conversations
-    stored before redaction existed never match. Redacting only the few texts that match keeps a
-    search over thousands of conversations fast."""
-    return needle in text.casefold() and needle in redact(text).casefold()
-
-
-def settle(messages: list[dict], now: float, after: float) -> list[dict]:
-    """Messages whose turn never finished (its process stopped) read as interrupted after `after` seconds."""
-    for message in messages:
-        if message.get("status") == PENDING and now - float(message.get("ts") or now) >= after:
-            message["status"] = INTERRUPTED
-            message["meta"] = {**(message.get("meta") or {}), "error": STALE, "interrupted": True}
-    return messages
 
 
 class ConversationStore:
@@ -122,6 +69,8 @@ class ConversationStore:
         self._reconnect = reconnect
         self.revive_error = ""
         self.pending_seconds = PENDING_SECONDS
+        # Told (event type, data) of feedback on a reply: the webhook dispatcher, when there is one.
+        self.events: Callable[[str, dict], None] = lambda event_type, data: None
         self._lock = threading.Lock()
         self._append = client.register_script(APPEND_TURN)
         self._feedback = client.register_script(SET_FEEDBACK)
@@ -169,51 +118,68 @@ class ConversationStore:
             return True
         return bool(session_id) and self.exists(session_id)
 
-    def append(self, session_id: str, messages: list[dict], state: dict | None = None, *, agent: str = "") -> None:
-        """Append one turn's messages, replace the state and update the indexes, all in one atomic step."""
+    def append(self, session_id: str, messages: list[dict], state: dict | None = None, *, agent: str = "",
+               update: StateUpdate | None = None) -> None:
+        """Append one turn's messages, set the state (`state`, or `update` merged, see `finish_turn`) and
+        update the indexes, all in one atomic step. The messages count as a turn begun now: a turn
+        begun earlier that ends later leaves the summary fields they set (a handoff, say)."""
         # The token makes the write idempotent: a retry after a lost reply is not applied twice.
-        self._write_turn(session_id, messages, state, agent, uuid.uuid4().hex)
+        self._write_merged(session_id, messages, state, update, agent, uuid.uuid4().hex, self.clock())
 
     def begin_turn(self, session_id: str, text: str, *, agent: str = "") -> dict:
         """Store a customer's message as it is sent, before any reply: returns it as stored (pending)."""
-        message = {"ts": self.clock(), "role": "user", "content": text, "turn": uuid.uuid4().hex, "status": PENDING}
-        length = self._write_turn(session_id, [message], None, agent, message["turn"])
+        sent = Message(role="user", content=text, ts=self.clock(), turn=uuid.uuid4().hex, status=Status.PENDING)
+        message = sent.to_stored()
+        length = self._write_turn(session_id, [message], None, agent, sent.turn, started=sent.ts)
         # Where it was stored: its turn finds it there without reading the list (a hint; it is checked).
         return {**message, "at": int(length) - 1} if length else message
 
     def retry_turn(self, session_id: str, turn: str, *, agent: str = "") -> dict | None:
-        """Send again the message of a turn that got no reply: the same stored message, pending once more.
-
-        Returns it as `begin_turn` does; None when the conversation holds no unanswered message of that
-        turn (then the caller begins a new turn). Its failure leaves the failed-turn count.
-        """
-        messages = self.messages(session_id)
-        at = next((i for i, m in enumerate(messages) if m.get("turn") == turn and m.get("role") == "user"), None)
-        if at is None or not no_reply(messages[at].get("meta") or {}):
-            return None
-        message = {"ts": self.clock(), "role": "user", "content": messages[at]["content"], "turn": turn,
-                   "status": PENDING}
-        # A finished failed turn was counted as failed; one whose process died never finished (still pending).
-        counted = "status" not in messages[at]
-        self._write_turn(session_id, [], None, agent, uuid.uuid4().hex, replaces=message, where=at,
-                         adjust={"failed": -1} if counted else None)
-        return {**message, "at": at}
+        """Send again the message of a turn that got no reply (see `chatbot.store.retries.retry_turn`)."""
+        return retry_turn(self, session_id, turn, agent=agent)
 
     def finish_turn(self, session_id: str, sent: dict, replies: list[dict], state: dict | None = None, *,
-                    meta: dict | None = None, agent: str = "") -> None:
+                    meta: dict | None = None, agent: str = "", update: StateUpdate | None = None) -> None:
         """Complete a turn begun with `begin_turn`: its message (with `meta` when it got no reply) and the replies.
 
         One atomic step; the message is found by its turn id wherever it is now in the list.
+        `update(current state) -> new state` applies the turn's changes to the state as stored at
+        the moment of writing: it is called again (with the newer state) when another turn stored
+        the state in between, so a turn that ends late never writes over a later turn's changes.
         """
         final = {k: v for k, v in sent.items() if k not in ("status", "at")}
         if meta is not None:
             final["meta"] = meta
-        self._write_turn(session_id, replies, state, agent, uuid.uuid4().hex, replaces=final,
-                         where=int(sent.get("at", -1)))
+        self._write_merged(session_id, replies, state, update, agent, uuid.uuid4().hex, sent.get("ts"),
+                           replaces=final, where=int(sent.get("at", -1)))
+
+    def _write_merged(self, session_id: str, messages: list[dict], state: dict | None, update: StateUpdate | None,
+                      agent: str, token: str, started: float | None, **placed: Any) -> int:
+        """`_write_turn` with the state compare-and-set on its version, merged again on each conflict."""
+        for _ in range(MERGE_TRIES if update is not None else 0):
+            current, version = self.state_versioned(session_id)
+            length = self._write_turn(session_id, messages, update(current), agent, token, expected=version,
+                                      started=started, **placed)
+            if length != CONFLICT:
+                return length
+        if update is not None:  # never expected: the messages are kept, the state is left to the others
+            log.warning("Conversation %s: state changed %d times while merging; stored without it",
+                        session_id, MERGE_TRIES)
+        return self._write_turn(session_id, messages, state, agent, token, started=started, **placed)
+
+    @_store_call
+    def state_versioned(self, session_id: str) -> tuple[dict, int]:
+        """The state and its version (how many times it was written), read together."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(_key(session_id, "state"))
+        pipe.hget(_key(session_id, "meta"), "state_version")
+        raw, version = pipe.execute()
+        return (json.loads(raw) if raw else {}), int(version or 0)
 
     @_store_call
     def _write_turn(self, session_id: str, messages: list[dict], state: dict | None, agent: str, token: str,
-                    replaces: dict | None = None, where: int = -1, adjust: dict[str, int] | None = None) -> int:
+                    replaces: dict | None = None, where: int = -1, expected: int | None = None,
+                    started: float | None = None, adjust: dict[str, int] | None = None) -> int:
         now = self.clock()
         encoded = [json.dumps({"ts": now, **m}, ensure_ascii=False) for m in messages]
         sets, incr, title = summary_fields([replaces, *messages] if replaces else messages)
@@ -231,19 +197,24 @@ class ConversationStore:
         args.append(len(incr))
         for name, value in incr.items():
             args += [name, value]
-        args += [title, "".join(m.get("content", "") + "\n" for m in messages)]
+        args += [title, "".join(Message.from_stored(m).content + "\n" for m in messages),
+                 "" if expected is None else expected, "" if started is None else repr(float(started))]
         keys = [_key(session_id, p) for p in ("messages", "state", "meta", "turns", "feedback", "text")]
         keys += [INDEX, AGENTS]
         return int(self._append(keys=keys, args=args, client=self.client) or 0)
 
     @_store_call
-    def messages(self, session_id: str) -> list[dict]:
+    def messages(self, session_id: str) -> list[Message]:
         """The conversation's messages in order, each reply with its feedback and approval."""
         pipe = self.client.pipeline(transaction=True)
         pipe.lrange(_key(session_id, "messages"), 0, -1)
         pipe.hgetall(_key(session_id, "feedback"))
         raw_messages, raw_feedback = pipe.execute()
-        messages = merge_feedback([json.loads(raw) for raw in raw_messages], raw_feedback)
+        return self._read(raw_messages, raw_feedback)
+
+    def _read(self, raw_messages: list, raw_feedback: dict) -> list[Message]:
+        """Stored JSON into typed messages: every read of messages goes through here."""
+        messages = read_messages((json.loads(raw) for raw in raw_messages), raw_feedback)
         return settle(messages, self.clock(), self.pending_seconds)
 
     @_store_call
@@ -279,12 +250,13 @@ class ConversationStore:
     # -- feedback ------------------------------------------------------------------------------
 
     @_store_call
-    def _set_feedback_fields(self, session_id: str, index: int, pairs: list[str]) -> None:
+    def _set_feedback_fields(self, session_id: str, index: int, pairs: list[str], ts: float | None) -> None:
         if index < 0:
             raise ConversationNotFound(f"There is no reply at position {index} of conversation {session_id}.")
         keys = [_key(session_id, "messages"), _key(session_id, "feedback"), APPROVED]
         try:
-            self._feedback(keys=keys, args=[session_id, index, *pairs], client=self.client)
+            self._feedback(keys=keys, args=[session_id, index, "" if ts is None else repr(float(ts)), *pairs],
+                           client=self.client)
         except redis.ResponseError as exc:
             if "NOMESSAGE" in str(exc) or "NOREPLY" in str(exc):
                 raise ConversationNotFound(
@@ -292,21 +264,25 @@ class ConversationStore:
                 ) from exc
             raise
 
-    def set_feedback(self, session_id: str, index: int, score: int | None, comment: str = "") -> None:
+    def set_feedback(self, session_id: str, index: int, score: int | None, comment: str = "", *,
+                     ts: float | None = None) -> None:
         """Thumbs (1 up, 0 down, None cleared) and an optional comment on the reply at `index`.
 
         The comment is redacted like a customer's message: agents paste what the customer wrote.
+        `ts`, the reply's time as read, finds it if another tab's turn moved it since.
         """
         if score not in (None, 0, 1):
             raise ValueError("score must be 1 (up), 0 (down) or None")
         now = repr(self.clock()) if score is not None or comment.strip() else ""
         self._set_feedback_fields(session_id, index, [
             "score", "" if score is None else str(score), "comment", redact(comment.strip()), "at", now,
-        ])
+        ], ts)
+        self.events("feedback.received", {"conversation_id": session_id, "message_index": index, "score": score,
+                                          "comment": redact(comment.strip())})
 
-    def set_approved(self, session_id: str, index: int, approved: bool) -> None:
-        """Mark the reply at `index` as approved for training datasets (or take the mark back)."""
-        self._set_feedback_fields(session_id, index, ["approved", repr(self.clock()) if approved else ""])
+    def set_approved(self, session_id: str, index: int, approved: bool, *, ts: float | None = None) -> None:
+        """Mark the reply at `index` (found by `ts` if it moved) as approved for training (or take it back)."""
+        self._set_feedback_fields(session_id, index, ["approved", repr(self.clock()) if approved else ""], ts)
 
     @_store_call
     def approved_ids(self) -> list[str]:
@@ -322,19 +298,7 @@ class ConversationStore:
     def approved_conversations(self, limit: int | None = None) -> Iterator[dict]:
         """Conversations with an approved reply, in the training dataset builder's shape."""
         for conversation in self.load(self.approved_ids()[:limit]):
-            messages: list[dict] = []
-            for m in conversation["messages"]:
-                meta = m.get("meta") or {}
-                # A message that got no reply was sent again by the agent; a model never saw it answered.
-                if m["role"] == "user" and (meta.get("error") or m.get("status")):
-                    continue
-                if m["role"] == "assistant" and meta.get("interrupted"):
-                    # A reply cut off half-way teaches nothing: it goes, with the message it answered.
-                    if messages and messages[-1]["role"] == "user":
-                        messages.pop()
-                    continue
-                messages.append({"role": m["role"], "content": m["content"], "approved": bool(m.get("approved"))})
-            yield {"id": conversation["id"], "messages": messages}
+            yield {"id": conversation["id"], "messages": training_messages(conversation["messages"])}
 
     # -- listing, search, loading many -----------------------------------------------------------
 
@@ -371,7 +335,7 @@ class ConversationStore:
 
     @_store_call
     def load(self, ids: Iterable[str]) -> list[dict]:
-        """Whole conversations: summary fields, state and messages (with feedback), in the order given."""
+        """Whole conversations: summary fields, state and `messages` (Message, with feedback), in the order given."""
         ids = list(ids)
         loaded: list[dict] = []
         for start in range(0, len(ids), BATCH):
@@ -387,8 +351,7 @@ class ConversationStore:
                 meta, state, raw_messages, feedback = replies[4 * n:4 * n + 4]
                 if not meta:
                     continue
-                messages = settle(merge_feedback([json.loads(raw) for raw in raw_messages], feedback),
-                                  self.clock(), self.pending_seconds)
+                messages = self._read(raw_messages, feedback)
                 loaded.append({**ConversationSummary.from_hash(session_id, meta).to_dict(),
                                "state": json.loads(state) if state else {}, "messages": messages})
         return loaded
@@ -403,42 +366,9 @@ class ConversationStore:
     def search(self, *, text: str = "", intent: str = "", escalated: bool | None = None,
                since: float | None = None, until: float | None = None, agent: str = "",
                limit: int = 50, scan: int = 2000) -> list[ConversationSummary]:
-        """Conversations started in [since, until] that match every filter given, most recent first.
+        """Conversations started in [since, until] that match every filter given, most recent first
+        (chatbot.store.search.search_conversations)."""
+        from chatbot.store.search import search_conversations  # it reads the store's keys: imported here
 
-        Text matches the messages' content, case-insensitively. Without a search index this scans
-        at most `scan` conversations (by last activity), which is plenty for a support desk's
-        working set and keeps a search to a few pipelined round trips.
-        """
-        needle = text.strip().casefold()
-        matches: list[ConversationSummary] = []
-        ids = self.ids_between(since, None, agent=agent, limit=scan)
-        for start in range(0, len(ids), BATCH):
-            candidates = [
-                s for s in self.summaries(ids[start:start + BATCH])
-                if (since is None or s.created >= since) and (until is None or s.created <= until)
-                and (not intent or intent in s.intents)
-                and (escalated is None or s.escalated == escalated)
-            ]
-            if needle and candidates:
-                texts = self._contents([s.id for s in candidates])
-                candidates = [s for s in candidates if _holds(s.title, needle) or _holds(texts[s.id], needle)]
-            matches += candidates
-            if len(matches) >= limit:
-                break
-        return matches[:limit]
-
-    @_store_call
-    def _contents(self, ids: list[str]) -> dict[str, str]:
-        """Every message's text per conversation."""
-        pipe = self.client.pipeline(transaction=False)
-        for session_id in ids:
-            pipe.get(_key(session_id, "text"))
-        texts = dict(zip(ids, pipe.execute()))
-        # Conversations written before the text key existed: read their messages instead.
-        older = [sid for sid, text in texts.items() if text is None]
-        pipe = self.client.pipeline(transaction=False)
-        for session_id in older:
-            pipe.lrange(_key(session_id, "messages"), 0, -1)
-        for session_id, raws in zip(older, pipe.execute()):
-            texts[session_id] = "\n".join(json.loads(raw).get("content", "") for raw in raws)
-        return {sid: as_text(text) for sid, text in texts.items()}
+        return search_conversations(self, text=text, intent=intent, escalated=escalated, since=since, until=until,
+                                    agent=agent, limit=limit, scan=scan)

@@ -8,7 +8,12 @@ Anthropic API refuses, so every later turn failed), and a refused message would 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from common.types import Stop
+
+if TYPE_CHECKING:
+    from chatbot.store.messages import TurnMeta
 
 ANSWER = "answer"
 # Cut off at the token limit: stored and shown, marked as incomplete.
@@ -61,9 +66,10 @@ def keeps_customer_message(outcome: str) -> bool:
     return outcome != REFUSAL
 
 
-def outcome_notice(meta: dict) -> str:
-    """The line shown with a reply that is not a plain answer; "" for an answer."""
-    outcome = meta.get("outcome", "")
-    if outcome == EMPTY and meta.get("stop_reason") == Stop.LENGTH:
+def outcome_notice(meta: "TurnMeta | None") -> str:
+    """The line shown with a reply that is not a plain answer; "" for an answer (or no metadata)."""
+    if meta is None:
+        return ""
+    if meta.outcome == EMPTY and meta.stop_reason == Stop.LENGTH:
         return EMPTY_AT_LIMIT
-    return NOTICES.get(outcome, "")
+    return NOTICES.get(meta.outcome, "")

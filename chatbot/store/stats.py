@@ -4,27 +4,27 @@ from __future__ import annotations
 
 from statistics import mean
 
-from chatbot.store.analytics import count_turns
+from chatbot.store.messages import Message, TurnMeta, count_turns
 
 
-def conversation_stats(messages: list[dict]) -> dict:
+def conversation_stats(messages: list[Message]) -> dict:
     """Turns, retrievals, tokens, latency and time to first token of one conversation."""
-    metas = [m["meta"] for m in messages if m.get("role") == "assistant" and m.get("meta")]
+    metas = [m.meta for m in messages if not m.is_user and m.meta is not None]
     turns, failed = count_turns(messages)  # the same count as History's and the Stats page's
-    latencies = [m["latency_ms"] for m in metas if m.get("latency_ms") is not None]
-    ttfts = [m["ttft_ms"] for m in metas if m.get("ttft_ms")]
-    last = metas[-1] if metas else {}
+    latencies = [m.latency_ms for m in metas]
+    ttfts = [m.ttft_ms for m in metas if m.ttft_ms]
+    last = metas[-1] if metas else TurnMeta(created_at=0.0)
     return {
         "turns": turns,
         "failed_turns": failed,
-        "retrievals": sum(1 for m in metas if m.get("retrieved")),
-        "passages_cited": sum(len(m.get("citations", [])) for m in metas),
-        "tokens_in": sum(m.get("input_tokens", 0) for m in metas),
-        "tokens_out": sum(m.get("output_tokens", 0) for m in metas),
+        "retrievals": sum(1 for m in metas if m.retrieved),
+        "passages_cited": sum(len(m.citations) for m in metas),
+        "tokens_in": sum(m.input_tokens for m in metas),
+        "tokens_out": sum(m.output_tokens for m in metas),
         "last_latency_ms": latencies[-1] if latencies else None,
         "mean_latency_ms": mean(latencies) if latencies else None,
         "last_ttft_ms": ttfts[-1] if ttfts else None,
         "mean_ttft_ms": mean(ttfts) if ttfts else None,
-        "backend": last.get("backend", ""),
-        "model": last.get("model", ""),
+        "backend": last.backend,
+        "model": last.model,
     }

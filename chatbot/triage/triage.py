@@ -75,6 +75,9 @@ class TriageState:
     intents: list[str] = field(default_factory=list)
     priority: int = 1  # the highest priority of the case so far
     escalation_message: str = ""  # the customer message that triggered the handoff
+    # Messages assessed so far: how a turn's additions to the histories are told apart when two
+    # turns' changes are merged (chatbot/triage/merge.py).
+    assessed: int = 0
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -157,6 +160,7 @@ class Triage:
     ) -> TriageResult:
         """Triage one customer message and update `state` (sentiment history, counters, transitions)."""
         state.customer_tier = customer_tier or state.customer_tier
+        state.assessed += 1
         sentiment = analyse_sentiment(text)
         # Bounded, so a long conversation's stored state stays small.
         state.sentiment_history = [*state.sentiment_history, round(sentiment.score, 4)][-HISTORY:]
@@ -174,22 +178,7 @@ class Triage:
         )
         state.priority = max(state.priority, priority)
 
-        reasons = []
-        if choice.intent in HUMAN_INTENTS or (choice.escalate and not choice.abstained) or HUMAN_REQUEST.search(text):
-            reasons.append("human requested")
-        if LEGAL_THREAT.search(text):
-            reasons.append("legal threat")
-        if SECURITY_REPORT.search(text):
-            reasons.append("security or fraud report")
-        if sentiment.score <= self.anger_score:
-            reasons.append("angry customer")
-        if priority >= self.escalate_priority:
-            reasons.append(f"priority {priority}")
-        history = state.sentiment_history
-        if trend == "deteriorating" and len(history) >= 3 and sum(history[-2:]) / 2 <= self.deteriorating_floor:
-            reasons.append("sentiment deteriorating")
-        if state.failed_answers >= self.failed_answers_limit:
-            reasons.append(f"{state.failed_answers} answers did not help")
+        reasons = self._escalation_reasons(text, choice, state, sentiment, trend, priority)
 
         newly = False
         if state.escalated:
@@ -213,6 +202,27 @@ class Triage:
             newly_escalated=newly,
             failed_answer=failed,
         )
+
+    def _escalation_reasons(self, text: str, choice: "RouteChoice", state: TriageState, sentiment,
+                            trend: str, priority: int) -> list[str]:
+        """Why a message hands the conversation to a person; empty when nothing does."""
+        reasons = []
+        if choice.intent in HUMAN_INTENTS or (choice.escalate and not choice.abstained) or HUMAN_REQUEST.search(text):
+            reasons.append("human requested")
+        if LEGAL_THREAT.search(text):
+            reasons.append("legal threat")
+        if SECURITY_REPORT.search(text):
+            reasons.append("security or fraud report")
+        if sentiment.score <= self.anger_score:
+            reasons.append("angry customer")
+        if priority >= self.escalate_priority:
+            reasons.append(f"priority {priority}")
+        history = state.sentiment_history
+        if trend == "deteriorating" and len(history) >= 3 and sum(history[-2:]) / 2 <= self.deteriorating_floor:
+            reasons.append("sentiment deteriorating")
+        if state.failed_answers >= self.failed_answers_limit:
+            reasons.append(f"{state.failed_answers} answers did not help")
+        return reasons
 
     @staticmethod
     def _next_state(current: str, text: str, choice: "RouteChoice") -> str:

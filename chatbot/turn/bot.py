@@ -15,15 +15,18 @@ from chatbot.store.outcomes import keeps_customer_message, turn_texts
 from chatbot.prompts.template import PromptTemplate
 from chatbot.prompts.library import PromptLibrary, RenderedPrompt
 from common.redaction import redact, redact_with_kinds
-from chatbot.store.analytics import HANDOFF
+from chatbot.store.messages import HANDOFF
 from chatbot.turn.citations import cited_numbers  # noqa: F401  (re-exported: callers read citations from here)
 from chatbot.turn.reply import Reply, TurnMeta
 from chatbot.routing.classifier import LLMClassifier
 from chatbot.routing.routes import UNKNOWN, RouteChoice
 from chatbot.routing.router import IntentRouter
+from chatbot.triage.merge import merge_triage
 from chatbot.triage.triage import Triage, TriageState, handoff_summary
 from chatbot.turn.steps import FixedReply, clean_message, customer_context, customer_messages, retrieve, summarise
 from chatbot.store.conversations import ConversationStore
+from chatbot.handoff.queue import HandoffQueue
+from chatbot.webhooks.events import CONVERSATION_ESCALATED, MESSAGE_CREATED, REPLY_COMPLETED, EventSink, ignore_event
 from knowledge.store import KnowledgeBase
 from common.types import Passage
 
@@ -71,8 +74,14 @@ class Chatbot:
         window_messages: int = 12,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        events: EventSink = ignore_event,
+        handoff: HandoffQueue | None = None,
     ):
         self.knowledge = knowledge
+        # Events for webhooks (message.created, reply.completed, conversation.escalated), and the
+        # queue where a handed-off conversation waits for a person.
+        self.events = events
+        self.handoff = handoff
         self.backend = backend
         self.store = store
         self.prompts = prompts or PromptLibrary()
@@ -130,8 +139,11 @@ class Chatbot:
         # Secrets never reach the store, the search index, exports, training data or the model.
         text, redacted = redact_with_kinds(text)
         # Stored before anything else can fail: whatever happens to the reply, the message is kept.
-        sent = (again and self.store.retry_turn(session_id, again, agent=agent)) \
-            or self.store.begin_turn(session_id, text, agent=agent)
+        sent = again and self.store.retry_turn(session_id, again, agent=agent)
+        if not sent:  # a message sent again was created before, and announced then
+            sent = self.store.begin_turn(session_id, text, agent=agent)
+            self.events(MESSAGE_CREATED, {"conversation_id": session_id, "message": {
+                "role": "user", "content": text, "turn": sent["turn"], "agent": agent}})
         try:
             return self._prepare(session_id, text, redacted, sent, started, stages, lap,
                                  customer=customer, agent=agent)
@@ -158,6 +170,8 @@ class Chatbot:
         state = self.store.state(session_id)
         memory = self._memory(state)
         triage_state = TriageState.from_dict(state.get("triage"))
+        # As read: the turn's triage changes are merged from here into the state stored when it ends.
+        base = TriageState.from_dict(state.get("triage"))
         choice = self.route(text, vector, memory)
         verdict = self.triage.assess(
             text, choice or UNROUTED, triage_state, customer_tier=(customer or {}).get("tier", "standard")
@@ -169,7 +183,7 @@ class Chatbot:
             route=choice.to_dict() if choice else {}, triage=verdict.to_dict(), redacted=redacted,
         )
         if triage_state.escalated:
-            return self._handoff(session_id, text, memory, triage_state, meta, started, sent)
+            return self._handoff(session_id, text, memory, triage_state, meta, started, sent, base)
         passages = retrieve(self.knowledge, text, vector, customer_messages(memory), self.top_k)
         mark = lap("retrieve", mark)
         summary, recent = memory.context()
@@ -182,7 +196,7 @@ class Chatbot:
         meta.prompt_name, meta.prompt_version, meta.prompt_hash = prompt.name, prompt.version, prompt.hash
         meta.retrieved = [p.to_dict() for p in passages]
         return Reply(session_id, text, request, meta, started, self.backend,
-                     on_end=lambda reply, failed: self.end_turn(reply, memory, failed, sent),
+                     on_end=lambda reply, failed: self.end_turn(reply, base, failed, sent),
                      reasoning=prompt.chain_of_thought, triage_state=triage_state)
 
     def preview(self, text: str, *, template: PromptTemplate, version: int, customer_tier: str = "standard",
@@ -228,18 +242,42 @@ class Chatbot:
         )
 
     def _handoff(self, session_id: str, text: str, memory: ConversationMemory, triage_state: TriageState,
-                 meta: TurnMeta, started: float, sent: dict) -> Reply:
+                 meta: TurnMeta, started: float, sent: dict, base: TriageState) -> Reply:
         """A handed-off conversation: say so once, with a brief for the human; then stay silent."""
         notice = self.triage.announce_handoff(triage_state) or ""
         if notice:
-            earlier = [m for m in self.store.messages(session_id) if m.get("turn") != sent["turn"]]
+            earlier = [m.as_chat() for m in self.store.messages(session_id) if m.turn != sent["turn"]]
             history = [*earlier, {"role": "user", "content": text}]
             triage_state.handoff_summary = handoff_summary(triage_state, history)
             meta.triage["handoff_summary"] = triage_state.handoff_summary
         meta.backend, meta.model = HANDOFF, ""
         request = ChatRequest(system="", messages=[{"role": "user", "content": text}], query=text)
         return Reply(session_id, text, request, meta, started, FixedReply(notice),
-                     on_end=lambda reply, failed: self.end_turn(reply, memory, failed, sent), triage_state=triage_state)
+                     on_end=lambda reply, failed: self._end_handoff(reply, base, failed, sent, bool(notice)),
+                     triage_state=triage_state)
+
+    def _end_handoff(self, reply: Reply, base: TriageState, failed: bool, sent: dict,
+                     announced: bool) -> None:
+        """Store a handed-off turn; the escalating one opens a case in the queue, later ones wait for a person."""
+        waiting = not announced and not failed
+        self.end_turn(reply, base, failed, sent)  # a message with no reply reads as waiting for a person
+        if failed:
+            return
+        verdict, state = reply.meta.triage, reply.triage_state or TriageState()
+        escalation = {"brief": state.handoff_summary, "reasons": list(verdict.get("reasons") or []),
+                      "sentiment": str(verdict.get("sentiment", "")), "priority": int(verdict.get("priority") or 0),
+                      "message": reply.user_text}
+        try:
+            if self.handoff is not None and waiting:
+                self.handoff.customer_waiting(reply.session_id)
+            elif self.handoff is not None:
+                self.handoff.escalate(reply.session_id, **escalation)
+        except ChatbotError as exc:  # the turn is stored; the page must not fail on the queue's record
+            log.warning("The handoff queue missed conversation %s: %s", reply.session_id, exc)
+        if waiting:
+            return
+        self.events(CONVERSATION_ESCALATED, {"conversation_id": reply.session_id, **escalation,
+                                             "notice": reply.text})
 
     def ask(self, session_id: str, text: str) -> Reply | None:
         """Send and consume a whole turn (CLI, tests); BackendError propagates after persisting."""
@@ -248,17 +286,20 @@ class Chatbot:
             reply.consume()
         return reply
 
-    def end_turn(self, reply: Reply, memory: ConversationMemory, failed: bool, sent: dict | None = None) -> None:
+    def end_turn(self, reply: Reply, base: TriageState | None, failed: bool, sent: dict | None = None) -> None:
         """Store a finished turn: the customer's message, the reply unless it failed or was empty, memory and triage.
 
         `sent` is the customer's message as `begin_turn` stored it; it is completed in place. A
         reply that stopped early keeps the text that arrived, marked interrupted; one that failed
         before any text leaves the reason on the customer's message. The model sees later only
         answers (a cut-off one marked so), never a blank reply, a refusal or an interrupted reply.
+        Memory and triage are merged into the state as stored when the turn ends (`base` is the
+        triage state the turn read): another tab's turn stored meanwhile is kept, not overwritten.
         """
         mark = time.perf_counter()
+        added: list[tuple[str, str]] = []
         if failed or keeps_customer_message(reply.meta.outcome):
-            memory.add("user", reply.user_text)
+            added.append(("user", reply.user_text))
         stored, remembered = turn_texts(reply.text, reply.meta.outcome, failed)
         if failed and reply.meta.interrupted and reply.text:
             stored = reply.text  # what arrived before it stopped, shown marked interrupted
@@ -267,21 +308,56 @@ class Chatbot:
         if stored is not None:
             replies.append({"role": "assistant", "content": stored, "meta": meta})
         if remembered is not None:
-            memory.add("assistant", remembered)
+            added.append(("assistant", remembered))
+        started = sent.get("ts") if sent is not None else None
+
+        def update(current: dict) -> dict:
+            return self._merged_state(current, added, reply, replies, base, started)
+
+        if sent is None:
+            user = {"role": "user", "content": reply.user_text, **({} if replies else {"meta": meta})}
+            self.store.append(reply.session_id, [user, *replies], update=update, agent=reply.meta.agent)
+        else:
+            self.store.finish_turn(reply.session_id, sent, replies, meta=None if replies else meta,
+                                   agent=reply.meta.agent, update=update)
+        reply.meta.stages_ms["persist"] = (time.perf_counter() - mark) * 1000
+        if replies and reply.meta.backend != HANDOFF:
+            self.events(REPLY_COMPLETED, _completed(reply, stored or "", failed))
+
+    def _merged_state(self, current: dict, added: list[tuple[str, str]], reply: Reply, replies: list[dict],
+                      base: TriageState | None, started: float | None) -> dict:
+        """The conversation state as stored now (`current`) with this turn's messages and triage in it."""
+        memory = self._memory(current)
+        for role, content in added:
+            memory.add(role, content)
+        if added and added[-1][0] == "assistant":
             reply.meta.summary_updated = memory.fold(self._summarise)
             if replies:
                 replies[-1]["meta"] = reply.meta.to_dict()
-        state = {"memory": memory.to_dict()}
+        state = {**current, "memory": memory.to_dict()}
+        newest = float(current.get("turn_started") or 0.0)
+        if started is not None:
+            state["turn_started"] = max(newest, float(started))
         if reply.triage_state is not None:
-            state["triage"] = reply.triage_state.to_dict()
-        if sent is None:
-            user = {"role": "user", "content": reply.user_text, **({} if replies else {"meta": meta})}
-            self.store.append(reply.session_id, [user, *replies], state, agent=reply.meta.agent)
-        else:
-            self.store.finish_turn(reply.session_id, sent, replies, state, meta=None if replies else meta,
-                                   agent=reply.meta.agent)
-        reply.meta.stages_ms["persist"] = (time.perf_counter() - mark) * 1000
+            mine = reply.triage_state
+            if base is not None:
+                later = started is None or float(started) >= newest
+                mine = merge_triage(base, mine, TriageState.from_dict(current.get("triage")), later=later)
+            state["triage"] = mine.to_dict()
+        return state
 
     def _summarise(self, previous: str, folded: list[dict]) -> str:
         """Fold old turns with the backend where it can summarise, extractively otherwise."""
         return summarise(self.backend, self.prompts, previous, folded)
+
+
+def _completed(reply: Reply, stored: str, failed: bool) -> dict:
+    """The data of a reply.completed event: the reply and what the turn did."""
+    meta = reply.meta
+    return {"conversation_id": reply.session_id, "message": reply.user_text, "reply": stored,
+            "outcome": meta.outcome, "interrupted": meta.interrupted or failed, "error": meta.error,
+            "intent": (meta.route or {}).get("intent", ""), "triage": meta.triage,
+            "prompt": {"name": meta.prompt_name, "version": meta.prompt_version},
+            "backend": meta.backend, "model": meta.model, "citations": meta.citations,
+            "usage": {"input_tokens": meta.input_tokens, "output_tokens": meta.output_tokens},
+            "latency_ms": round(meta.latency_ms, 1), "agent": meta.agent}

@@ -1,14 +1,13 @@
-"""One turn's reply as it streams, and what the turn did (`TurnMeta`), stored with it."""
+"""One turn's reply as it streams; what the turn did is its `TurnMeta` (chatbot/store/messages.py), stored with it."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from backends.base import Backend
-from chatbot.store.analytics import HANDOFF
+from chatbot.store.messages import HANDOFF, INTERRUPTED_TEXT, TurnMeta
 from chatbot.turn.citations import cited_numbers
 from chatbot.store.outcomes import read_outcome
 from chatbot.turn.reasoning import ReasoningFilter
@@ -16,57 +15,7 @@ from chatbot.triage.triage import TriageState
 from common.errors import BackendError, ChatbotError
 from common.types import ChatRequest, Passage, Usage
 
-# What a reply that stopped early says: the page was rerun (a widget touched mid-stream), the tab
-# closed, the script was stopped, or the stream was dropped before it ended.
-INTERRUPTED = "The reply was interrupted before it finished."
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TurnMeta:
-    """What one turn did, stored with the reply and shown in the sidebar."""
-
-    session_id: str
-    backend: str
-    model: str
-    prompt_name: str = ""
-    prompt_version: int = 0
-    prompt_hash: str = ""
-    retrieved: list[dict] = field(default_factory=list)
-    citations: list[int] = field(default_factory=list)
-    input_tokens: int = 0
-    output_tokens: int = 0
-    latency_ms: float = 0.0
-    ttft_ms: float = 0.0
-    stages_ms: dict[str, float] = field(default_factory=dict)
-    summarised_messages: int = 0
-    # Kinds of secret replaced by a marker in the customer's message ("card", "password", ...).
-    redacted: list[str] = field(default_factory=list)
-    summary_updated: bool = False
-    route: dict[str, Any] = field(default_factory=dict)
-    triage: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    # Why the backend stopped (a common.types.Stop value, "" when it does not say), and what the
-    # reply was made of it (chatbot.store.outcomes: answer, cut_off, refusal, empty; "" for no model reply).
-    stop_reason: str = ""
-    outcome: str = ""
-    # The reply stopped before its end (rerun, closed tab, a backend failure half-way): `error` says why.
-    interrupted: bool = False
-    agent: str = ""
-    created_at: float = field(default_factory=time.time)
-
-    @property
-    def handed_off(self) -> bool:
-        """The conversation is with a human: the bot drafted no reply."""
-        return bool(self.triage.get("escalate"))
-
-    @property
-    def sources(self) -> list[dict]:
-        """The passages the reply cited, each with its marker number."""
-        return [{"n": n, **self.retrieved[n - 1]} for n in self.citations]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # Called once when a reply's stream ends: (the reply, whether it failed).
@@ -155,7 +104,7 @@ class Reply:
         if self.done:
             return
         self.meta.interrupted = True
-        self.meta.error = self.meta.error or INTERRUPTED
+        self.meta.error = self.meta.error or INTERRUPTED_TEXT
         try:
             self._finish(failed=True)
         except ChatbotError as exc:  # the store is down too: the message stays pending, read as interrupted later

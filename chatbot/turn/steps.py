@@ -8,7 +8,7 @@ import unicodedata
 from typing import Any, Iterator, Sequence
 
 from backends.base import Backend
-from chatbot.store.analytics import HANDOFF
+from chatbot.store.messages import HANDOFF
 from chatbot.turn.contextual_search import search_in_context
 from chatbot.turn.memory import ConversationMemory, extractive_summary
 from chatbot.store.outcomes import ANSWER, read_outcome

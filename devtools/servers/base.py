@@ -282,9 +282,11 @@ class ProtocolServer:
         h.end_headers()
         h.wfile.write(data)
 
-    def _send_error(self, h: BaseHTTPRequestHandler, status: int, message: str | None = None) -> None:
+    def _send_error(self, h: BaseHTTPRequestHandler, status: int, message: str | None = None, *detail: Any) -> None:
+        # `detail`: what a protocol's check adds to its error body (OpenAI's `param` and `code`).
         headers = {"Retry-After": f"{self.retry_after:g}"} if status == 429 else {}
-        self._send(h, status, json.dumps(self.error_body(status, message)).encode(), "application/json", headers)
+        body = self.error_body(status, message, *detail)
+        self._send(h, status, json.dumps(body).encode(), "application/json", headers)
 
     # -- what each protocol defines
 
@@ -299,8 +301,8 @@ class ProtocolServer:
     def streams(self, body: dict) -> bool:
         return bool(body.get("stream", False))
 
-    def check(self, h: BaseHTTPRequestHandler, body: dict) -> tuple[int, str] | None:
-        """Authentication and validation: (status, message) to refuse the request, else None."""
+    def check(self, h: BaseHTTPRequestHandler, body: dict) -> tuple | None:
+        """Authentication and validation: (status, message, *detail for error_body) to refuse, else None."""
         return None
 
     # Each protocol also defines: error_body(status, message) -> JSON error; stream_frames(body)

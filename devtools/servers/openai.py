@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from devtools.servers.base import ProtocolServer, default_message, sse
+
+# Models that refuse `max_tokens` and any temperature but 1, as the real API does (o-series and the
+# gpt-5 family; kept apart from the product's own table on purpose, so a test can catch it wrong).
+REASONING_PREFIXES = ("o1", "o3", "o4-mini", "gpt-5")
+
+
+def reasoning_model_problem(body: dict) -> tuple[int, str, str, str] | None:
+    """The 400 the real API answers a reasoning model's request with, for `max_tokens` or a temperature."""
+    model = str(body.get("model") or "")
+    if not model.startswith(REASONING_PREFIXES):
+        return None
+    if "max_tokens" in body:
+        return (400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.", "max_tokens", "unsupported_parameter")
+    temperature = body.get("temperature")
+    if temperature is not None and temperature != 1:
+        return (400, f"Unsupported value: 'temperature' does not support {json.dumps(temperature)} with this "
+                "model. Only the default (1) value is supported.", "temperature", "unsupported_value")
+    return None
 
 
 class OpenAIServer(ProtocolServer):
@@ -16,6 +36,8 @@ class OpenAIServer(ProtocolServer):
     path = "/v1/chat/completions"
     # A refusal ends with "stop": what marks it is its text, sent in the `refusal` field.
     finish_words = {"end": "stop", "length": "length", "refusal": "stop", "content_filter": "content_filter"}
+    # False: a compatible server that ignores `stream_options` and never reports the tokens it used.
+    reports_usage = True
 
     @property
     def base_url(self) -> str:
@@ -31,9 +53,12 @@ class OpenAIServer(ProtocolServer):
         for name in ("model", "messages"):
             if name not in body:
                 return 400, f"Missing required parameter: '{name}'."
-        return None
+        return reasoning_model_problem(body)
 
-    def error_body(self, status: int, message: str | None = None) -> Any:
+    def error_body(self, status: int, message: str | None = None, param: str | None = None,
+                   code: str | None = None) -> Any:
+        if code is not None:  # a refused parameter: the API names it and says why
+            return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
         kind, code = {
             400: ("invalid_request_error", None),
             401: ("invalid_request_error", "invalid_api_key"),
@@ -49,7 +74,7 @@ class OpenAIServer(ProtocolServer):
 
     def stream_frames(self, body: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
         cid, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), body.get("model")
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = self.reports_usage and bool((body.get("stream_options") or {}).get("include_usage"))
         # With include_usage every chunk carries "usage": null until the last one.
         extra = {"usage": None} if include_usage else {}
 

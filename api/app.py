@@ -1,0 +1,68 @@
+"""The FastAPI app: `create_app(services)` with every area's router, typed errors and request metrics."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, FastAPI
+
+from api import errors
+from api.desk import Desk, build_desk
+from api.routes_chat import router as chat_router
+from api.routes_classify import router as classify_router
+from api.routes_conversations import router as conversations_router
+from api.routes_openai import router as openai_router
+from api.routes_ops import router as ops_router
+from api.routes_prompts import router as prompts_router
+from api.webhooks_in import chatwoot_router
+from backends.base import Backend
+from chatbot.services import Services
+
+# Every area's routes; another area adds its router here (or passes it to create_app).
+ROUTERS: list[APIRouter] = [chat_router, classify_router, conversations_router, prompts_router, openai_router,
+                            ops_router]
+DESCRIPTION = """The support desk over HTTP: the same turn as the app's Chat page (knowledge base,
+routing, triage, citations, prompts), conversations, batch triage, and an OpenAI-compatible
+endpoint. Send an API key as `Authorization: Bearer desk_...`; POSTs that write accept an
+`Idempotency-Key`. Errors are JSON: `{"error": {"type", "message"}}`."""
+
+
+def create_app(services: Services, backend: Backend | None = None,
+               routers: list[APIRouter] | None = None) -> FastAPI:
+    """The API over `services`, answering with `backend` (default: the one the settings name)."""
+    app = FastAPI(title="Support desk API", version="1", description=DESCRIPTION)
+    the_desk: Desk = build_desk(services, backend)
+    app.state.desk = the_desk
+    errors.install(app, lambda kind: the_desk.metrics.errors.labels(kind).inc())
+    for router in [*ROUTERS, *(routers or [])]:
+        app.include_router(router)
+    # Chatwoot's agent bot: signed by Chatwoot (no API key), settings and Redis read per request.
+    app.include_router(chatwoot_router(lambda: services.settings.chatwoot_webhook_secret,
+                                       lambda: services.store.client))
+
+    app.add_middleware(RequestTimer, metrics=the_desk.metrics)
+    return app
+
+
+class RequestTimer:
+    """Each request's time to its last byte, by route and status (plain ASGI: it leaves streams alone)."""
+
+    def __init__(self, app, metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), 500
+
+        async def sending(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route, scope["method"], str(status)).observe(time.perf_counter() - started)

@@ -1,0 +1,112 @@
+"""Typed JSON errors: every failure answers `{"error": {"type", "message", ...}}` with a fitting status.
+
+The shape is OpenAI's (`error.message`, `error.type`, `error.code`), so the OpenAI SDK reads our
+errors on the compatible endpoint as it reads its own.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chatbot.access.api_keys import ApiKeyError, KeyLimitReached
+from common import errors as e
+
+log = logging.getLogger(__name__)
+
+# Most specific first: the first class an error is an instance of gives its status and type.
+STATUS: list[tuple[type[Exception], int, str]] = [
+    (KeyLimitReached, 429, "key_limit_reached"),
+    (e.SpendingLimitReached, 429, "spending_limit_reached"),
+    (ApiKeyError, 404, "api_key_not_found"),
+    (e.InputRejected, 422, "input_rejected"),
+    (e.ConversationNotFound, 404, "conversation_not_found"),
+    (e.PromptNotFound, 404, "prompt_not_found"),
+    (e.PromptValidationError, 422, "prompt_invalid"),
+    (e.StoreUnavailable, 503, "store_unavailable"),
+    (e.VectorStoreUnavailable, 503, "vector_store_unavailable"),
+    (e.ContextTooLong, 422, "context_too_long"),
+    (e.BackendAuthError, 502, "backend_auth_error"),
+    (e.BackendRateLimited, 429, "backend_rate_limited"),
+    (e.BackendUnreachable, 502, "backend_unreachable"),
+    (e.BackendUnavailable, 502, "backend_unavailable"),
+    (e.BackendTimeout, 504, "backend_timeout"),
+    (e.BackendStreamBroken, 502, "backend_stream_broken"),
+    (e.BackendError, 502, "backend_error"),
+    (e.ConfigurationError, 500, "configuration_error"),
+    (e.ChatbotError, 400, "bad_request"),
+]
+
+
+class ApiError(Exception):
+    """An error the API answers as it is: HTTP status, a type word, a message, optional headers."""
+
+    def __init__(self, status: int, kind: str, message: str, *, headers: dict[str, str] | None = None,
+                 **details):
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+        self.headers = headers or {}
+        self.details = details
+
+
+def describe(exc: BaseException) -> ApiError:
+    """The ApiError for any exception: typed core errors keep their message, others say only their class."""
+    if isinstance(exc, ApiError):
+        return exc
+    for cls, status, kind in STATUS:
+        if isinstance(exc, cls):
+            headers, details = {}, {}
+            wait = getattr(exc, "retry_after", None)
+            if wait:
+                headers["Retry-After"] = str(max(1, round(wait)))
+                details["retry_after"] = round(float(wait), 1)
+            if getattr(exc, "provider", ""):
+                details["provider"] = exc.provider
+            if isinstance(exc, KeyLimitReached):
+                details["limit"] = exc.limit
+            return ApiError(status, kind, str(exc) or kind.replace("_", " "), headers=headers, **details)
+    return ApiError(500, "internal_error", f"The request failed ({exc.__class__.__name__}); see the server log.")
+
+
+def body(error: ApiError) -> dict:
+    return {"error": {"type": error.kind, "code": error.kind, "message": error.message, **error.details}}
+
+
+def response(error: ApiError) -> JSONResponse:
+    return JSONResponse(body(error), status_code=error.status, headers=error.headers)
+
+
+def install(app: FastAPI, count_error) -> None:
+    """Answer every error as typed JSON; `count_error(kind)` counts it for /metrics."""
+
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        error = describe(exc)
+        if error.status >= 500 and error.kind == "internal_error":
+            log.exception("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        count_error(error.kind)
+        return response(error)
+
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for item in exc.errors():
+            where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
+            problems.append(f"{where}: {item.get('msg', 'invalid')}")
+        count_error("invalid_request")
+        return response(ApiError(422, "invalid_request", "The request is not valid: " + "; ".join(problems),
+                                 fields=[p.split(":")[0] for p in problems]))
+
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = f"No route {request.method} {request.url.path}." if exc.status_code in (404, 405) else str(exc.detail)
+        count_error(kind)
+        return response(ApiError(exc.status_code, kind, message))
+
+    app.add_exception_handler(Exception, on_error)
+    app.add_exception_handler(ApiError, on_error)
+    app.add_exception_handler(e.ChatbotError, on_error)
+    app.add_exception_handler(RequestValidationError, on_invalid)
+    app.add_exception_handler(StarletteHTTPException, on_http)

@@ -1,0 +1,91 @@
+"""`Idempotency-Key` on the POSTs that write: a retried request gets the first answer, never a second turn.
+
+The first request with a key claims it (Redis `SET NX`), runs, and stores its status and body under
+the key for `ttl` seconds (a day by default, as Stripe keeps them). A retry after that gets the
+stored answer; a duplicate sent while the first still runs waits for it and gets the same answer.
+The same key with a different request (another body or path) is refused with 422, as the IETF
+draft "The Idempotency-Key HTTP Header Field" (draft-ietf-httpapi-idempotency-key-header) asks.
+A request that fails unexpectedly (500) releases its key, so a retry runs again.
+
+Keys: chatbot:idem:HASH  JSON {"state": "running"|"done", "request": fingerprint, "status", "body"}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import redis
+
+from api.errors import ApiError
+
+PREFIX = "chatbot:idem"
+HEADER = "Idempotency-Key"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The first request's answer."""
+
+    status: int
+    body: dict
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+
+
+class Idempotency:
+    """Claims, stored answers and waiting for a duplicate's first run, in the conversations' Redis."""
+
+    def __init__(self, client: Callable[[], redis.Redis], *, ttl: int = 86400, wait: float = 300.0,
+                 poll: float = 0.02, running_ttl: int = 900):
+        self._client = client
+        self.ttl = ttl
+        self.wait = wait  # how long a duplicate waits for the first to finish
+        self.poll = poll
+        # A claim whose process died is given up after this long, so the key can be used again.
+        self.running_ttl = running_ttl
+
+    @staticmethod
+    def _name(scope: str, key: str) -> str:
+        return f"{PREFIX}:{hashlib.sha256(f'{scope}|{key}'.encode()).hexdigest()}"
+
+    def claim(self, scope: str, key: str, request: str) -> Stored | None:
+        """None when this request runs (it holds the key now); the first answer when one was given.
+
+        Blocks while another request with the key runs. Raises ApiError 422 when the key was used
+        for a different request, 409 when the first is still running after `wait` seconds.
+        """
+        if not key.strip() or len(key) > 255:
+            raise ApiError(422, "invalid_idempotency_key", f"{HEADER} must be 1 to 255 characters.")
+        name = self._name(scope, key)
+        deadline = time.monotonic() + self.wait
+        while True:
+            mine = json.dumps({"state": "running", "request": request})
+            if self._client().set(name, mine, nx=True, ex=self.running_ttl):
+                return None
+            raw = self._client().get(name)
+            if raw is None:
+                continue  # released between our SET and GET: try to claim it again
+            record = json.loads(raw)
+            if record.get("request") != request:
+                raise ApiError(422, "idempotency_key_reused",
+                               f"This {HEADER} was already used for a different request; use a new key.")
+            if record.get("state") == "done":
+                return Stored(int(record["status"]), record["body"])
+            if time.monotonic() > deadline:
+                raise ApiError(409, "idempotency_key_in_use",
+                               f"A request with this {HEADER} is still running; retry later.",
+                               headers={"Retry-After": "5"})
+            time.sleep(self.poll)
+
+    def finish(self, scope: str, key: str, request: str, status: int, body: dict) -> None:
+        record = {"state": "done", "request": request, "status": status, "body": body}
+        self._client().set(self._name(scope, key), json.dumps(record, ensure_ascii=False), ex=self.ttl)
+
+    def release(self, scope: str, key: str) -> None:
+        self._client().delete(self._name(scope, key))

@@ -1,0 +1,61 @@
+"""Running a writing POST at most once per `Idempotency-Key` (see api/idempotency.py)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from api import errors
+from api.desk import Desk
+from api.idempotency import HEADER, Stored, fingerprint
+from chatbot.access.api_keys import ApiKey
+
+REPLAYED = "Idempotent-Replayed"
+
+
+class Claim:
+    """This request's hold on its idempotency key (or none, without the header)."""
+
+    def __init__(self, desk: Desk, request: Request, key: ApiKey, request_repr: str):
+        self.key = request.headers.get(HEADER, "")
+        self._store = desk.idempotency
+        self.scope = f"{key.key_id}:{request.method}:{request.url.path}"
+        self.request = fingerprint(request.method, request.url.path, request_repr.encode())
+        self.stored: Stored | None = self._store.claim(self.scope, self.key, self.request) if self.key else None
+
+    def finish(self, status: int, body: dict) -> None:
+        if self.key:
+            self._store.finish(self.scope, self.key, self.request, status, body)
+
+    def release(self) -> None:
+        if self.key:
+            self._store.release(self.scope, self.key)
+
+    def fail(self, exc: BaseException) -> None:
+        """Keep a typed error as the answer to retries; an unexpected one frees the key for a retry."""
+        error = errors.describe(exc)
+        if error.kind == "internal_error":
+            self.release()
+        else:
+            self.finish(error.status, errors.body(error))
+
+
+def run_once(desk: Desk, request: Request, key: ApiKey, request_repr: str,
+             produce: Callable[[], dict], status: int = 200) -> JSONResponse:
+    """`produce()`'s JSON answer, or the first answer to this request's `Idempotency-Key`.
+
+    `request_repr` identifies the request's content (its JSON, say): the same key with other
+    content is refused with 422.
+    """
+    claim = Claim(desk, request, key, request_repr)
+    if claim.stored is not None:
+        return JSONResponse(claim.stored.body, claim.stored.status, headers={REPLAYED: "true"})
+    try:
+        body = produce()
+    except BaseException as exc:
+        claim.fail(exc)
+        raise
+    claim.finish(status, body)
+    return JSONResponse(body, status)

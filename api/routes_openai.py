@@ -1,0 +1,182 @@
+"""An OpenAI-compatible face: `GET /v1/models` and `POST /v1/chat/completions`, streamed or not.
+
+The OpenAI SDK and Open WebUI use the desk as a model named `support-desk`: the last user
+message is the turn (the earlier ones are the stored conversation's, not re-sent to the model),
+answered with the knowledge base, routing, triage and citations. `X-Conversation-Id` (or Open
+WebUI's `X-OpenWebUI-Chat-Id`) picks the stored conversation; without one each request starts a
+new conversation, whose id comes back in the `X-Conversation-Id` response header. Replies carry
+the desk's extras beside OpenAI's fields: `conversation_id`, `citations`, `intent`, `triage`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api import errors
+from api.auth import agent_key
+from api.desk import Desk, desk
+from api.errors import ApiError
+from api.once import REPLAYED, Claim, run_once
+from api.turns import Turn, conversation_id, open_turn, result
+from chatbot.access.api_keys import ApiKey
+from common.types import Stop
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+CONVERSATION_HEADERS = ("X-Conversation-Id", "X-OpenWebUI-Chat-Id")
+FINISH = {Stop.LENGTH: "length", Stop.REFUSAL: "content_filter"}
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class CompletionIn(BaseModel):
+    """OpenAI's chat completion request; fields the desk has no use for (temperature...) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[Message] = Field(..., min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+def _text(message: Message) -> str:
+    if isinstance(message.content, list):  # content parts: keep the text ones
+        return "\n".join(str(p.get("text", "")) for p in message.content if p.get("type") == "text")
+    return message.content or ""
+
+
+def _customer_text(body: CompletionIn) -> str:
+    users = [m for m in body.messages if m.role == "user"]
+    if not users or not _text(users[-1]).strip():
+        raise ApiError(422, "invalid_request", "messages: the last user message holds no text.")
+    return _text(users[-1])
+
+
+@router.get("/models", summary="The desk as a model (OpenAI's list format)")
+def models(key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> dict:
+    return {"object": "list", "data": [{"id": the_desk.model_id, "object": "model", "created": 0,
+                                        "owned_by": "support-desk"}]}
+
+
+def _open(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey) -> Turn:
+    if body.model != the_desk.model_id:
+        raise ApiError(404, "model_not_found", f"The model {body.model!r} does not exist; use {the_desk.model_id!r}.")
+    given = next((request.headers[h] for h in CONVERSATION_HEADERS if request.headers.get(h)), None)
+    conversation = conversation_id(the_desk, given, key, foreign=True)
+    return open_turn(the_desk, key, conversation, _customer_text(body))
+
+
+def _extras(done: dict) -> dict:
+    return {"conversation_id": done["conversation_id"], "citations": done["citations"], "intent": done["intent"],
+            "triage": done["triage"], "prompt": done["prompt"], "fallback": done["fallback"]}
+
+
+def _usage(done: dict) -> dict:
+    u = done["usage"]
+    return {"prompt_tokens": u["input_tokens"], "completion_tokens": u["output_tokens"],
+            "total_tokens": u["total_tokens"]}
+
+
+@router.post("/chat/completions", summary="OpenAI-compatible chat completion (stream or not)")
+def chat_completions(body: CompletionIn, request: Request, key: ApiKey = Depends(agent_key),
+                     the_desk: Desk = Depends(desk)):
+    if body.stream:
+        return _stream(the_desk, request, body, key)
+
+    def produce() -> dict:
+        turn = _open(the_desk, request, body, key)
+        try:
+            turn.reply.consume()
+        finally:
+            the_desk.turn_ended("chat_completions", turn.reply.meta)
+        done = result(turn)
+        message = {"role": "assistant", "content": done["reply"], "refusal": None}
+        return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+                "model": the_desk.model_id, "system_fingerprint": None,
+                "choices": [{"index": 0, "message": message, "logprobs": None,
+                             "finish_reason": FINISH.get(done["stop_reason"], "stop")}],
+                "usage": _usage(done), **_extras(done)}
+
+    response = run_once(the_desk, request, key, body.model_dump_json(), produce)
+    conversation = json.loads(response.body).get("conversation_id")
+    if conversation:
+        response.headers["X-Conversation-Id"] = conversation
+    return response
+
+
+def _stream(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey):
+    claim = Claim(the_desk, request, key, body.model_dump_json())
+    if claim.stored is not None:
+        if "chunks" not in claim.stored.body:
+            error = claim.stored.body["error"]
+            return errors.response(ApiError(claim.stored.status, error["type"], error["message"]))
+        return EventSourceResponse(_replay(claim.stored.body["chunks"]), sep="\n", ping=the_desk.ping_seconds,
+                                   headers={REPLAYED: "true"})
+    try:
+        turn = _open(the_desk, request, body, key)
+    except BaseException as exc:
+        claim.fail(exc)
+        raise
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return EventSourceResponse(_chunks(the_desk, turn, claim, include_usage), sep="\n", ping=the_desk.ping_seconds,
+                               headers={"X-Conversation-Id": turn.conversation_id})
+
+
+async def _replay(chunks: list) -> AsyncIterator[ServerSentEvent]:
+    for chunk in chunks:
+        yield ServerSentEvent(chunk if isinstance(chunk, str) else json.dumps(chunk, ensure_ascii=False))
+
+
+async def _chunks(the_desk: Desk, turn: Turn, claim: Claim, include_usage: bool) -> AsyncIterator[ServerSentEvent]:
+    """OpenAI's chunk stream: the role, content deltas, the finish reason, usage if asked, then `[DONE]`."""
+    cid, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), the_desk.model_id
+    extra = {"usage": None} if include_usage else {}
+    sent: list = []
+
+    def chunk(delta: dict | None, finish: str | None = None, **fields) -> ServerSentEvent:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "system_fingerprint": None, "choices": choices, **extra, **fields}
+        sent.append(data)
+        return ServerSentEvent(json.dumps(data, ensure_ascii=False))
+
+    yield chunk({"role": "assistant", "content": ""}, conversation_id=turn.conversation_id)
+    pieces = iter(turn.reply)
+    try:
+        while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
+            yield chunk({"content": piece})
+    except Exception as exc:  # noqa: BLE001 - OpenAI's way: an error object in the stream, then the end
+        error = errors.describe(exc)
+        the_desk.metrics.errors.labels(error.kind).inc()
+        sent.append(errors.body(error))
+        yield ServerSentEvent(json.dumps(errors.body(error), ensure_ascii=False))
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(pieces.close)
+            claim.finish(200, {"chunks": [*sent, "[DONE]"]})
+        raise
+    the_desk.turn_ended("chat_completions", turn.reply.meta)
+    done = result(turn)
+    if not done["error"]:
+        yield chunk({}, FINISH.get(done["stop_reason"], "stop"), **_extras(done))
+        if include_usage:
+            yield chunk(None, usage=_usage(done))
+    sent.append("[DONE]")
+    claim.finish(200, {"chunks": sent})
+    yield ServerSentEvent("[DONE]")

@@ -1,0 +1,106 @@
+"""One turn through the API: the conversation id, the metered backend, the Chatbot, and the turn's result."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from api.desk import Desk
+from api.errors import ApiError
+from api.metering import metered_backend
+from chatbot.access.api_keys import ApiKey
+from chatbot.store.analytics import HANDOFF
+from chatbot.turn.reply import Reply
+from common.types import Stop
+
+
+@dataclass
+class Turn:
+    """A turn whose customer message is stored and whose reply is ready to stream."""
+
+    conversation_id: str
+    reply: Reply
+    fallback: str  # why the offline backend answers instead of the configured one ("" when it does not)
+
+
+def agent_name(key: ApiKey) -> str:
+    """How the store records who wrote a turn sent with `key`."""
+    return f"api:{key.name}"
+
+
+def conversation_id(desk: Desk, given: str | None, key: ApiKey, *, foreign: bool = False) -> str:
+    """The stored conversation for an id from a client: a new one when none is given.
+
+    An id of the store's own form (or one it holds) is used as it is. A client's own id (Open
+    WebUI's chat id, a help desk's ticket number) maps, with `foreign`, to a stable id of the
+    store's form per key; without it, an id the store cannot hold is refused with 422.
+    """
+    store = desk.services.store
+    if not given:
+        return store.new_id()
+    given = given.strip()
+    if store.accepts(given):
+        return given
+    if foreign and 0 < len(given) <= 200:
+        return hashlib.sha256(f"{key.key_id}:{given}".encode()).hexdigest()[:16]
+    raise ApiError(422, "invalid_conversation_id",
+                   "conversation_id must be an id this desk made (16 hex characters) or one it holds.")
+
+
+def open_turn(desk: Desk, key: ApiKey, conversation: str, text: str, tier: str = "standard") -> Turn:
+    """Store the customer's message and prepare the reply (steps 1-5 of a turn)."""
+    backend, fallback = metered_backend(desk, key, conversation)
+    bot = desk.services.build_chatbot(backend)
+    reply = bot.send(conversation, text, customer={"tier": tier}, agent=agent_name(key))
+    if reply is None:
+        raise ApiError(422, "empty_message", "The message is empty: send some text.")
+    return Turn(conversation, reply, fallback)
+
+
+def usage(meta) -> dict:
+    return {"input_tokens": meta.input_tokens, "output_tokens": meta.output_tokens,
+            "total_tokens": meta.input_tokens + meta.output_tokens}
+
+
+def head(turn: Turn) -> dict:
+    """What is known before the reply streams: the conversation, intent, triage and prompt."""
+    meta = turn.reply.meta
+    return {
+        "conversation_id": turn.conversation_id,
+        "intent": meta.route,
+        "triage": meta.triage,
+        "handed_off": meta.backend == HANDOFF,
+        "prompt": {"name": meta.prompt_name, "version": meta.prompt_version, "hash": meta.prompt_hash},
+        "backend": meta.backend,
+        "model": meta.model,
+        "fallback": turn.fallback or None,
+    }
+
+
+def stop_reason(turn: Turn) -> str:
+    """Why the reply ended: the backend's word (a common.types.Stop value), else "error" for a failed
+    reply, "handoff" when a person has the conversation, "end_turn" for one that simply ended (the
+    offline backend says nothing)."""
+    meta = turn.reply.meta
+    if meta.error:
+        return "error"
+    if meta.backend == HANDOFF:
+        return "handoff"
+    return meta.stop_reason or Stop.END
+
+
+def result(turn: Turn) -> dict:
+    """The whole turn once its reply ended: the reply, its citations, usage, stop reason and timings."""
+    meta = turn.reply.meta
+    return {
+        **head(turn),
+        "reply": turn.reply.text,
+        "outcome": meta.outcome,
+        "stop_reason": stop_reason(turn),
+        "citations": meta.sources,
+        "usage": usage(meta),
+        "latency_ms": round(meta.latency_ms, 2),
+        "ttft_ms": round(meta.ttft_ms, 2),
+        "error": meta.error or None,
+        "interrupted": meta.interrupted,
+    }

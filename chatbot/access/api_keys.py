@@ -1,0 +1,193 @@
+"""API keys of the HTTP API: made and revoked by admins, stored hashed in the conversations' Redis.
+
+A key is `desk_<key id>_<secret>`: the id (8 hex) finds its record, the secret is 256 bits from
+`secrets.token_urlsafe(32)`. Only the SHA-256 of the whole key is stored (hashlib), compared with
+`hmac.compare_digest`. Not bcrypt or argon2: those slow hashes protect low-entropy passwords
+against guessing; a 256-bit random secret cannot be guessed however fast the hash, and a slow
+hash would add 50-250 ms to every request (the API's overhead goal is 5 ms). This is how
+GitHub and others store their tokens.
+
+Each key has a role (agent or admin) and its own limits, switched off by 0: requests a minute
+(a moving window kept by `limits`) and tokens a day (UTC).
+
+Keys: chatbot:apikey:ID                hash: name, role, hash, requests_per_minute, daily_tokens,
+                                       created, revoked, last_used
+      chatbot:apikeys                  set of key ids
+      chatbot:apikey:ID:tokens:DAY     tokens used that UTC day (expires after 2 days)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Callable
+
+import redis
+from limits import RateLimitItemPerMinute
+
+from chatbot.access.roles import ADMIN, AGENT
+from chatbot.access.throttle import MovingWindows
+from chatbot.store.server import as_text
+from common.errors import ChatbotError
+
+PREFIX = "chatbot:apikey"
+INDEX = "chatbot:apikeys"
+KEY_FORM = re.compile(r"desk_([0-9a-f]{8})_([A-Za-z0-9_-]{43})")
+ROLES = (AGENT, ADMIN)
+
+
+class ApiKeyError(ChatbotError):
+    """An API key that cannot be made as asked (a bad role or limit), or is unknown."""
+
+
+class KeyLimitReached(ChatbotError):
+    """A key's own limit is reached: `limit` is "requests" or "daily_tokens"; `retry_after` in seconds."""
+
+    def __init__(self, message: str, limit: str, retry_after: float):
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One key's record (never its secret): who it is for, its role and its limits (0: none)."""
+
+    key_id: str
+    name: str
+    role: str
+    requests_per_minute: int
+    daily_tokens: int
+    created: float
+    revoked: float = 0.0
+    # Tokens used today when the key was read by `verify` (not stored in the record).
+    used_today: int = field(default=0, compare=False)
+
+    @property
+    def client_id(self) -> str:
+        """Who the spending limits count this key as."""
+        return f"api:{self.key_id}"
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("used_today")
+        return data
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key: SHA-256, hex (64 characters)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKeys:
+    """Create, list, revoke and check API keys, and keep each key's own limits."""
+
+    def __init__(self, client: Callable[[], redis.Redis], clock: Callable[[], float] = time.time):
+        self._client = client
+        self._clock = clock
+        self._windows = MovingWindows(client)
+
+    def create(self, name: str, role: str = AGENT, *, requests_per_minute: int = 60,
+               daily_tokens: int = 200_000) -> tuple[ApiKey, str]:
+        """A new key: its record, and the key itself (shown once; only its hash is kept)."""
+        name = " ".join(name.split())[:80]
+        if not name:
+            raise ApiKeyError("Name the key (who or what will use it).")
+        if role not in ROLES:
+            raise ApiKeyError(f"Unknown role {role!r}: choose {' or '.join(ROLES)}.")
+        if requests_per_minute < 0 or daily_tokens < 0:
+            raise ApiKeyError("Limits are 0 (none) or more.")
+        key_id = secrets.token_hex(4)
+        secret = secrets.token_urlsafe(32)
+        key = f"desk_{key_id}_{secret}"
+        record = ApiKey(key_id, name, role, int(requests_per_minute), int(daily_tokens), self._clock())
+        pipe = self._client().pipeline(transaction=True)
+        pipe.hset(f"{PREFIX}:{key_id}", mapping={**{k: str(v) for k, v in record.to_dict().items()},
+                                                 "hash": hash_key(key)})
+        pipe.sadd(INDEX, key_id)
+        pipe.execute()
+        return record, key
+
+    def _read(self, raw: dict) -> ApiKey:
+        data = {as_text(k): as_text(v) for k, v in raw.items()}
+        return ApiKey(data["key_id"], data["name"], data["role"], int(data["requests_per_minute"]),
+                      int(data["daily_tokens"]), float(data["created"]), float(data.get("revoked") or 0))
+
+    def get(self, key_id: str) -> ApiKey:
+        raw = self._client().hgetall(f"{PREFIX}:{key_id}")
+        if not raw:
+            raise ApiKeyError(f"No API key {key_id}.")
+        return self._read(raw)
+
+    def list(self) -> list[ApiKey]:
+        """Every key, newest first, revoked ones included (marked)."""
+        ids = sorted(as_text(k) for k in self._client().smembers(INDEX))
+        pipe = self._client().pipeline(transaction=False)
+        for key_id in ids:
+            pipe.hgetall(f"{PREFIX}:{key_id}")
+        return sorted((self._read(raw) for raw in pipe.execute() if raw), key=lambda k: -k.created)
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revoke a key at once: every later request with it is refused. ApiKeyError if there is none."""
+        self.get(key_id)
+        self._client().hset(f"{PREFIX}:{key_id}", "revoked", str(self._clock()))
+        return self.get(key_id)
+
+    def verify(self, key: str) -> ApiKey | None:
+        """The live key's record, or None for an unknown, malformed or revoked key."""
+        match = KEY_FORM.fullmatch(key.strip())
+        if not match:
+            return None
+        key_id = match.group(1)
+        # One round trip for the record and today's tokens: every API request pays for this.
+        pipe = self._client().pipeline(transaction=False)
+        pipe.hgetall(f"{PREFIX}:{key_id}")
+        pipe.get(f"{PREFIX}:{key_id}:tokens:{self._day()}")
+        raw, used = pipe.execute()
+        if not raw:
+            return None
+        stored = as_text(raw.get(b"hash", raw.get("hash", b"")))
+        if not hmac.compare_digest(stored, hash_key(key.strip())):
+            return None
+        record = replace(self._read(raw), used_today=int(used or 0))
+        return None if record.revoked else record
+
+    # -- the key's own limits
+    def _day(self) -> str:
+        return datetime.fromtimestamp(self._clock(), timezone.utc).strftime("%Y-%m-%d")
+
+    def tokens_today(self, key: ApiKey) -> int:
+        return int(self._client().get(f"{PREFIX}:{key.key_id}:tokens:{self._day()}") or 0)
+
+    def check_tokens(self, key: ApiKey) -> None:
+        """KeyLimitReached (with the seconds to midnight UTC) when the key's tokens for today are used up,
+        as `verify` read them."""
+        if key.daily_tokens and key.used_today >= key.daily_tokens:
+            now = datetime.fromtimestamp(self._clock(), timezone.utc)
+            left = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
+            raise KeyLimitReached(f"This key has used its {key.daily_tokens:,} tokens for today; "
+                                  "it resets at midnight UTC.", "daily_tokens", float(left))
+
+    def admit(self, key: ApiKey) -> None:
+        """Count one request against the key's requests a minute; KeyLimitReached (with when to retry) over it."""
+        if key.requests_per_minute:
+            item = RateLimitItemPerMinute(key.requests_per_minute)
+            if not self._windows.limiter.hit(item, "apikey", key.key_id):
+                wait = max(1.0, self._windows.seconds_to_reset(item, "apikey", key.key_id))
+                raise KeyLimitReached(f"This key's limit of {key.requests_per_minute} requests a minute is "
+                                      f"reached; try again in {wait:.0f} s.", "requests", wait)
+
+    def record_tokens(self, key: ApiKey, tokens: int) -> None:
+        """Add a turn's tokens (input plus output) to the key's count for today."""
+        if tokens <= 0:
+            return
+        name = f"{PREFIX}:{key.key_id}:tokens:{self._day()}"
+        pipe = self._client().pipeline(transaction=True)
+        pipe.incrby(name, int(tokens))
+        pipe.expire(name, 2 * 86400)
+        pipe.execute()

@@ -1,0 +1,1 @@
+"""Help desks the assistant works inside: Chatwoot, through its agent-bot webhook and its API."""

@@ -1,0 +1,195 @@
+"""Chatwoot's agent bot: its signed webhook in, the assistant's reply and the handoff out through its API.
+
+The incoming side (the HTTP endpoint in `api/webhooks_in.py`) only checks and queues: the
+signature (`verify_signature`), the delivery id (`first_delivery`), then `queue_event`. The reply
+is computed by the worker (`answer`) and posted back (`post_reply`), so Chatwoot's webhook is
+acknowledged at once. Chatwoot's API: POST /api/v1/accounts/{account}/conversations/{id}/messages
+and .../toggle_status, authenticated by the bot's `api_access_token` header
+(https://www.chatwoot.com/developers/api/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+
+import httpx
+import redis
+from rq import Retry
+
+from chatbot.store.jobs import job_queue
+from common.errors import ChatbotError, ConfigurationError
+
+log = logging.getLogger(__name__)
+SIGNATURE_TOLERANCE = 300  # seconds a signed timestamp stays valid (replays of older deliveries are refused)
+DELIVERY_TTL = 86400  # a delivery id is remembered a day: Chatwoot's retries come within minutes
+REQUEST_TIMEOUT = 10.0  # seconds for one call to Chatwoot's API
+# Posting a reply is retried (the reply itself is not recomputed): after 5 s, 1 min, 5 min.
+POST_RETRY = Retry(max=3, interval=[5, 60, 300])
+HANDOFF_STATUS = "open"  # a conversation "open" in Chatwoot is with the human agents, "pending" with the bot
+
+
+class ChatwootSignatureError(ChatbotError):
+    """The webhook's signature or timestamp does not check out: it was not sent by our Chatwoot."""
+
+
+class ChatwootError(ChatbotError):
+    """Chatwoot's API refused or did not answer a call."""
+
+
+def signature_for(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=` and the hex HMAC-SHA256 of `{timestamp}.{body}`, keyed by the webhook secret."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify_signature(secret: str, body: bytes, timestamp: str, signature: str, now: float) -> None:
+    """Check X-Chatwoot-Signature against the body and X-Chatwoot-Timestamp (epoch seconds).
+
+    Raises ConfigurationError without a secret, ChatwootSignatureError for a missing, stale or wrong signature.
+    """
+    if not secret:
+        raise ConfigurationError("Chatwoot webhooks cannot be checked: set CHATWOOT_WEBHOOK_SECRET.")
+    if not timestamp.strip().isdigit():
+        raise ChatwootSignatureError("X-Chatwoot-Timestamp is missing or not a number of seconds.")
+    if abs(now - int(timestamp)) > SIGNATURE_TOLERANCE:
+        raise ChatwootSignatureError(f"X-Chatwoot-Timestamp is more than {SIGNATURE_TOLERANCE} s away from now.")
+    if not hmac.compare_digest(signature_for(secret, timestamp.strip(), body), signature.strip()):
+        raise ChatwootSignatureError("X-Chatwoot-Signature does not match the body.")
+
+
+def first_delivery(client: redis.Redis, delivery_id: str) -> bool:
+    """True the first time a delivery id is seen (Chatwoot retries a delivery with the same id)."""
+    return bool(client.set(f"chatbot:chatwoot:delivery:{delivery_id}", "1", nx=True, ex=DELIVERY_TTL))
+
+
+def forget_delivery(client: redis.Redis, delivery_id: str) -> None:
+    """Forget a delivery that could not be queued, so that Chatwoot's retry of it is taken; best effort."""
+    try:
+        client.delete(f"chatbot:chatwoot:delivery:{delivery_id}")
+    except redis.RedisError as exc:
+        log.warning("Could not forget Chatwoot delivery %s: %s", delivery_id, exc)
+
+
+def customer_message(payload: dict) -> dict | None:
+    """The fields `answer` needs from an agent-bot event, when it is a customer's message the bot should answer.
+
+    Other events (the bot's own messages, private notes, conversation updates) and conversations a
+    person already has ("open") are left alone: None.
+    """
+    conversation = payload.get("conversation") or {}
+    if payload.get("event") != "message_created" or payload.get("message_type") != "incoming":
+        return None
+    if payload.get("private") or conversation.get("status") == HANDOFF_STATUS:
+        return None
+    account, conversation_id = (payload.get("account") or {}).get("id"), conversation.get("id")
+    content = (payload.get("content") or "").strip()
+    if account is None or conversation_id is None or not content:
+        return None
+    return {"account": int(account), "conversation": int(conversation_id), "content": content,
+            "message_id": payload.get("id")}
+
+
+def status_change(payload: dict) -> dict | None:
+    """A person resolved the conversation in Chatwoot, or gave it back to the bot ("pending"); else None.
+
+    Chatwoot sends a conversation event with the conversation's fields at the top level; the
+    account is `account.id`, else `account_id` there or on its messages.
+    """
+    conversation = payload.get("conversation") or payload
+    status = payload.get("status") or conversation.get("status")
+    messages = conversation.get("messages") or [{}]
+    account = ((payload.get("account") or {}).get("id") or payload.get("account_id")
+               or (messages[0] or {}).get("account_id"))
+    if payload.get("event") != "conversation_status_changed" or status not in ("resolved", "pending"):
+        return None
+    if account is None or conversation.get("id") is None:
+        return None
+    return {"account": int(account), "conversation": int(conversation["id"]), "status": status}
+
+
+def queue_event(client: redis.Redis, payload: dict) -> bool:
+    """Queue the work an event needs (a reply, a status to follow) for the worker; False when it needs none."""
+    message = customer_message(payload)
+    if message is not None:
+        job_queue(client).enqueue(answer, message)
+        return True
+    change = status_change(payload)
+    if change is not None:
+        job_queue(client).enqueue(follow_status, change)
+        return True
+    return False
+
+
+def follow_status(change: dict) -> bool:
+    """The RQ job: Chatwoot's people resolved the conversation (the case closes) or set it back to
+    "pending" (the assistant answers again); True when the desk had it with a person."""
+    from chatbot.handoff.queue import CLOSED, HANDED_BACK
+    from chatbot.helpdesk.runtime import services
+
+    outcome = CLOSED if change["status"] == "resolved" else HANDED_BACK
+    return services().handoff.release(session_for(change["account"], change["conversation"]), outcome, "Chatwoot")
+
+
+def session_for(account: int, conversation: int) -> str:
+    """The desk's conversation id of a Chatwoot conversation."""
+    return f"chatwoot-{account}-{conversation}"
+
+
+def answer(message: dict) -> str:
+    """The RQ job: run the turn, then queue posting the reply (and the handoff) back to Chatwoot."""
+    from chatbot.helpdesk.runtime import chatbot
+
+    reply = chatbot().ask(session_for(message["account"], message["conversation"]), message["content"])
+    text = reply.text if reply is not None else ""
+    handed_off = bool(reply is not None and reply.meta.handed_off)
+    if text or handed_off:
+        from rq import get_current_job
+
+        job_queue(get_current_job().connection).enqueue(
+            post_reply, message["account"], message["conversation"], text, handed_off, retry=POST_RETRY)
+    return text
+
+
+def post_reply(account: int, conversation: int, text: str, hand_off: bool) -> None:
+    """The RQ job: post the reply as the bot, and hand the conversation to a person when it was escalated."""
+    from chatbot.helpdesk.runtime import settings
+
+    client = ChatwootClient.from_settings(settings())
+    if text:
+        client.post_message(account, conversation, text)
+    if hand_off:
+        client.toggle_status(account, conversation, HANDOFF_STATUS)
+
+
+class ChatwootClient:
+    """The calls the bot makes to Chatwoot's application API."""
+
+    def __init__(self, base_url: str, api_token: str, timeout: float = REQUEST_TIMEOUT):
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"api_access_token": api_token}
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings) -> "ChatwootClient":
+        return cls(settings.require("chatwoot_url"), settings.require("chatwoot_api_token"))
+
+    def _post(self, path: str, body: dict) -> dict:
+        try:
+            response = httpx.post(self.base_url + path, json=body, headers=self.headers, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise ChatwootError(f"Chatwoot did not answer ({exc.__class__.__name__}: {exc}).") from exc
+        if response.status_code >= 400:
+            raise ChatwootError(f"Chatwoot refused {path}: HTTP {response.status_code} {response.text[:200]}")
+        return response.json()
+
+    def post_message(self, account: int, conversation: int, content: str) -> dict:
+        """An outgoing (public) message from the bot in the conversation; returns Chatwoot's message."""
+        return self._post(f"/api/v1/accounts/{account}/conversations/{conversation}/messages",
+                          {"content": content, "message_type": "outgoing", "private": False})
+
+    def toggle_status(self, account: int, conversation: int, status: str) -> dict:
+        """Set the conversation's status ("open": hand it to the human agents)."""
+        return self._post(f"/api/v1/accounts/{account}/conversations/{conversation}/toggle_status",
+                          {"status": status})

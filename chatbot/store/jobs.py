@@ -1,0 +1,37 @@
+"""The background job queue (RQ) in the conversation store's Redis: webhook deliveries, help desk replies.
+
+One queue, `chatbot`, in the same Redis as the conversations, so that the app, the API and the
+worker (`python -m chatbot webhook-worker`) need no second server. Jobs are plain functions
+named by their import path; the worker imports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from rq import Queue
+
+QUEUE_NAME = "chatbot"
+
+
+def job_queue(client: redis.Redis, name: str = QUEUE_NAME) -> Queue:
+    """The RQ queue on `client` (the conversation store's connection)."""
+    return Queue(name, connection=client)
+
+
+def current_connection() -> Any:
+    """Inside a job: the Redis connection the worker runs it on."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("current_connection() is for code running inside an RQ job")
+    return job.connection
+
+
+def worker_count(client: redis.Redis) -> int:
+    """How many RQ workers are registered on this Redis (0: queued jobs wait)."""
+    from rq import Worker
+
+    return Worker.count(connection=client)

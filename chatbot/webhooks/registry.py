@@ -1,0 +1,178 @@
+"""Webhook endpoints (URL, secret, events) and the delivery log, kept in the conversation store's Redis.
+
+Keys:
+  chatbot:webhooks:endpoints         hash: endpoint id -> JSON endpoint
+  chatbot:webhooks:delivery:ID       hash: one delivery of one event to one endpoint (see Delivery)
+  chatbot:webhooks:deliveries        sorted set: delivery ids by creation time (the log, newest kept)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+from urllib.parse import urlparse
+
+import redis
+
+from chatbot.store.server import as_text
+from chatbot.webhooks.events import EVENTS
+from common.errors import ChatbotError, InputRejected
+
+ENDPOINTS = "chatbot:webhooks:endpoints"
+LOG = "chatbot:webhooks:deliveries"
+LOG_SIZE = 1000  # deliveries kept in the log; older ones are dropped with their records
+DELIVERY_TTL = 30 * 86400  # a delivery record lives 30 days at most
+# Statuses of a delivery.
+PENDING, SUCCEEDED, RETRYING, FAILED = "pending", "succeeded", "retrying", "failed"
+
+
+class WebhookNotFound(ChatbotError):
+    """No endpoint or delivery with that id (deleted, expired or never made)."""
+
+
+def new_secret() -> str:
+    """A signing secret in the spec's form: `whsec_` and 32 random bytes in base64 (24 to 64 bytes advised)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@dataclass
+class Endpoint:
+    """Where events go: the URL, its signing secret, the event types it wants ([] for all)."""
+
+    id: str
+    url: str
+    secret: str
+    events: list[str] = field(default_factory=list)
+    description: str = ""
+    enabled: bool = True
+    disabled_reason: str = ""
+    created: float = 0.0
+
+    def wants(self, event_type: str) -> bool:
+        return self.enabled and (not self.events or event_type in self.events)
+
+
+@dataclass
+class Delivery:
+    """One event for one endpoint: the exact payload sent, and how its attempts went."""
+
+    id: str
+    message_id: str  # the `webhook-id` header: the same on every attempt, so receivers can deduplicate
+    endpoint: str
+    url: str
+    type: str
+    payload: str  # the JSON body, byte for byte what is signed and sent
+    status: str = PENDING
+    attempts: int = 0
+    last_code: int = 0  # the receiver's last HTTP status; 0 when it did not answer
+    last_error: str = ""
+    next_at: float = 0.0  # when the next attempt is due (epoch seconds); 0 when none is scheduled
+    created: float = 0.0
+    updated: float = 0.0
+
+    @classmethod
+    def from_hash(cls, raw: dict) -> "Delivery":
+        h = {as_text(k): as_text(v) for k, v in raw.items()}
+        return cls(
+            id=h["id"], message_id=h["message_id"], endpoint=h["endpoint"], url=h["url"], type=h["type"],
+            payload=h["payload"], status=h.get("status", PENDING), attempts=int(h.get("attempts", 0)),
+            last_code=int(h.get("last_code", 0)), last_error=h.get("last_error", ""),
+            next_at=float(h.get("next_at", 0)), created=float(h.get("created", 0)),
+            updated=float(h.get("updated", 0)),
+        )
+
+
+def check_url(url: str) -> str:
+    """The URL, stripped; InputRejected unless it is an http(s) URL with a host."""
+    url = url.strip()
+    parts = urlparse(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InputRejected(f"A webhook URL must start with https:// or http:// and name a host: {url!r} does not.")
+    return url
+
+
+class WebhookRegistry:
+    """Endpoints and deliveries over one Redis connection."""
+
+    def __init__(self, client: redis.Redis, clock: Callable[[], float] = time.time):
+        self.client = client
+        self.clock = clock
+
+    # -- endpoints ----------------------------------------------------------------------------
+    def add_endpoint(self, url: str, events: list[str] | None = None, description: str = "") -> Endpoint:
+        """A new endpoint with a fresh secret; InputRejected for a bad URL or an unknown event type."""
+        unknown = [e for e in events or [] if e not in EVENTS]
+        if unknown:
+            raise InputRejected(f"Unknown event type(s): {', '.join(unknown)}. Known: {', '.join(EVENTS)}.")
+        endpoint = Endpoint(id="ep_" + uuid.uuid4().hex[:16], url=check_url(url), secret=new_secret(),
+                            events=list(events or []), description=description.strip(), created=self.clock())
+        self.save_endpoint(endpoint)
+        return endpoint
+
+    def save_endpoint(self, endpoint: Endpoint) -> None:
+        self.client.hset(ENDPOINTS, endpoint.id, json.dumps(asdict(endpoint)))
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every endpoint, oldest first."""
+        found = [Endpoint(**json.loads(raw)) for raw in self.client.hvals(ENDPOINTS)]
+        return sorted(found, key=lambda e: e.created)
+
+    def endpoint(self, endpoint_id: str) -> Endpoint:
+        raw = self.client.hget(ENDPOINTS, endpoint_id)
+        if raw is None:
+            raise WebhookNotFound(f"No webhook endpoint {endpoint_id}: it was deleted or never existed.")
+        return Endpoint(**json.loads(raw))
+
+    def set_enabled(self, endpoint_id: str, enabled: bool, reason: str = "") -> Endpoint:
+        endpoint = self.endpoint(endpoint_id)
+        endpoint.enabled, endpoint.disabled_reason = enabled, "" if enabled else reason
+        self.save_endpoint(endpoint)
+        return endpoint
+
+    def delete_endpoint(self, endpoint_id: str) -> bool:
+        return bool(self.client.hdel(ENDPOINTS, endpoint_id))
+
+    # -- deliveries ---------------------------------------------------------------------------
+    def new_delivery(self, endpoint: Endpoint, event_type: str, payload: str, message_id: str) -> Delivery:
+        now = self.clock()
+        delivery = Delivery(id="dlv_" + uuid.uuid4().hex[:20], message_id=message_id, endpoint=endpoint.id,
+                            url=endpoint.url, type=event_type, payload=payload, created=now, updated=now)
+        key = f"chatbot:webhooks:delivery:{delivery.id}"
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(key, mapping={k: str(v) for k, v in asdict(delivery).items()})
+        pipe.expire(key, DELIVERY_TTL)
+        pipe.zadd(LOG, {delivery.id: now})
+        pipe.execute()
+        self._trim()
+        return delivery
+
+    def _trim(self) -> None:
+        extra = self.client.zcard(LOG) - LOG_SIZE
+        if extra > 0:
+            old = [as_text(i) for i in self.client.zrange(LOG, 0, extra - 1)]
+            self.client.delete(*[f"chatbot:webhooks:delivery:{i}" for i in old])
+            self.client.zrem(LOG, *old)
+
+    def update_delivery(self, delivery_id: str, **fields: object) -> None:
+        self.client.hset(f"chatbot:webhooks:delivery:{delivery_id}",
+                         mapping={k: str(v) for k, v in {**fields, "updated": self.clock()}.items()})
+
+    def delivery(self, delivery_id: str) -> Delivery:
+        raw = self.client.hgetall(f"chatbot:webhooks:delivery:{delivery_id}")
+        if not raw:
+            raise WebhookNotFound(f"No delivery {delivery_id}: it expired from the log or never existed.")
+        return Delivery.from_hash(raw)
+
+    def deliveries(self, limit: int = 100, status: str = "") -> list[Delivery]:
+        """The log, newest first; only deliveries with `status` when given."""
+        ids = [as_text(i) for i in self.client.zrevrange(LOG, 0, (LOG_SIZE if status else limit) - 1)]
+        pipe = self.client.pipeline(transaction=False)
+        for delivery_id in ids:
+            pipe.hgetall(f"chatbot:webhooks:delivery:{delivery_id}")
+        found = [Delivery.from_hash(raw) for raw in pipe.execute() if raw]
+        return [d for d in found if not status or d.status == status][:limit]

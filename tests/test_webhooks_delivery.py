@@ -1,0 +1,183 @@
+"""Webhooks out: signed per Standard Webhooks, verified by a real receiver, retried on the spec's schedule."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from chatbot.webhooks.delivery import RETRY_SCHEDULE, Dispatcher, retry_after_seconds
+from chatbot.webhooks.events import MESSAGE_CREATED, REPLY_COMPLETED
+from chatbot.webhooks.registry import FAILED, RETRYING, SUCCEEDED, WebhookRegistry
+from common.errors import InputRejected
+from tests.rq_helpers import make_due, run_jobs
+from tests.test_bot import small_kb  # noqa: F401  (fixture)
+from tests.webhook_receiver import Receiver
+
+
+@pytest.fixture
+def dispatcher(redis_client):
+    return Dispatcher(redis_client)
+
+
+def test_a_delivery_is_signed_so_a_receiver_verifies_it(dispatcher, redis_client):
+    registry = WebhookRegistry(redis_client)
+    with Receiver() as receiver:
+        endpoint = registry.add_endpoint(receiver.url, [MESSAGE_CREATED])
+        receiver.secret = endpoint.secret
+        queued = dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c1", "content": "Hello"})
+        assert dispatcher.emit(REPLY_COMPLETED, {"conversation_id": "c1"}) == []  # not subscribed
+        assert receiver.seen == 0  # nothing is sent on the caller's path
+        run_jobs(redis_client)
+    assert receiver.rejected == []
+    assert receiver.verified == [{"type": MESSAGE_CREATED, "timestamp": receiver.verified[0]["timestamp"],
+                                  "data": {"conversation_id": "c1", "content": "Hello"}}]
+    assert receiver.headers[0]["webhook-id"] == queued[0].message_id
+    assert registry.delivery(queued[0].id).status == SUCCEEDED
+
+
+def test_a_wrong_secret_fails_verification(dispatcher, redis_client):
+    registry = WebhookRegistry(redis_client)
+    with Receiver() as receiver:
+        registry.add_endpoint(receiver.url)
+        receiver.secret = registry.add_endpoint("http://127.0.0.1:9/unused").secret  # another endpoint's
+        dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c1"})
+        run_jobs(redis_client)
+    assert receiver.verified == [] and receiver.rejected
+
+
+def test_a_failing_receiver_is_retried_on_the_schedule_until_it_succeeds(dispatcher, redis_client):
+    registry = WebhookRegistry(redis_client)
+    with Receiver(answers=[(500, {}), (503, {})]) as receiver:
+        endpoint = registry.add_endpoint(receiver.url)
+        receiver.secret = endpoint.secret
+        [queued] = dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c2"})
+        run_jobs(redis_client)
+        first = registry.delivery(queued.id)
+        assert (first.status, first.attempts, first.last_code) == (RETRYING, 1, 500)
+        [delay] = make_due(redis_client)
+        assert RETRY_SCHEDULE[0] - 2 < delay <= RETRY_SCHEDULE[0]  # 5 seconds after the first failure
+        run_jobs(redis_client)
+        [delay] = make_due(redis_client)
+        assert RETRY_SCHEDULE[1] - 2 < delay <= RETRY_SCHEDULE[1]  # then 5 minutes
+        run_jobs(redis_client)
+        assert make_due(redis_client) == []
+    done = registry.delivery(queued.id)
+    assert (done.status, done.attempts) == (SUCCEEDED, 3)
+    assert len(receiver.verified) == 1
+    # Every attempt carries the same webhook-id, so the receiver can drop duplicates.
+    assert len({h["webhook-id"] for h in receiver.headers}) == 1
+
+
+def test_retry_after_postpones_the_next_attempt(dispatcher, redis_client):
+    registry = WebhookRegistry(redis_client)
+    with Receiver(answers=[(429, {"Retry-After": "120"})]) as receiver:
+        receiver.secret = registry.add_endpoint(receiver.url).secret
+        dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c3"})
+        run_jobs(redis_client)
+        [delay] = make_due(redis_client)
+        assert 118 < delay <= 120  # not the schedule's 5 seconds
+        run_jobs(redis_client)
+    assert len(receiver.verified) == 1
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480.0 - 60) == 60.0
+    assert retry_after_seconds("soon", 0.0) is None
+
+
+def test_410_disables_the_endpoint_and_stops_retrying(dispatcher, redis_client):
+    registry = WebhookRegistry(redis_client)
+    with Receiver(answers=[(410, {})]) as receiver:
+        endpoint = registry.add_endpoint(receiver.url)
+        receiver.secret = endpoint.secret
+        [queued] = dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c4"})
+        run_jobs(redis_client)
+        assert make_due(redis_client) == []
+        assert dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c4"}) == []  # no longer sent to
+    assert registry.delivery(queued.id).status == FAILED
+    gone = registry.endpoint(endpoint.id)
+    assert not gone.enabled and "410" in gone.disabled_reason
+
+
+def test_the_schedule_ends_in_failure_and_replay_sends_it_again(dispatcher, redis_client):
+    registry = WebhookRegistry(redis_client)
+    with Receiver(answers=[(500, {})] * (len(RETRY_SCHEDULE) + 1)) as receiver:
+        receiver.secret = registry.add_endpoint(receiver.url).secret
+        [queued] = dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c5"})
+        run_jobs(redis_client)
+        delays = []
+        while True:
+            due = make_due(redis_client)
+            if not due:
+                break
+            delays += due
+            run_jobs(redis_client)
+        assert len(delays) == len(RETRY_SCHEDULE)
+        assert all(due - 2 < d <= due for d, due in zip(delays, RETRY_SCHEDULE)), delays  # RQ keeps whole seconds
+        failed = registry.delivery(queued.id)
+        assert (failed.status, failed.attempts) == (FAILED, len(RETRY_SCHEDULE) + 1)
+        assert [d.id for d in registry.deliveries(status=FAILED)] == [queued.id]
+        dispatcher.replay(queued.id)
+        run_jobs(redis_client)
+    assert registry.delivery(queued.id).status == SUCCEEDED
+    assert receiver.verified[0]["data"] == {"conversation_id": "c5"}
+
+
+def test_the_test_button_delivers_at_once(dispatcher, redis_client):
+    registry = WebhookRegistry(redis_client)
+    with Receiver() as receiver:
+        endpoint = registry.add_endpoint(receiver.url)
+        receiver.secret = endpoint.secret
+        delivery = dispatcher.send_test(endpoint.id)
+    assert delivery.status == SUCCEEDED and receiver.verified[0]["type"] == "webhook.test"
+
+
+def test_bad_endpoints_are_refused_with_a_reason(redis_client):
+    registry = WebhookRegistry(redis_client)
+    with pytest.raises(InputRejected, match="https://"):
+        registry.add_endpoint("ftp://example.com/x")
+    with pytest.raises(InputRejected, match="Unknown event"):
+        registry.add_endpoint("https://example.com/x", ["message.deleted"])
+    assert registry.add_endpoint("https://example.com/x").secret.startswith("whsec_")
+
+
+def test_the_worker_command_sends_what_the_app_queued(tmp_path):
+    """`python -m chatbot webhook-worker --burst` on the app's data directory delivers a queued event."""
+    from chatbot.store.server import connect
+    from tests.conftest import ROOT
+
+    client = connect(data_dir=tmp_path / "redis")
+    registry = WebhookRegistry(client)
+    with Receiver() as receiver:
+        receiver.secret = registry.add_endpoint(receiver.url).secret
+        Dispatcher(client).emit(MESSAGE_CREATED, {"conversation_id": "cli"})
+        done = subprocess.run([sys.executable, "-m", "chatbot", "webhook-worker", "--burst", "--quiet"], cwd=ROOT,
+                              env={**os.environ, "CHATBOT_DATA_DIR": str(tmp_path)},
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert receiver.verified[0]["data"] == {"conversation_id": "cli"}
+    client.shutdown(nosave=True)
+
+
+def test_a_turn_and_its_feedback_reach_a_receiver(small_kb, store):  # noqa: F811
+    from chatbot.turn.bot import Chatbot
+    from tests.fakes import FakeBackend
+
+    dispatcher = Dispatcher(lambda: store.client)
+    store.events = dispatcher  # as chatbot.services wires it
+    bot = Chatbot(knowledge=small_kb, backend=FakeBackend(["Ask within 30 days [1]."]), store=store,
+                  events=dispatcher)
+    with Receiver() as receiver:
+        receiver.secret = WebhookRegistry(store.client).add_endpoint(receiver.url).secret
+        bot.ask("t1", "How do I get a refund?")
+        store.set_feedback("t1", 1, 0, "wrong article")
+        assert receiver.seen == 0
+        run_jobs(store.client)
+    by_type = {p["type"]: p["data"] for p in receiver.verified}
+    assert set(by_type) == {"message.created", "reply.completed", "feedback.received"}
+    assert by_type["message.created"]["message"]["content"] == "How do I get a refund?"
+    completed = by_type["reply.completed"]
+    assert completed["reply"] == "Ask within 30 days [1]." and completed["outcome"] == "answer"
+    assert completed["usage"]["output_tokens"] > 0 and completed["conversation_id"] == "t1"
+    assert by_type["feedback.received"] == {"conversation_id": "t1", "message_index": 1, "score": 0,
+                                            "comment": "wrong article"}
