@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from common.types import ChatRequest, Usage
+from common.types import ChatRequest, Stop, Usage
 from backends.base import Backend
 from backends.bundled import BUNDLED_MODEL, is_bundled, resolve_model_path
 from backends.chat_encoding import encode_chat
+from backends.repeats import RepeatGuard
 from common.errors import BackendError, BackendTimeout, ConfigurationError, ContextTooLong
 from common.extras import LOCAL_BACKEND_PACKAGES, require
 
@@ -139,12 +140,49 @@ class _Cancelled:
         return self.event.is_set()
 
 
+class _ReplyOnly:
+    """A logits processor applied to the reply's tokens alone, not the prompt's.
+
+    transformers' repetition penalty and no-repeat n-gram rule look at the whole sequence, prompt
+    included: a model told to answer from passages would be pushed away from the passages' own words.
+    """
+
+    def __init__(self, processor: Any, prompt_tokens: int) -> None:
+        self.processor = processor
+        self.prompt_tokens = prompt_tokens
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        return self.processor(input_ids[:, self.prompt_tokens:], scores)
+
+
+def loop_processors(request: ChatRequest, prompt_tokens: int) -> list[Any]:
+    """The request's repetition penalty and no-repeat n-gram size as logits processors over the reply."""
+    from transformers import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
+
+    processors: list[Any] = []
+    if request.repetition_penalty > 1.0:
+        processors.append(_ReplyOnly(RepetitionPenaltyLogitsProcessor(request.repetition_penalty), prompt_tokens))
+    if request.no_repeat_ngram_size > 0:
+        processors.append(_ReplyOnly(NoRepeatNGramLogitsProcessor(request.no_repeat_ngram_size), prompt_tokens))
+    return processors
+
+
+def sampling(request: ChatRequest) -> dict[str, Any]:
+    """generate()'s sampling options: greedy at temperature 0, else nucleus sampling (top-p 0.95)."""
+    if request.temperature > 0:
+        return {"do_sample": True, "temperature": request.temperature, "top_p": 0.95}
+    return {"do_sample": False}
+
+
 class LocalBackend(Backend):
     """A local causal LM (optionally with a fine-tuned adapter), streamed token by token."""
 
     name = "local"
     is_local = True
     model_choice = "folder"
+
+    # Whether the reply stops before its first repeated sentence (see backends/repeats.py).
+    stop_on_repeat = True
 
     def __init__(self, model_path: str, adapter_path: str | None = None, load_in_4bit: bool = False,
                  timeout: float = 120.0, data_dir: str | Path | None = None):
@@ -223,7 +261,7 @@ class LocalBackend(Backend):
 
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
         """Generate on a worker thread and yield text as TextIteratorStreamer decodes it."""
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
+        from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
 
         loaded = self._loaded
         inputs = self._encode(request)
@@ -240,12 +278,9 @@ class LocalBackend(Backend):
         cancelled = _Cancelled()
         kwargs: dict[str, Any] = dict(**inputs, max_new_tokens=max_new, streamer=streamer,
                                       stopping_criteria=StoppingCriteriaList([cancelled]),
+                                      logits_processor=LogitsProcessorList(loop_processors(request, n_input)),
                                       eos_token_id=loaded.stop_ids or None,
-                                      pad_token_id=loaded.tokenizer.pad_token_id)
-        if request.temperature > 0:
-            kwargs.update(do_sample=True, temperature=request.temperature, top_p=0.95)
-        else:
-            kwargs["do_sample"] = False
+                                      pad_token_id=loaded.tokenizer.pad_token_id, **sampling(request))
         outcome: dict[str, Any] = {}
 
         def generate() -> None:
@@ -261,10 +296,16 @@ class LocalBackend(Backend):
 
         worker = threading.Thread(target=generate, name="local-generate", daemon=True)
         worker.start()
+        guard = RepeatGuard() if self.stop_on_repeat else None
         try:
             for piece in streamer:
-                if piece:
-                    yield piece
+                shown = guard.feed(piece) if guard else piece
+                if shown:
+                    yield shown
+                if guard and guard.stopped:
+                    break  # the finally below stops the model
+            if guard and (rest := guard.finish()):
+                yield rest
         except queue.Empty as exc:
             # The streamer's queue timed out: the model produced nothing for `timeout` seconds.
             raise BackendTimeout(f"The local model produced nothing for {self.timeout:.0f} s.") from exc
@@ -274,5 +315,6 @@ class LocalBackend(Backend):
         worker.join(timeout=self.timeout)
         if "error" in outcome:
             raise BackendError(f"The local model failed while generating: {outcome['error']}") from outcome["error"]
-        yield Usage(input_tokens=n_input, output_tokens=outcome.get("output_tokens", 0),
-                    stop_reason=outcome.get("stop_reason", ""))
+        # A reply stopped before a repeated sentence ended where its answer did.
+        stop_reason = Stop.END if guard and guard.stopped else outcome.get("stop_reason", "")
+        yield Usage(input_tokens=n_input, output_tokens=outcome.get("output_tokens", 0), stop_reason=stop_reason)

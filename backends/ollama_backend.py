@@ -66,9 +66,17 @@ class OllamaBackend(RemoteBackend):
             messages=messages,
             stream=True,
             format="json" if request.json_mode else None,
-            options={"temperature": request.temperature, "num_predict": request.max_tokens},
+            options=self._options(request),
         )
         return parts, parts
+
+    @staticmethod
+    def _options(request: ChatRequest) -> dict[str, Any]:
+        """Ollama's generation options; its own default repeat penalty stands unless the template sets one."""
+        options: dict[str, Any] = {"temperature": request.temperature, "num_predict": request.max_tokens}
+        if request.repetition_penalty > 1.0:
+            options["repeat_penalty"] = request.repetition_penalty
+        return options
 
     def _read(self, part: Any) -> StreamEvent:
         text = (part.message.content if part.message is not None else None) or ""

@@ -1,4 +1,4 @@
-"""`bench-turn`, `bench-sessions` and `bench-api`: the benchmarks of `bench/`, run from the command line."""
+"""`bench-turn`, `bench-sessions`, `bench-api`, `bench-local-drafts`: the `bench/` benchmarks on the command line."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from bench import api, sessions, turn
+    from bench import api, local_drafts, sessions, turn
 
     turn.register(subparsers)
     sessions.register(subparsers)
     api.register(subparsers)
+    local_drafts.register(subparsers)

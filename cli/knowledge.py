@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from common.wording import plural
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     ingest = subparsers.add_parser("ingest", help="add files or folders to the knowledge base")
@@ -51,7 +53,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     services = build_services()
 
     def report(number: int, total: int, result) -> None:
-        detail = result.error if result.status in ("error", "held") else f"{result.chunks} chunks"
+        detail = result.error if result.status in ("error", "held") else plural(result.chunks, "chunk")
         print(f"[{number}/{total}] {result.source}: {result.status} ({detail})", flush=True)
 
     results = services.knowledge.ingest_paths(args.paths, progress=report, allow=args.allow)
@@ -59,7 +61,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     held = sum(r.status == "held" for r in results)
     print(f"{len(results) - failed} ingested or unchanged, {failed} failed"
           + (f" ({held} held: name them with --allow to ingest them anyway)" if held else "")
-          + f"; {services.knowledge.chunk_count()} chunks in store")
+          + f"; {plural(services.knowledge.chunk_count(), 'chunk')} in store")
     return 1 if failed else 0
 
 
@@ -70,13 +72,13 @@ def run_rebuild(args: argparse.Namespace) -> int:
     kb = build_services(seed=False).knowledge
 
     def report(number: int, total: int, result) -> None:
-        detail = result.error if result.status == "error" else f"{result.chunks} chunks"
+        detail = result.error if result.status == "error" else plural(result.chunks, "chunk")
         print(f"[{number}/{total}] {result.source}: {result.status} ({detail})", flush=True)
 
     results = kb.ingest(kb.rebuild_sources(), progress=report, guard=False)
     kb.finish_rebuild(results)
     failed = sum(r.status == "error" for r in results)
-    print(f"{len(results) - failed} re-embedded, {failed} failed; {kb.chunk_count()} chunks in store")
+    print(f"{len(results) - failed} re-embedded, {failed} failed; {plural(kb.chunk_count(), 'chunk')} in store")
     return 1 if failed else 0
 
 
@@ -98,8 +100,8 @@ def run_delete(args: argparse.Namespace) -> int:
             print(f"{name}: not in the knowledge base")
             missing += 1
         else:
-            print(f"{name}: deleted ({matches[0].chunks} chunks)")
-    print(f"{len(args.documents) - missing} deleted, {missing} not found; {knowledge.chunk_count()} chunks in store")
+            print(f"{name}: deleted ({plural(matches[0].chunks, 'chunk')})")
+    print(f"{len(args.documents) - missing} deleted, {missing} not found; {plural(knowledge.chunk_count(), 'chunk')} in store")
     return 1 if missing else 0
 
 

@@ -74,6 +74,11 @@ class ChatRequest:
     messages: list[dict[str, str]]
     temperature: float = 0.2
     max_tokens: int = 600
+    # Against loops, from the prompt template: a penalty over 1.0 on tokens the reply already has, and no
+    # n-gram of this many tokens twice in the reply (transformers' names; the local backend and Ollama
+    # take them, the API backends have no equivalent). 1.0 and 0 are off.
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
     # The offline backend answers from these directly; API backends see them in `system`.
     passages: list[Passage] = field(default_factory=list)
     query: str = ""

@@ -71,6 +71,13 @@ def test_request_carries_prompt_conversation_and_generation_settings(server):
     assert sent.body["options"]["num_predict"] == 256
     assert sent.body["stream"] is True
     assert not sent.body.get("format")
+    assert "repeat_penalty" not in sent.body["options"]  # none set: Ollama's own default stands
+
+
+def test_a_templates_repetition_penalty_reaches_ollama(server):
+    request = ChatRequest(system="Be brief.", messages=[{"role": "user", "content": "hi"}], repetition_penalty=1.2)
+    backend_for(server).complete(request)
+    assert server.last.body["options"]["repeat_penalty"] == 1.2
 
 
 def test_json_mode_asks_for_json_format(server):

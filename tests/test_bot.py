@@ -35,6 +35,8 @@ def test_a_turn_streams_a_cited_reply_and_persists_it(small_kb, store):
     sent = backend.requests[0]
     assert '<passage id="1" source="refunds.md"' in sent.system
     assert sent.messages[-1] == {"role": "user", "content": "How do I get my money back?"}
+    # The general template's settings against loops reach the backend with its temperature and budget.
+    assert (sent.repetition_penalty, sent.no_repeat_ngram_size, sent.max_tokens) == (1.2, 6, 600)
     meta = reply.meta
     assert meta.citations == [1, 2]
     assert [s["n"] for s in meta.sources] == [1, 2]

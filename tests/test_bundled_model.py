@@ -217,3 +217,40 @@ def test_ask_on_the_command_line_streams_the_bundled_models_reply(smollm_data_di
         seen += chunk
         partial += bool(chunk.strip()) and len(seen) < len(reply)
     assert partial >= 1, reads
+
+
+@pytest.fixture(scope="module")
+def refund_request(tmp_path_factory):
+    """The chat's own request for the demo question "How do I get a refund?" (its template, passages, prompt)."""
+    from bench.local_drafts import demo_requests
+    from chatbot.services import build_services
+    from common.settings import Settings
+
+    services = build_services(Settings.load(secrets={}, data_dir=tmp_path_factory.mktemp("drafts"),
+                                            session_ttl_days=1))
+    (request,) = demo_requests(services, 1, max_new_tokens=120)
+    services.knowledge.close()
+    return request
+
+
+def test_the_real_model_loops_on_a_demo_question_and_the_stop_ends_the_reply_before_the_repeat(smollm,
+                                                                                                 refund_request):
+    import dataclasses
+
+    from backends.repeats import repeated_sentences
+
+    # Greedy, and no penalties: only the stop differs between the two replies.
+    request = dataclasses.replace(refund_request, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    smollm.stop_on_repeat = False
+    try:
+        looping = "".join(p for p in smollm.stream(request) if isinstance(p, str))
+    finally:
+        smollm.stop_on_repeat = True
+    repeated = repeated_sentences(looping)
+    assert repeated, looping
+    pieces = list(smollm.stream(request))
+    guarded = "".join(p for p in pieces if isinstance(p, str))
+    assert not repeated_sentences(guarded)
+    # The same words up to the first repeated sentence, and nothing after it.
+    assert looping.startswith(guarded.rstrip()) and len(guarded) < len(looping)
+    assert isinstance(pieces[-1], Usage) and pieces[-1].stop_reason == "end_turn"  # an answer, not cut off

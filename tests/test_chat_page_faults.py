@@ -47,10 +47,10 @@ def test_a_local_folder_that_is_not_a_model_says_so_and_the_chat_answers_offline
     at.session_state["local_model_path"] = str(folder)
     at.run()
     assert not at.exception
-    errors = [e.value for e in at.sidebar.error]
+    errors = [e.value for e in at.main.error]
     assert any(str(folder) in e for e in errors), errors
     assert not any("Traceback" in e or "site-packages" in e for e in errors)
-    assert any("offline backend" in i.value for i in at.sidebar.info)
+    assert any("offline backend" in i.value for i in at.main.info)
     at.chat_input(key="chat_input").set_value("How do I get a refund?").run()
     assert not at.exception
     assert "Offline mode" in replies(at)[-1]
@@ -67,9 +67,9 @@ def test_ollama_without_a_server_says_so_answers_offline_and_the_failed_message_
     user = [m for m in at.chat_message if m.name == "user"]
     assert bubble_text(user[-1]) == "How do I get a refund?"
     assert any(e.value.startswith("No reply:") and "Ollama" in e.value for e in at.error)
-    # The sidebar says why, like a missing key or a bad folder, and the offline backend answers meanwhile.
-    assert any("ollama" in e.value and "Ollama" in e.value for e in at.sidebar.error)
-    assert any("offline backend" in i.value for i in at.sidebar.info)
+    # The page says why, above the chat, like a missing key or a bad folder; the offline backend answers meanwhile.
+    assert any("ollama" in e.value and "Ollama" in e.value for e in at.main.error)
+    assert any("offline backend" in i.value for i in at.main.info)
 
     at.button(key="resend_failed").click().run()
     assert not at.exception
@@ -78,7 +78,7 @@ def test_ollama_without_a_server_says_so_answers_offline_and_the_failed_message_
 
     # "Try ollama again" takes the notice away (and the next message goes to Ollama again).
     at.button(key="retry_backend").click().run()
-    assert not at.sidebar.error
+    assert not at.main.error
 
 
 def test_a_message_over_the_length_limit_is_kept_to_be_shortened_and_sent(app_env):

@@ -59,13 +59,13 @@ def test_ingest_names_files_by_their_folder(cli_env, tmp_path):
         (tmp_path / "plans" / plan).mkdir(parents=True)
         (tmp_path / "plans" / plan / "cancellation.md").write_text(f"# Cancelling {plan}\n\nThe {plan} rules.\n")
     result = cli(cli_env, "ingest", str(tmp_path / "plans"))
-    assert "[1/2] basic/cancellation.md: added (1 chunks)" in result.stdout
-    assert "[2/2] plus/cancellation.md: added (1 chunks)" in result.stdout
+    assert "[1/2] basic/cancellation.md: added (1 chunk)" in result.stdout
+    assert "[2/2] plus/cancellation.md: added (1 chunk)" in result.stdout
     # A copy of a stored document under another name is held as junk unless named with --allow.
     again = cli(cli_env, "ingest", str(tmp_path / "plans" / "basic" / "cancellation.md"),
                 str(tmp_path / "plans" / "plus" / "cancellation.md"), "--allow", "cancellation.md", check=False)
     assert again.returncode == 1
-    assert "cancellation.md: added (1 chunks)" in again.stdout
+    assert "cancellation.md: added (1 chunk)" in again.stdout
     assert f"cancellation.md: error ({tmp_path / 'plans' / 'plus' / 'cancellation.md'} and " in again.stdout
     assert "would both be stored as cancellation.md" in again.stdout
 

@@ -113,6 +113,31 @@ def test_a_turn_whose_process_died_reads_as_interrupted_after_a_while(store, red
     assert "interrupted" in message.meta.error
 
 
+def test_sending_a_failed_message_again_reuses_it_and_takes_back_its_failure(store):
+    sent = store.begin_turn("again", DOORBELL)
+    store.finish_turn("again", sent, [], meta={"error": "The backend is unreachable."})
+    assert store.summaries(["again"])[0].failed == 1
+
+    retried = store.retry_turn("again", sent["turn"])
+    assert [(m.content, m.status) for m in store.messages("again")] == [(DOORBELL, "pending")]
+    assert store.summaries(["again"])[0].failed == 0
+    store.finish_turn("again", retried, [{"role": "assistant", "content": "Check the Wi-Fi signal."}])
+    assert [m.role for m in store.messages("again")] == ["user", "assistant"]
+    assert (store.summaries(["again"])[0].failed, store.conversation("again")["turns"]) == (0, 1)
+    # Answered now: there is nothing to send again, and no other turn is touched.
+    assert store.retry_turn("again", sent["turn"]) is None and store.retry_turn("again", "no-such-turn") is None
+
+
+def test_sending_again_a_message_whose_process_died_counts_no_failure_it_never_had(store, redis_client):
+    sent = store.begin_turn("died", DOORBELL)  # its process stops before the reply: never finished
+    later = ConversationStore(redis_client, clock=lambda: sent["ts"] + PENDING_SECONDS)
+    assert later.messages("died")[0].status == "interrupted"
+
+    later.retry_turn("died", sent["turn"])
+    assert later.summaries(["died"])[0].failed == 0
+    assert [m.status for m in later.messages("died")] == ["pending"]
+
+
 # -- the pages -------------------------------------------------------------------------------------
 
 
@@ -213,4 +238,6 @@ def test_the_chat_page_shows_a_message_whose_process_died_as_interrupted_with_a_
     at.button(key="resend_failed").click().run()
     assert not at.exception
     stored = services.store.messages(session)
-    assert [m.content for m in stored][:2] == [DOORBELL, DOORBELL] and stored[2].role == "assistant"
+    # The same message is answered: no second copy of it.
+    assert [m.content for m in stored][:1] == [DOORBELL] and [m.role for m in stored] == ["user", "assistant"]
+    assert services.store.summaries([session])[0].failed == 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from common.errors import PromptValidationError
-from chatbot.prompts.template import parse_template, to_yaml
+from chatbot.prompts.template import parse_template
+from chatbot.prompts.template_yaml import to_yaml
 from chatbot.prompts.yaml_text import MAX_CHARS, MAX_DEPTH, load_variables
 from chatbot.prompts.library import PromptLibrary, open_prompt_library
 

@@ -7,7 +7,8 @@ import re
 import pytest
 
 from common.errors import PromptValidationError
-from chatbot.prompts.template import compile_text, fill, parse_template, to_yaml
+from chatbot.prompts.template import compile_text, fill, parse_template
+from chatbot.prompts.template_yaml import to_yaml
 from chatbot.prompts.library import (
     SECTION_ORDER, FewShotSelector, PromptLibrary, is_complex, shipped_templates,
 )

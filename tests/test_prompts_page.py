@@ -128,10 +128,35 @@ def test_a_second_admins_stale_save_is_refused_and_keeps_the_text(app_env):
     assert any(f"v{base + 1} was saved by ben" in w.value for w in ana.warning)
     assert [v.author for v in library().history("account")][:1] == ["ben"]
     # Ana compares her text with Ben's version before reloading.
-    ana.selectbox(key="prompts_diff_to_account").select("Editor (unsaved)").run()
-    ana.selectbox(key="prompts_diff_from_account").select(base + 1).run()
+    ana.selectbox(key=diff_key("to", "account")).select("Editor (unsaved)").run()
+    ana.selectbox(key=diff_key("from", "account")).select(base + 1).run()
     diff = next(c.value for c in ana.code if c.language == "diff")
     assert "-    Reassuring, careful" in diff and "+    Reassuring and very careful" in diff
+
+
+def diff_key(side: str, template: str) -> str:
+    """The Diff tab's From/To selectbox: keyed on the template's production and newest versions."""
+    labels = library().labels(template)
+    return f"prompts_diff_{side}_{template}_{labels['production']}_{labels['latest']}"
+
+
+def test_the_diff_shows_production_against_a_new_draft_not_production_against_itself(app_env):
+    template = "technical"
+    production = library().labels(template)["production"]
+    at = pick(admin_page(), template)
+    at.selectbox(key=diff_key("to", template)).select(production).run()  # the diff looked at, as it was
+    key = f"prompts_editor_{template}"
+    at.text_area(key=key).input(at.text_area(key=key).value.replace("description: ", "description: Edited. ", 1)).run()
+    at.text_input(key=f"prompts_message_{template}").input("Say it was edited").run()
+    at.button(key="prompts_save").click().run()
+    assert not at.exception, at.exception
+    labels = library().labels(template)
+    assert labels["draft"] == production + 1 and labels["production"] == production
+    assert at.selectbox(key=diff_key("from", template)).value == production
+    assert at.selectbox(key=diff_key("to", template)).value == labels["draft"]
+    assert not any("are identical" in i.value for i in at.info)
+    diff = next(c.value for c in at.code if c.language == "diff")
+    assert f"{template} v{production}" in diff and f"{template} v{labels['draft']}" in diff and "+" in diff
 
 
 def test_history_diff_and_rollback(app_env):
@@ -144,8 +169,8 @@ def test_history_diff_and_rollback(app_env):
     history = at.dataframe[1].value
     assert list(history["message"])[:1] == ["Shorter"] and list(history["author"])[:1] == ["ops"]
     assert history["version"][0] == f"v{base + 1} (production, draft)"
-    at.selectbox(key=f"prompts_diff_from_{template}").select(base).run()
-    at.selectbox(key=f"prompts_diff_to_{template}").select(base + 1).run()
+    at.selectbox(key=diff_key("from", template)).select(base).run()
+    at.selectbox(key=diff_key("to", template)).select(base + 1).run()
     diff = next(c.value for c in at.code if c.language == "diff")
     assert "-    Calm, respectful and brief." in diff and "+    Calm and brief." in diff
     at.radio(key="prompts_diff_mode").set_value("Side by side").run()

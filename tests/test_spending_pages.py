@@ -58,8 +58,9 @@ def ask(at: AppTest, text: str) -> str:
     return reply.markdown[0].value + " | " + " ".join(c.value for c in reply.caption)
 
 
-def warnings(at: AppTest) -> str:
-    return " ".join(w.value for w in at.sidebar.warning)
+def warnings(at: AppTest, part: str = "main") -> str:
+    """The warnings the page shows: above the chat (`main`, the chat page's place for them) or in the sidebar."""
+    return " ".join(w.value for w in getattr(at, part).warning)
 
 
 def test_requests_a_minute_then_the_offline_backend_with_when_it_resets(app_env):
@@ -152,7 +153,8 @@ def test_the_prompts_page_test_reply_is_metered_like_a_turn(app_env, limits):
     assert (today["requests"] - before["requests"], today["tokens"] - before["tokens"]) == (1, 1200)
     limits(daily_tokens=1)  # spent: the next test reply comes from the offline backend, and says why
     at = test_reply()
-    assert "Today's limit of 1 tokens" in warnings(at) and "offline backend" in warnings(at)
+    # The Prompts page has no place above a conversation: the limit is said in its sidebar.
+    assert "Today's limit of 1 tokens" in warnings(at, "sidebar") and "offline backend" in warnings(at, "sidebar")
     assert "Offline mode" in [m for m in at.chat_message if m.name == "assistant"][-1].markdown[0].value
     assert get_spending().today()["requests"] == today["requests"]
 

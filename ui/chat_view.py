@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from common.wording import plural
 from chatbot.handoff.status import AGENT_ROLE
 from chatbot.store.messages import Message, Status, TurnMeta
 from chatbot.turn.citations import cited_numbers
@@ -11,7 +12,20 @@ from chatbot.store.outcomes import CUT_OFF, REFUSAL, outcome_notice
 
 
 def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.0f} ms"
+    """A duration short enough for a sidebar metric (six characters at most): 840 ms, 2.35 s, 41.2 s, 312 s."""
+    if value is None:
+        return "–"
+    if value < 999.5:
+        return f"{value:.0f} ms"
+    seconds = value / 1000
+    return f"{seconds:.2f} s" if seconds < 9.995 else f"{seconds:.1f} s" if seconds < 99.95 else f"{seconds:,.0f} s"
+
+
+def _count(value: int) -> str:
+    """A count short enough for a sidebar metric: 1,057, then 12.3k and 1.2M."""
+    if value < 10_000:
+        return f"{value:,}"
+    return f"{value / 1000:.1f}k" if value < 999_950 else f"{value / 1_000_000:.1f}M"
 
 
 def render_sources(meta: TurnMeta, text: str = "") -> None:
@@ -60,7 +74,7 @@ def reply_caption(meta: TurnMeta) -> str:
     if meta.ttft_ms:
         parts.append(f"first token {meta.ttft_ms:,.0f} ms")
     if meta.output_tokens:
-        parts.append(f"{meta.input_tokens} → {meta.output_tokens} tokens")
+        parts.append(f"{meta.input_tokens:,} → {plural(meta.output_tokens, 'token')}")
     if meta.prompt_name:
         parts.append(f"prompt {meta.prompt_name} v{meta.prompt_version}")
     return " · ".join(parts)
@@ -167,8 +181,9 @@ def render_stats(stats: dict, state: str = "") -> None:
     a, b = st.columns(2)
     a.metric("Turns", stats["turns"])
     b.metric("Retrievals", stats["retrievals"])
-    a.metric("Tokens in", f"{stats['tokens_in']:,}")
-    b.metric("Tokens out", f"{stats['tokens_out']:,}")
+    # A sidebar column is about 110 px wide: values stay six characters or less, or they are cut off.
+    a.metric("Tokens in", _count(stats["tokens_in"]))
+    b.metric("Tokens out", _count(stats["tokens_out"]))
     a.metric("Last latency", _ms(stats["last_latency_ms"]))
     b.metric("Mean latency", _ms(stats["mean_latency_ms"]))
     a.metric("First token", _ms(stats["last_ttft_ms"]))
@@ -177,4 +192,4 @@ def render_stats(stats: dict, state: str = "") -> None:
         model = f" · model **{stats['model']}**" if stats["model"] else ""
         st.caption(f"Backend **{stats['backend']}**{model}")
     if stats["failed_turns"]:
-        st.caption(f"{stats['failed_turns']} turn(s) failed to get a reply")
+        st.caption(f"{plural(stats['failed_turns'], 'turn')} failed to get a reply")

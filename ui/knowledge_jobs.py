@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import re
 
+from common.wording import plural
 from knowledge.chunking import ChunkSettings
 from knowledge.fusion import FUSIONS
 from knowledge.jobs import IngestionJob, estimate_chunks
 from knowledge.loaders import MAX_FILE_BYTES, SUPPORTED
 from knowledge.store import MODES, KnowledgeBase
 
-# File types the uploader accepts, without the dot, and its size limit in megabytes.
+# File types the uploader accepts, without the dot.
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in SUPPORTED]
-MAX_UPLOAD_MB = MAX_FILE_BYTES // (1024 * 1024)
+# The uploader's own size limit, in megabytes. A file over it is refused by the browser before it is
+# sent, so the page never hears of it; the limit is set above the ingest limit (MAX_FILE_BYTES, 50 MB) so
+# that a file too big to ingest still reaches the server and is refused by name in the per-file results.
+# 200 MB is Streamlit's default server.maxUploadSize, the most one request may carry anyway.
+MAX_UPLOAD_MB = max(200, MAX_FILE_BYTES // (1024 * 1024))
 RETRIEVER_MODES = MODES
 FUSION_METHODS = FUSIONS
 
@@ -84,14 +89,21 @@ def duration(seconds: float) -> str:
 
 
 def large_uploads(kb: KnowledgeBase, uploads: list[tuple[str, int]]) -> list[str]:
-    """A warning line for each (name, size in bytes) upload big enough to take a while."""
-    warnings = []
-    for name, size in uploads:
-        chunks = estimate_chunks(size, kb.chunking)
-        if chunks >= LARGE_UPLOAD_CHUNKS:
-            warnings.append(f"{name} is {size / 1_000_000:.1f} MB, about {chunks:,} chunks: embedding them "
-                            f"takes {duration(chunks / EMBEDDED_CHUNKS_PER_S)} here.")
-    return warnings
+    """Warning lines when (name, size in bytes) uploads make enough chunks, together, to take a while.
+
+    The chunks of every file count (twenty files of 150 chunks take as long as one of 3,000): the
+    largest files are named with their estimates, then the total and how long embedding it takes.
+    Files over the ingest limit are left out (they are refused, not embedded). [] for a quick upload.
+    """
+    sized = [(name, size, estimate_chunks(size, kb.chunking)) for name, size in uploads if size <= MAX_FILE_BYTES]
+    total = sum(chunks for _, _, chunks in sized)
+    if total < LARGE_UPLOAD_CHUNKS:
+        return []
+    largest = sorted(sized, key=lambda item: -item[2])[:5]
+    lines = [f"{name} is {size / 1_000_000:.1f} MB, about {plural(chunks, 'chunk')}." for name, size, chunks in largest]
+    lines.append(f"In all about {plural(total, 'chunk')} from {plural(len(sized), 'file')}: embedding them takes "
+                 f"{duration(total / EMBEDDED_CHUNKS_PER_S)} here.")
+    return lines
 
 
 def job_progress(job: IngestionJob) -> tuple[float, str]:
@@ -99,7 +111,7 @@ def job_progress(job: IngestionJob) -> tuple[float, str]:
     total, expected = len(job.files), job.chunks_expected
     if job.cancelling:
         return (job.chunks_written / expected if expected else 0.0), "Cancelling…"
-    line = f"{job.kind.capitalize()}: {job.finished}/{total} files · {job.chunks_written:,} of {expected:,} chunks"
+    line = f"{job.kind.capitalize()}: {job.finished}/{plural(total, 'file')} · {job.chunks_written:,} of {plural(expected, 'chunk')}"
     left = job.seconds_left()
     if left is not None:
         line += f" · {duration(left)} left"

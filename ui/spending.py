@@ -28,13 +28,14 @@ def get_spending() -> Spending:
     return get_services().spending
 
 
-def answering(build: Callable[[], Backend], conversation_id: str = "", set_aside: str = "") -> Answering:
+def answering(build: Callable[[], Backend], conversation_id: str = "", set_aside: str = "", where=None) -> Answering:
     """Which backend answers this browser session's next call in `conversation_id`: `build()`'s, metered,
-    or the offline one, and why; a spending limit reached is said in the sidebar, with when it resets."""
+    or the offline one, and why; a spending limit reached is said in `where` (a container: the chat page's
+    place above the conversation; the sidebar when not given), with when it resets."""
     choice = answering_backend(build, lambda: get_backend("offline"), get_spending(), client_id(),
                                conversation_id, set_aside)
     if choice.why == "limit":
-        st.sidebar.warning(choice.reason + OFFLINE_NOTE, icon=":material/savings:")
+        (where or st.sidebar).warning(choice.reason + OFFLINE_NOTE, icon=":material/savings:")
     return choice
 
 

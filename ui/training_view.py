@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from common.wording import plural
 from training.jobs import JobStatus
 from training.progress import format_duration
 from training.spec import METHOD_LABELS, default_method
@@ -91,7 +92,8 @@ def render_dataset_checks(result: Any, built: Any) -> None:
     issues = built.issues if built else result.issues
     errors = [i for i in issues if i.level == "error"]
     if errors:
-        st.error(f"{len(errors)} record(s) of {result.source} were left out; the rest is kept. Fix these and "
+        verb = "was" if len(errors) == 1 else "were"
+        st.error(f"{plural(len(errors), 'record')} of {result.source} {verb} left out; the rest is kept. Fix these and "
                  "upload the file again to include them:\n\n" + "\n".join(f"- {i}" for i in errors[:20])
                  + (f"\n- … and {len(errors) - 20} more" if len(errors) > 20 else ""))
     if built and built.length_message():
@@ -125,7 +127,7 @@ def data_caption(data: dict[str, Any] | None) -> str | None:
     if not data:
         return None
     used, left = data.get("examples_used", 0), data.get("examples_left_out_for_length", 0)
-    return (f"Trains on {used} example{'' if used == 1 else 's'} ({left} left out for length) · "
+    return (f"Trains on {plural(used, 'example')} ({left} left out for length) · "
             f"{data.get('tokens_trained', 0):,} reply tokens a pass")
 
 

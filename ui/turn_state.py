@@ -33,18 +33,20 @@ def clear_unsent() -> None:
         st.session_state.pop(key, None)
 
 
-def queue(text: str) -> None:
-    """A button's callback: send `text` on the run it starts."""
+def queue(text: str, turn: str = "") -> None:
+    """A button's callback: send `text` on the run it starts (as the stored message of `turn`, if given)."""
     st.session_state[ChatKeys.RESEND] = text
+    st.session_state[ChatKeys.RESEND_TURN] = turn
 
 
 def _queue_draft() -> None:
     queue(st.session_state.get(ChatKeys.DRAFT) or st.session_state.get(ChatKeys.UNSENT) or "")
 
 
-def queued() -> str | None:
-    """The text a resend button asked to send on this run, once."""
-    return st.session_state.pop(ChatKeys.RESEND, None) or None
+def queued() -> tuple[str | None, str]:
+    """The text a resend button asked to send on this run, once, and the turn it was the message of ("" for
+    a draft that was never stored)."""
+    return st.session_state.pop(ChatKeys.RESEND, None) or None, st.session_state.pop(ChatKeys.RESEND_TURN, "")
 
 
 def render_unsent() -> None:
@@ -59,10 +61,9 @@ def render_unsent() -> None:
         st.button("Discard", key="discard_unsent", icon=":material/delete:", on_click=clear_unsent)
 
 
-def unanswered(messages: list[Message]) -> str | None:
-    """The customer's text of the conversation's last turn when it got no whole reply, else None."""
-    message = unanswered_message(messages)
-    return message.content if message is not None else None
+def unanswered(messages: list[Message]) -> Message | None:
+    """The customer's message of the conversation's last turn when it got no whole reply, else None."""
+    return unanswered_message(messages)
 
 
 def pending_turn(messages: list[Message]) -> str:
@@ -87,9 +88,13 @@ def watch_pending(store, session_id: str, turn: str) -> None:
         st.rerun()
 
 
-def render_resend(text: str) -> None:
-    st.button("Send it again", key="resend_failed", icon=":material/replay:", on_click=queue, args=(text,),
-              help="Send the customer's message once more: a new turn, with the backend chosen now.")
+def render_resend(message: Message) -> None:
+    """"Send it again" for a message without a whole reply: one that got none is sent again as itself, the
+    question of an interrupted reply as a new turn (the part that arrived stays, marked interrupted)."""
+    turn = message.turn if message.failed else ""
+    st.button("Send it again", key="resend_failed", icon=":material/replay:", on_click=queue,
+              args=(message.content, turn), help="Send the customer's message once more, to the backend "
+              "chosen now.")
 
 
 # -- a backend that failed ----------------------------------------------------------------------
@@ -115,9 +120,14 @@ def _try_again() -> None:
     st.session_state.pop(ChatKeys.BACKEND_DOWN, None)
 
 
-def render_fallback(name: str, reason: str, retry: bool = False) -> None:
-    """The sidebar's notice of a backend that cannot answer: why, and that the offline one answers."""
-    st.sidebar.error(f"**{name}**: {reason}", icon=":material/cloud_off:")
-    st.sidebar.info(OFFLINE_NOTICE, icon=":material/offline_bolt:")
+def render_fallback(name: str, reason: str, retry: bool = False, where=None) -> None:
+    """The notice of a backend that cannot answer: why, and that the offline one answers.
+
+    `where` is the container it goes in (the chat page's place above the conversation); the sidebar's end
+    when not given.
+    """
+    where = where or st.sidebar
+    where.error(f"**{name}**: {reason}", icon=":material/cloud_off:")
+    where.info(OFFLINE_NOTICE, icon=":material/offline_bolt:")
     if retry:
-        st.sidebar.button(f"Try {name} again", key="retry_backend", icon=":material/refresh:", on_click=_try_again)
+        where.button(f"Try {name} again", key="retry_backend", icon=":material/refresh:", on_click=_try_again)

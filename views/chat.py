@@ -7,12 +7,13 @@ import streamlit as st
 from chatbot.handoff.status import as_shown
 from common.errors import BackendError, ChatbotError, InputRejected, StoreUnavailable
 from chatbot.store.messages import turn_meta
+from common.wording import plural
 from chatbot.store.stats import conversation_stats
 from ui.chat_view import render_handoff, render_message, render_stats
 from ui.feedback import render_feedback
 from ui.knowledge_jobs import search_notice
 from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
-from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys, current_conversation
+from ui.page_state import CUSTOMER_TIERS, LOCAL_FOLDER, ChatKeys, current_conversation, start_new_conversation
 from ui.services import BACKENDS, backend_class, get_backend, get_services
 from ui.spending import answering as answer_with
 from ui.turn_state import (cannot_answer, clear_unsent, keep_unsent, pending_turn, queued, render_fallback,
@@ -27,7 +28,10 @@ session_id = current_conversation(store)  # from the URL (checked), so a refresh
 # -- sidebar: backend picker, stats, reset ---------------------------------------------
 # Defaults go through session state, so that other pages (Training's "Chat with this adapter")
 # can preset the same keys before switching here.
-for key, value in ((ChatKeys.BACKEND, settings.backend if settings.backend in BACKENDS else "offline"),
+# The backend picked lives in the URL too (`?backend=`), so a refresh keeps it.
+default_backend = settings.backend if settings.backend in BACKENDS else "offline"
+linked_backend = st.query_params.get("backend")
+for key, value in ((ChatKeys.BACKEND, linked_backend if linked_backend in BACKENDS else default_backend),
                    (ChatKeys.MODEL, settings.model), (ChatKeys.LOCAL_MODEL_PATH, settings.local_model_path),
                    (ChatKeys.LOCAL_ADAPTER_PATH, settings.local_adapter_path)):
     st.session_state.setdefault(key, value)
@@ -36,6 +40,11 @@ for key, value in ((ChatKeys.BACKEND, settings.backend if settings.backend in BA
 folder = st.session_state[ChatKeys.LOCAL_MODEL_PATH]
 st.session_state.setdefault(ChatKeys.LOCAL_MODEL_CHOICE,
                             LOCAL_FOLDER if folder and not is_bundled(folder) else BUNDLED_MODEL)
+
+st.title("Support chat")
+# Why the chosen backend cannot answer (or is over a spending limit) goes here, above the chat where the
+# agent is looking: at the end of a long sidebar it was out of view.
+backend_notices = st.container()
 
 with st.sidebar:
     backend_name = st.selectbox(
@@ -57,15 +66,18 @@ with st.sidebar:
     agent = st.text_input("Agent", key=ChatKeys.AGENT, placeholder="Your name",
                           help="Conversations are indexed by agent in History.")
     if st.button("New conversation", icon=":material/add_comment:", width="stretch", key="new_conversation"):
-        st.session_state[ChatKeys.SESSION_ID] = store.new_id()
-        st.query_params["c"] = st.session_state[ChatKeys.SESSION_ID]
+        start_new_conversation(store)
         st.rerun()
     stats_box = st.container()
     if notice := search_notice(services.knowledge):
         st.warning(notice, icon=":material/manage_search:")
+if backend_name == default_backend:
+    st.query_params.pop("backend", None)
+else:
+    st.query_params["backend"] = backend_name
 
 # Every backend that cannot answer (a missing key, a folder that is not a model, no server, a
-# refused key) says why in the sidebar, and the offline backend answers meanwhile.
+# refused key) says why above the conversation, and the offline backend answers meanwhile.
 choice = (backend_name, model, model_path, adapter_path)
 
 
@@ -76,13 +88,12 @@ def build_backend():
 
 # Which backend answers is decided in one place for every page: the chosen one, metered (each API
 # call it makes is held against the spending limits), or the offline one when it cannot answer.
-answering = answer_with(build_backend, session_id, set_aside=set_aside_reason(choice))
+answering = answer_with(build_backend, session_id, set_aside=set_aside_reason(choice), where=backend_notices)
 if answering.why == "unavailable":
-    render_fallback(backend_name, answering.reason, retry=bool(set_aside_reason(choice)))
+    render_fallback(backend_name, answering.reason, retry=bool(set_aside_reason(choice)), where=backend_notices)
 bot = services.build_chatbot(answering.backend)
 
 # -- conversation ------------------------------------------------------------------------
-st.title("Support chat")
 try:
     messages = store.messages(session_id)
     state = store.state(session_id) if messages else {}
@@ -98,7 +109,7 @@ if triage_state.get("escalated"):
 memory_state = state.get("memory") or {}
 if memory_state.get("summarised_count"):
     st.info(
-        f"{memory_state['summarised_count']} older messages were summarised to keep the context short; "
+        f"{plural(memory_state['summarised_count'], 'older message')} {'was' if memory_state['summarised_count'] == 1 else 'were'} summarised to keep the context short; "
         "the assistant sees that summary plus the recent messages.", icon=":material/psychology:",
     )
     with st.expander("Summary of older messages"):
@@ -110,11 +121,11 @@ for index, message in enumerate(as_shown(messages)):  # answered messages no lon
     render_message(message, turn_meta(messages, index), feedback)
 
 
-def send(text: str) -> None:
+def send(text: str, again: str = "") -> None:
     """Run one turn on the page. The message is stored before the reply streams; one that could not be
     sent at all is kept as a draft to send again."""
     try:
-        reply = bot.send(session_id, text, customer={"tier": tier}, agent=agent)
+        reply = bot.send(session_id, text, customer={"tier": tier}, agent=agent, again=again)
     except InputRejected as exc:
         keep_unsent(text, f"{exc} Your message is kept below.")
         return
@@ -126,10 +137,13 @@ def send(text: str) -> None:
         clear_unsent()
         st.rerun()
     clear_unsent()
-    if reply is None:
+    if reply is None:  # only spaces or line breaks: nothing to send, and nothing stored
+        st.warning("Nothing was sent: the message was empty (only spaces or line breaks).",
+                   icon=":material/edit_off:")
         return
-    with st.chat_message("user", avatar=":material/person:"):
-        st.text(reply.user_text)  # as typed, never read as Markdown
+    if not again:  # a message sent again is on the page already: no second bubble while the reply streams
+        with st.chat_message("user", avatar=":material/person:"):
+            st.text(reply.user_text)  # as typed, never read as Markdown
     with st.chat_message("assistant", avatar=":material/support_agent:"):
         stream = iter(reply)
         try:
@@ -159,10 +173,11 @@ if last_unanswered:
     render_resend(last_unanswered)
 
 text = st.chat_input("Type the customer's message…", key="chat_input")
-resend = queued()  # a "Send it again" button pressed on the previous run
-text = text if text is not None else resend
+resend, again = queued()  # a "Send it again" button pressed on the previous run
 if text is not None:
     send(text)
+elif resend is not None:
+    send(resend, again)
 render_unsent()
 
 with stats_box:

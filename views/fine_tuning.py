@@ -19,7 +19,7 @@ from training.demo import DEMO_SETTINGS
 from ui.auth import authorized, require_admin
 from ui.confirm import ask_first, confirmed
 from ui.local_models import BUNDLED_LABEL, BUNDLED_MODEL, is_bundled, prepare_local_model
-from ui.page_state import open_chat_with_local_model
+from ui.page_state import TRAINING_WIDGETS, keep_widget_state, open_chat_with_local_model
 from ui.services import get_settings
 from ui.training_view import (data_caption, guess, job_label, progress_cell, progress_text, render_before_after,
                               render_dataset_checks, render_length_histogram, render_loss_chart, spec_widget)
@@ -94,6 +94,7 @@ def use_demo_preset() -> None:
     st.session_state.update({f"spec_{k}": v for k, v in DEMO_SETTINGS.items() if k != "base_model"})
 
 
+keep_widget_state(TRAINING_WIDGETS)  # every choice here outlives a visit to another page
 st.title("Training")
 if "training_flash" in st.session_state:
     st.success(st.session_state.pop("training_flash"))

@@ -10,6 +10,7 @@ from chatbot.handoff.status import as_shown
 from chatbot.store import analytics
 from chatbot.store.messages import Feedback, Message, turn_meta
 from common.errors import ConversationNotFound, StoreUnavailable
+from common.wording import plural
 from chatbot.store.server import ephemeral_storage_warning
 from ui.auth import ADMIN_ONLY, admin_hint, is_admin
 from ui.chat_view import render_message
@@ -99,7 +100,7 @@ if not found:
             "as soon as the chat saves its first turn.", icon=":material/search_off:")
     st.stop()
 
-st.caption(f"{len(found)} conversation(s)" + (f", the {LIMIT} most recent shown" if len(found) == LIMIT else ""))
+st.caption(plural(len(found), "conversation") + (f", the {LIMIT} most recent shown" if len(found) == LIMIT else ""))
 st.dataframe(
     # An escalated conversation is listed with the triage of its escalation, not of its last message.
     [{"started": when(s.created), "last active": when(s.updated), "turns": s.turns,
@@ -112,7 +113,7 @@ st.dataframe(
 
 # -- one conversation --------------------------------------------------------------------------
 ids = [s.id for s in found]
-labels = {s.id: f"{when(s.updated)} · {s.title[:70] or '(no text)'} · {s.turns} turn(s)" for s in found}
+labels = {s.id: f"{when(s.updated)} · {s.title[:70] or '(no text)'} · {plural(s.turns, 'turn')}" for s in found}
 wanted = st.query_params.get("open")
 opened = st.selectbox("Open a conversation", ids, format_func=labels.__getitem__, key="history_open",
                       index=ids.index(wanted) if wanted in ids else 0)
@@ -158,7 +159,7 @@ if confirmed("history_confirm_delete", opened, f"Delete this conversation ({len(
     st.rerun()
 
 facts = [f"Started {when(conversation['created'])}", f"last active {when(conversation['updated'])}",
-         f"{conversation['turns']} turn(s)"]
+         plural(conversation['turns'], 'turn')]
 if conversation.get("agents"):
     facts.append("agent " + ", ".join(conversation["agents"]))
 if conversation.get("intents"):

@@ -9,6 +9,7 @@ from datetime import datetime
 import streamlit as st
 
 from common.errors import ChatbotError
+from common.wording import plural
 from ui.knowledge_jobs import (FUSION_METHODS, MAX_UPLOAD_MB, RETRIEVER_MODES, UPLOAD_TYPES, IngestionJob,
                                held_uploads, job_progress, large_uploads, literal, model_notice, rebuild_job, reindex_job,
                                upload_job)
@@ -23,8 +24,8 @@ locked_help = None if admin else ADMIN_ONLY
 
 ICONS = {"waiting": "⏳", "reading": "📄", "embedding": "⚙️", "added": "✅", "updated": "🔁",
          "unchanged": "⏭️", "held": "✋", "error": "❌", "cancelled": "⛔"}
-DETAIL = {"added": "{chunks} chunks added", "updated": "replaced, {chunks} chunks",
-          "unchanged": "unchanged, skipped ({chunks} chunks already stored)", "cancelled": "cancelled, nothing kept"}
+DETAIL = {"added": "{chunks} added", "updated": "replaced, {chunks}",
+          "unchanged": "unchanged, skipped ({chunks} already stored)", "cancelled": "cancelled, nothing kept"}
 
 st.title("Knowledge base")
 
@@ -53,7 +54,7 @@ def render_job() -> None:
     for f in job.files:
         # Names and reasons come from the uploads: shown as they are, never as markup.
         detail = literal(f.error) if f.state in ("error", "held") \
-            else DETAIL.get(f.state, f.state).format(chunks=f.chunks)
+            else DETAIL.get(f.state, f.state).format(chunks=plural(f.chunks, "chunk"))
         line = f"{ICONS.get(f.state, '')} **{literal(f.name)}**: {detail}"
         if f.state == "error":
             st.error(line)
@@ -136,7 +137,7 @@ try:
 except ChatbotError as exc:  # a Chroma server that went away: say so, keep keyword search usable
     docs, store_error = [], str(exc)
     st.error(store_error)
-st.subheader(f"{len(docs)} documents · {sum(d.chunks for d in docs):,} chunks")
+st.subheader(f"{plural(len(docs), 'document')} · {plural(sum(d.chunks for d in docs), 'chunk')}")
 if docs:
     st.dataframe(
         [
@@ -156,7 +157,7 @@ if docs:
     if delete.button("Delete document", key="kb_delete", icon=":material/delete:", disabled=job_running() or not admin,
                      help=locked_help):
         ask_first("kb_confirm_delete", choice.doc_id)
-    if confirmed("kb_confirm_delete", choice.doc_id, f"Delete {literal(choice.source)} ({choice.chunks} chunks) "
+    if confirmed("kb_confirm_delete", choice.doc_id, f"Delete {literal(choice.source)} ({plural(choice.chunks, 'chunk')}) "
                  "from the knowledge base for good?", "change_knowledge", "kb"):
         try:
             # Waits its turn if another process (an ingestion from the command line) is writing.
@@ -180,7 +181,7 @@ with st.expander("Chunk settings and re-index"):
                               value=kb.chunking.overlap, key="kb_chunk_overlap", disabled=not admin)
     stale = [d for d in docs if (d.chunk_size, d.chunk_overlap) != (kb.chunking.size, kb.chunking.overlap)]
     if stale:
-        st.warning(f"{len(stale)} documents were chunked with other settings; re-index to apply these.")
+        st.warning(f"{plural(len(stale), 'document')} {'was' if len(stale) == 1 else 'were'} chunked with other settings; re-index to apply these.")
     if st.button("Re-index everything", key="kb_reindex", icon=":material/refresh:", disabled=job_running() or not admin,
                  help=locked_help) and authorized("change_knowledge"):
         st.session_state["kb_job_seen"] = False

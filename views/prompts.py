@@ -9,10 +9,11 @@ import streamlit as st
 import yaml
 
 from common.errors import ChatbotError, PromptValidationError, StaleVersionError
+from common.wording import plural
 from chatbot.store.outcomes import outcome_notice
 from chatbot.prompts.library import PromptLibrary, load_variables, parse_template, skeleton
 from ui.auth import ADMIN_ONLY, is_admin, require_admin
-from ui.page_state import CUSTOMER_TIERS
+from ui.page_state import CUSTOMER_TIERS, PROMPTS_WIDGETS, keep_widget_state
 from ui.prompt_diff import render_side_by_side
 from ui.services import BACKENDS, backend_class, get_backend, get_services
 from ui.spending import answering as answer_with
@@ -104,7 +105,7 @@ def validate(name: str) -> None:
     except PromptValidationError as exc:
         flash("error", str(exc), excerpt(text, exc.line))
     else:
-        flash("success", f"Valid: {len(template.examples)} examples, variables "
+        flash("success", f"Valid: {plural(len(template.examples), 'example')}, variables "
                          f"{', '.join(template.variables) or 'none'}.")
 
 
@@ -140,10 +141,9 @@ st.title("Prompts")
 st.caption("Every save is a new version. The chat uses each template's production version; "
            "a draft is only tried here until you publish it.")
 
-# Streamlit forgets a widget's value once it is not drawn; re-assigning keeps each template's
-# unsaved editor text while the admin looks at another template.
-for key in [k for k in ss if str(k).startswith(("prompts_editor_", "prompts_message_"))]:
-    ss[key] = ss[key]
+# Streamlit forgets a widget's value once it is not drawn: this keeps each template's unsaved editor
+# text while the admin looks at another template, and every choice here while they visit another page.
+keep_widget_state(PROMPTS_WIDGETS)
 ss.setdefault("prompts_author", "admin")
 with st.sidebar:
     st.text_input("Your name (recorded on changes)", key="prompts_author")
@@ -180,7 +180,7 @@ def version_label(number: int) -> str:
 
 
 st.caption(f"**{name}**: production v{labels['production']} · draft v{labels['draft']} · "
-           f"{len(versions)} versions")
+           f"{plural(len(versions), 'version')}")
 edit_tab, history_tab, diff_tab, test_tab = st.tabs(["Edit", "History", "Diff", "Test"])
 
 with edit_tab:
@@ -233,9 +233,12 @@ with diff_tab:
     choices = [*numbers, UNSAVED]
     old_default = labels["production"] if labels["production"] != labels["latest"] else max(1, labels["latest"] - 1)
     left, right, mode_col = st.columns([1, 1, 1])
+    # Keyed on the labels: a new draft or a publish brings back the default pair (production against the
+    # newest version) instead of keeping a choice made when production was the newest.
+    moved = f"{name}_{labels['production']}_{labels['latest']}"
     old = left.selectbox("From", numbers, index=numbers.index(old_default), format_func=version_label,
-                         key=f"prompts_diff_from_{name}")
-    new = right.selectbox("To", choices, index=0, key=f"prompts_diff_to_{name}",
+                         key=f"prompts_diff_from_{moved}")
+    new = right.selectbox("To", choices, index=0, key=f"prompts_diff_to_{moved}",
                           format_func=lambda v: v if v == UNSAVED else version_label(v))
     mode = mode_col.radio("View", ["Unified", "Side by side"], horizontal=True, key="prompts_diff_mode")
     old_text = by_number[old].text

@@ -10,6 +10,7 @@ import streamlit as st
 
 from chatbot.store import analytics
 from common.errors import StoreUnavailable
+from common.wording import plural
 from ui.services import get_services
 from ui.spending import render_spending
 
@@ -55,7 +56,7 @@ feedback, escalation = numbers["feedback"], numbers["escalation"]
 cols = st.columns(3) + st.columns(3)
 cols[0].metric("Conversations", f"{numbers['conversations']:,}")
 cols[1].metric("Turns", f"{numbers['turns']:,}", help=f"{numbers['failed_turns']} more got no reply")
-cols[2].metric("Escalation rate", share(escalation["rate"]), help=f"{escalation['escalated']} conversation(s)")
+cols[2].metric("Escalation rate", share(escalation["rate"]), help=plural(escalation['escalated'], 'conversation'))
 cols[3].metric("Feedback score", share(feedback["score"]),
                help=f"Share of thumbs up among {feedback['rated']} rated replies")
 cols[4].metric("Reply p95", ms(latency["reply"]["p95"]))
@@ -101,7 +102,7 @@ with left:
         index=[f"p{q}" for q in analytics.PERCENTILES],
     )
     st.bar_chart(table, stack=False, y_label="ms")
-    st.caption(" · ".join(f"{row['measure']}: {row['n']} turns" for row in numbers["latency"]))
+    st.caption(" · ".join(f"{row['measure']}: {plural(row['n'], 'turn')}" for row in numbers["latency"]))
 with right:
     st.subheader("Tokens per backend")
     st.bar_chart(pd.DataFrame(numbers["tokens"]), x="backend", y=["input_tokens", "output_tokens"])

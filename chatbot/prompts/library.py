@@ -20,8 +20,8 @@ import numpy as np
 
 from common.errors import PromptNotFound, PromptValidationError, StaleVersionError
 from chatbot.prompts.store import FilePromptStore, MemoryPromptStore, PromptStore, VersionInfo
-from chatbot.prompts.template import (PromptTemplate, compile_text, fill, parse_template, sha256_text, skeleton,
-                                      to_yaml)
+from chatbot.prompts.template import PromptTemplate, compile_text, fill, parse_template, sha256_text
+from chatbot.prompts.template_yaml import skeleton, to_yaml
 from chatbot.prompts.yaml_text import load_variables
 from common.types import Passage
 
@@ -72,6 +72,9 @@ class RenderedPrompt:
     chain_of_thought: bool = False
     # Indices of the template examples placed in the prompt, best match first.
     examples: list[int] = field(default_factory=list)
+    # The template's settings against loops (1.0 and 0: off), for the backends that take them.
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
 
 
 def is_complex(query: str) -> bool:
@@ -367,7 +370,8 @@ class PromptLibrary:
                                        variables=variables, reasoning=reasoning),
             name=template.name, version=version, hash=template.content_hash(),
             temperature=template.temperature, max_tokens=template.max_tokens,
-            chain_of_thought=reasoning, examples=examples,
+            chain_of_thought=reasoning, examples=examples, repetition_penalty=template.repetition_penalty,
+            no_repeat_ngram_size=template.no_repeat_ngram_size,
         )
 
 

@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import yaml
-
 from common.errors import PromptValidationError
 from chatbot.prompts.escaping import neutralise, quoted
 from chatbot.prompts.yaml_text import Located, check_duplicates, is_nothing, load, read_bool, read_number
@@ -27,7 +25,7 @@ TOP_FIELDS = (
     "name", "description", "tags", "model", "chain_of_thought", "few_shot_k", "knowledge", "variables",
     "system", "examples",
 )
-MODEL_FIELDS = ("temperature", "max_tokens")
+MODEL_FIELDS = ("temperature", "max_tokens", "repetition_penalty", "no_repeat_ngram_size")
 MAX_TOKENS_LIMIT = 32000
 
 
@@ -114,6 +112,9 @@ class PromptTemplate:
     knowledge: bool = True
     temperature: float = 0.2
     max_tokens: int = 600
+    # Against loops in small local models (transformers' generate() and Ollama honour them; 1.0 and 0: off).
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
     tags: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
     source: str = field(default="", repr=False, compare=False)
@@ -228,6 +229,16 @@ def _switch(data: dict, key: str, default, loc: Located, extra: tuple = ()):
     return flag
 
 
+def _generation_settings(data: dict, loc: Located) -> dict[str, Any]:
+    """The `model:` mapping's settings, each read as the number type it declares and checked against its range."""
+    model = _mapping(data.get("model"), "model", loc, ("model",))
+    _unknown_keys(model, MODEL_FIELDS, "model", loc, ("model",))
+    ranges = {"temperature": (0.2, float, 0, 2), "max_tokens": (600, int, 1, MAX_TOKENS_LIMIT),
+              "repetition_penalty": (1.0, float, 1, 2), "no_repeat_ngram_size": (0, int, 0, 50)}
+    return {name: _number(model, name, default, kind, low, high, f"model.{name}", loc, ("model", name))
+            for name, (default, kind, low, high) in ranges.items()}
+
+
 def _name(data: dict, loc: Located, expected_name: str | None) -> str:
     name = _text(data.get("name"), "name", loc, ("name",), required=True).strip()
     if not NAME_PATTERN.match(name):
@@ -313,12 +324,8 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
     name = _name(data, loc, expected_name)
     sections = _sections(data, loc)
 
-    model = _mapping(data.get("model"), "model", loc, ("model",))
-    _unknown_keys(model, MODEL_FIELDS, "model", loc, ("model",))
     # Settings are read by their declared type; everything else is text, kept as typed.
-    temperature = _number(model, "temperature", 0.2, float, 0, 2, "model.temperature", loc, ("model", "temperature"))
-    max_tokens = _number(model, "max_tokens", 600, int, 1, MAX_TOKENS_LIMIT, "model.max_tokens", loc,
-                         ("model", "max_tokens"))
+    generation = _generation_settings(data, loc)
     cot = _switch(data, "chain_of_thought", False, loc, extra=("auto",))
     few_shot_k = _number(data, "few_shot_k", 2, int, 0, 20, "few_shot_k", loc, ("few_shot_k",))
     knowledge = _switch(data, "knowledge", True, loc)
@@ -333,56 +340,6 @@ def parse_template(text: str, expected_name: str | None = None) -> PromptTemplat
     return PromptTemplate(
         name=name, description=_text(data.get("description"), "description", loc, ("description",)).strip(),
         examples=examples, chain_of_thought=cot, few_shot_k=few_shot_k, knowledge=knowledge,
-        temperature=temperature, max_tokens=max_tokens, tags=[t.strip() for t in tags], variables=variables,
+        **generation, tags=[t.strip() for t in tags], variables=variables,
         source=text, **sections,
-    )
-
-
-# -- writing YAML (new templates, and templates built in code) -------------------------------
-
-class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True  # prompt YAML never has anchors or aliases: a repeated value is written out again
-
-
-def _str(dumper: yaml.SafeDumper, value: str):
-    # Multi-line prompt text reads best, and diffs line by line, as a literal block.
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def to_yaml(template: PromptTemplate) -> str:
-    """The template as the YAML an admin edits."""
-    data: dict[str, Any] = {"name": template.name, "description": template.description}
-    if template.tags:
-        data["tags"] = list(template.tags)
-    data["model"] = {"temperature": template.temperature, "max_tokens": template.max_tokens}
-    data["chain_of_thought"] = template.chain_of_thought
-    data["few_shot_k"] = template.few_shot_k
-    data["knowledge"] = template.knowledge
-    if template.variables:
-        data["variables"] = dict(template.variables)
-    data["system"] = {k: getattr(template, k) for k in TEXT_SECTIONS if getattr(template, k).strip()}
-    if template.examples:
-        data["examples"] = [{"user": e["user"], "assistant": e["assistant"]} for e in template.examples]
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
-
-
-def skeleton(name: str) -> str:
-    """A starting text for a new template."""
-    return (
-        f"name: {name}\n"
-        "description: What this template is for\n"
-        "tags: []\n"
-        "model:\n  temperature: 0.2\n  max_tokens: 600\n"
-        "chain_of_thought: false\n"
-        "few_shot_k: 2\n"
-        "variables:\n  company: Nimbus Home\n"
-        "system:\n"
-        "  role: |\n    You are the support assistant of {company}.\n"
-        "  tone: Warm, concise and professional.\n"
-        "examples: []\n"
     )

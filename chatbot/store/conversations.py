@@ -31,6 +31,7 @@ import redis
 from chatbot.store.analytics import ConversationSummary, summary_fields
 from chatbot.store.faults import describe_fault, store_call as _store_call  # noqa: F401  (describe_fault re-exported)
 from chatbot.store.messages import PENDING_SECONDS, Message, Status, read_messages, settle, training_messages
+from chatbot.store.retries import retry_turn
 from chatbot.store.scripts import APPEND_TURN, DELETE_CONVERSATION, SET_FEEDBACK
 from chatbot.store.server import as_text, connect, restart_errors, retire
 from common.errors import ConversationNotFound
@@ -133,6 +134,10 @@ class ConversationStore:
         # Where it was stored: its turn finds it there without reading the list (a hint; it is checked).
         return {**message, "at": int(length) - 1} if length else message
 
+    def retry_turn(self, session_id: str, turn: str, *, agent: str = "") -> dict | None:
+        """Send again the message of a turn that got no reply (see `chatbot.store.retries.retry_turn`)."""
+        return retry_turn(self, session_id, turn, agent=agent)
+
     def finish_turn(self, session_id: str, sent: dict, replies: list[dict], state: dict | None = None, *,
                     meta: dict | None = None, agent: str = "", update: StateUpdate | None = None) -> None:
         """Complete a turn begun with `begin_turn`: its message (with `meta` when it got no reply) and the replies.
@@ -174,11 +179,13 @@ class ConversationStore:
     @_store_call
     def _write_turn(self, session_id: str, messages: list[dict], state: dict | None, agent: str, token: str,
                     replaces: dict | None = None, where: int = -1, expected: int | None = None,
-                    started: float | None = None) -> int:
+                    started: float | None = None, adjust: dict[str, int] | None = None) -> int:
         now = self.clock()
         encoded = [json.dumps({"ts": now, **m}, ensure_ascii=False) for m in messages]
         sets, incr, title = summary_fields([replaces, *messages] if replaces else messages)
         incr["messages"] = len(messages)
+        for name, change in (adjust or {}).items():  # counters a rewritten message no longer counts towards
+            incr[name] = incr.get(name, 0) + change
         args: list[Any] = [session_id, repr(now), self.ttl or 0, token, agent,
                            "1" if state is not None else "0",
                            json.dumps(state, ensure_ascii=False) if state is not None else "",

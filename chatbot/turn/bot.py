@@ -118,8 +118,13 @@ class Chatbot:
             choice = classifier.classify(text, list(self.router.routes.values()), fallback=choice)
         return choice
 
-    def send(self, session_id: str, text: str, *, customer: dict | None = None, agent: str = "") -> Reply | None:
-        """Prepare a turn (steps 1-5) and return its Reply to stream; None for an empty message."""
+    def send(self, session_id: str, text: str, *, customer: dict | None = None, agent: str = "",
+             again: str = "") -> Reply | None:
+        """Prepare a turn (steps 1-5) and return its Reply to stream; None for an empty message.
+
+        `again` names a turn whose message got no reply: that stored message is sent again (no second
+        copy of it); a turn that is not such a message is ignored and the text starts a new turn.
+        """
         started = time.perf_counter()
         stages: dict[str, float] = {}
 
@@ -134,9 +139,11 @@ class Chatbot:
         # Secrets never reach the store, the search index, exports, training data or the model.
         text, redacted = redact_with_kinds(text)
         # Stored before anything else can fail: whatever happens to the reply, the message is kept.
-        sent = self.store.begin_turn(session_id, text, agent=agent)
-        self.events(MESSAGE_CREATED, {"conversation_id": session_id, "message": {
-            "role": "user", "content": text, "turn": sent["turn"], "agent": agent}})
+        sent = again and self.store.retry_turn(session_id, again, agent=agent)
+        if not sent:  # a message sent again was created before, and announced then
+            sent = self.store.begin_turn(session_id, text, agent=agent)
+            self.events(MESSAGE_CREATED, {"conversation_id": session_id, "message": {
+                "role": "user", "content": text, "turn": sent["turn"], "agent": agent}})
         try:
             return self._prepare(session_id, text, redacted, sent, started, stages, lap,
                                  customer=customer, agent=agent)
@@ -229,6 +236,7 @@ class Chatbot:
             messages=[*recent, {"role": "user", "content": text}],
             temperature=prompt.temperature if self.temperature is None else self.temperature,
             max_tokens=prompt.max_tokens if self.max_tokens is None else self.max_tokens,
+            repetition_penalty=prompt.repetition_penalty, no_repeat_ngram_size=prompt.no_repeat_ngram_size,
             passages=passages,
             query=text,
         )

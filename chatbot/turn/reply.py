@@ -47,6 +47,11 @@ class Reply:
         self.done = False
 
     @property
+    def request(self) -> ChatRequest:
+        """What the backend is (or was) asked: system prompt, messages, generation settings, passages."""
+        return self._request
+
+    @property
     def passages(self) -> list[Passage]:
         return self._request.passages
 
