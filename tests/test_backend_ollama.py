@@ -224,9 +224,10 @@ def test_settings_from_environment_reach_the_client(server, monkeypatch):
 
 
 def test_without_a_host_setting_the_local_default_is_used(monkeypatch):
-    # Settings alone decide the host: the environment was already read when they were loaded.
+    # Settings alone decide the host: the backend never reads the environment itself (settings read it
+    # when they are loaded, and here they say no host).
     monkeypatch.setenv("OLLAMA_HOST", "http://elsewhere.invalid:1")
-    backend = OllamaBackend.from_settings(Settings())
+    backend = OllamaBackend.from_settings(Settings(ollama_host=""))
 
     assert backend.host == "http://127.0.0.1:11434"
 
