@@ -1,0 +1,93 @@
+"""Hostile and odd input against the real API on uvicorn (httpx and the openai SDK): every refusal is a
+typed 4xx naming the problem, nothing answers 500, and nothing is stored or run twice by mistake."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from api.app import create_app
+from tests.api_server import serving
+
+SECRET = "cw-hostile-secret"
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory):
+    from chatbot.services import build_services
+    from common.settings import Settings
+
+    services = build_services(Settings.load(secrets={}, data_dir=tmp_path_factory.mktemp("api-hostile"),
+                                            session_ttl_days=1, chatwoot_webhook_secret=SECRET))
+    app = create_app(services)
+    with serving(app) as url:
+        _, key = app.state.desk.keys.create("hostile", "agent", requests_per_minute=0)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+            yield app, http, openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+    services.knowledge.close()
+
+
+def test_a_body_that_is_not_json_is_named_as_such(desk):
+    _, http, _ = desk
+    answer = http.post("/v1/chat", content=b'{"text": ', headers={"Content-Type": "application/json"})
+    error = answer.json()["error"]
+    assert answer.status_code == 422 and error["type"] == "invalid_request"
+    assert "not valid JSON" in error["message"] and error["fields"] == ["body"]
+
+
+def test_n_above_one_is_refused_not_silently_answered_once(desk):
+    _, _, sdk = desk
+    with pytest.raises(openai.UnprocessableEntityError, match=r"\bn\b"):
+        sdk.chat.completions.create(model="support-desk", n=2, messages=[{"role": "user", "content": "refund?"}])
+
+
+@pytest.mark.parametrize("last", [{"role": "assistant", "content": "Sure, here is how."},
+                                  {"role": "tool", "content": "{}", "tool_call_id": "call_1"}])
+def test_a_message_list_not_ending_with_the_customer_runs_no_turn(desk, last):
+    app, _, sdk = desk
+    before = app.state.desk.services.store.count()
+    with pytest.raises(openai.UnprocessableEntityError, match="last message"):
+        sdk.chat.completions.create(model="support-desk",
+                                    messages=[{"role": "user", "content": "How do I get a refund?"}, last])
+    assert app.state.desk.services.store.count() == before  # the earlier user message was not sent again
+
+
+def test_a_handoff_without_a_body_uses_the_default_reason(desk):
+    _, http, _ = desk
+    started = http.post("/v1/chat", json={"text": "How do I get a refund?"}).json()
+    answer = http.post(f"/v1/conversations/{started['conversation_id']}/handoff")
+    assert answer.status_code == 200 and answer.json()["escalated"] is True
+
+
+def test_a_csv_with_an_unclosed_quote_is_refused_not_merged(desk):
+    _, http, _ = desk
+    data = b'text,id\n"my parcel never came,1\nI want a refund,2\n'
+    answer = http.post("/v1/triage/batch", files={"file": ("tickets.csv", data, "text/csv")})
+    error = answer.json()["error"]
+    assert answer.status_code == 422 and error["type"] == "invalid_upload"
+    assert "tickets.csv" in error["message"] and "line" in error["message"]
+
+
+def test_an_empty_prompt_test_message_is_refused(desk):
+    app, http, _ = desk
+    _, admin = app.state.desk.keys.create("hostile admin", "admin", requests_per_minute=0)
+    answer = http.post("/v1/prompts/test", json={"name": "billing", "text": "  "},
+                       headers={"Authorization": f"Bearer {admin}"})
+    assert answer.status_code == 422 and answer.json()["error"]["type"] == "empty_message"
+
+
+@pytest.mark.parametrize("stamp", ["\u00b2", "9" * 5000])
+def test_a_chatwoot_timestamp_that_is_no_number_is_refused_with_401(desk, stamp):
+    _, http, _ = desk
+    body = json.dumps({"event": "message_created"}).encode()
+    signature = "sha256=" + hmac.new(SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    answer = http.post("/v1/integrations/chatwoot", content=body,
+                       headers={"X-Chatwoot-Timestamp": stamp.encode("latin-1"), "X-Chatwoot-Signature": signature,
+                                "X-Chatwoot-Delivery": f"d-{time.monotonic()}", "Content-Type": "application/json"})
+    assert answer.status_code == 401 and "X-Chatwoot-Timestamp" in answer.json()["error"]["message"]
