@@ -53,6 +53,7 @@ class CompletionIn(BaseModel):
     messages: list[Message] = Field(..., min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1, le=1, description="Choices to generate: the desk answers one turn, so only 1.")
 
 
 def _text(message: Message) -> str:
@@ -62,10 +63,14 @@ def _text(message: Message) -> str:
 
 
 def _customer_text(body: CompletionIn) -> str:
-    users = [m for m in body.messages if m.role == "user"]
-    if not users or not _text(users[-1]).strip():
+    last = body.messages[-1]
+    # An earlier user message is already stored: answering it again would store it twice.
+    if last.role != "user":
+        raise ApiError(422, "invalid_request", f"messages: the last message is the {last.role!r}'s; it must be "
+                                               "the customer's new message (role 'user').")
+    if not _text(last).strip():
         raise ApiError(422, "invalid_request", "messages: the last user message holds no text.")
-    return _text(users[-1])
+    return _text(last)
 
 
 @router.get("/models", summary="The desk as a model (OpenAI's list format)")
