@@ -84,12 +84,18 @@ def _jsonl(text: str):
 
 
 def _csv(name: str, text: str):
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = [c.strip().lower() for c in reader.fieldnames or []]
-    if not any(c in columns for c in TEXT_COLUMNS):
-        raise ApiError(422, "invalid_upload", f"{name}: the CSV needs a `text` column (found: {', '.join(columns)}).")
-    for row in reader:
-        yield reader.line_num, {(k or "").strip().lower(): v for k, v in row.items()}, ""
+    # strict: a quote never closed is an error, not every later row swallowed into one message.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        columns = [c.strip().lower() for c in reader.fieldnames or []]
+        if not any(c in columns for c in TEXT_COLUMNS):
+            raise ApiError(422, "invalid_upload",
+                           f"{name}: the CSV needs a `text` column (found: {', '.join(columns)}).")
+        for row in reader:
+            yield reader.line_num, {(k or "").strip().lower(): v for k, v in row.items()}, ""
+    except csv.Error as exc:
+        raise ApiError(422, "invalid_upload", f"{name}: not RFC 4180 CSV from line {reader.line_num + 1}: {exc} "
+                                              "(a quote that is not closed?).") from None
 
 
 class BatchJobs:
