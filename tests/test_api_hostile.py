@@ -91,3 +91,11 @@ def test_a_chatwoot_timestamp_that_is_no_number_is_refused_with_401(desk, stamp)
                        headers={"X-Chatwoot-Timestamp": stamp.encode("latin-1"), "X-Chatwoot-Signature": signature,
                                 "X-Chatwoot-Delivery": f"d-{time.monotonic()}", "Content-Type": "application/json"})
     assert answer.status_code == 401 and "X-Chatwoot-Timestamp" in answer.json()["error"]["message"]
+
+
+def test_an_oversized_chatwoot_body_is_refused_before_its_signature_is_checked(desk):
+    _, http, _ = desk
+    answer = http.post("/v1/integrations/chatwoot", content=b"x" * 5_000_000,
+                       headers={"X-Chatwoot-Timestamp": str(int(time.time())), "X-Chatwoot-Signature": "sha256=0",
+                                "X-Chatwoot-Delivery": "big", "Content-Type": "application/json"})
+    assert answer.status_code == 413 and "bytes" in answer.json()["error"]["message"]
