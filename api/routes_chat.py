@@ -85,8 +85,10 @@ def chat_stream(body: ChatIn, request: Request, key: ApiKey = Depends(agent_key)
         if "events" not in stored.body:  # the first request failed before streaming: the same error
             return errors.response(errors.ApiError(stored.status, stored.body["error"]["type"],
                                                    stored.body["error"]["message"]))
+        # The first answer's conversation header too: its meta event names the conversation.
+        conversation = stored.body["events"][0][1]["conversation_id"]
         return EventSourceResponse(replay(stored.body["events"]), ping=the_desk.ping_seconds,
-                                   headers={REPLAYED: "true"})
+                                   headers={REPLAYED: "true", "X-Conversation-Id": conversation})
     try:
         conversation = conversation_id(the_desk, body.conversation_id, key)
         turn = open_turn(the_desk, key, conversation, body.text, body.customer_tier)

@@ -131,8 +131,11 @@ def _stream(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey):
         if "chunks" not in claim.stored.body:
             error = claim.stored.body["error"]
             return errors.response(ApiError(claim.stored.status, error["type"], error["message"]))
-        return EventSourceResponse(_replay(claim.stored.body["chunks"]), sep="\n", ping=the_desk.ping_seconds,
-                                   headers={REPLAYED: "true"})
+        chunks = claim.stored.body["chunks"]
+        # The first chunk names the conversation, as the first answer's header did (none if cut off before it).
+        named = [c["conversation_id"] for c in chunks if isinstance(c, dict) and c.get("conversation_id")]
+        return EventSourceResponse(_replay(chunks), sep="\n", ping=the_desk.ping_seconds,
+                                   headers={REPLAYED: "true", **({"X-Conversation-Id": named[0]} if named else {})})
     try:
         turn = _open(the_desk, request, body, key)
     except BaseException as exc:

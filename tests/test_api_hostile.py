@@ -99,3 +99,16 @@ def test_an_oversized_chatwoot_body_is_refused_before_its_signature_is_checked(d
                        headers={"X-Chatwoot-Timestamp": str(int(time.time())), "X-Chatwoot-Signature": "sha256=0",
                                 "X-Chatwoot-Delivery": "big", "Content-Type": "application/json"})
     assert answer.status_code == 413 and "bytes" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/stream", {"text": "where is my parcel?"}),
+    ("/v1/chat/completions", {"model": "support-desk", "stream": True,
+                              "messages": [{"role": "user", "content": "where is my parcel?"}]}),
+])
+def test_a_replayed_stream_names_its_conversation_as_the_first_did(desk, path, body):
+    _, http, _ = desk
+    headers = {"Idempotency-Key": f"replay-{path}"}
+    first, again = http.post(path, json=body, headers=headers), http.post(path, json=body, headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true" and again.text == first.text
+    assert again.headers.get("X-Conversation-Id") == first.headers["X-Conversation-Id"]
