@@ -14,6 +14,9 @@ from chatbot.turn.reply import Reply
 from common.types import Stop
 
 
+FOREIGN_ID_CHARS = 200  # a client's own conversation id (a ticket number, a chat's UUID) is far shorter
+
+
 @dataclass
 class Turn:
     """A turn whose customer message is stored and whose reply is ready to stream."""
@@ -41,8 +44,11 @@ def conversation_id(desk: Desk, given: str | None, key: ApiKey, *, foreign: bool
     given = given.strip()
     if store.accepts(given):
         return given
-    if foreign and 0 < len(given) <= 200:
+    if foreign and 0 < len(given) <= FOREIGN_ID_CHARS:
         return hashlib.sha256(f"{key.key_id}:{given}".encode()).hexdigest()[:16]
+    if foreign:
+        raise ApiError(422, "invalid_conversation_id", f"X-Conversation-Id must be 1 to {FOREIGN_ID_CHARS} "
+                                                       f"characters; this one has {len(given):,}.")
     raise ApiError(422, "invalid_conversation_id",
                    "conversation_id must be an id this desk made (16 hex characters) or one it holds.")
 

@@ -112,3 +112,10 @@ def test_a_replayed_stream_names_its_conversation_as_the_first_did(desk, path, b
     first, again = http.post(path, json=body, headers=headers), http.post(path, json=body, headers=headers)
     assert again.headers["Idempotent-Replayed"] == "true" and again.text == first.text
     assert again.headers.get("X-Conversation-Id") == first.headers["X-Conversation-Id"]
+
+
+def test_an_over_long_conversation_header_is_refused_by_its_length(desk):
+    _, _, sdk = desk
+    with pytest.raises(openai.UnprocessableEntityError, match="X-Conversation-Id must be 1 to 200 characters"):
+        sdk.chat.completions.create(model="support-desk", messages=[{"role": "user", "content": "refund?"}],
+                                    extra_headers={"X-Conversation-Id": "t" * 300})
