@@ -56,9 +56,12 @@ def parse_upload(name: str, content_type: str, data: bytes) -> tuple[list[dict],
         if error:
             problems.append({"line": line, "error": error})
             continue
-        message = next((str(item[c]) for c in TEXT_COLUMNS if item.get(c)), "").strip()
+        given = next((item[c] for c in TEXT_COLUMNS if item.get(c)), "")
+        message = given.strip() if isinstance(given, str) else ""
         tier = next((str(item[c]).strip().lower() for c in TIER_COLUMNS if item.get(c)), "standard")
-        if not message:
+        if not isinstance(given, str):  # JSON's {"text": {...}} or 5 is no message, not its Python repr
+            problems.append({"line": line, "error": f"text is not a string: {json.dumps(given)[:40]}"})
+        elif not message:
             problems.append({"line": line, "error": "no text"})
         elif tier not in TIER_WEIGHT:
             problems.append({"line": line, "error": f"unknown customer tier {tier!r}"})

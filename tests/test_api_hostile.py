@@ -119,3 +119,11 @@ def test_an_over_long_conversation_header_is_refused_by_its_length(desk):
     with pytest.raises(openai.UnprocessableEntityError, match="X-Conversation-Id must be 1 to 200 characters"):
         sdk.chat.completions.create(model="support-desk", messages=[{"role": "user", "content": "refund?"}],
                                     extra_headers={"X-Conversation-Id": "t" * 300})
+
+
+def test_json_lines_whose_text_is_no_string_are_listed_as_problems(desk):
+    _, http, _ = desk
+    data = b'{"text": "I want a refund"}\n{"text": {"a": 1}}\n{"text": 5}\n'
+    answer = http.post("/v1/triage/batch", files={"file": ("tickets.jsonl", data, "application/x-ndjson")}).json()
+    assert answer["total"] == 1 and [p["line"] for p in answer["problems"]] == [2, 3]
+    assert "not a string" in answer["problems"][0]["error"]
