@@ -127,3 +127,18 @@ def test_json_lines_whose_text_is_no_string_are_listed_as_problems(desk):
     answer = http.post("/v1/triage/batch", files={"file": ("tickets.jsonl", data, "application/x-ndjson")}).json()
     assert answer["total"] == 1 and [p["line"] for p in answer["problems"]] == [2, 3]
     assert "not a string" in answer["problems"][0]["error"]
+
+
+def test_a_retry_after_a_429_runs_instead_of_replaying_the_429(desk):
+    app, http, _ = desk
+    record, key = app.state.desk.keys.create("tiny", "agent", requests_per_minute=0, daily_tokens=1)
+    auth = {"Authorization": f"Bearer {key}"}
+    assert http.post("/v1/chat", json={"text": "How do I get a refund?"}, headers=auth).status_code == 200
+    retried = {**auth, "Idempotency-Key": "after-the-limit"}
+    refused = http.post("/v1/chat", json={"text": "and for a gift?"}, headers=retried)
+    assert refused.status_code == 429 and refused.json()["error"]["limit"] == "daily_tokens"
+    client = app.state.desk.services.store.client
+    for name in client.scan_iter(f"chatbot:apikey:{record.key_id}:tokens:*"):
+        client.delete(name)  # midnight UTC: the key's tokens start again
+    again = http.post("/v1/chat", json={"text": "and for a gift?"}, headers=retried)
+    assert again.status_code == 200 and "Idempotent-Replayed" not in again.headers
