@@ -142,3 +142,11 @@ def test_a_retry_after_a_429_runs_instead_of_replaying_the_429(desk):
         client.delete(name)  # midnight UTC: the key's tokens start again
     again = http.post("/v1/chat", json={"text": "and for a gift?"}, headers=retried)
     assert again.status_code == 200 and "Idempotent-Replayed" not in again.headers
+
+
+def test_prompt_version_zero_is_refused_not_read_as_the_latest(desk):
+    app, http, _ = desk
+    _, admin = app.state.desk.keys.create("hostile admin 0", "admin", requests_per_minute=0)
+    answer = http.post("/v1/prompts/test", json={"name": "billing", "version": 0, "text": "refund?"},
+                       headers={"Authorization": f"Bearer {admin}"})
+    assert answer.status_code == 422 and answer.json()["error"]["fields"] == ["version"]
