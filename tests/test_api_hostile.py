@@ -150,3 +150,12 @@ def test_prompt_version_zero_is_refused_not_read_as_the_latest(desk):
     answer = http.post("/v1/prompts/test", json={"name": "billing", "version": 0, "text": "refund?"},
                        headers={"Authorization": f"Bearer {admin}"})
     assert answer.status_code == 422 and answer.json()["error"]["fields"] == ["version"]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_huge_body_without_a_key_is_refused_before_it_is_read(desk, chunked):
+    _, http, _ = desk
+    body = b'{"text": "' + b"a" * 6_000_000 + b'"}'
+    content = (body[i:i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+    answer = httpx.post(f"{http.base_url}/v1/chat", content=content, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and answer.json()["error"]["type"] == "request_too_large"
