@@ -14,7 +14,7 @@ from api.auth import agent_key
 from api.desk import Desk, desk
 from api.once import REPLAYED, Claim, run_once
 from api.schemas import ChatIn
-from api.turns import Turn, conversation_id, head, open_turn, result
+from api.turns import Turn, conversation_id, head, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -48,9 +48,9 @@ class Events:
 async def stream_turn(the_desk: Desk, turn: Turn, claim: Claim) -> AsyncIterator[ServerSentEvent]:
     """meta, then delta events with the text, an `error` event if the reply fails, and always a last `done`."""
     events = Events()
-    yield events.event("meta", head(turn))
     pieces = iter(turn.reply)
     try:
+        yield events.event("meta", head(turn))
         while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
             yield events.event("delta", {"text": piece})
     except Exception as exc:  # noqa: BLE001 - the stream reports it as an event, then ends properly
@@ -60,7 +60,7 @@ async def stream_turn(the_desk: Desk, turn: Turn, claim: Claim) -> AsyncIterator
     except BaseException:
         # The client went away (the task is cancelled): store what arrived, marked interrupted.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(pieces.close)
+            await anyio.to_thread.run_sync(stop_streaming, pieces, turn.reply)
             claim.finish(200, {"events": [*events.sent, ["done", result(turn)]]})
         raise
     the_desk.turn_ended("chat_stream", turn.reply.meta)

@@ -25,7 +25,7 @@ from api.auth import agent_key
 from api.desk import Desk, desk
 from api.errors import ApiError
 from api.once import REPLAYED, Claim, run_once
-from api.turns import Turn, conversation_id, open_turn, result
+from api.turns import Turn, conversation_id, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
 from common.types import Stop
 
@@ -164,9 +164,9 @@ async def _chunks(the_desk: Desk, turn: Turn, claim: Claim, include_usage: bool)
         sent.append(data)
         return ServerSentEvent(json.dumps(data, ensure_ascii=False))
 
-    yield chunk({"role": "assistant", "content": ""}, conversation_id=turn.conversation_id)
     pieces = iter(turn.reply)
     try:
+        yield chunk({"role": "assistant", "content": ""}, conversation_id=turn.conversation_id)
         while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
             yield chunk({"content": piece})
     except Exception as exc:  # noqa: BLE001 - OpenAI's way: an error object in the stream, then the end
@@ -176,7 +176,7 @@ async def _chunks(the_desk: Desk, turn: Turn, claim: Claim, include_usage: bool)
         yield ServerSentEvent(json.dumps(errors.body(error), ensure_ascii=False))
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(pieces.close)
+            await anyio.to_thread.run_sync(stop_streaming, pieces, turn.reply)
             claim.finish(200, {"chunks": [*sent, "[DONE]"]})
         raise
     the_desk.turn_ended("chat_completions", turn.reply.meta)

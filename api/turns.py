@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
+from typing import Iterator
 
 from api.desk import Desk
 from api.errors import ApiError
@@ -61,6 +63,18 @@ def open_turn(desk: Desk, key: ApiKey, conversation: str, text: str, tier: str =
     if reply is None:
         raise ApiError(422, "empty_message", "The message is empty: send some text.")
     return Turn(conversation, reply, fallback)
+
+
+def stop_streaming(pieces: Iterator[str], reply: Reply) -> None:
+    """End a reply whose client went away: stored with what arrived, marked interrupted, even when no
+    piece was asked for yet. Blocking (run it on a worker thread)."""
+    for _ in range(3000):  # the thread a cancelled `next(pieces)` ran on may still be in it
+        try:
+            pieces.close()
+            break
+        except ValueError:  # "generator already executing"
+            time.sleep(0.01)
+    reply.close()  # does nothing when closing the stream already ended the reply
 
 
 def usage(meta) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import time
 
 import httpx
@@ -159,3 +160,34 @@ def test_a_huge_body_without_a_key_is_refused_before_it_is_read(desk, chunked):
     content = (body[i:i + 65536] for i in range(0, len(body), 65536)) if chunked else body
     answer = httpx.post(f"{http.base_url}/v1/chat", content=content, headers={"Content-Type": "application/json"})
     assert answer.status_code == 413 and answer.json()["error"]["type"] == "request_too_large"
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/stream", {"text": "where is my parcel?"}),
+    ("/v1/chat/completions", {"model": "support-desk", "stream": True,
+                              "messages": [{"role": "user", "content": "where is my parcel?"}]}),
+])
+def test_a_client_gone_before_reading_leaves_the_reply_interrupted_and_its_retry_says_so(desk, path, body):
+    app, http, _ = desk
+    key = http.headers["Authorization"].split()[1]
+    data = json.dumps(body).encode()
+    request = (f"POST {path} HTTP/1.1\r\nHost: desk\r\nAuthorization: Bearer {key}\r\n"
+               f"Content-Type: application/json\r\nIdempotency-Key: gone-{path}\r\n"
+               f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+    host, port = http.base_url.host, http.base_url.port
+    store = app.state.desk.services.store
+    before = store.count()
+    with socket.create_connection((host, port)) as connection:
+        connection.sendall(request)  # and leaves at once: the turn opens, its stream is never read
+    deadline = time.monotonic() + 60
+    while store.count() == before and time.monotonic() < deadline:  # the first holds the key before the retry
+        time.sleep(0.02)
+    retry = http.post(path, json=body, headers={"Idempotency-Key": f"gone-{path}"})  # waits for the first
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    conversation = retry.headers["X-Conversation-Id"]
+    messages = app.state.desk.services.store.conversation(conversation)["messages"]
+    # No piece arrived: the customer's message is marked interrupted (Send it again), not left pending.
+    assert [(m.role, m.status) for m in messages] == [("user", "interrupted")]
+    if path == "/v1/chat/stream":
+        done = json.loads(retry.text.split("event: done\r\ndata: ")[-1].split("\r\n")[0])
+        assert done["interrupted"] is True and done["stop_reason"] == "error"
