@@ -59,7 +59,7 @@ def chatwoot_router(secret: Callable[[], str], connection: Callable[[], redis.Re
                                                         "told apart.")
         try:
             payload = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
             raise HTTPException(status_code=400, detail=f"The body is not JSON: {exc}") from exc
         if not isinstance(payload, dict):
             raise HTTPException(status_code=400, detail="The body is not a JSON object.")
@@ -75,6 +75,9 @@ def chatwoot_router(secret: Callable[[], str], connection: Callable[[], redis.Re
             # Chatwoot retries a delivery that failed: forget it, so the retry is not taken for a duplicate.
             forget_delivery(client, delivery)
             raise HTTPException(status_code=503, detail="The queue is unavailable; try again.") from exc
+        except (AttributeError, TypeError, ValueError) as exc:  # signed, but fields not of Chatwoot's types
+            forget_delivery(client, delivery)
+            raise HTTPException(status_code=400, detail=f"The event is not in Chatwoot's shape ({exc}).") from exc
 
     return router
 

@@ -191,3 +191,27 @@ def test_a_client_gone_before_reading_leaves_the_reply_interrupted_and_its_retry
     if path == "/v1/chat/stream":
         done = json.loads(retry.text.split("event: done\r\ndata: ")[-1].split("\r\n")[0])
         assert done["interrupted"] is True and done["stop_reason"] == "error"
+
+
+def signed(body: bytes, delivery: str) -> dict:
+    stamp = str(int(time.time()))
+    signature = "sha256=" + hmac.new(SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"X-Chatwoot-Timestamp": stamp, "X-Chatwoot-Signature": signature, "X-Chatwoot-Delivery": delivery,
+            "Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000 + b"]" * 100_000,
+    json.dumps({"event": "message_created", "message_type": "incoming", "content": "hi", "conversation": "7"}).encode(),
+    json.dumps({"event": "message_created", "message_type": "incoming", "content": ["hi"],
+                "conversation": {"id": 7}, "account": {"id": 1}}).encode(),
+    json.dumps({"event": "message_created", "message_type": "incoming", "content": "hi",
+                "conversation": {"id": "seven"}, "account": {"id": 1}}).encode(),
+], ids=["deep", "conversation-string", "content-list", "id-word"])
+def test_a_signed_event_of_another_shape_is_a_400_and_its_retry_is_not_a_duplicate(desk, body):
+    _, http, _ = desk
+    delivery = f"odd-{hashlib.sha256(body).hexdigest()[:12]}"
+    first = http.post("/v1/integrations/chatwoot", content=body, headers=signed(body, delivery))
+    assert first.status_code == 400 and first.json()["error"]["message"]
+    again = http.post("/v1/integrations/chatwoot", content=body, headers=signed(body, delivery))
+    assert again.status_code == 400  # not {"status": "duplicate"}: the first was never taken
