@@ -83,6 +83,9 @@ def _jsonl(text: str):
         except json.JSONDecodeError as exc:
             yield line, None, f"not JSON ({exc.msg})"
             continue
+        except RecursionError:
+            yield line, None, "not JSON this desk reads (nested too deep)"
+            continue
         yield (line, item, "") if isinstance(item, dict) else (line, None, "not a JSON object")
 
 

@@ -215,3 +215,11 @@ def test_a_signed_event_of_another_shape_is_a_400_and_its_retry_is_not_a_duplica
     assert first.status_code == 400 and first.json()["error"]["message"]
     again = http.post("/v1/integrations/chatwoot", content=body, headers=signed(body, delivery))
     assert again.status_code == 400  # not {"status": "duplicate"}: the first was never taken
+
+
+def test_a_json_lines_row_nested_too_deep_is_a_problem_by_line(desk):
+    _, http, _ = desk
+    data = b'{"text": "I want a refund"}\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n"
+    answer = http.post("/v1/triage/batch", files={"file": ("tickets.jsonl", data, "application/x-ndjson")})
+    assert answer.status_code == 202 and answer.json()["problems"] == [
+        {"line": 2, "error": "not JSON this desk reads (nested too deep)"}]
