@@ -7,6 +7,7 @@ from typing import AsyncIterator
 
 import anyio
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api import errors
@@ -83,8 +84,7 @@ def chat_stream(body: ChatIn, request: Request, key: ApiKey = Depends(agent_key)
     if claim.stored is not None:
         stored = claim.stored
         if "events" not in stored.body:  # the first request failed before streaming: the same error
-            return errors.response(errors.ApiError(stored.status, stored.body["error"]["type"],
-                                                   stored.body["error"]["message"]))
+            return JSONResponse(stored.body, stored.status, headers={REPLAYED: "true"})
         # The first answer's conversation header too: its meta event names the conversation.
         conversation = stored.body["events"][0][1]["conversation_id"]
         return EventSourceResponse(replay(stored.body["events"]), ping=the_desk.ping_seconds,

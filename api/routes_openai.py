@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator
 
 import anyio
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -129,8 +130,7 @@ def _stream(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey):
     claim = Claim(the_desk, request, key, body.model_dump_json())
     if claim.stored is not None:
         if "chunks" not in claim.stored.body:
-            error = claim.stored.body["error"]
-            return errors.response(ApiError(claim.stored.status, error["type"], error["message"]))
+            return JSONResponse(claim.stored.body, claim.stored.status, headers={REPLAYED: "true"})
         chunks = claim.stored.body["chunks"]
         # The first chunk names the conversation, as the first answer's header did (none if cut off before it).
         named = [c["conversation_id"] for c in chunks if isinstance(c, dict) and c.get("conversation_id")]

@@ -223,3 +223,15 @@ def test_a_json_lines_row_nested_too_deep_is_a_problem_by_line(desk):
     answer = http.post("/v1/triage/batch", files={"file": ("tickets.jsonl", data, "application/x-ndjson")})
     assert answer.status_code == 202 and answer.json()["problems"] == [
         {"line": 2, "error": "not JSON this desk reads (nested too deep)"}]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/stream", {"text": "hi", "conversation_id": "../../etc"}),
+    ("/v1/chat/completions", {"model": "support-desk", "stream": True, "messages": [{"role": "user", "content": " "}]}),
+])
+def test_a_streams_refusal_replayed_is_marked_and_whole(desk, path, body):
+    _, http, _ = desk
+    headers = {"Idempotency-Key": f"refused-{path}"}
+    first, again = http.post(path, json=body, headers=headers), http.post(path, json=body, headers=headers)
+    assert first.status_code == again.status_code == 422 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
