@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter, FastAPI
 
 from api import errors
+from api.body_limit import BodyLimit
 from api.desk import Desk, build_desk
 from api.routes_chat import router as chat_router
 from api.routes_classify import router as classify_router
@@ -40,7 +41,8 @@ def create_app(services: Services, backend: Backend | None = None,
     app.include_router(chatwoot_router(lambda: services.settings.chatwoot_webhook_secret,
                                        lambda: services.store.client))
 
-    app.add_middleware(RequestTimer, metrics=the_desk.metrics)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(RequestTimer, metrics=the_desk.metrics)  # added last: it runs first, timing the refusals too
     return app
 
 

@@ -56,9 +56,12 @@ def parse_upload(name: str, content_type: str, data: bytes) -> tuple[list[dict],
         if error:
             problems.append({"line": line, "error": error})
             continue
-        message = next((str(item[c]) for c in TEXT_COLUMNS if item.get(c)), "").strip()
+        given = next((item[c] for c in TEXT_COLUMNS if item.get(c)), "")
+        message = given.strip() if isinstance(given, str) else ""
         tier = next((str(item[c]).strip().lower() for c in TIER_COLUMNS if item.get(c)), "standard")
-        if not message:
+        if not isinstance(given, str):  # JSON's {"text": {...}} or 5 is no message, not its Python repr
+            problems.append({"line": line, "error": f"text is not a string: {json.dumps(given)[:40]}"})
+        elif not message:
             problems.append({"line": line, "error": "no text"})
         elif tier not in TIER_WEIGHT:
             problems.append({"line": line, "error": f"unknown customer tier {tier!r}"})
@@ -80,16 +83,25 @@ def _jsonl(text: str):
         except json.JSONDecodeError as exc:
             yield line, None, f"not JSON ({exc.msg})"
             continue
+        except RecursionError:
+            yield line, None, "not JSON this desk reads (nested too deep)"
+            continue
         yield (line, item, "") if isinstance(item, dict) else (line, None, "not a JSON object")
 
 
 def _csv(name: str, text: str):
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = [c.strip().lower() for c in reader.fieldnames or []]
-    if not any(c in columns for c in TEXT_COLUMNS):
-        raise ApiError(422, "invalid_upload", f"{name}: the CSV needs a `text` column (found: {', '.join(columns)}).")
-    for row in reader:
-        yield reader.line_num, {(k or "").strip().lower(): v for k, v in row.items()}, ""
+    # strict: a quote never closed is an error, not every later row swallowed into one message.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        columns = [c.strip().lower() for c in reader.fieldnames or []]
+        if not any(c in columns for c in TEXT_COLUMNS):
+            raise ApiError(422, "invalid_upload",
+                           f"{name}: the CSV needs a `text` column (found: {', '.join(columns)}).")
+        for row in reader:
+            yield reader.line_num, {(k or "").strip().lower(): v for k, v in row.items()}, ""
+    except csv.Error as exc:
+        raise ApiError(422, "invalid_upload", f"{name}: not RFC 4180 CSV from line {reader.line_num + 1}: {exc} "
+                                              "(a quote that is not closed?).") from None
 
 
 class BatchJobs:

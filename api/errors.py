@@ -93,6 +93,10 @@ def install(app: FastAPI, count_error) -> None:
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for item in exc.errors():
+            if item.get("type") == "json_invalid":  # its loc is ("body", offset): name the body, not a number
+                error = (item.get("ctx") or {}).get("error", "JSON decode error")
+                problems.append(f"body: not valid JSON ({error} at character {item['loc'][-1]})")
+                continue
             where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
             problems.append(f"{where}: {item.get('msg', 'invalid')}")
         count_error("invalid_request")

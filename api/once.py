@@ -13,6 +13,7 @@ from api.idempotency import HEADER, Stored, fingerprint
 from chatbot.access.api_keys import ApiKey
 
 REPLAYED = "Idempotent-Replayed"
+RETRY_LATER = (429, 503)  # as Stripe, which keeps no answer for a request that was not let run
 
 
 class Claim:
@@ -34,9 +35,10 @@ class Claim:
             self._store.release(self.scope, self.key)
 
     def fail(self, exc: BaseException) -> None:
-        """Keep a typed error as the answer to retries; an unexpected one frees the key for a retry."""
+        """Keep a typed error as the answer to retries; an unexpected one, or one that says to retry
+        later (429, 503), frees the key: the retry its Retry-After asks for must run, not replay it."""
         error = errors.describe(exc)
-        if error.kind == "internal_error":
+        if error.kind == "internal_error" or error.status in RETRY_LATER:
             self.release()
         else:
             self.finish(error.status, errors.body(error))

@@ -7,6 +7,7 @@ from typing import AsyncIterator
 
 import anyio
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api import errors
@@ -14,7 +15,7 @@ from api.auth import agent_key
 from api.desk import Desk, desk
 from api.once import REPLAYED, Claim, run_once
 from api.schemas import ChatIn
-from api.turns import Turn, conversation_id, head, open_turn, result
+from api.turns import Turn, conversation_id, head, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -48,9 +49,9 @@ class Events:
 async def stream_turn(the_desk: Desk, turn: Turn, claim: Claim) -> AsyncIterator[ServerSentEvent]:
     """meta, then delta events with the text, an `error` event if the reply fails, and always a last `done`."""
     events = Events()
-    yield events.event("meta", head(turn))
     pieces = iter(turn.reply)
     try:
+        yield events.event("meta", head(turn))
         while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
             yield events.event("delta", {"text": piece})
     except Exception as exc:  # noqa: BLE001 - the stream reports it as an event, then ends properly
@@ -60,7 +61,7 @@ async def stream_turn(the_desk: Desk, turn: Turn, claim: Claim) -> AsyncIterator
     except BaseException:
         # The client went away (the task is cancelled): store what arrived, marked interrupted.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(pieces.close)
+            await anyio.to_thread.run_sync(stop_streaming, pieces, turn.reply)
             claim.finish(200, {"events": [*events.sent, ["done", result(turn)]]})
         raise
     the_desk.turn_ended("chat_stream", turn.reply.meta)
@@ -83,10 +84,11 @@ def chat_stream(body: ChatIn, request: Request, key: ApiKey = Depends(agent_key)
     if claim.stored is not None:
         stored = claim.stored
         if "events" not in stored.body:  # the first request failed before streaming: the same error
-            return errors.response(errors.ApiError(stored.status, stored.body["error"]["type"],
-                                                   stored.body["error"]["message"]))
+            return JSONResponse(stored.body, stored.status, headers={REPLAYED: "true"})
+        # The first answer's conversation header too: its meta event names the conversation.
+        conversation = stored.body["events"][0][1]["conversation_id"]
         return EventSourceResponse(replay(stored.body["events"]), ping=the_desk.ping_seconds,
-                                   headers={REPLAYED: "true"})
+                                   headers={REPLAYED: "true", "X-Conversation-Id": conversation})
     try:
         conversation = conversation_id(the_desk, body.conversation_id, key)
         turn = open_turn(the_desk, key, conversation, body.text, body.customer_tier)

@@ -32,7 +32,8 @@ def get_conversation(conversation_id: str, key: ApiKey = Depends(agent_key), the
 
 
 @router.post("/{conversation_id}/handoff", summary="Hand the conversation to a person: the bot stops replying")
-def handoff(conversation_id: str, body: HandoffIn, request: Request, key: ApiKey = Depends(agent_key),
-            the_desk: Desk = Depends(desk)):
+def handoff(conversation_id: str, request: Request, body: HandoffIn | None = None,
+            key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)):
+    body = body or HandoffIn()  # every field has a default, so no body at all is a handoff too
     return run_once(the_desk, request, key, body.model_dump_json(),
                     lambda: hand_off(the_desk.services.handoff, conversation_id, body.reason, by=agent_name(key)))

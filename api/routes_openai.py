@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator
 
 import anyio
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -25,7 +26,7 @@ from api.auth import agent_key
 from api.desk import Desk, desk
 from api.errors import ApiError
 from api.once import REPLAYED, Claim, run_once
-from api.turns import Turn, conversation_id, open_turn, result
+from api.turns import Turn, conversation_id, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
 from common.types import Stop
 
@@ -53,6 +54,7 @@ class CompletionIn(BaseModel):
     messages: list[Message] = Field(..., min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1, le=1, description="Choices to generate: the desk answers one turn, so only 1.")
 
 
 def _text(message: Message) -> str:
@@ -62,10 +64,14 @@ def _text(message: Message) -> str:
 
 
 def _customer_text(body: CompletionIn) -> str:
-    users = [m for m in body.messages if m.role == "user"]
-    if not users or not _text(users[-1]).strip():
+    last = body.messages[-1]
+    # An earlier user message is already stored: answering it again would store it twice.
+    if last.role != "user":
+        raise ApiError(422, "invalid_request", f"messages: the last message is the {last.role!r}'s; it must be "
+                                               "the customer's new message (role 'user').")
+    if not _text(last).strip():
         raise ApiError(422, "invalid_request", "messages: the last user message holds no text.")
-    return _text(users[-1])
+    return _text(last)
 
 
 @router.get("/models", summary="The desk as a model (OpenAI's list format)")
@@ -124,10 +130,12 @@ def _stream(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey):
     claim = Claim(the_desk, request, key, body.model_dump_json())
     if claim.stored is not None:
         if "chunks" not in claim.stored.body:
-            error = claim.stored.body["error"]
-            return errors.response(ApiError(claim.stored.status, error["type"], error["message"]))
-        return EventSourceResponse(_replay(claim.stored.body["chunks"]), sep="\n", ping=the_desk.ping_seconds,
-                                   headers={REPLAYED: "true"})
+            return JSONResponse(claim.stored.body, claim.stored.status, headers={REPLAYED: "true"})
+        chunks = claim.stored.body["chunks"]
+        # The first chunk names the conversation, as the first answer's header did (none if cut off before it).
+        named = [c["conversation_id"] for c in chunks if isinstance(c, dict) and c.get("conversation_id")]
+        return EventSourceResponse(_replay(chunks), sep="\n", ping=the_desk.ping_seconds,
+                                   headers={REPLAYED: "true", **({"X-Conversation-Id": named[0]} if named else {})})
     try:
         turn = _open(the_desk, request, body, key)
     except BaseException as exc:
@@ -156,9 +164,9 @@ async def _chunks(the_desk: Desk, turn: Turn, claim: Claim, include_usage: bool)
         sent.append(data)
         return ServerSentEvent(json.dumps(data, ensure_ascii=False))
 
-    yield chunk({"role": "assistant", "content": ""}, conversation_id=turn.conversation_id)
     pieces = iter(turn.reply)
     try:
+        yield chunk({"role": "assistant", "content": ""}, conversation_id=turn.conversation_id)
         while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
             yield chunk({"content": piece})
     except Exception as exc:  # noqa: BLE001 - OpenAI's way: an error object in the stream, then the end
@@ -168,7 +176,7 @@ async def _chunks(the_desk: Desk, turn: Turn, claim: Claim, include_usage: bool)
         yield ServerSentEvent(json.dumps(errors.body(error), ensure_ascii=False))
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(pieces.close)
+            await anyio.to_thread.run_sync(stop_streaming, pieces, turn.reply)
             claim.finish(200, {"chunks": [*sent, "[DONE]"]})
         raise
     the_desk.turn_ended("chat_completions", turn.reply.meta)

@@ -7,9 +7,11 @@ from fastapi import APIRouter, Depends
 from api.auth import admin_key
 from api.desk import Desk, desk
 from api.metering import metered_backend
+from api.errors import ApiError
 from api.turns import usage
 from chatbot.access.api_keys import ApiKey
 from api.schemas import PromptTestIn
+from chatbot.turn.steps import clean_message
 from common.errors import PromptNotFound
 
 router = APIRouter(prefix="/v1/prompts", tags=["prompts"])
@@ -28,7 +30,10 @@ def test_prompt(body: PromptTestIn, key: ApiKey = Depends(admin_key), the_desk: 
     version = body.version or library.labels(body.name)["latest"]
     template = library.template(body.name, version)
     backend, fallback = metered_backend(the_desk, key)
-    preview = the_desk.services.build_chatbot(backend).preview(
+    bot = the_desk.services.build_chatbot(backend)
+    if not clean_message(body.text, bot.max_message_chars):  # as a turn, an empty message gets no reply
+        raise ApiError(422, "empty_message", "The message is empty: send some text.")
+    preview = bot.preview(
         body.text, template=template, version=version, customer_tier=body.customer_tier)
     text = preview.reply.consume()
     meta = preview.reply.meta

@@ -39,6 +39,6 @@ class PromptTestIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str
-    version: int | None = Field(None, description="Defaults to the latest version (the draft).")
+    version: int | None = Field(None, ge=1, description="Defaults to the latest version (the draft).")
     text: str
     customer_tier: Tier = "standard"

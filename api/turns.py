@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
+from typing import Iterator
 
 from api.desk import Desk
 from api.errors import ApiError
@@ -12,6 +14,9 @@ from chatbot.access.api_keys import ApiKey
 from chatbot.store.analytics import HANDOFF
 from chatbot.turn.reply import Reply
 from common.types import Stop
+
+
+FOREIGN_ID_CHARS = 200  # a client's own conversation id (a ticket number, a chat's UUID) is far shorter
 
 
 @dataclass
@@ -41,8 +46,11 @@ def conversation_id(desk: Desk, given: str | None, key: ApiKey, *, foreign: bool
     given = given.strip()
     if store.accepts(given):
         return given
-    if foreign and 0 < len(given) <= 200:
+    if foreign and 0 < len(given) <= FOREIGN_ID_CHARS:
         return hashlib.sha256(f"{key.key_id}:{given}".encode()).hexdigest()[:16]
+    if foreign:
+        raise ApiError(422, "invalid_conversation_id", f"X-Conversation-Id must be 1 to {FOREIGN_ID_CHARS} "
+                                                       f"characters; this one has {len(given):,}.")
     raise ApiError(422, "invalid_conversation_id",
                    "conversation_id must be an id this desk made (16 hex characters) or one it holds.")
 
@@ -55,6 +63,18 @@ def open_turn(desk: Desk, key: ApiKey, conversation: str, text: str, tier: str =
     if reply is None:
         raise ApiError(422, "empty_message", "The message is empty: send some text.")
     return Turn(conversation, reply, fallback)
+
+
+def stop_streaming(pieces: Iterator[str], reply: Reply) -> None:
+    """End a reply whose client went away: stored with what arrived, marked interrupted, even when no
+    piece was asked for yet. Blocking (run it on a worker thread)."""
+    for _ in range(3000):  # the thread a cancelled `next(pieces)` ran on may still be in it
+        try:
+            pieces.close()
+            break
+        except ValueError:  # "generator already executing"
+            time.sleep(0.01)
+    reply.close()  # does nothing when closing the stream already ended the reply
 
 
 def usage(meta) -> dict:

@@ -22,6 +22,22 @@ from common.errors import ConfigurationError
 PATH = "/v1/integrations/chatwoot"
 
 
+# Chatwoot's events are a few kB; the endpoint is open to anyone until the signature is checked, so a
+# body is read only up to this many bytes, not into memory whatever its size.
+MAX_BODY_BYTES = 1_000_000
+
+
+async def _read_capped(request: Request) -> bytes:
+    """The body, or HTTPException 413 once it passes MAX_BODY_BYTES."""
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > MAX_BODY_BYTES:
+            raise HTTPException(status_code=413, detail=f"The body is over {MAX_BODY_BYTES:,} bytes; "
+                                                        "a Chatwoot event is a few kB.")
+    return bytes(body)
+
+
 def chatwoot_router(secret: Callable[[], str], connection: Callable[[], redis.Redis]) -> APIRouter:
     """The Chatwoot endpoint, reading the webhook secret and the Redis connection when each request comes."""
     router = APIRouter(tags=["integrations"])
@@ -29,7 +45,7 @@ def chatwoot_router(secret: Callable[[], str], connection: Callable[[], redis.Re
     @router.post(PATH, summary="Chatwoot agent-bot webhook")
     async def chatwoot_webhook(request: Request) -> dict:
         """200 {"status": "queued" | "ignored" | "duplicate"}; 401 for a bad signature, 400 for a bad body."""
-        body = await request.body()
+        body = await _read_capped(request)
         try:
             verify_signature(secret(), body, request.headers.get("x-chatwoot-timestamp", ""),
                              request.headers.get("x-chatwoot-signature", ""), time.time())
@@ -43,7 +59,7 @@ def chatwoot_router(secret: Callable[[], str], connection: Callable[[], redis.Re
                                                         "told apart.")
         try:
             payload = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
             raise HTTPException(status_code=400, detail=f"The body is not JSON: {exc}") from exc
         if not isinstance(payload, dict):
             raise HTTPException(status_code=400, detail="The body is not a JSON object.")
@@ -59,6 +75,9 @@ def chatwoot_router(secret: Callable[[], str], connection: Callable[[], redis.Re
             # Chatwoot retries a delivery that failed: forget it, so the retry is not taken for a duplicate.
             forget_delivery(client, delivery)
             raise HTTPException(status_code=503, detail="The queue is unavailable; try again.") from exc
+        except (AttributeError, TypeError, ValueError) as exc:  # signed, but fields not of Chatwoot's types
+            forget_delivery(client, delivery)
+            raise HTTPException(status_code=400, detail=f"The event is not in Chatwoot's shape ({exc}).") from exc
 
     return router
 

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list", help="every key, newest first")
     listing.add_argument("--json", action="store_true")
     revoke = actions.add_parser("revoke", help="refuse a key from now on")
-    revoke.add_argument("key_id", help="the 8-character id `list` shows")
+    revoke.add_argument("key_id", help="the 8-character id `list` shows, or the key itself")
     keys.set_defaults(func=run_api_keys)
 
 

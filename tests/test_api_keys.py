@@ -107,3 +107,19 @@ def test_an_admin_creates_a_key_shown_once_and_revokes_it(app_env):
     at.button(key=f"api_key_revoke_{record.key_id}").click().run()
     assert get_api_keys().verify(shown) is None
     assert any("revoked" in m.value for m in at.markdown)
+
+
+def test_a_key_pasted_whole_to_revoke_is_revoked_and_never_echoed(tmp_path, capsys, monkeypatch):
+    from cli.main import main
+
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path))
+    assert main(["api-keys", "create", "leaked"]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[0]
+    assert main(["api-keys", "revoke", key]) == 0 and main(["api-keys", "revoke", key[:-1]]) == 2
+    said = capsys.readouterr()
+    assert "revoked" in said.out and key.split("_")[2][:20] not in said.out + said.err
+    from chatbot.store.conversations import ConversationStore
+    from common.settings import Settings
+
+    store = ConversationStore.from_settings(Settings.load(secrets={}, data_dir=tmp_path))
+    assert ApiKeys(lambda: store.client).verify(key) is None  # refused from now on

@@ -38,6 +38,7 @@ from common.errors import ChatbotError
 PREFIX = "chatbot:apikey"
 INDEX = "chatbot:apikeys"
 KEY_FORM = re.compile(r"desk_([0-9a-f]{8})_([A-Za-z0-9_-]{43})")
+ID_FORM = re.compile(r"[0-9a-f]{8}")
 ROLES = (AGENT, ADMIN)
 
 
@@ -119,6 +120,11 @@ class ApiKeys:
                       int(data["daily_tokens"]), float(data["created"]), float(data.get("revoked") or 0))
 
     def get(self, key_id: str) -> ApiKey:
+        """The key with this id (or the key itself, pasted whole); ApiKeyError if there is none."""
+        whole = KEY_FORM.fullmatch(key_id.strip())
+        key_id = whole.group(1) if whole else key_id.strip()
+        if not ID_FORM.fullmatch(key_id):  # never echoed: it may be a secret pasted with a typo
+            raise ApiKeyError("That is not a key id: give the 8-character id `api-keys list` shows.")
         raw = self._client().hgetall(f"{PREFIX}:{key_id}")
         if not raw:
             raise ApiKeyError(f"No API key {key_id}.")
@@ -134,7 +140,7 @@ class ApiKeys:
 
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key at once: every later request with it is refused. ApiKeyError if there is none."""
-        self.get(key_id)
+        key_id = self.get(key_id).key_id
         self._client().hset(f"{PREFIX}:{key_id}", "revoked", str(self._clock()))
         return self.get(key_id)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 
 import httpx
 import redis
@@ -51,7 +52,8 @@ def verify_signature(secret: str, body: bytes, timestamp: str, signature: str, n
     """
     if not secret:
         raise ConfigurationError("Chatwoot webhooks cannot be checked: set CHATWOOT_WEBHOOK_SECRET.")
-    if not timestamp.strip().isdigit():
+    # isdigit() alone takes "²" and a 5,000-digit number, which int() then refuses.
+    if not re.fullmatch(r"[0-9]{1,12}", timestamp.strip()):
         raise ChatwootSignatureError("X-Chatwoot-Timestamp is missing or not a number of seconds.")
     if abs(now - int(timestamp)) > SIGNATURE_TOLERANCE:
         raise ChatwootSignatureError(f"X-Chatwoot-Timestamp is more than {SIGNATURE_TOLERANCE} s away from now.")
