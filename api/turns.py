@@ -13,6 +13,7 @@ from api.metering import metered_backend
 from chatbot.access.api_keys import ApiKey
 from chatbot.store.analytics import HANDOFF
 from chatbot.turn.reply import Reply
+from common.errors import ConversationNotFound
 from common.types import Stop
 
 
@@ -36,7 +37,8 @@ def agent_name(key: ApiKey) -> str:
 def conversation_id(desk: Desk, given: str | None, key: ApiKey, *, foreign: bool = False) -> str:
     """The stored conversation for an id from a client: a new one when none is given.
 
-    An id of the store's own form (or one it holds) is used as it is. A client's own id (Open
+    An id the store holds is used as it is; one of the store's form that it does not hold raises
+    ConversationNotFound (404). A client's own id (Open
     WebUI's chat id, a help desk's ticket number) maps, with `foreign`, to a stable id of the
     store's form per key; without it, an id the store cannot hold is refused with 422.
     """
@@ -45,6 +47,9 @@ def conversation_id(desk: Desk, given: str | None, key: ApiKey, *, foreign: bool
         return store.new_id()
     given = given.strip()
     if store.accepts(given):
+        if not foreign and not store.exists(given):  # a typo or an expired id must not start a stranger's thread
+            raise ConversationNotFound(f"No conversation {given}: it was deleted, expired or never existed; "
+                                       "leave conversation_id out to start a new one.")
         return given
     if foreign and 0 < len(given) <= FOREIGN_ID_CHARS:
         return hashlib.sha256(f"{key.key_id}:{given}".encode()).hexdigest()[:16]

@@ -235,3 +235,11 @@ def test_a_streams_refusal_replayed_is_marked_and_whole(desk, path, body):
     first, again = http.post(path, json=body, headers=headers), http.post(path, json=body, headers=headers)
     assert first.status_code == again.status_code == 422 and again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_well_formed_conversation_id_the_desk_does_not_hold_is_not_found(desk):
+    app, http, _ = desk
+    answer = http.post("/v1/chat", json={"text": "hi", "conversation_id": "0123456789abcdef"})
+    assert not app.state.desk.services.store.exists("0123456789abcdef")  # no stranger's thread was started
+    assert answer.status_code == 404 and answer.json()["error"]["type"] == "conversation_not_found"
+    assert "leave conversation_id out" in answer.json()["error"]["message"]
