@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time as day_time
+from datetime import date
 
 import streamlit as st
 
-from chatbot.store import analytics
+from chatbot.store import analytics, csv_export
 from common.errors import ConversationNotFound, StoreUnavailable
 from chatbot.store.server import ephemeral_storage_warning
 from ui.auth import ADMIN_ONLY, admin_hint, is_admin
@@ -14,25 +14,25 @@ from ui.chat_view import render_message
 from ui.confirm import ask_first, confirmed
 from ui.page_state import open_conversation
 from ui.services import get_services
+from ui.timezone import visitor_zone, zone_caption
 
 LIMIT = 200  # conversations listed per search
 services = get_services()
 store = services.store
 admin = is_admin()
+zone = visitor_zone()  # times are read in the agent's own zone, not the server's
 
 
 def when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "–"
+    return zone.format(ts)
 
 
 def date_range(picked) -> tuple[float | None, float | None]:
-    """The date input's range as timestamps, the end day included; an empty range is no filter."""
+    """The date input's range as timestamps (days in the agent's zone), the end day included; empty is no filter."""
     days = [d for d in (picked if isinstance(picked, (list, tuple)) else [picked]) if isinstance(d, date)]
     if not days:
         return None, None
-    start = datetime.combine(days[0], day_time.min).timestamp()
-    end = datetime.combine(days[-1], day_time.max).timestamp()
-    return start, end
+    return zone.day_bounds(days[0])[0], zone.day_bounds(days[-1])[1]
 
 
 def feedback_note(message: dict) -> str:
@@ -82,9 +82,10 @@ if not found:
             "as soon as the chat saves its first turn.", icon=":material/search_off:")
     st.stop()
 
-st.caption(f"{len(found)} conversation(s)" + (f", the {LIMIT} most recent shown" if len(found) == LIMIT else ""))
+st.caption(f"{len(found)} conversation(s)" + (f", the {LIMIT} most recent shown" if len(found) == LIMIT else "")
+           + f". {zone_caption(zone)}")
 st.dataframe(
-    [{"started": when(s.created), "last active": when(s.updated), "turns": s.turns,
+    [{f"started ({zone.label})": when(s.created), f"last active ({zone.label})": when(s.updated), "turns": s.turns,
       "intents": ", ".join(s.intents), "escalated": s.escalated, "sentiment": s.sentiment,
       "title": s.title, "id": s.id} for s in found],
     hide_index=True, key="history_table",
@@ -111,13 +112,22 @@ with st.container(horizontal=True):
     if admin:  # an agent's page never carries the files
         st.download_button("Export JSON", analytics.to_json(conversation), file_name=f"conversation-{opened}.json",
                            mime="application/json", key="history_export_json", icon=":material/data_object:")
-        st.download_button("Export Markdown", analytics.to_markdown(conversation),
+        st.download_button("Export Markdown", analytics.to_markdown(conversation, zone),
                            file_name=f"conversation-{opened}.md", mime="text/markdown", key="history_export_md",
                            icon=":material/description:")
+        st.download_button("Export CSV", csv_export.conversation_csv(conversation, zone),
+                           file_name=f"conversation-{opened}.csv", mime="text/csv", key="history_export_csv",
+                           icon=":material/table:")
+        st.download_button("Export list CSV", csv_export.conversations_csv(found, zone),
+                           file_name="conversations.csv", mime="text/csv", key="history_export_list_csv",
+                           icon=":material/table_rows:", help="The conversations listed above")
     else:
         st.button("Export JSON", key="history_export_json", icon=":material/data_object:", disabled=True,
                   help=ADMIN_ONLY)
         st.button("Export Markdown", key="history_export_md", icon=":material/description:", disabled=True,
+                  help=ADMIN_ONLY)
+        st.button("Export CSV", key="history_export_csv", icon=":material/table:", disabled=True, help=ADMIN_ONLY)
+        st.button("Export list CSV", key="history_export_list_csv", icon=":material/table_rows:", disabled=True,
                   help=ADMIN_ONLY)
     if st.button("Delete", key="history_delete", icon=":material/delete:", disabled=not admin,
                  help=None if admin else ADMIN_ONLY):
