@@ -1,4 +1,4 @@
-"""`bench-turn` and `bench-sessions`: the benchmarks of `bench/`, run from the command line."""
+"""`bench-turn`, `bench-sessions` and `bench-ingest-memory`: the benchmarks of `bench/`, from the command line."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from bench import sessions, turn
+    from bench import ingest_memory, sessions, turn
 
     turn.register(subparsers)
     sessions.register(subparsers)
+    ingest_memory.register(subparsers)
