@@ -1,4 +1,4 @@
-"""`bench-turn`, `bench-sessions`, `bench-api`, `bench-local-drafts`: the `bench/` benchmarks on the command line."""
+"""`bench-turn`, `bench-sessions`, `bench-api`, `bench-local-drafts`, `bench-ingest-memory`: the `bench/` benchmarks."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from bench import api, local_drafts, sessions, turn
+    from bench import api, ingest_memory, local_drafts, sessions, turn
 
     turn.register(subparsers)
     sessions.register(subparsers)
     api.register(subparsers)
     local_drafts.register(subparsers)
+    ingest_memory.register(subparsers)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.settings import Settings
+from common.timezones import DisplayZone, machine_zone, named_zone
 
 if TYPE_CHECKING:  # the chat core is imported by the commands that use it
     from chatbot.store.conversations import ConversationStore
@@ -33,9 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true", help="print the whole conversation as JSON")
     show.set_defaults(func=run_show)
 
-    export = commands.add_parser("export", help="a conversation as Markdown or JSON")
+    export = commands.add_parser("export", help="a conversation as Markdown, JSON or CSV (one row per message)")
     export.add_argument("id")
-    export.add_argument("--format", choices=("md", "json"), default="md")
+    export.add_argument("--format", choices=("md", "json", "csv"), default="md")
+    export.add_argument("--timezone", type=_named, default=None, metavar="NAME",
+                        help="show times in this IANA zone, e.g. Europe/Berlin (default: this machine's, else UTC)")
     export.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     export.set_defaults(func=run_export)
 
@@ -51,8 +53,15 @@ def open_store() -> "ConversationStore":
     return ConversationStore.from_settings(Settings.load())
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "-"
+def _named(name: str) -> DisplayZone:
+    zone = named_zone(name)
+    if zone is None:
+        raise argparse.ArgumentTypeError(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin or UTC")
+    return zone
+
+
+def _when(ts: float, zone: DisplayZone) -> str:
+    return zone.format(ts, empty="-")
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -65,11 +74,14 @@ def run_list(args: argparse.Namespace) -> int:
     if not found:
         print("no conversations")
         return 0
-    print(f"{'id':<18}{'last active':<18}{'turns':>6}  {'intent':<18}{'esc':<5}title")
+    zone = machine_zone()
+    active = f"last active ({zone.label})"
+    width = max(18, len(active) + 2)
+    print(f"{'id':<18}{active:<{width}}{'turns':>6}  {'intent':<18}{'esc':<5}title")
     for s in found:
         intent = s.last_intent or "-"
-        print(f"{s.id:<18}{_when(s.updated):<18}{s.turns:>6}  {intent[:17]:<18}{'yes' if s.escalated else '':<5}"
-              f"{s.title[:60]}")
+        print(f"{s.id:<18}{_when(s.updated, zone):<{width}}{s.turns:>6}  {intent[:17]:<18}"
+              f"{'yes' if s.escalated else '':<5}{s.title[:60]}")
     return 0
 
 
@@ -80,17 +92,25 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print(analytics.to_json(conversation))
         return 0
-    sys.stdout.write(analytics.to_markdown(conversation))
+    sys.stdout.write(analytics.to_markdown(conversation, machine_zone()))
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from chatbot.store import analytics
+    from chatbot.store import analytics, csv_export
 
+    zone = args.timezone or machine_zone()
     conversation = open_store().conversation(args.id)
-    text = analytics.to_json(conversation) + "\n" if args.format == "json" else analytics.to_markdown(conversation)
+    if args.format == "json":
+        text = analytics.to_json(conversation) + "\n"
+    elif args.format == "csv":
+        text = csv_export.conversation_csv(conversation, zone)
+    else:
+        text = analytics.to_markdown(conversation, zone)
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        # newline="": the CSV's own CRLF line ends are written as they are (RFC 4180).
+        with args.output.open("w", encoding="utf-8", newline="") as out:
+            out.write(text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

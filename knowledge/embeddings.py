@@ -43,6 +43,11 @@ SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "all-MiniLM-L6-v2"
 EXPORT_VERSION = "2"
 # Batches at least this long use the multi-threaded session; shorter ones are queries.
 BATCH_THRESHOLD = 8
+# The most token slots (texts x the longest one's tokens, padding included) one run may hold.
+# onnxruntime's working memory grows with it: 64 texts padded to 256 tokens (16,384 slots) took
+# about 870 MB above the model, 2,048 slots about 90 MB, at the same vectors and at least the
+# same chunks per CPU-second (BENCHMARKS.md, "Ingestion memory").
+MAX_BATCH_TOKENS = 2048
 
 
 def default_model_path() -> str:
@@ -155,10 +160,13 @@ class _OnnxEncoder:
         config = _read_json(folder / "sentence_bert_config.json") or {}
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(int(config.get("max_seq_length", 256)))
-        padding = self.tokenizer.padding or {}
-        # Pad to the longest text of each batch, not to the file's fixed length.
-        self.tokenizer.enable_padding(pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]"))
+        # Texts are padded here, per batch, to the longest of that batch (`_batches`).
+        self._pad_id = int((self.tokenizer.padding or {}).get("pad_id", 0))
+        self.tokenizer.no_padding()
         self._ort = ort
+        # The last run of each `encode` hands the arena's free memory back (see `encode`).
+        self._release = ort.RunOptions()
+        self._release.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._file = str(onnx_file)
         self._batch_threads = batch_threads
         self._query = self._session(query_threads)
@@ -176,6 +184,10 @@ class _OnnxEncoder:
         options.inter_op_num_threads = 1
         # Spinning workers steal the few cores other requests need.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Measured (BENCHMARKS.md, "Ingestion memory"): planning memory by pattern raised the peak
+        # by about 25 MB and bought no speed. The arena stays on, shrunk after each `encode`: with
+        # it off, glibc's heap kept more, and a fixed mmap threshold halved the throughput.
+        options.enable_mem_pattern = False
         return self._ort.InferenceSession(self._file, options, providers=["CPUExecutionProvider"])
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
@@ -185,20 +197,45 @@ class _OnnxEncoder:
             session = self._batch
         else:
             session = self._query
-        # Sorted by length so each batch pads to similar lengths.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        tokens = [e.ids for e in self.tokenizer.encode_batch(texts)]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            chunk = order[start:start + batch_size]
-            encodings = self.tokenizer.encode_batch([texts[i] for i in chunk])
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            feed = {
-                "input_ids": ids,
-                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-                "token_type_ids": np.zeros_like(ids),
-            }
-            out[chunk] = session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+        batches = _batches(tokens, batch_size, MAX_BATCH_TOKENS)
+        for number, rows in enumerate(batches):
+            ids, mask = _padded([tokens[i] for i in rows], self._pad_id)
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            # After the last run the arena frees what no tensor holds: a long job's working
+            # memory is not kept for the next query.
+            options = self._release if number == len(batches) - 1 and len(texts) >= BATCH_THRESHOLD else None
+            out[rows] = session.run(None, {k: v for k, v in feed.items() if k in self._inputs}, options)[0]
         return out
+
+
+def _batches(tokens: list[list[int]], max_rows: int, max_tokens: int) -> list[list[int]]:
+    """Indices of `tokens` grouped for one run each: by length, at most `max_rows` texts and
+    `max_tokens` slots (texts x the longest one's length) per group; a longer text runs alone."""
+    order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        # Sorted ascending, so this text is the longest of the group if it joins.
+        if current and (len(current) >= max_rows or (len(current) + 1) * len(tokens[i]) > max_tokens):
+            groups.append(current)
+            current = []
+        current.append(i)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _padded(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids padded to the longest row, and the attention mask (1 for a token, 0 for padding)."""
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for n, row in enumerate(rows):
+        ids[n, :len(row)] = row
+        mask[n, :len(row)] = 1
+    return ids, mask
 
 
 class _SentenceTransformersEncoder:
@@ -289,7 +326,11 @@ class Embedder:
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Embed many texts, each in its matching form (`common.text.fold`: NFKC, case-folded, one
         dash), so that a query and a chunk written in other forms of the same text meet; returns an
-        (n, dimension) array."""
+        (n, dimension) float32 array, L2-normalised, in input order.
+
+        `batch_size` is the most texts per model run; on the ONNX path a run also holds at most
+        MAX_BATCH_TOKENS token slots, so long texts run a few at a time.
+        """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         folded = [fold(t) for t in texts]

@@ -15,6 +15,7 @@ from common.errors import ChatbotError, IngestError
 from knowledge.chunking import ChunkSettings
 from knowledge.loaders import clean_name, load_bytes
 from knowledge.sources import name_clashes
+from knowledge.memory import give_back_memory
 from knowledge.store import IngestResult, KnowledgeBase
 
 
@@ -150,4 +151,5 @@ class IngestionJob:
                 if f.state in ("waiting", "reading", "embedding"):
                     f.state = "cancelled" if self._cancel.is_set() else "error"
                     f.error = f.error or self.error
+            give_back_memory()  # the embedder's working memory, freed but kept by malloc
             self.finished_at = time.time()

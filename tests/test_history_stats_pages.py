@@ -128,7 +128,8 @@ def test_history_opens_a_conversation_read_only_with_feedback_and_exports(app_en
     notes = [c.value for c in at.caption]
     assert any("helpful" in n and "clear answer" in n and "approved for training" in n for n in notes)
     assert any("agent ana" in n and "refunds ×2" in n for n in notes)
-    assert {b.label for b in at.get("download_button")} == {"Export JSON", "Export Markdown"}
+    assert {b.label for b in at.get("download_button")} == {"Export JSON", "Export Markdown", "Export CSV",
+                                                          "Export list CSV"}
     at.selectbox(key="history_open").select("human1").run()
     assert any("asked for a person" in e.value for e in at.error)
 

@@ -71,7 +71,8 @@ def test_history_agent_reads_and_resumes_but_cannot_export_or_delete(app_env, co
     assert not at.button(key="history_resume").disabled
 
     at = page("views/history.py", admin=True)
-    assert {b.label for b in at.get("download_button")} == {"Export JSON", "Export Markdown"}
+    assert {b.label for b in at.get("download_button")} == {"Export JSON", "Export Markdown", "Export CSV",
+                                                          "Export list CSV"}
     assert not at.button(key="history_delete").disabled and not hints(at)
     # The button is only a hint: the delete's own code path checks the role. Here the sign-in
     # ends between the question and the answer.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time as day_time
+from datetime import date
 
 import streamlit as st
 
 from chatbot.handoff.status import as_shown
-from chatbot.store import analytics
+from chatbot.store import analytics, csv_export
 from chatbot.store.messages import Feedback, Message, turn_meta
 from common.errors import ConversationNotFound, StoreUnavailable
 from common.wording import plural
@@ -17,25 +17,25 @@ from ui.chat_view import render_message
 from ui.confirm import ask_first, confirmed
 from ui.page_state import open_conversation
 from ui.services import get_services
+from ui.timezone import visitor_zone, zone_caption
 
 LIMIT = 200  # conversations listed per search
 services = get_services()
 store = services.store
 admin = is_admin()
+zone = visitor_zone()  # times are read in the agent's own zone, not the server's
 
 
 def when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "–"
+    return zone.format(ts)
 
 
 def date_range(picked) -> tuple[float | None, float | None]:
-    """The date input's range as timestamps, the end day included; an empty range is no filter."""
+    """The date input's range as timestamps (days in the agent's zone), the end day included; empty is no filter."""
     days = [d for d in (picked if isinstance(picked, (list, tuple)) else [picked]) if isinstance(d, date)]
     if not days:
         return None, None
-    start = datetime.combine(days[0], day_time.min).timestamp()
-    end = datetime.combine(days[-1], day_time.max).timestamp()
-    return start, end
+    return zone.day_bounds(days[0])[0], zone.day_bounds(days[-1])[1]
 
 
 def feedback_note(message: Message) -> str:
@@ -100,10 +100,11 @@ if not found:
             "as soon as the chat saves its first turn.", icon=":material/search_off:")
     st.stop()
 
-st.caption(plural(len(found), "conversation") + (f", the {LIMIT} most recent shown" if len(found) == LIMIT else ""))
+st.caption(plural(len(found), "conversation") + (f", the {LIMIT} most recent shown" if len(found) == LIMIT else "")
+           + f". {zone_caption(zone)}")
 st.dataframe(
     # An escalated conversation is listed with the triage of its escalation, not of its last message.
-    [{"started": when(s.created), "last active": when(s.updated), "turns": s.turns,
+    [{f"started ({zone.label})": when(s.created), f"last active ({zone.label})": when(s.updated), "turns": s.turns,
       "intents": ", ".join(s.intents), "escalated": s.escalated,
       "sentiment": (s.escalation_sentiment or s.sentiment) if s.escalated else s.sentiment,
       "priority": (s.escalation_priority or s.priority) if s.escalated else s.priority,
@@ -132,13 +133,22 @@ with st.container(horizontal=True):
     if admin:  # an agent's page never carries the files
         st.download_button("Export JSON", analytics.to_json(conversation), file_name=f"conversation-{opened}.json",
                            mime="application/json", key="history_export_json", icon=":material/data_object:")
-        st.download_button("Export Markdown", analytics.to_markdown(conversation),
+        st.download_button("Export Markdown", analytics.to_markdown(conversation, zone),
                            file_name=f"conversation-{opened}.md", mime="text/markdown", key="history_export_md",
                            icon=":material/description:")
+        st.download_button("Export CSV", csv_export.conversation_csv(conversation, zone),
+                           file_name=f"conversation-{opened}.csv", mime="text/csv", key="history_export_csv",
+                           icon=":material/table:")
+        st.download_button("Export list CSV", csv_export.conversations_csv(found, zone),
+                           file_name="conversations.csv", mime="text/csv", key="history_export_list_csv",
+                           icon=":material/table_rows:", help="The conversations listed above")
     else:
         st.button("Export JSON", key="history_export_json", icon=":material/data_object:", disabled=True,
                   help=ADMIN_ONLY)
         st.button("Export Markdown", key="history_export_md", icon=":material/description:", disabled=True,
+                  help=ADMIN_ONLY)
+        st.button("Export CSV", key="history_export_csv", icon=":material/table:", disabled=True, help=ADMIN_ONLY)
+        st.button("Export list CSV", key="history_export_list_csv", icon=":material/table_rows:", disabled=True,
                   help=ADMIN_ONLY)
     if st.button("Delete", key="history_delete", icon=":material/delete:", disabled=not admin,
                  help=None if admin else ADMIN_ONLY):

@@ -8,15 +8,18 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from chatbot.store import analytics
+from chatbot.store import analytics, csv_export
 from common.errors import StoreUnavailable
 from common.wording import plural
+from ui.auth import ADMIN_ONLY, is_admin
 from ui.services import get_services
 from ui.spending import render_spending
+from ui.timezone import visitor_zone, zone_caption
 
 PERIODS = {"Last 24 hours": 1, "Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90, "All time": 0}
 MAX_CONVERSATIONS = 2000  # the most recent ones in the period; keeps the page fast on a busy desk
 store = get_services().store
+zone = visitor_zone()  # days and hours are the agent's, not the server's
 
 
 def ms(value: float | None) -> str:
@@ -43,13 +46,20 @@ except StoreUnavailable as exc:
     st.error(f"{exc} Stats are unavailable until it is back.", icon=":material/cloud_off:")
     st.stop()
 
-numbers = analytics.overview(conversations, since)
+numbers = analytics.overview(conversations, since, zone)
 if not numbers["turns"] and not numbers["failed_turns"]:
     st.info("No conversations in this period yet.", icon=":material/query_stats:")
     spending_section()
     st.stop()
 if len(ids) == MAX_CONVERSATIONS:
     st.caption(f"Based on the {MAX_CONVERSATIONS:,} most recently active conversations of the period.")
+st.caption(zone_caption(zone))
+if is_admin():
+    st.download_button("Export turns CSV", csv_export.turns_csv(conversations, since, zone),
+                       file_name="turns.csv", mime="text/csv", key="stats_export_csv", icon=":material/table:",
+                       help="One row per turn of the period, as counted here")
+else:
+    st.button("Export turns CSV", key="stats_export_csv", icon=":material/table:", disabled=True, help=ADMIN_ONLY)
 
 latency = {row["measure"]: row for row in numbers["latency"]}
 feedback, escalation = numbers["feedback"], numbers["escalation"]
@@ -66,7 +76,7 @@ left, right = st.columns(2)
 with left:
     st.subheader("Volume")
     st.bar_chart(pd.DataFrame(numbers["volume"]), x="day", y=["conversations", "turns"], stack=False,
-                 y_label="count")
+                 x_label=f"day ({zone.label})", y_label="count")
 with right:
     st.subheader("Intent mix")
     st.bar_chart(pd.DataFrame(numbers["intents"]), x="intent", y="turns", horizontal=True)
@@ -85,7 +95,8 @@ with right:
         unit = numbers["sentiment"]["unit"]
         points = alt.OverlayMarkDef(size=80, filled=True)
         trend = alt.Chart(pd.DataFrame(numbers["sentiment"]["rows"])).mark_line(point=points).encode(
-            x=alt.X("when:O", title=unit), y=alt.Y("mean_score:Q", title="mean score", scale=alt.Scale(domain=[-1, 1])),
+            x=alt.X("when:O", title=f"{unit} ({zone.label})"),
+            y=alt.Y("mean_score:Q", title="mean score", scale=alt.Scale(domain=[-1, 1])),
             tooltip=[alt.Tooltip("when:O", title=unit), alt.Tooltip("mean_score:Q", title="mean score", format=".2f"),
                      alt.Tooltip("turns:Q")],
         )

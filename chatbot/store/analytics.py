@@ -6,7 +6,7 @@ import json
 import math
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from statistics import mean
 from typing import Any, Iterable
 
@@ -14,6 +14,7 @@ from chatbot.store.messages import (HANDOFF, Feedback, Message, Status, TurnMeta
                                     merge_feedback)  # merge_feedback: still read from here by callers
 from chatbot.store.outcomes import outcome_notice
 from common.redaction import redact
+from common.timezones import SECOND_FORMAT, UTC, DisplayZone
 
 PERCENTILES = (50, 90, 95, 99)
 TITLE_CHARS = 120
@@ -117,12 +118,11 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered), max(1, rank)) - 1]
 
 
-def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts).date().isoformat()
-
-
-def turn_records(conversations: Iterable[dict], since: float | None = None) -> list[dict]:
+def turn_records(conversations: Iterable[dict], since: float | None = None, zone: DisplayZone = UTC) -> list[dict]:
     """One flat record per turn from `since` on, from the message that carries the turn's metadata.
+
+    `ts` is Unix seconds; `day` is its date in `zone` (the reader's), so a turn at 23:30 in Berlin
+    counts on the Berlin day, not on the server's.
 
     `kind` is "reply" (a model answered), "handoff" (the conversation is with a person: the
     handoff notice, or a customer message the assistant no longer answers) or "failed" (the
@@ -141,15 +141,16 @@ def turn_records(conversations: Iterable[dict], since: float | None = None) -> l
             ts = message.ts or meta.created_at
             if since is not None and ts < since:
                 continue
-            records.append(_turn_record(conversation.get("id", ""), message, meta, kind, ts))
+            records.append(_turn_record(conversation.get("id", ""), message, meta, kind, ts, zone))
     return records
 
 
-def _turn_record(conversation: str, message: Message, meta: TurnMeta, kind: str, ts: float) -> dict:
+def _turn_record(conversation: str, message: Message, meta: TurnMeta, kind: str, ts: float,
+                 zone: DisplayZone) -> dict:
     replied = kind == "reply"  # only replies have latency and tokens
     feedback = message.feedback
     return {
-        "conversation": conversation, "ts": ts, "day": _day(ts),
+        "conversation": conversation, "ts": ts, "day": zone.day(ts),
         "kind": kind, "failed": kind == "failed",
         "intent": meta.intent or "(not routed)",
         "sentiment": meta.sentiment,
@@ -172,9 +173,9 @@ def _days(first: str, last: str) -> list[str]:
     return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
 
 
-def volume(conversations: list[dict], records: list[dict]) -> list[dict]:
-    """Per day, with no gaps: conversations started and turns taken."""
-    started = Counter(_day(c["created"]) for c in conversations if c.get("created"))
+def volume(conversations: list[dict], records: list[dict], zone: DisplayZone = UTC) -> list[dict]:
+    """Per day in `zone`, with no gaps: conversations started and turns taken."""
+    started = Counter(zone.day(c["created"]) for c in conversations if c.get("created"))
     turns = Counter(r["day"] for r in records)
     days = sorted(set(turns) | set(started))
     if not days:
@@ -201,8 +202,8 @@ def feedback_summary(records: list[dict]) -> dict:
             "approved": sum(1 for r in records if r["approved"])}
 
 
-def sentiment_over_time(records: list[dict]) -> dict:
-    """The mean sentiment score per day, or per hour when the scored turns span less than a day.
+def sentiment_over_time(records: list[dict], zone: DisplayZone = UTC) -> dict:
+    """The mean sentiment score per day, or per hour when the scored turns span less than a day (in `zone`).
 
     `unit` is "day" or "hour"; `rows` hold `when` (the bucket: "2025-03-03", or "2025-03-03 14:00"),
     `mean_score` and `turns`. Hours make one day's turns a line rather than a single point.
@@ -213,14 +214,14 @@ def sentiment_over_time(records: list[dict]) -> dict:
     unit = "hour" if stamps and max(stamps) - min(stamps) < 86400 else "day"
     buckets: dict[str, list[float]] = defaultdict(list)
     for ts, score in scored:
-        buckets[datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:00") if unit == "hour" else _day(ts)].append(score)
+        buckets[zone.format(ts, "%Y-%m-%d %H:00") if unit == "hour" else zone.day(ts)].append(score)
     return {"unit": unit, "rows": [{"when": k, "mean_score": mean(v), "turns": len(v)}
                                    for k, v in sorted(buckets.items())]}
 
 
-def overview(conversations: list[dict], since: float | None = None) -> dict:
-    """Everything the stats page charts, for the conversations given (turns from `since` on)."""
-    records = turn_records(conversations, since)
+def overview(conversations: list[dict], since: float | None = None, zone: DisplayZone = UTC) -> dict:
+    """Everything the stats page charts, for the conversations given (turns from `since` on), days in `zone`."""
+    records = turn_records(conversations, since, zone)
     active = {r["conversation"] for r in records}
     counted = [c for c in conversations if c.get("id") in active]
     escalated = {r["conversation"] for r in records if r["escalate"]}
@@ -236,11 +237,11 @@ def overview(conversations: list[dict], since: float | None = None) -> dict:
         "conversations": len(counted),
         "turns": sum(1 for r in records if not r["failed"]),
         "failed_turns": sum(1 for r in records if r["failed"]),
-        "volume": volume(counted, records),
+        "volume": volume(counted, records, zone),
         "intents": [{"intent": k, "turns": v} for k, v in Counter(r["intent"] for r in records).most_common()],
         "escalation": {"escalated": len(escalated), "rate": len(escalated) / len(counted) if counted else None,
                        "reasons": [{"reason": k, "count": v} for k, v in reasons.most_common()]},
-        "sentiment": sentiment_over_time(records),
+        "sentiment": sentiment_over_time(records, zone),
         "sentiment_levels": [{"sentiment": k, "turns": v}
                              for k, v in Counter(r["sentiment"] for r in records if r["sentiment"]).most_common()],
         "feedback": feedback_summary(records),
@@ -269,8 +270,8 @@ def to_json(conversation: dict) -> str:
     return json.dumps(exported, ensure_ascii=False, indent=2)
 
 
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "?"
+def _when(ts: float | None, zone: DisplayZone) -> str:
+    return zone.labelled(ts, SECOND_FORMAT, empty="?")
 
 
 def _reply_facts(meta: TurnMeta) -> list[str]:
@@ -293,12 +294,12 @@ def _reply_facts(meta: TurnMeta) -> list[str]:
     return facts
 
 
-def to_markdown(conversation: dict) -> str:
-    """A readable transcript: who said what and when, sources, triage, feedback."""
+def to_markdown(conversation: dict, zone: DisplayZone = UTC) -> str:
+    """A readable transcript: who said what and when (in `zone`, labelled), sources, triage, feedback."""
     conversation = without_secrets(conversation)
     lines = [f"# Conversation {conversation['id']}", ""]
-    lines.append(f"- Started: {_when(conversation.get('created'))}")
-    lines.append(f"- Last activity: {_when(conversation.get('updated'))}")
+    lines.append(f"- Started: {_when(conversation.get('created'), zone)}")
+    lines.append(f"- Last activity: {_when(conversation.get('updated'), zone)}")
     if conversation.get("agents"):
         lines.append(f"- Agents: {', '.join(conversation['agents'])}")
     lines.append(f"- Turns: {conversation.get('turns', 0)}")
@@ -310,7 +311,7 @@ def to_markdown(conversation: dict) -> str:
     lines += ["", "## Messages"]
     for message in conversation.get("messages", []):
         speaker = SPEAKERS.get(message.role, message.role)
-        lines += ["", f"### {speaker} · {_when(message.ts)}", "", message.content]
+        lines += ["", f"### {speaker} · {_when(message.ts, zone)}", "", message.content]
         lines += _customer_notes(message) if message.is_user else _reply_notes(message)
     return "\n".join(lines) + "\n"
 
