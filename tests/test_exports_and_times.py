@@ -19,6 +19,7 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
+from chatbot.store.messages import Message
 from chatbot.store import analytics, csv_export
 from chatbot.store.conversations import ConversationStore
 from chatbot.store.server import connect
@@ -46,7 +47,7 @@ def conversation() -> dict:
                                   "route": {"intent": "refunds"},
                                   "triage": {"sentiment": "negative", "sentiment_score": -0.4}},
                          "feedback": {"score": 0, "comment": "-1 not helpful"}})
-    return {"id": "c1", "created": LATE, "updated": LATE + 3600, "messages": messages}
+    return {"id": "c1", "created": LATE, "updated": LATE + 3600, "messages": [Message.from_stored(m) for m in messages]}
 
 
 def test_every_formula_cell_of_a_conversation_export_is_neutralised():

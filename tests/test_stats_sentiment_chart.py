@@ -55,7 +55,7 @@ def test_one_days_sentiment_is_drawn_as_points_by_hour(app_env):
     mark = spec["mark"]
     # A line alone through one bucket draws nothing; each bucket is a visible point.
     assert mark["type"] == "line" and mark["point"] and mark["point"].get("size", 0) >= 30
-    assert spec["encoding"]["x"]["title"] == "hour"
+    assert spec["encoding"]["x"]["title"] == "hour (UTC)"  # AppTest sends no browser time zone: UTC, and said
     chart = sentiment_chart(at).proto
     raw = chart.data.data or next(iter(chart.datasets)).data.data
     table = pa.ipc.open_stream(raw).read_all().to_pylist()

@@ -67,15 +67,15 @@ def conversation_csv(conversation: dict, zone: DisplayZone = UTC) -> str:
               "model", "latency ms", "feedback", "comment", "error"]
     rows = []
     for message in conversation.get("messages", []):
-        meta = message.get("meta") or {}
-        route, triage = meta.get("route") or {}, meta.get("triage") or {}
-        feedback = message.get("feedback") or {}
-        rows.append([*_both(zone, message.get("ts")), SPEAKERS.get(message["role"], message["role"]),
-                     message.get("content", ""), route.get("intent", ""), triage.get("sentiment", ""),
-                     triage.get("priority", ""), bool(triage.get("escalate")) if triage else "",
-                     meta.get("backend", ""), meta.get("model", ""), meta.get("latency_ms", ""),
-                     {1: "up", 0: "down"}.get(feedback.get("score"), ""), feedback.get("comment", ""),
-                     meta.get("error", "")])
+        meta, feedback = message.meta, message.feedback
+        rows.append([*_both(zone, message.ts), SPEAKERS.get(message.role, message.role), message.content,
+                     meta.intent if meta else "", meta.sentiment if meta else "",
+                     "" if meta is None or meta.priority is None else meta.priority,
+                     meta.handed_off if meta and meta.triage else "",
+                     meta.backend if meta else "", meta.model if meta else "",
+                     meta.latency_ms if meta and meta.latency_ms else "",
+                     {1: "up", 0: "down"}.get(feedback.score, "") if feedback else "",
+                     feedback.comment if feedback else "", meta.error if meta else ""])
     return to_csv(header, rows)
 
 
