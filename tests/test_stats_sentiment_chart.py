@@ -62,3 +62,17 @@ def test_one_days_sentiment_is_drawn_as_points_by_hour(app_env):
     assert [(row["turns"], round(row["mean_score"], 2)) for row in table] in (
         [(2, 0.05)], [(1, -0.5), (1, 0.6)])  # the two turns in one hour, or either side of an hour
     assert all(row["when"].endswith(":00") for row in table)
+
+
+def test_turns_with_a_score_but_no_sentiment_level_still_chart(tmp_path):
+    (tmp_path / "knowledge").mkdir()
+    (tmp_path / "knowledge" / ".demo-seeded").write_text("seeded\n")
+    with app_environment(tmp_path):
+        store = ConversationStore(connect(data_dir=tmp_path / "redis"))
+        scored = turn("my parcel is late", -0.5)
+        del scored[1]["meta"]["triage"]["sentiment"]  # a score, no level
+        store.append("scored", scored)
+        at = AppTest.from_file(str(ROOT / "views/stats.py"), default_timeout=TIMEOUT).run()
+        assert not at.exception
+        sentiment_chart(at)  # the trend of scores is still drawn
+        store.client.shutdown(nosave=True)

@@ -101,7 +101,8 @@ with right:
                      alt.Tooltip("turns:Q")],
         )
         st.altair_chart(trend, width="stretch")
-        st.bar_chart(pd.DataFrame(numbers["sentiment_levels"]), x="sentiment", y="turns", height=180)
+        if numbers["sentiment_levels"]:  # turns scored by an older release may carry a score but no level
+            st.bar_chart(pd.DataFrame(numbers["sentiment_levels"]), x="sentiment", y="turns", height=180)
     else:
         st.caption("No sentiment recorded in this period.")
 
