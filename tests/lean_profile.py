@@ -80,8 +80,8 @@ def _pages() -> dict:
     at.selectbox(key="chat_backend").select("local").run()
     at.chat_input(key="chat_input").set_value("My camera keeps going offline").run()
     replies = [m.markdown[0].value for m in at.chat_message if m.name == "assistant"]
-    out["local"] = {"exception": bool(at.exception), "errors": [e.value for e in at.sidebar.error],
-                    "info": [i.value for i in at.sidebar.info], "reply": replies[-1][:200] if replies else ""}
+    out["local"] = {"exception": bool(at.exception), "errors": [e.value for e in at.main.error],
+                    "info": [i.value for i in at.main.info], "reply": replies[-1][:200] if replies else ""}
 
     for name, path in (("history", "views/history.py"), ("knowledge", "views/knowledge_base.py"),
                        ("stats", "views/stats.py")):

@@ -117,7 +117,7 @@ def test_a_key_pasted_whole_to_revoke_is_revoked_and_never_echoed(tmp_path, caps
     key = capsys.readouterr().out.strip().splitlines()[0]
     assert main(["api-keys", "revoke", key]) == 0 and main(["api-keys", "revoke", key[:-1]]) == 2
     said = capsys.readouterr()
-    assert "revoked" in said.out and key.split("_")[2][:20] not in said.out + said.err
+    assert "revoked" in said.out and key.split("_", 2)[2][:20] not in said.out + said.err
     from chatbot.store.conversations import ConversationStore
     from common.settings import Settings
 

@@ -43,9 +43,9 @@ def test_a_name_with_a_nul_byte_is_named_in_the_results_and_the_good_file_is_ind
         ])
         expect(main.get_by_text("gift-cards.md", exact=True).first).to_be_visible(timeout=30_000)
         page.get_by_role("button", name="Ingest").click()
-        expect(main.get_by_text("gift-cards.md: 1 chunks added").first).to_be_visible(timeout=120_000)
+        expect(main.get_by_text("gift-cards.md: 1 chunk added").first).to_be_visible(timeout=120_000)
         # The other file is named in the results by its name without the NUL, BEL and override.
-        expect(main.get_by_text("loyaltypoints.md: 1 chunks added").first).to_be_visible(timeout=30_000)
+        expect(main.get_by_text("loyaltypoints.md: 1 chunk added").first).to_be_visible(timeout=30_000)
         page.screenshot(path=str(tmp_path / "upload-names.png"), full_page=True)
         expect(main.get_by_text("documents ·").first).to_contain_text("chunks")
 

@@ -157,7 +157,7 @@ def test_the_knowledge_page_names_a_held_file_and_ingests_it_once_confirmed(tmp_
         assert not at.exception
         held = " ".join(w.value for w in at.warning)
         assert "**refund.md**: is one word repeated" in held
-        assert any(s.value.startswith("1 documents") for s in at.subheader)
+        assert any(s.value.startswith("1 document ") for s in at.subheader)
         at.button(key="kb_ingest_held").click()
         at.run()
         at.session_state["kb_job"].wait(120)

@@ -75,5 +75,5 @@ def test_the_knowledge_page_takes_a_nul_byte_name_beside_a_good_file(tmp_path):
         at.run().run()
         assert not at.exception
         shown = " ".join(e.value for kind in (at.success, at.error, at.warning) for e in kind)
-        assert "**gift-cards.md**: 1 chunks added" in shown and "**loyaltypoints.md**: 1 chunks added" in shown
+        assert "**gift-cards.md**: 1 chunk added" in shown and "**loyaltypoints.md**: 1 chunk added" in shown
         assert "**photo.exe**: unsupported file type .exe" in shown

@@ -141,6 +141,9 @@ def send(text: str, again: str = "") -> None:
         st.warning("Nothing was sent: the message was empty (only spaces or line breaks).",
                    icon=":material/edit_off:")
         return
+    # The message is stored: its conversation joins the URL now, before the reply streams, so a tab
+    # closed mid-reply can be reopened from its address.
+    st.query_params["c"] = session_id
     if not again:  # a message sent again is on the page already: no second bubble while the reply streams
         with st.chat_message("user", avatar=":material/person:"):
             st.text(reply.user_text)  # as typed, never read as Markdown
