@@ -54,7 +54,7 @@ def test_a_key_made_on_the_page_works_on_the_api_until_revoked(desk):
         main.get_by_label("Admin password").fill(PASSWORD)
         main.get_by_role("button", name="Unlock").click()
         expect(page.get_by_role("heading", name="API keys", exact=True)).to_be_visible(timeout=60_000)
-        main.get_by_label("For").fill("Help desk")
+        main.get_by_label("For", exact=True).fill("Help desk")
         main.get_by_role("button", name="Create key").click()
         code = main.get_by_test_id("stCode")
         expect(code).to_contain_text("desk_", timeout=60_000)
