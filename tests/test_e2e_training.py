@@ -50,7 +50,7 @@ def launch(page, main, expand: str | None = None, **settings: str) -> None:
     expect(button).to_be_enabled(timeout=WAIT)
     button.click()
     expect(main.get_by_text("started: follow it in the Jobs tab")).to_be_visible(timeout=WAIT)
-    expect(page.locator('[role="tab"][aria-selected="true"]')).to_have_text("Jobs")  # the tab it names opens
+    expect(page.locator('[role="tab"][aria-selected="true"]')).to_have_text("Jobs", timeout=WAIT)  # the tab it names opens
 
 
 def test_the_jobs_tab_and_the_job_picker_follow_a_job_through_stop_and_completion(app):
@@ -71,17 +71,17 @@ def test_the_jobs_tab_and_the_job_picker_follow_a_job_through_stop_and_completio
 
         # A long job: the page opens the Jobs tab it names, which stays open through Stop.
         launch(page, main, **{"Max steps": "5000"})
-        expect(open_tab).to_have_text("Jobs")
+        expect(open_tab).to_have_text("Jobs", timeout=WAIT)
         expect(picker).to_have_value(re.compile(r" · running$"))
         expect(main.get_by_test_id("stProgress").filter(has_text="Step ")).to_be_visible(timeout=WAIT)
         main.get_by_role("button", name="Stop").click()
         expect(main.get_by_text(re.compile(r"^Stopped \(exit code -?\d+\):"))).to_be_visible(timeout=WAIT)
-        expect(open_tab).to_have_text("Jobs")
+        expect(open_tab).to_have_text("Jobs", timeout=WAIT)
         expect(picker).to_have_value(re.compile(r" · stopped$"))
 
         # A short one that completes while the Jobs tab watches it.
         launch(page, main, "Logging, evaluation and checkpoints", **{"Max steps": "20", "Eval steps": "10"})
-        expect(open_tab).to_have_text("Jobs")
+        expect(open_tab).to_have_text("Jobs", timeout=WAIT)
         expect(main.get_by_text(re.compile(r"^Completed \(exit code 0\)"))).to_be_visible(timeout=WAIT)
-        expect(open_tab).to_have_text("Jobs")
+        expect(open_tab).to_have_text("Jobs", timeout=WAIT)
         expect(picker).to_have_value(re.compile(r" · completed$"))
