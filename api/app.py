@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
@@ -31,8 +32,14 @@ endpoint. Send an API key as `Authorization: Bearer desk_...`; POSTs that write 
 def create_app(services: Services, backend: Backend | None = None,
                routers: list[APIRouter] | None = None) -> FastAPI:
     """The API over `services`, answering with `backend` (default: the one the settings name)."""
-    app = FastAPI(title="Support desk API", version="1", description=DESCRIPTION)
     the_desk: Desk = build_desk(services, backend)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        await the_desk.key_check.close()
+
+    app = FastAPI(title="Support desk API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.desk = the_desk
     errors.install(app, lambda kind: the_desk.metrics.errors.labels(kind).inc())
     for router in [*ROUTERS, *(routers or [])]:

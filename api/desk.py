@@ -9,12 +9,11 @@ from fastapi import Request
 
 from api.batch import BatchJobs
 from api.idempotency import Idempotency
+from api.key_check import KeyCheck
 from api.metrics import Metrics
 from backends.base import Backend
-from backends.offline import OfflineBackend
 from backends.registry import make_backend
 from chatbot.access.api_keys import ApiKeys
-from chatbot.access.spending import Spending
 from chatbot.services import Services
 from chatbot.store.messages import INTERRUPTED_TEXT, TurnMeta
 from common.errors import ChatbotError
@@ -30,11 +29,10 @@ class Desk:
     services: Services
     backend: Backend
     keys: ApiKeys
-    spending: Spending
+    key_check: KeyCheck  # `keys`' check of each request, awaited on the event loop
     idempotency: Idempotency
     jobs: BatchJobs
     metrics: Metrics = field(default_factory=Metrics)
-    offline: Backend = field(default_factory=OfflineBackend)
     # Why the configured backend could not be built ("" when it was): the offline backend answers.
     backend_error: str = ""
     # Seconds between SSE pings on a quiet stream (proxies drop idle connections after 30-60 s).
@@ -63,16 +61,22 @@ def build_desk(services: Services, backend: Backend | None = None) -> Desk:
             backend = make_backend(settings.backend, settings, settings.model or None)
         except ChatbotError as exc:
             log.warning("Backend %s unavailable, answering offline: %s", settings.backend, exc)
-            backend, error = OfflineBackend(), str(exc)
+            backend, error = services.offline_backend(), str(exc)
     store = services.store
+    keys = ApiKeys(lambda: store.client)
     return Desk(
         services=services, backend=backend, backend_error=error,
-        keys=ApiKeys(lambda: store.client),
-        spending=services.spending,
+        keys=keys, key_check=KeyCheck(keys, lambda: store.client),
         idempotency=Idempotency(lambda: store.client), jobs=BatchJobs(lambda: store.client),
     )
 
 
-def desk(request: Request) -> Desk:
-    """The Desk of the app serving `request` (a FastAPI dependency)."""
+def desk_of(request: Request) -> Desk:
+    """The Desk of the app serving `request`."""
+    return request.app.state.desk
+
+
+async def desk(request: Request) -> Desk:
+    """`desk_of` as a FastAPI dependency: async, so that FastAPI runs it on the event loop instead of
+    sending it to a worker thread, as it does every plain function (a thread hop per request)."""
     return request.app.state.desk

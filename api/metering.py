@@ -8,6 +8,7 @@ and the command line; the API adds only the key's own daily tokens on top.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Iterator
 
 import redis
@@ -30,6 +31,7 @@ class KeyTokens(Backend):
 
     def __init__(self, inner: Backend, desk: Desk, key: ApiKey):
         self.inner, self._desk, self._key = inner, desk, key
+        self.record_ms = 0.0  # time spent counting the tokens in Redis: the API's work, not the core's
         for flag in ("name", "model", "can_classify", "can_summarise", "needs_key", "is_local", "model_choice"):
             setattr(self, flag, getattr(inner, flag))
 
@@ -48,13 +50,15 @@ class KeyTokens(Backend):
                 self._record(usage)
 
     def _record(self, usage: Usage) -> None:
+        started = time.perf_counter()
         try:
             self._desk.keys.record_tokens(self._key, usage.input_tokens + usage.output_tokens)
         except redis.RedisError as exc:
             log.warning("Could not record a turn's tokens: %s", exc)
+        self.record_ms += (time.perf_counter() - started) * 1000
 
 
-def metered_backend(desk: Desk, key: ApiKey, conversation_id: str = "") -> tuple[Backend, str]:
+def metered_backend(desk: Desk, key: ApiKey, conversation_id: str = "") -> tuple[KeyTokens, str]:
     """The backend for one turn of `key` in `conversation_id`, held to the limits, and why it is not the configured one.
 
     Raises KeyLimitReached when the key's own daily tokens are used up. Over a desk limit (as on

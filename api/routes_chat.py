@@ -15,6 +15,7 @@ from api.auth import agent_key
 from api.desk import Desk, desk
 from api.once import REPLAYED, Claim, run_once
 from api.schemas import ChatIn
+from api.timing import CoreTimer
 from api.turns import Turn, conversation_id, head, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
 
@@ -23,16 +24,20 @@ router = APIRouter(prefix="/v1", tags=["chat"])
 
 @router.post("/chat", summary="One turn: the reply with intent, triage, citations, prompt version and usage")
 def chat(body: ChatIn, request: Request, key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)):
+    timer = CoreTimer()
+
     def produce() -> dict:
         conversation = conversation_id(the_desk, body.conversation_id, key)
-        turn = open_turn(the_desk, key, conversation, body.text, body.customer_tier)
+        turn = open_turn(the_desk, key, conversation, body.text, body.customer_tier, timer)
         try:
-            turn.reply.consume()
+            turn.consume()
         finally:
             the_desk.turn_ended("chat", turn.reply.meta)
         return result(turn)
 
-    return run_once(the_desk, request, key, body.model_dump_json(), produce)
+    response = run_once(the_desk, request, key, body.model_dump_json(), produce)
+    response.headers.update(timer.header())
+    return response
 
 
 class Events:

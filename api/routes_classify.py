@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 
 from api.auth import agent_key
 from api.batch import parse_upload
@@ -13,6 +13,7 @@ from api.errors import ApiError
 from api.metering import metered_backend
 from api.once import run_once
 from api.schemas import ClassifyIn
+from api.timing import CoreTimer
 from api.turns import conversation_id
 from chatbot.access.api_keys import ApiKey, KeyLimitReached
 from chatbot.access.roles import ADMIN
@@ -22,13 +23,20 @@ router = APIRouter(prefix="/v1", tags=["triage"])
 MAX_UPLOAD_BYTES = 20_000_000  # 10,000 messages of up to 2,000 bytes, which most tickets are well under
 
 
-def classify_one(the_desk: Desk, key: ApiKey, text: str, tier: str, conversation: str = "") -> dict:
-    """{"text", "intent": {intent, confidence, scores, abstained...}, "sentiment", "priority", "escalation"}."""
+def classify_one(the_desk: Desk, key: ApiKey, text: str, tier: str, conversation: str = "",
+                 timer: CoreTimer | None = None) -> dict:
+    """{"text", "intent": {intent, confidence, scores, abstained...}, "sentiment", "priority", "escalation"}.
+
+    The time spent in `classify` goes on `timer`."""
+    timer = timer or CoreTimer()
     try:
         backend, _ = metered_backend(the_desk, key, conversation)
     except KeyLimitReached:  # out of tokens: the router alone classifies (no model asked when it abstains)
-        backend = the_desk.offline
-    found = classify(the_desk.services.build_chatbot(backend), text, customer_tier=tier, conversation_id=conversation)
+        backend = the_desk.services.offline_backend()
+    bot = the_desk.services.build_chatbot(backend)
+    with timer.span():
+        found = classify(bot, text, customer_tier=tier, conversation_id=conversation)
+    timer.exclude(getattr(backend, "record_ms", 0.0))
     if found is None:
         raise ApiError(422, "empty_message", "The message is empty: send some text.")
     triage = found.triage
@@ -45,9 +53,13 @@ def classify_one(the_desk: Desk, key: ApiKey, text: str, tier: str, conversation
 
 
 @router.post("/classify", summary="Intent with scores, sentiment, priority and escalation of one message; no reply")
-def classify_message(body: ClassifyIn, key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> dict:
+def classify_message(body: ClassifyIn, response: Response, key: ApiKey = Depends(agent_key),
+                     the_desk: Desk = Depends(desk)) -> dict:
     conversation = conversation_id(the_desk, body.conversation_id, key) if body.conversation_id else ""
-    return classify_one(the_desk, key, body.text, body.customer_tier, conversation)
+    timer = CoreTimer()
+    found = classify_one(the_desk, key, body.text, body.customer_tier, conversation, timer)
+    response.headers.update(timer.header())
+    return found
 
 
 @router.post("/triage/batch", status_code=202,

@@ -26,6 +26,7 @@ from api.auth import agent_key
 from api.desk import Desk, desk
 from api.errors import ApiError
 from api.once import REPLAYED, Claim, run_once
+from api.timing import CoreTimer
 from api.turns import Turn, conversation_id, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
 from common.types import Stop
@@ -80,12 +81,12 @@ def models(key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> 
                                         "owned_by": "support-desk"}]}
 
 
-def _open(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey) -> Turn:
+def _open(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey, timer: CoreTimer | None = None) -> Turn:
     if body.model != the_desk.model_id:
         raise ApiError(404, "model_not_found", f"The model {body.model!r} does not exist; use {the_desk.model_id!r}.")
     given = next((request.headers[h] for h in CONVERSATION_HEADERS if request.headers.get(h)), None)
     conversation = conversation_id(the_desk, given, key, foreign=True)
-    return open_turn(the_desk, key, conversation, _customer_text(body))
+    return open_turn(the_desk, key, conversation, _customer_text(body), timer=timer)
 
 
 def _extras(done: dict) -> dict:
@@ -104,11 +105,12 @@ def chat_completions(body: CompletionIn, request: Request, key: ApiKey = Depends
                      the_desk: Desk = Depends(desk)):
     if body.stream:
         return _stream(the_desk, request, body, key)
+    timer = CoreTimer()
 
     def produce() -> dict:
-        turn = _open(the_desk, request, body, key)
+        turn = _open(the_desk, request, body, key, timer)
         try:
-            turn.reply.consume()
+            turn.consume()
         finally:
             the_desk.turn_ended("chat_completions", turn.reply.meta)
         done = result(turn)
@@ -123,6 +125,7 @@ def chat_completions(body: CompletionIn, request: Request, key: ApiKey = Depends
     conversation = json.loads(response.body).get("conversation_id")
     if conversation:
         response.headers["X-Conversation-Id"] = conversation
+    response.headers.update(timer.header())
     return response
 
 

@@ -9,7 +9,8 @@ from typing import Iterator
 
 from api.desk import Desk
 from api.errors import ApiError
-from api.metering import metered_backend
+from api.metering import KeyTokens, metered_backend
+from api.timing import CoreTimer
 from chatbot.access.api_keys import ApiKey
 from chatbot.store.analytics import HANDOFF
 from chatbot.turn.reply import Reply
@@ -27,6 +28,14 @@ class Turn:
     conversation_id: str
     reply: Reply
     fallback: str  # why the offline backend answers instead of the configured one ("" when it does not)
+    backend: KeyTokens
+    timer: CoreTimer  # the time spent in the chat core (see api/timing.py)
+
+    def consume(self) -> None:
+        """Run the reply to its end (it is stored), timed as the core's work."""
+        with self.timer.span():
+            self.reply.consume()
+        self.timer.exclude(self.backend.record_ms)
 
 
 def agent_name(key: ApiKey) -> str:
@@ -60,14 +69,17 @@ def conversation_id(desk: Desk, given: str | None, key: ApiKey, *, foreign: bool
                    "conversation_id must be an id this desk made (16 hex characters) or one it holds.")
 
 
-def open_turn(desk: Desk, key: ApiKey, conversation: str, text: str, tier: str = "standard") -> Turn:
-    """Store the customer's message and prepare the reply (steps 1-5 of a turn)."""
+def open_turn(desk: Desk, key: ApiKey, conversation: str, text: str, tier: str = "standard",
+              timer: CoreTimer | None = None) -> Turn:
+    """Store the customer's message and prepare the reply (steps 1-5 of a turn); the core's time goes on `timer`."""
     backend, fallback = metered_backend(desk, key, conversation)
     bot = desk.services.build_chatbot(backend)
-    reply = bot.send(conversation, text, customer={"tier": tier}, agent=agent_name(key))
+    timer = timer or CoreTimer()
+    with timer.span():
+        reply = bot.send(conversation, text, customer={"tier": tier}, agent=agent_name(key))
     if reply is None:
         raise ApiError(422, "empty_message", "The message is empty: send some text.")
-    return Turn(conversation, reply, fallback)
+    return Turn(conversation, reply, fallback, backend, timer)
 
 
 def stop_streaming(pieces: Iterator[str], reply: Reply) -> None:

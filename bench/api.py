@@ -6,6 +6,8 @@ backend, and `bench/bare_api.py`), measured with one keep-alive httpx client per
   paired difference: the calls take turns, and each API call is compared with the in-process call
   next to it);
 - /v1/chat against `Chatbot.ask` in this process;
+- what the API added to each request: its round trip minus the core time it reports in its
+  `Server-Timing` header (api/timing.py);
 - time to the first byte of /v1/chat/stream, and of a bare SSE endpoint;
 - throughput of /v1/classify and of the bare POST with 1 and 10 concurrent clients, as ratios.
 """
@@ -105,28 +107,44 @@ def _summary(name: str, samples: list[float]) -> dict[str, float]:
     return {f"{name}_p50_ms": statistics.median(samples), f"{name}_p95_ms": percentile(samples, 95)}
 
 
+def _core_ms(response: httpx.Response) -> float:
+    """The time the API says the request spent in the chat core (its `Server-Timing: core;dur=` header)."""
+    response.raise_for_status()
+    return float(response.headers["Server-Timing"].partition("dur=")[2])
+
+
 def _latencies(c: httpx.Client, b: httpx.Client, services, bot, count: int) -> dict[str, float]:
-    """p50/p95 of each measure, and of the API's paired overhead over the in-process call."""
+    """p50/p95 of each measure, and three views of the API's overhead over the in-process call:
+    - `*_overhead`: each API call minus the in-process call next to it (paired; its p95 also holds
+      the in-process call's own spread, so it overstates);
+    - `*_outside_core`: each API call minus the time that same request spent in the core (its
+      Server-Timing header): exactly what the HTTP API added to it;
+    - `*_p95_gap_ms`: the API call's p95 minus the in-process call's p95."""
     from chatbot.turn.classify import classify
 
     text = lambda n: QUERIES[n % len(QUERIES)]  # noqa: E731
+    core: dict[str, list[float]] = {"api_classify": [], "api_turn": []}
     runs = _interleaved({
         "inprocess_classify": lambda n: classify(bot, text(n)),
-        "api_classify": lambda n: c.post("/v1/classify", json={"text": text(n)}).raise_for_status(),
+        "api_classify": lambda n: core["api_classify"].append(
+            _core_ms(c.post("/v1/classify", json={"text": text(n)}))),
         "bare_post": lambda n: b.post("/bare", json={"text": text(n)}).raise_for_status(),
     }, count)
     runs.update(_interleaved({
         "inprocess_turn": lambda n: bot.ask(services.store.new_id(), text(n)),
-        "api_turn": lambda n: c.post("/v1/chat", json={"text": text(n)}).raise_for_status(),
+        "api_turn": lambda n: core["api_turn"].append(_core_ms(c.post("/v1/chat", json={"text": text(n)}))),
         "api_first_sse_byte": lambda n: _first_byte(c, "/v1/chat/stream", {"text": text(n)}),
         "bare_first_sse_byte": lambda n: _first_byte(b, "/bare/stream", {"text": text(n)}),
     }, count // 2))
     result: dict[str, float] = {}
     for name, samples in runs.items():
         result.update(_summary(name, samples))
-    for name, (through, local) in {"classify_overhead": ("api_classify", "inprocess_classify"),
-                                   "turn_overhead": ("api_turn", "inprocess_turn")}.items():
-        result.update(_summary(name, [a - b for a, b in zip(runs[through], runs[local])]))
+    for name, (through, local) in {"classify": ("api_classify", "inprocess_classify"),
+                                   "turn": ("api_turn", "inprocess_turn")}.items():
+        result.update(_summary(f"{name}_overhead", [a - b for a, b in zip(runs[through], runs[local])]))
+        warm = core[through][-len(runs[through]):]  # the warm-up calls are not in `runs`
+        result.update(_summary(f"{name}_outside_core", [a - b for a, b in zip(runs[through], warm)]))
+        result[f"{name}_p95_gap_ms"] = result[f"{through}_p95_ms"] - result[f"{local}_p95_ms"]
     for stat in ("p50", "p95"):
         result[f"classify_{stat}_ratio_to_bare"] = result[f"api_classify_{stat}_ms"] / result[f"bare_post_{stat}_ms"]
     return result
@@ -181,9 +199,12 @@ def run(args: argparse.Namespace) -> int:
     for name in ("inprocess_classify", "api_classify", "bare_post", "inprocess_turn", "api_turn",
                  "api_first_sse_byte", "bare_first_sse_byte"):
         print(f"{name:<28}{result[name + '_p50_ms']:>10.2f}{result[name + '_p95_ms']:>10.2f}")
-    print("API overhead, paired (each API call minus the in-process call next to it):")
-    for name in ("classify_overhead", "turn_overhead"):
+    print("API overhead: paired (each API call minus the in-process call next to it), and outside the core "
+          "(each API call minus its own Server-Timing core time):")
+    for name in ("classify_overhead", "turn_overhead", "classify_outside_core", "turn_outside_core"):
         print(f"{name:<28}{result[name + '_p50_ms']:>10.2f}{result[name + '_p95_ms']:>10.2f}")
+    print(f"p95 gap (API p95 minus in-process p95): classify {result['classify_p95_gap_ms']:.2f} ms, "
+          f"turn {result['turn_p95_gap_ms']:.2f} ms")
     for clients in (1, 10):
         print(f"{clients:>2} clients: /v1/classify {result[f'api_classify_rps_{clients}']:.0f} req/s, bare "
               f"{result[f'bare_rps_{clients}']:.0f} req/s, ratio {result[f'rps_ratio_{clients}']:.3f}")

@@ -52,8 +52,11 @@ class Services:
         """Which backend answers `client_id`'s next turn in `conversation_id`: `build()`'s, held to the
         spending limits, or the offline one and why (see chatbot.access.metering.answering_backend).
         Every front end (pages, command line, HTTP API) decides it here."""
-        return answering_backend(build, lambda: make_backend("offline", self.settings), self.spending,
-                                 client_id, conversation_id, set_aside)
+        return answering_backend(build, self.offline_backend, self.spending, client_id, conversation_id, set_aside)
+
+    def offline_backend(self) -> Backend:
+        """The backend that answers from the knowledge base alone, when the chosen one cannot."""
+        return make_backend("offline", self.settings)
 
     def build_chatbot(self, backend: Backend) -> Chatbot:
         """A Chatbot over the shared parts with the chosen backend (cheap to build)."""

@@ -78,11 +78,11 @@ def test_api_turns_count_against_the_desks_spending_limits_then_fall_back(servic
         backend = OpenAIBackend("gpt-4o-mini", api_key="sk-test", base_url=server.base_url, max_retries=0)
         app = create_app(services, backend)
         desk = app.state.desk
-        desk.spending.limits = Limits(requests_per_minute=0, conversation_tokens=1500, daily_tokens=0)
+        desk.services.spending.limits = Limits(requests_per_minute=0, conversation_tokens=1500, daily_tokens=0)
         with serving(app) as url, with_key(url, desk.keys.create("metered", "agent")[1]) as c:
             first = c.post("/v1/chat", json={"text": "How do I get a refund?"}).json()
             assert first["backend"] == "openai" and first["fallback"] is None and first["usage"]["total_tokens"] == 1200
-            assert desk.spending.conversation(first["conversation_id"])["tokens"] == 1200
+            assert desk.services.spending.conversation(first["conversation_id"])["tokens"] == 1200
             second = c.post("/v1/chat", json={"text": "thanks, and for a gift?",
                                               "conversation_id": first["conversation_id"]}).json()
             assert second["backend"] == "openai"

@@ -28,7 +28,9 @@ from datetime import datetime, timezone
 from typing import Callable
 
 import redis
+import redis.asyncio
 from limits import RateLimitItemPerMinute
+from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
 
 from chatbot.access.roles import ADMIN, AGENT
 from chatbot.access.throttle import MovingWindows
@@ -144,17 +146,15 @@ class ApiKeys:
         self._client().hset(f"{PREFIX}:{key_id}", "revoked", str(self._clock()))
         return self.get(key_id)
 
-    def verify(self, key: str) -> ApiKey | None:
-        """The live key's record, or None for an unknown, malformed or revoked key."""
+    def _names(self, key: str) -> tuple[str, str] | None:
+        """The Redis keys of a key's record and of its tokens today; None for a malformed key."""
         match = KEY_FORM.fullmatch(key.strip())
         if not match:
             return None
-        key_id = match.group(1)
-        # One round trip for the record and today's tokens: every API request pays for this.
-        pipe = self._client().pipeline(transaction=False)
-        pipe.hgetall(f"{PREFIX}:{key_id}")
-        pipe.get(f"{PREFIX}:{key_id}:tokens:{self._day()}")
-        raw, used = pipe.execute()
+        return f"{PREFIX}:{match.group(1)}", f"{PREFIX}:{match.group(1)}:tokens:{self._day()}"
+
+    def _accepted(self, key: str, raw: dict, used) -> ApiKey | None:
+        """The live record read for `key` (with today's tokens), or None when it is unknown, not this key or revoked."""
         if not raw:
             return None
         stored = as_text(raw.get(b"hash", raw.get("hash", b"")))
@@ -162,6 +162,27 @@ class ApiKeys:
             return None
         record = replace(self._read(raw), used_today=int(used or 0))
         return None if record.revoked else record
+
+    def verify(self, key: str) -> ApiKey | None:
+        """The live key's record, or None for an unknown, malformed or revoked key."""
+        names = self._names(key)
+        if names is None:
+            return None
+        # One round trip for the record and today's tokens: every API request pays for this.
+        pipe = self._client().pipeline(transaction=False)
+        pipe.hgetall(names[0])
+        pipe.get(names[1])
+        return self._accepted(key, *pipe.execute())
+
+    async def verify_async(self, key: str, client: redis.asyncio.Redis) -> ApiKey | None:
+        """`verify` through an asyncio client (the HTTP API checks keys on its event loop)."""
+        names = self._names(key)
+        if names is None:
+            return None
+        pipe = client.pipeline(transaction=False)
+        pipe.hgetall(names[0])
+        pipe.get(names[1])
+        return self._accepted(key, *await pipe.execute())
 
     # -- the key's own limits
     def _day(self) -> str:
@@ -184,9 +205,21 @@ class ApiKeys:
         if key.requests_per_minute:
             item = RateLimitItemPerMinute(key.requests_per_minute)
             if not self._windows.limiter.hit(item, "apikey", key.key_id):
-                wait = max(1.0, self._windows.seconds_to_reset(item, "apikey", key.key_id))
-                raise KeyLimitReached(f"This key's limit of {key.requests_per_minute} requests a minute is "
-                                      f"reached; try again in {wait:.0f} s.", "requests", wait)
+                raise self._over(key, self._windows.seconds_to_reset(item, "apikey", key.key_id))
+
+    async def admit_async(self, key: ApiKey, limiter: AsyncMovingWindow) -> None:
+        """`admit` through `limits`' asyncio limiter, on the same Redis keys (see `async_windows`)."""
+        if key.requests_per_minute:
+            item = RateLimitItemPerMinute(key.requests_per_minute)
+            if not await limiter.hit(item, "apikey", key.key_id):
+                stats = await limiter.get_window_stats(item, "apikey", key.key_id)
+                raise self._over(key, stats.reset_time - time.time())  # `limits` keeps wall-clock times
+
+    @staticmethod
+    def _over(key: ApiKey, seconds_to_reset: float) -> KeyLimitReached:
+        wait = max(1.0, seconds_to_reset)
+        return KeyLimitReached(f"This key's limit of {key.requests_per_minute} requests a minute is "
+                               f"reached; try again in {wait:.0f} s.", "requests", wait)
 
     def record_tokens(self, key: ApiKey, tokens: int) -> None:
         """Add a turn's tokens (input plus output) to the key's count for today."""

@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import redis
+import redis.asyncio
 from limits import RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage as AsyncRedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
@@ -74,6 +77,14 @@ class MovingWindows:
     def seconds_to_reset(self, item: RateLimitItemPerSecond, *identifiers: str) -> float:
         stats = self.limiter.get_window_stats(item, *identifiers)
         return max(0.0, stats.reset_time - time.time())
+
+
+def async_moving_window(client: redis.asyncio.Redis) -> AsyncMovingWindow:
+    """`limits`' asyncio moving-window limiter over `client`: the same Redis keys as `MovingWindows`,
+    so a window counted by one is counted by the other."""
+    storage = AsyncRedisStorage("async+redis://", implementation="redispy", connection_pool=client.connection_pool,
+                                key_prefix=LIMITS_PREFIX)
+    return AsyncMovingWindow(storage)
 
 
 @dataclass(frozen=True)

