@@ -2,9 +2,12 @@
 
 The first request with a key claims it (Redis `SET NX`), runs, and stores its status and body under
 the key for `ttl` seconds (a day by default, as Stripe keeps them). A retry after that gets the
-stored answer; a duplicate sent while the first still runs waits for it and gets the same answer.
-The same key with a different request (another body or path) is refused with 422, as the IETF
-draft "The Idempotency-Key HTTP Header Field" (draft-ietf-httpapi-idempotency-key-header) asks.
+stored answer. Following the IETF draft "The Idempotency-Key HTTP Header Field"
+(draft-ietf-httpapi-idempotency-key-header, its error scenarios), as Stripe does:
+- a duplicate sent while the first still runs is answered at once with 409 `idempotency_key_in_use`
+  and `Retry-After` (nothing waits for the first, no worker thread is held); its retry after the
+  first finished gets the first answer;
+- the same key with a different request (another body or path) is refused with 422.
 A request that fails unexpectedly (500) releases its key, so a retry runs again.
 
 Keys: chatbot:idem:HASH  JSON {"state": "running"|"done", "request": fingerprint, "status", "body"}
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,6 +26,9 @@ from api.errors import ApiError
 
 PREFIX = "chatbot:idem"
 HEADER = "Idempotency-Key"
+# Seconds a duplicate is asked to wait before its retry: most turns end within a second or two, and
+# the OpenAI SDK retries a 409 after the Retry-After it is given.
+RETRY_AFTER = 1
 
 
 @dataclass(frozen=True)
@@ -39,14 +44,11 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 class Idempotency:
-    """Claims, stored answers and waiting for a duplicate's first run, in the conversations' Redis."""
+    """Claims and stored answers, in the conversations' Redis."""
 
-    def __init__(self, client: Callable[[], redis.Redis], *, ttl: int = 86400, wait: float = 300.0,
-                 poll: float = 0.02, running_ttl: int = 900):
+    def __init__(self, client: Callable[[], redis.Redis], *, ttl: int = 86400, running_ttl: int = 900):
         self._client = client
         self.ttl = ttl
-        self.wait = wait  # how long a duplicate waits for the first to finish
-        self.poll = poll
         # A claim whose process died is given up after this long, so the key can be used again.
         self.running_ttl = running_ttl
 
@@ -57,14 +59,13 @@ class Idempotency:
     def claim(self, scope: str, key: str, request: str) -> Stored | None:
         """None when this request runs (it holds the key now); the first answer when one was given.
 
-        Blocks while another request with the key runs. Raises ApiError 422 when the key was used
-        for a different request, 409 when the first is still running after `wait` seconds.
+        Never waits. Raises ApiError 422 when the key was used for a different request, 409
+        `idempotency_key_in_use` (with `Retry-After`) while the first request with it still runs.
         """
         if not key.strip() or len(key) > 255:
             raise ApiError(422, "invalid_idempotency_key", f"{HEADER} must be 1 to 255 characters.")
         name = self._name(scope, key)
-        deadline = time.monotonic() + self.wait
-        while True:
+        while True:  # loops only when the first released the key between our SET and GET
             mine = json.dumps({"state": "running", "request": request})
             if self._client().set(name, mine, nx=True, ex=self.running_ttl):
                 return None
@@ -77,11 +78,10 @@ class Idempotency:
                                f"This {HEADER} was already used for a different request; use a new key.")
             if record.get("state") == "done":
                 return Stored(int(record["status"]), record["body"])
-            if time.monotonic() > deadline:
-                raise ApiError(409, "idempotency_key_in_use",
-                               f"A request with this {HEADER} is still running; retry later.",
-                               headers={"Retry-After": "5"})
-            time.sleep(self.poll)
+            raise ApiError(409, "idempotency_key_in_use",
+                           f"The first request with this {HEADER} is still running; retry in {RETRY_AFTER} s "
+                           "to get its answer.", headers={"Retry-After": str(RETRY_AFTER)},
+                           retry_after=RETRY_AFTER)
 
     def finish(self, scope: str, key: str, request: str, status: int, body: dict) -> None:
         record = {"state": "done", "request": request, "status": status, "body": body}

@@ -1,6 +1,7 @@
 """Keys, roles and limits on the real API server: hashed keys, revocation, each key's requests a
 minute and tokens a day, the desk's spending limits (an OpenAI-protocol server as the backend),
-and `Idempotency-Key` (a retry, a concurrent duplicate, a key reused for another request)."""
+and `Idempotency-Key` (a retry, a duplicate told 409 while the first runs, a key reused for another
+request)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from chatbot.access.spending import Limits
 from devtools.servers.openai import OpenAIServer
 from tests.api_server import desk_services, serving
 from tests.fakes import FakeBackend
-from tests.test_api import SlowBackend
 
 
 @pytest.fixture(scope="module")
@@ -111,21 +111,45 @@ def test_a_retried_post_returns_the_first_result_never_a_second_turn(offline):
         assert len(store.search(text="How do I get a refund?", agent="api:retry")) == 2  # one per key, not four
 
 
-def test_concurrent_duplicates_run_one_turn_and_get_the_same_answer(services):
-    app = create_app(services, SlowBackend(["Refunds take five business days [1]."], pause=0.2))
-    with serving(app) as url, with_key(url, app.state.desk.keys.create("dupes", "agent")[1]) as c:
-        answers: list[httpx.Response] = []
-        send = lambda: answers.append(c.post("/v1/chat", json={"text": "refund please"},  # noqa: E731
-                                             headers={"Idempotency-Key": "dup-1"}))
-        threads = [threading.Thread(target=send) for _ in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert len({a.text for a in answers}) == 1 and answers[0].status_code == 200
-        conversation = answers[0].json()["conversation_id"]
-        assert app.state.desk.services.store.conversation(conversation)["turns"] == 1
-        assert len(app.state.desk.backend.requests) == 1
+class HeldBackend(FakeBackend):
+    """The scripted backend, holding its reply until `release` is set: a model still thinking."""
+
+    def __init__(self, replies=()):
+        super().__init__(replies)
+        self.asked, self.release = threading.Event(), threading.Event()
+
+    def stream(self, request):
+        self.asked.set()
+        self.release.wait(120)  # bounded only so that a failing test ends
+        yield from super().stream(request)
+
+
+def events(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith(":")]  # pings left out
+
+
+@pytest.mark.parametrize("path", ["/v1/chat", "/v1/chat/stream"])
+def test_a_duplicate_sent_while_the_first_runs_is_told_409_at_once_and_its_retry_gets_the_first_answer(
+        services, path):
+    backend = HeldBackend(["Refunds take five business days [1]."])
+    app = create_app(services, backend)
+    body, headers = {"text": "refund please"}, {"Idempotency-Key": f"dup-{path}"}
+    with serving(app) as url, with_key(url, app.state.desk.keys.create(f"dupes {path}", "agent")[1]) as c:
+        first: list[httpx.Response] = []
+        running = threading.Thread(target=lambda: first.append(c.post(path, json=body, headers=headers)))
+        running.start()
+        assert backend.asked.wait(60)  # the first holds the key and waits on the model
+        # Answered while the first is still held: nothing waits for it (a timeout here is the old wait).
+        duplicate = c.post(path, json=body, headers=headers, timeout=20)
+        backend.release.set()
+        running.join()
+        retry = c.post(path, json=body, headers=headers)
+    error = duplicate.json()["error"]
+    assert duplicate.status_code == 409 and error["type"] == "idempotency_key_in_use"
+    assert "still running" in error["message"] and "retry" in error["message"]
+    assert duplicate.headers["retry-after"] == "1"
+    assert retry.headers["idempotent-replayed"] == "true" and events(retry.text) == events(first[0].text)
+    assert first[0].status_code == 200 and len(backend.requests) == 1  # one turn for the three requests
 
 
 def test_a_handoff_retried_is_applied_once(offline):
