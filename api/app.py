@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from api import errors
-from api.body_limit import BodyLimit
+from api.body_limit import MAX_BODY_BYTES, RefusalInOurShape
 from api.desk import Desk, build_desk
 from api.routes_chat import router as chat_router
 from api.routes_classify import router as classify_router
@@ -42,13 +42,15 @@ def create_app(services: Services, backend: Backend | None = None,
     app = FastAPI(title="Support desk API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.desk = the_desk
     errors.install(app, lambda kind: the_desk.metrics.errors.labels(kind).inc())
+    # The body cap on each router, not on FastAPI(...): see api/body_limit.py. A route with its own
+    # `max_body_size` (the batch upload) keeps it.
     for router in [*ROUTERS, *(routers or [])]:
-        app.include_router(router)
+        app.include_router(router, max_body_size=MAX_BODY_BYTES)
     # Chatwoot's agent bot: signed by Chatwoot (no API key), settings and Redis read per request.
     app.include_router(chatwoot_router(lambda: services.settings.chatwoot_webhook_secret,
-                                       lambda: services.store.client))
+                                       lambda: services.store.client))  # its own 1 MB cap
 
-    app.add_middleware(BodyLimit)
+    app.add_middleware(RefusalInOurShape)
     app.add_middleware(RequestTimer, metrics=the_desk.metrics)  # added last: it runs first, timing the refusals too
     return app
 

@@ -1,41 +1,35 @@
-"""A cap on request bodies, checked before anything reads them.
+"""Request body caps: FastAPI's `max_body_size` counts every body; this module only words its refusal.
 
-FastAPI reads and parses a request's body before it runs the key check (a dependency), so
-without a cap anyone, keyless, could make the server hold and parse a body of any size. Plain
-ASGI, so streamed answers are left alone: a `Content-Length` over the cap is refused at once,
-and a body sent without one (chunked) is counted as it arrives.
+The caps are FastAPI's own (Starlette's RequestBodyLimitMiddleware under `max_body_size`): a body
+is counted as it arrives, with or without a `Content-Length` (chunked), and the answer, a stream
+included, is left alone. `MAX_BODY_BYTES` on every router (api/app.py gives it to
+`include_router`), 21 MB on the batch upload (its 20 MB file and the multipart framing), 1 MB
+on Chatwoot's webhook (api/webhooks_in.py). A body counted over its cap raises an HTTPException
+413, which api/errors.py answers in the API's shape.
+
+What the library does not do is let the app word one refusal: a request that declares a
+`Content-Length` over the cap is answered with Starlette's own `text/plain` "Content Too Large",
+whatever the app sent (starlette/middleware/body_limit.py, `send_with_limit`; measured on uvicorn
+with a 5 MB `/v1/chat` and `/v1/integrations/chatwoot`: 413, `text/plain; charset=utf-8`, body
+"Content Too Large"). `RefusalInOurShape` answers that one in the API's JSON shape, naming the cap.
+It needs the caps set on the routers, not on `FastAPI(...)`: the app-wide cap's answer is sent
+outside every middleware the app adds, where nothing can reword it.
 """
 
 from __future__ import annotations
 
-import json
+from api import errors
 
 MAX_BODY_BYTES = 4_000_000  # a turn is at most 4,000 characters; an OpenAI client also sends the history
-# A batch upload: its own 20 MB file limit (api/routes_classify.py) plus the multipart framing.
-UPLOAD_BODY_BYTES = 21_000_000
-UPLOAD_PATHS = ("/v1/triage/batch",)
 
 
-class BodyTooLarge(Exception):
-    pass
+def _is_starlettes_refusal(message) -> bool:
+    headers = dict(message.get("headers", []))
+    return message["status"] == 413 and headers.get(b"content-type", b"").startswith(b"text/plain")
 
 
-def limit_for(path: str) -> int:
-    return UPLOAD_BODY_BYTES if path.rstrip("/") in UPLOAD_PATHS else MAX_BODY_BYTES
-
-
-async def refuse(send, limit: int) -> None:
-    """413 in the API's error shape."""
-    message = f"The request body is over {limit:,} bytes."
-    body = json.dumps({"error": {"type": "request_too_large", "code": "request_too_large",
-                                 "message": message}}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
-class BodyLimit:
-    """ASGI middleware: 413 for a request body over `limit_for(path)` bytes."""
+class RefusalInOurShape:
+    """ASGI middleware: Starlette's plain-text 413 becomes the API's JSON `request_too_large`."""
 
     def __init__(self, app):
         self.app = app
@@ -43,32 +37,15 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = limit_for(scope["path"])
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit:
-            return await refuse(send, limit)
-        seen, started, refused = 0, False, False
-
-        async def counted():
-            nonlocal seen, refused
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > limit and not refused:
-                # Answer now: the app turns an error raised here into its own 400, which `sending` drops.
-                refused = True
-                if not started:
-                    await refuse(send, limit)
-                raise BodyTooLarge
-            return message
+        replaced = False
 
         async def sending(message):
-            nonlocal started
-            if refused:
-                return
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+            nonlocal replaced
+            if message["type"] == "http.response.start" and _is_starlettes_refusal(message):
+                replaced = True
+                # Read while the route's limiter still holds it in the scope (it is removed after).
+                return await errors.response(errors.too_large(scope))(scope, receive, send)
+            if not replaced:  # the replaced answer's own body is dropped
+                await send(message)
 
-        try:
-            await self.app(scope, counted, sending)
-        except BodyTooLarge:
-            pass  # answered with 413 in `counted`
+        await self.app(scope, receive, sending)

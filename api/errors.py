@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from chatbot.access.api_keys import ApiKeyError, KeyLimitReached
 from common import errors as e
@@ -51,6 +52,13 @@ class ApiError(Exception):
         self.status, self.kind, self.message = status, kind, message
         self.headers = headers or {}
         self.details = details
+
+
+def too_large(scope) -> ApiError:
+    """413 `request_too_large` naming the cap FastAPI's `max_body_size` put in the request's scope."""
+    limit = scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+    cap = f"{limit:,} bytes" if limit is not None else "the size this endpoint accepts"
+    return ApiError(413, "request_too_large", f"The request body is over {cap}.", max_bytes=limit)
 
 
 def describe(exc: BaseException) -> ApiError:
@@ -104,10 +112,15 @@ def install(app: FastAPI, count_error) -> None:
                                  fields=[p.split(":")[0] for p in problems]))
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = f"No route {request.method} {request.url.path}." if exc.status_code in (404, 405) else str(exc.detail)
-        count_error(kind)
-        return response(ApiError(exc.status_code, kind, message))
+        if exc.status_code == 413:  # FastAPI's `max_body_size` counted the body over its cap
+            error = too_large(request.scope)
+        else:
+            kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+            routeless = exc.status_code in (404, 405)
+            error = ApiError(exc.status_code, kind,
+                             f"No route {request.method} {request.url.path}." if routeless else str(exc.detail))
+        count_error(error.kind)
+        return response(error)
 
     app.add_exception_handler(Exception, on_error)
     app.add_exception_handler(ApiError, on_error)

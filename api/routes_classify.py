@@ -62,7 +62,7 @@ def classify_message(body: ClassifyIn, response: Response, key: ApiKey = Depends
     return found
 
 
-@router.post("/triage/batch", status_code=202,
+@router.post("/triage/batch", status_code=202, max_body_size=MAX_UPLOAD_BYTES + 1_000_000,  # + multipart framing
              summary="Triage a CSV (a `text` column) or JSON Lines file of messages; poll the job for progress")
 def triage_batch(request: Request, file: UploadFile = File(..., description="CSV or JSONL, UTF-8"),
                  key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)):

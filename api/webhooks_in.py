@@ -13,71 +13,79 @@ import time
 from typing import Callable
 
 import redis
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Request
 
+from api import errors
+from api.body_limit import RefusalInOurShape
+from api.errors import ApiError
 from chatbot.helpdesk.chatwoot import (ChatwootSignatureError, first_delivery, forget_delivery, queue_event,
                                        verify_signature)
 from common.errors import ConfigurationError
 
 PATH = "/v1/integrations/chatwoot"
 
-
 # Chatwoot's events are a few kB; the endpoint is open to anyone until the signature is checked, so a
-# body is read only up to this many bytes, not into memory whatever its size.
+# body is read only up to this many bytes (FastAPI's `max_body_size` counts it as it arrives: 413 past it).
 MAX_BODY_BYTES = 1_000_000
+QUEUE_DOWN = "The desk's queue (Redis) is unavailable; Chatwoot will retry the delivery."
 
 
-async def _read_capped(request: Request) -> bytes:
-    """The body, or HTTPException 413 once it passes MAX_BODY_BYTES."""
-    body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(status_code=413, detail=f"The body is over {MAX_BODY_BYTES:,} bytes; "
-                                                        "a Chatwoot event is a few kB.")
-    return bytes(body)
+def _signed_body(body: bytes, headers, secret: str) -> None:
+    """Raise ApiError 401 naming the check that failed, 503 when no webhook secret is set."""
+    try:
+        verify_signature(secret, body, headers.get("x-chatwoot-timestamp", ""),
+                         headers.get("x-chatwoot-signature", ""), time.time())
+    except ChatwootSignatureError as exc:
+        raise ApiError(401, exc.problem, str(exc)) from exc
+    except ConfigurationError as exc:
+        raise ApiError(503, "webhook_not_configured", str(exc)) from exc
+
+
+def _event(body: bytes) -> dict:
+    """The event as a JSON object, or ApiError 400 `invalid_json` / `invalid_event`."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
+        detail = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+        raise ApiError(400, "invalid_json", f"The body is not JSON ({detail}).") from exc
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_event", f"The body is a JSON {type(payload).__name__}, not an object: "
+                                             "a Chatwoot event is an object.")
+    return payload
 
 
 def chatwoot_router(secret: Callable[[], str], connection: Callable[[], redis.Redis]) -> APIRouter:
     """The Chatwoot endpoint, reading the webhook secret and the Redis connection when each request comes."""
-    router = APIRouter(tags=["integrations"])
+    router = APIRouter(tags=["integrations"], max_body_size=MAX_BODY_BYTES)
 
     @router.post(PATH, summary="Chatwoot agent-bot webhook")
     async def chatwoot_webhook(request: Request) -> dict:
-        """200 {"status": "queued" | "ignored" | "duplicate"}; 401 for a bad signature, 400 for a bad body."""
-        body = await _read_capped(request)
-        try:
-            verify_signature(secret(), body, request.headers.get("x-chatwoot-timestamp", ""),
-                             request.headers.get("x-chatwoot-signature", ""), time.time())
-        except ChatwootSignatureError as exc:
-            raise HTTPException(status_code=401, detail=str(exc)) from exc
-        except ConfigurationError as exc:
-            raise HTTPException(status_code=503, detail=str(exc)) from exc
+        """200 {"status": "queued" | "ignored" | "duplicate"}. Errors (the API's shape, each its own type):
+        401 `missing_signature`, `invalid_signature`, `invalid_timestamp`, `stale_timestamp`;
+        400 `missing_delivery_id`, `invalid_json`, `invalid_event`; 413 `request_too_large`;
+        503 `webhook_not_configured`, `queue_unavailable`."""
+        body = await request.body()
+        _signed_body(body, request.headers, secret())
         delivery = request.headers.get("x-chatwoot-delivery", "").strip()
         if not delivery:
-            raise HTTPException(status_code=400, detail="X-Chatwoot-Delivery is missing: deliveries cannot be "
-                                                        "told apart.")
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
-            raise HTTPException(status_code=400, detail=f"The body is not JSON: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise HTTPException(status_code=400, detail="The body is not a JSON object.")
+            raise ApiError(400, "missing_delivery_id", "X-Chatwoot-Delivery is missing: deliveries cannot be "
+                                                       "told apart.")
+        payload = _event(body)
         client = connection()
         try:
             if not first_delivery(client, delivery):
                 return {"status": "duplicate"}
         except redis.RedisError as exc:
-            raise HTTPException(status_code=503, detail="The queue is unavailable; try again.") from exc
+            raise ApiError(503, "queue_unavailable", QUEUE_DOWN) from exc
         try:
             return {"status": "queued" if queue_event(client, payload) else "ignored"}
         except redis.RedisError as exc:
             # Chatwoot retries a delivery that failed: forget it, so the retry is not taken for a duplicate.
             forget_delivery(client, delivery)
-            raise HTTPException(status_code=503, detail="The queue is unavailable; try again.") from exc
+            raise ApiError(503, "queue_unavailable", QUEUE_DOWN) from exc
         except (AttributeError, TypeError, ValueError) as exc:  # signed, but fields not of Chatwoot's types
             forget_delivery(client, delivery)
-            raise HTTPException(status_code=400, detail=f"The event is not in Chatwoot's shape ({exc}).") from exc
+            raise ApiError(400, "invalid_event", f"The event is not in Chatwoot's shape ({exc}).") from exc
 
     return router
 
@@ -90,5 +98,7 @@ def make_app() -> FastAPI:
     settings = Settings.load()
     store = ConversationStore.from_settings(settings)
     app = FastAPI(title="Support desk: incoming webhooks")
+    errors.install(app, lambda kind: None)  # the API's error shape here too
     app.include_router(chatwoot_router(lambda: settings.chatwoot_webhook_secret, lambda: store.client))
+    app.add_middleware(RefusalInOurShape)
     return app

@@ -162,6 +162,29 @@ def test_a_huge_body_without_a_key_is_refused_before_it_is_read(desk, chunked):
     assert answer.status_code == 413 and answer.json()["error"]["type"] == "request_too_large"
 
 
+@pytest.mark.parametrize("path, cap", [("/v1/chat", 4_000_000), ("/v1/chat/stream", 4_000_000),
+                                       ("/v1/triage/batch", 21_000_000), ("/v1/integrations/chatwoot", 1_000_000)])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_its_routes_cap_is_413_naming_that_cap(desk, path, cap, chunked):
+    _, http, _ = desk
+    body, kind = b"x" * (cap + 1), "application/json"
+    if path.endswith("batch"):  # a well-formed upload, so that the form parser reads on to the cap
+        body, kind = (b'--cut\r\nContent-Disposition: form-data; name="file"; filename="t.csv"\r\n\r\n' + body
+                      + b"\r\n--cut--\r\n"), "multipart/form-data; boundary=cut"
+    content = (body[i:i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+    answer = http.post(path, content=content, headers={"Content-Type": kind})
+    error = answer.json()["error"]
+    assert answer.status_code == 413 and error["type"] == "request_too_large"
+    assert error["max_bytes"] == cap and f"over {cap:,} bytes" in error["message"]
+
+
+def test_an_upload_over_the_api_cap_but_under_its_own_is_read(desk):
+    _, http, _ = desk
+    data = b"text\n" + b"I want a refund for my order\n" * 200_000  # 5.8 MB: over 4 MB, under the upload's 21 MB
+    answer = http.post("/v1/triage/batch", files={"file": ("tickets.csv", data, "text/csv")})
+    assert answer.status_code == 422 and answer.json()["error"]["type"] == "invalid_upload"  # its rows, not its size
+
+
 @pytest.mark.parametrize("path, body", [
     ("/v1/chat/stream", {"text": "where is my parcel?"}),
     ("/v1/chat/completions", {"model": "support-desk", "stream": True,

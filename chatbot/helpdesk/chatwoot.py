@@ -32,7 +32,15 @@ HANDOFF_STATUS = "open"  # a conversation "open" in Chatwoot is with the human a
 
 
 class ChatwootSignatureError(ChatbotError):
-    """The webhook's signature or timestamp does not check out: it was not sent by our Chatwoot."""
+    """The webhook's signature or timestamp does not check out: it was not sent by our Chatwoot.
+
+    `problem` names which check failed: "missing_signature", "invalid_signature",
+    "invalid_timestamp" (missing or not a number) or "stale_timestamp".
+    """
+
+    def __init__(self, message: str, problem: str = "invalid_signature"):
+        super().__init__(message)
+        self.problem = problem
 
 
 class ChatwootError(ChatbotError):
@@ -54,11 +62,15 @@ def verify_signature(secret: str, body: bytes, timestamp: str, signature: str, n
         raise ConfigurationError("Chatwoot webhooks cannot be checked: set CHATWOOT_WEBHOOK_SECRET.")
     # isdigit() alone takes "²" and a 5,000-digit number, which int() then refuses.
     if not re.fullmatch(r"[0-9]{1,12}", timestamp.strip()):
-        raise ChatwootSignatureError("X-Chatwoot-Timestamp is missing or not a number of seconds.")
+        raise ChatwootSignatureError("X-Chatwoot-Timestamp is missing or not a number of seconds.",
+                                     "invalid_timestamp")
     if abs(now - int(timestamp)) > SIGNATURE_TOLERANCE:
-        raise ChatwootSignatureError(f"X-Chatwoot-Timestamp is more than {SIGNATURE_TOLERANCE} s away from now.")
+        raise ChatwootSignatureError(f"X-Chatwoot-Timestamp is more than {SIGNATURE_TOLERANCE} s away from now.",
+                                     "stale_timestamp")
+    if not signature.strip():
+        raise ChatwootSignatureError("X-Chatwoot-Signature is missing: the event is not signed.", "missing_signature")
     if not hmac.compare_digest(signature_for(secret, timestamp.strip(), body), signature.strip()):
-        raise ChatwootSignatureError("X-Chatwoot-Signature does not match the body.")
+        raise ChatwootSignatureError("X-Chatwoot-Signature does not match the body.", "invalid_signature")
 
 
 def first_delivery(client: redis.Redis, delivery_id: str) -> bool:
