@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 from api import errors
 from api.body_limit import MAX_BODY_BYTES, RefusalInOurShape
 from api.desk import Desk, build_desk
+from api.key_first import KeyFirst
 from api.routes_chat import router as chat_router
 from api.routes_classify import router as classify_router
 from api.routes_conversations import router as conversations_router
@@ -50,6 +51,7 @@ def create_app(services: Services, backend: Backend | None = None,
     app.include_router(chatwoot_router(lambda: services.settings.chatwoot_webhook_secret,
                                        lambda: services.store.client))  # its own 1 MB cap
 
+    app.add_middleware(KeyFirst)
     app.add_middleware(RefusalInOurShape)
     app.add_middleware(RequestTimer, metrics=the_desk.metrics)  # added last: it runs first, timing the refusals too
     return app
