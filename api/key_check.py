@@ -1,9 +1,10 @@
 """The API key check of every `/v1` request, run on the event loop with redis.asyncio.
 
-FastAPI sends a plain-function dependency to a worker thread and waits for it; on the 2-core dev
-box that hop alone cost 0.5 ms a request (BENCHMARKS.md, "HTTP API"), on top of the two Redis
-round trips of the check itself. Awaited on the loop, the check costs the round trips only, and
-a slow Redis holds no worker thread.
+FastAPI sends a plain-function dependency to a worker thread and waits for it. Awaited on the loop,
+the check costs its two Redis round trips and no thread: a slow Redis holds no worker thread, and
+the middleware that checks keys before the body (api/key_first.py) awaits it directly. On the
+2-core dev box the end-to-end latency was the same either way, within noise (BENCHMARKS.md,
+"HTTP API"): each awaited round trip costs the loop a wake-up about as dear as the hop it saves.
 """
 
 from __future__ import annotations

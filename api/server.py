@@ -29,7 +29,8 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, backend: str = 
     app = create_app(services)
     # What is loaded by now (the embedding model, Chroma, the routes: ~140,000 objects) lives as long
     # as the process. gc.freeze (Python docs, "gc.freeze") moves it out of the collector's sight:
-    # a full collection then takes microseconds instead of ~66 ms, a stall that fell on whichever
-    # request happened to trigger it (measured on the 2-core dev box, BENCHMARKS.md "HTTP API").
+    # a full collection then takes microseconds instead of 66 ms (measured on the 2-core dev box), a
+    # stall that would fall on whichever request triggers it. Full collections are rare (none in 2,000
+    # benchmark requests), so this guards the far tail of a long-running server, not the p95.
     gc.freeze()
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -110,7 +110,6 @@ def bench(services: Any, conversations: int, turns: int, workers: int, pause_ms:
     conversations interleave as agents' messages do instead of all firing at once.
     """
     from backends.offline import OfflineBackend
-    from chatbot.store.analytics import percentile
 
     bot = services.build_chatbot(OfflineBackend())
     timed = TimedStore(services.store)
@@ -153,6 +152,7 @@ def bench(services: Any, conversations: int, turns: int, workers: int, pause_ms:
 
 def run(args: argparse.Namespace) -> int:
     from chatbot.services import build_services
+    from chatbot.store.analytics import percentile
 
     with tempfile.TemporaryDirectory(prefix="bench-sessions-") as tmp:
         settings = Settings.load(secrets={}, data_dir=Path(tmp), redis_url=args.redis_url, session_ttl_days=1)

@@ -57,3 +57,14 @@ def test_a_small_concurrent_run_loses_and_reorders_nothing(kb, store, pause_ms):
     assert all(len(values) == 12 for values in outcome["samples"].values())
     assert all(s >= r for s, r in zip(outcome["samples"]["store"], outcome["samples"]["read"]))
     assert outcome["server_ms_per_turn"] > 0
+
+
+def test_the_command_reports_a_clean_run_as_json(capsys):
+    import json
+
+    from cli.main import main
+
+    assert main(["bench-sessions", "--conversations", "2", "--turns", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["turns_done"] == 2 and result["lost"] == result["reordered"] == result["duplicated"] == 0
+    assert result["turn_p95_ms"] >= result["turn_p50_ms"] > 0
