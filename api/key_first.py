@@ -12,6 +12,7 @@ on an admin route is still refused with 403, after its body is read.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import Request
@@ -39,12 +40,14 @@ class KeyFirst:
         if scope["type"] != "http" or not needs_key(scope):
             return await self.app(scope, receive, send)
         request = Request(scope)  # scope["app"] is the FastAPI app: Starlette sets it before its middleware
-        # The body's first piece is taken first (not parsed): once a client has gone, uvicorn answers every
-        # receive with a disconnect, so a client that sent its message and left at once would lose it.
-        first: dict | None = await receive()
+        # The body's first piece is asked for at once, beside the check (not parsed): once a client has
+        # gone, uvicorn answers every receive with a disconnect, so a client that sent its message and
+        # left at once would lose it; and a refused caller is answered without waiting for its body.
+        first = asyncio.ensure_future(receive())
         try:
             await live_key(request)
         except Exception as exc:  # noqa: BLE001 - every refusal (or Redis down) answered in the API's shape
+            first.cancel()
             error = errors.describe(exc)
             if error.kind == "internal_error":
                 log.exception("Key check failed on %s %s", scope["method"], scope["path"], exc_info=exc)
@@ -55,7 +58,7 @@ class KeyFirst:
             nonlocal first
             if first is None:
                 return await receive()
-            message, first = first, None
+            message, first = await first, None
             return message
 
         await self.app(scope, receive_again, send)

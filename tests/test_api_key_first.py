@@ -99,3 +99,17 @@ def test_the_early_check_asks_redis_nothing_more(served, tmp_path):
     with serving(dependency_only) as other:
         commands(url), commands(other)  # warm: the minute's count started, each server's connections open
         assert [commands(url) for _ in range(3)] == [commands(other) for _ in range(3)]
+
+
+def test_a_caller_without_a_key_is_answered_without_waiting_for_the_body_it_announced(served):
+    import socket
+    from urllib.parse import urlsplit
+
+    _, url, _ = served
+    where = urlsplit(url)
+    with socket.create_connection((where.hostname, where.port)) as connection:
+        connection.settimeout(30)  # the body never comes: without the early answer, this read would hang
+        connection.sendall(b"POST /v1/chat HTTP/1.1\r\nHost: desk\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 100\r\n\r\n")
+        answer = connection.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 401") and "missing_api_key" in answer
