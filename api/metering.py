@@ -16,6 +16,7 @@ import redis
 from api.desk import Desk
 from backends.base import Backend
 from chatbot.access.api_keys import ApiKey
+from chatbot.access.spending import Verdict, refused
 from common.types import ChatRequest, Usage
 
 log = logging.getLogger(__name__)
@@ -23,15 +24,19 @@ OFFLINE_NOTE = " Replies come from the offline backend until then."
 
 
 class KeyTokens(Backend):
-    """Any backend, the tokens of each call counted against the API key's own daily tokens.
+    """Any backend, each call held against the API key's own daily tokens before it is sent.
 
-    The inner backend is already held to the desk's limits when it spends money, and its last
-    piece is a Usage with locally counted tokens where the provider reported none.
+    The estimate (the prompt's tokens plus the reply's `max_tokens`) is held first, in one Lua
+    script with the check (ApiKeys.reserve_tokens), so concurrent turns of one key cannot all slip
+    under its limit; the call then settles with the tokens it used: the Usage the inner backend
+    reports (already held to the desk's limits when it spends money, with locally counted tokens
+    where the provider reported none), else the prompt and the pieces that arrived before it
+    stopped. Raises KeyLimitReached, sending nothing, when the key's tokens are used up.
     """
 
     def __init__(self, inner: Backend, desk: Desk, key: ApiKey):
         self.inner, self._desk, self._key = inner, desk, key
-        self.record_ms = 0.0  # time spent counting the tokens in Redis: the API's work, not the core's
+        self.key_ms = 0.0  # time spent holding and counting the tokens in Redis: the API's work, not the core's
         for flag in ("name", "model", "can_classify", "can_summarise", "needs_key", "is_local", "model_choice"):
             setattr(self, flag, getattr(inner, flag))
 
@@ -39,23 +44,42 @@ class KeyTokens(Backend):
         return self.inner.count_tokens(text)
 
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
+        input_tokens = self.inner.prompt_tokens(request)
+        hold = self._reserve(input_tokens + request.max_tokens)
         usage: Usage | None = None
+        pieces: list[str] = []
         try:
             for piece in self.inner.stream(request):
                 if isinstance(piece, Usage):
                     usage = piece
+                else:
+                    pieces.append(piece)
                 yield piece
-        finally:
-            if usage is not None:
-                self._record(usage)
+        except BaseException:  # a backend error, or the reader stopped (a client that went away)
+            self._settle(hold, input_tokens + self.inner.count_tokens("".join(pieces)) if pieces else 0)
+            raise
+        if usage is not None:
+            self._settle(hold, usage.input_tokens + usage.output_tokens)
+        else:
+            self._settle(hold, input_tokens + self.inner.count_tokens("".join(pieces)))
 
-    def _record(self, usage: Usage) -> None:
+    def _reserve(self, tokens: int) -> str:
         started = time.perf_counter()
         try:
-            self._desk.keys.record_tokens(self._key, usage.input_tokens + usage.output_tokens)
-        except redis.RedisError as exc:
+            return self._desk.keys.reserve_tokens(self._key, tokens)
+        except redis.RedisError as exc:  # no way to check: spend nothing rather than spend blind
+            log.warning("A key's tokens could not be checked: %s", exc)
+            raise refused(Verdict(False, "unavailable")) from exc
+        finally:
+            self.key_ms += (time.perf_counter() - started) * 1000
+
+    def _settle(self, hold: str, tokens: int) -> None:
+        started = time.perf_counter()
+        try:
+            self._desk.keys.settle_tokens(self._key, hold, tokens)
+        except redis.RedisError as exc:  # the hold lapses by itself after api_keys.HOLD_SECONDS
             log.warning("Could not record a turn's tokens: %s", exc)
-        self.record_ms += (time.perf_counter() - started) * 1000
+        self.key_ms += (time.perf_counter() - started) * 1000
 
 
 def metered_backend(desk: Desk, key: ApiKey, conversation_id: str = "") -> tuple[KeyTokens, str]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from chatbot.store.messages import INTERRUPTED_TEXT
+
 # Seconds; a turn on the offline backend takes tens of milliseconds, one on an API model seconds.
 TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -33,9 +35,12 @@ class Metrics:
         self.errors = Counter("chatbot_api_errors_total", "Errors answered, by type", ["kind"], registry=r)
 
     def observe_turn(self, endpoint: str, meta) -> None:
-        """Count one finished turn from its TurnMeta."""
+        """Count one finished turn from its TurnMeta: outcome "interrupted" when its client went away."""
         backend = meta.backend or "unknown"
-        outcome = "failed" if meta.error else (meta.outcome or ("handoff" if backend == "handoff" else "none"))
+        if meta.error:
+            outcome = "interrupted" if meta.error == INTERRUPTED_TEXT else "failed"
+        else:
+            outcome = meta.outcome or ("handoff" if backend == "handoff" else "none")
         self.turns.labels(endpoint, backend, outcome).inc()
         self.turn_latency.labels(endpoint, backend).observe(meta.latency_ms / 1000)
         if meta.ttft_ms:

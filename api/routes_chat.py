@@ -16,7 +16,7 @@ from api.desk import Desk, desk
 from api.once import REPLAYED, Claim, run_once
 from api.schemas import ChatIn
 from api.timing import CoreTimer
-from api.turns import Turn, conversation_id, head, open_turn, result, stop_streaming
+from api.turns import CLIENT_LEFT, Turn, conversation_id, head, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -64,9 +64,12 @@ async def stream_turn(the_desk: Desk, turn: Turn, claim: Claim) -> AsyncIterator
         the_desk.metrics.errors.labels(error.kind).inc()
         yield events.event("error", errors.body(error)["error"])
     except BaseException:
-        # The client went away (the task is cancelled): store what arrived, marked interrupted.
+        # The client went away (the task is cancelled): store what arrived, marked interrupted; a
+        # retry with its Idempotency-Key replays the events sent, then says why the reply stopped.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(stop_streaming, pieces, turn.reply)
+            the_desk.turn_ended("chat_stream", turn.reply.meta)
+            events.event("error", errors.body(CLIENT_LEFT)["error"])
             claim.finish(200, {"events": [*events.sent, ["done", result(turn)]]})
         raise
     the_desk.turn_ended("chat_stream", turn.reply.meta)

@@ -36,7 +36,7 @@ def classify_one(the_desk: Desk, key: ApiKey, text: str, tier: str, conversation
     bot = the_desk.services.build_chatbot(backend)
     with timer.span():
         found = classify(bot, text, customer_tier=tier, conversation_id=conversation)
-    timer.exclude(getattr(backend, "record_ms", 0.0))  # the key's token count (none on the fallback)
+    timer.exclude(getattr(backend, "key_ms", 0.0))  # holding and counting the key's tokens (none on the fallback)
     if found is None:
         raise ApiError(422, "empty_message", "The message is empty: send some text.")
     triage = found.triage

@@ -27,7 +27,7 @@ from api.desk import Desk, desk
 from api.errors import ApiError
 from api.once import REPLAYED, Claim, run_once
 from api.timing import CoreTimer
-from api.turns import Turn, conversation_id, open_turn, result, stop_streaming
+from api.turns import CLIENT_LEFT, Turn, conversation_id, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
 from common.types import Stop
 
@@ -177,10 +177,11 @@ async def _chunks(the_desk: Desk, turn: Turn, claim: Claim, include_usage: bool)
         the_desk.metrics.errors.labels(error.kind).inc()
         sent.append(errors.body(error))
         yield ServerSentEvent(json.dumps(errors.body(error), ensure_ascii=False))
-    except BaseException:
+    except BaseException:  # the client went away: as in api/routes_chat.py
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(stop_streaming, pieces, turn.reply)
-            claim.finish(200, {"chunks": [*sent, "[DONE]"]})
+            the_desk.turn_ended("chat_completions", turn.reply.meta)
+            claim.finish(200, {"chunks": [*sent, errors.body(CLIENT_LEFT), "[DONE]"]})
         raise
     the_desk.turn_ended("chat_completions", turn.reply.meta)
     done = result(turn)

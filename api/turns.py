@@ -35,7 +35,7 @@ class Turn:
         """Run the reply to its end (it is stored), timed as the core's work."""
         with self.timer.span():
             self.reply.consume()
-        self.timer.exclude(self.backend.record_ms)
+        self.timer.exclude(self.backend.key_ms)
 
 
 def agent_name(key: ApiKey) -> str:
@@ -46,20 +46,21 @@ def agent_name(key: ApiKey) -> str:
 def conversation_id(desk: Desk, given: str | None, key: ApiKey, *, foreign: bool = False) -> str:
     """The stored conversation for an id from a client: a new one when none is given.
 
-    An id the store holds is used as it is; one of the store's form that it does not hold raises
-    ConversationNotFound (404). A client's own id (Open
-    WebUI's chat id, a help desk's ticket number) maps, with `foreign`, to a stable id of the
-    store's form per key; without it, an id the store cannot hold is refused with 422.
+    An id the store holds is used as it is. Without `foreign`, one of the store's form that it does
+    not hold raises ConversationNotFound (404), and one the store cannot hold is refused with 422.
+    With `foreign`, any other id is a client's own (Open WebUI's chat id, a help desk's ticket
+    number), even one that looks like the store's: it maps to a stable id of the store's form per
+    key, so two keys sending the same ticket number never share a conversation.
     """
     store = desk.services.store
     if not given:
         return store.new_id()
     given = given.strip()
-    if store.accepts(given):
-        if not foreign and not store.exists(given):  # a typo or an expired id must not start a stranger's thread
-            raise ConversationNotFound(f"No conversation {given}: it was deleted, expired or never existed; "
-                                       "leave conversation_id out to start a new one.")
+    if store.accepts(given) and store.exists(given):
         return given
+    if not foreign and store.accepts(given):  # a typo or an expired id must not start a stranger's thread
+        raise ConversationNotFound(f"No conversation {given}: it was deleted, expired or never existed; "
+                                   "leave conversation_id out to start a new one.")
     if foreign and 0 < len(given) <= FOREIGN_ID_CHARS:
         return hashlib.sha256(f"{key.key_id}:{given}".encode()).hexdigest()[:16]
     if foreign:
@@ -80,6 +81,12 @@ def open_turn(desk: Desk, key: ApiKey, conversation: str, text: str, tier: str =
     if reply is None:
         raise ApiError(422, "empty_message", "The message is empty: send some text.")
     return Turn(conversation, reply, fallback, backend, timer)
+
+
+# What a retry of a stream whose client went away is told, after the events the first one was sent
+# (499: nginx's "client closed request"; it is never a response's status, only the event's kind).
+CLIENT_LEFT = ApiError(499, "client_disconnected", "The client disconnected during the stream: the reply "
+                       "was cut off there and stored as interrupted.")
 
 
 def stop_streaming(pieces: Iterator[str], reply: Reply) -> None:

@@ -74,6 +74,10 @@ class Backend(ABC):
         """Tokens in `text`: the backend's tokenizer where it has one, else an estimate."""
         return estimate_tokens(text)
 
+    def prompt_tokens(self, request: ChatRequest) -> int:
+        """The request's input tokens, counted locally (`count_tokens`): system prompt and every message."""
+        return self.count_tokens("\n".join([request.system, *(m["content"] for m in request.messages)]))
+
 
 class RemoteBackend(Backend):
     """A backend behind a network API: its request is retried until the first text piece arrives."""

@@ -150,14 +150,16 @@ def _outside_core(c: httpx.Client, count: int, warm: int = 10) -> dict[str, floa
     call is needed to pair with, and none runs between them to load the box."""
     result: dict[str, float] = {}
     for name, path in (("classify", "/v1/classify"), ("turn", "/v1/chat")):
-        added = []
+        added, round_trips = [], []
         for n in range(warm + count):
             started = time.perf_counter()
             response = c.post(path, json={"text": QUERIES[n % len(QUERIES)]})
             round_trip = (time.perf_counter() - started) * 1000
             if n >= warm:
                 added.append(round_trip - _core_ms(response))
+                round_trips.append(round_trip)
         result.update(_summary(f"{name}_outside_core", added))
+        result.update(_summary(f"{name}_round_trip", round_trips))  # the same requests, whole
     return result
 
 

@@ -6,6 +6,7 @@ request)."""
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import pytest
@@ -73,6 +74,50 @@ def test_a_key_over_its_tokens_for_today_is_refused_turns(offline):
         assert c.post("/v1/classify", json={"text": "hi"}).status_code == 200  # classifying spends no tokens
 
 
+class PausingBackend(FakeBackend):
+    """The scripted backend, each reply held until `go` is set: every turn is in flight at once."""
+
+    def __init__(self, go: threading.Event):
+        super().__init__()
+        self.go, self.waiting = go, 0
+
+    def stream(self, request):
+        self.waiting += 1
+        self.go.wait(30)
+        yield from super().stream(request)
+
+
+def test_concurrent_turns_cannot_all_slip_under_a_keys_tokens(services):
+    go = threading.Event()
+    backend = PausingBackend(go)
+    app = create_app(services, backend)
+    keys = app.state.desk.keys
+    record, key = keys.create("racing", "agent", requests_per_minute=0, daily_tokens=2000)
+    with serving(app) as url, with_key(url, key) as c:
+        answers: list[httpx.Response] = []
+
+        def turn():
+            answers.append(c.post("/v1/chat", json={"text": "How do I get a refund?"}))
+
+        threads = [threading.Thread(target=turn) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while len(answers) + backend.waiting < 12 and time.monotonic() < deadline:  # each admitted or refused
+            time.sleep(0.05)
+        go.set()
+        for thread in threads:
+            thread.join(60)
+    answered = [a for a in answers if a.status_code == 200]
+    refused = [a for a in answers if a.status_code == 429]
+    assert len(answered) + len(refused) == 12 and refused
+    assert all(a.json()["error"]["limit"] == "daily_tokens" for a in refused)
+    # Each admitted turn held its estimate first: the key's tokens are overshot by one turn at most.
+    largest = max(a.json()["usage"]["input_tokens"] + a.json()["usage"]["output_tokens"] for a in answered)
+    assert keys.tokens_today(record) < 2000 + largest
+    assert not app.state.desk.services.store.client.hlen(f"chatbot:apikey:{record.key_id}:holds")
+
+
 def test_api_turns_count_against_the_desks_spending_limits_then_fall_back(services):
     with OpenAIServer("Refunds take 5 to 10 business days [1].", usage=(1000, 200)) as server:
         backend = OpenAIBackend("gpt-4o-mini", api_key="sk-test", base_url=server.base_url, max_retries=0)
@@ -89,6 +134,31 @@ def test_api_turns_count_against_the_desks_spending_limits_then_fall_back(servic
             third = c.post("/v1/chat", json={"text": "one more question", "conversation_id": first["conversation_id"]})
             assert third.json()["backend"] == "offline" and "tokens" in third.json()["fallback"]
             assert "chatbot_fallbacks_total{reason=\"conversation\"} 1.0" in httpx.get(f"{url}/metrics").text
+
+
+def test_a_stream_its_client_leaves_counts_the_tokens_the_model_did_send(services):
+    words = " ".join(f"word{n}" for n in range(40))
+    with OpenAIServer(words, token_delay=0.2) as server:
+        backend = OpenAIBackend("gpt-4o-mini", api_key="sk-test", base_url=server.base_url, max_retries=0)
+        app = create_app(services, backend)
+        desk = app.state.desk
+        desk.services.spending.limits = Limits(requests_per_minute=0, conversation_tokens=0, daily_tokens=0)
+        record, key = desk.keys.create("leaving", "agent")
+        with serving(app) as url, with_key(url, key) as c:
+            with c.stream("POST", "/v1/chat/stream", json={"text": "How do I get a refund?"}) as r:
+                conversation = r.headers["x-conversation-id"]
+                for line in r.iter_lines():
+                    if line.startswith("event: delta"):
+                        break  # and the client goes, the model still streaming
+            deadline = time.monotonic() + 30
+            while len(desk.services.store.conversation(conversation)["messages"]) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            metrics = c.get("/metrics").text
+    reply = desk.services.store.conversation(conversation)["messages"][-1]
+    assert reply.meta.interrupted and reply.content.startswith("word0")
+    assert reply.meta.input_tokens > 0 and reply.meta.output_tokens > 0  # counted here: no usage arrived
+    assert desk.keys.tokens_today(record) == reply.meta.input_tokens + reply.meta.output_tokens
+    assert 'chatbot_turns_total{backend="openai",endpoint="chat_stream",outcome="interrupted"} 1.0' in metrics
 
 
 def test_a_retried_post_returns_the_first_result_never_a_second_turn(offline):

@@ -139,7 +139,7 @@ def test_a_retry_after_a_429_runs_instead_of_replaying_the_429(desk):
     refused = http.post("/v1/chat", json={"text": "and for a gift?"}, headers=retried)
     assert refused.status_code == 429 and refused.json()["error"]["limit"] == "daily_tokens"
     client = app.state.desk.services.store.client
-    for name in client.scan_iter(f"chatbot:apikey:{record.key_id}:tokens:*"):
+    for name in client.scan_iter(f"chatbot:apikey:{record.key_id}:day:*"):
         client.delete(name)  # midnight UTC: the key's tokens start again
     again = http.post("/v1/chat", json={"text": "and for a gift?"}, headers=retried)
     assert again.status_code == 200 and "Idempotent-Replayed" not in again.headers
@@ -217,6 +217,11 @@ def test_a_client_gone_before_reading_leaves_the_reply_interrupted_and_its_retry
     if path == "/v1/chat/stream":
         done = json.loads(retry.text.split("event: done\r\ndata: ")[-1].split("\r\n")[0])
         assert done["interrupted"] is True and done["stop_reason"] == "error"
+    # The retry is told why the stream stopped, and the turn is counted.
+    assert '"type": "client_disconnected"' in retry.text
+    endpoint = "chat_stream" if path == "/v1/chat/stream" else "chat_completions"
+    assert f'chatbot_turns_total{{backend="offline",endpoint="{endpoint}",outcome="interrupted"}}' in \
+        http.get("/metrics").text
 
 
 def signed(body: bytes, delivery: str) -> dict:

@@ -28,7 +28,7 @@ def test_the_awaited_check_accepts_and_refuses_the_keys_the_blocking_one_does(st
     record, key = keys.create("crm", "agent")
     revoked, revoked_key = keys.create("old", "agent")
     keys.revoke(revoked.key_id)
-    keys.record_tokens(record, 7)
+    keys.settle_tokens(record, "", 7)
 
     async def verify_all() -> list:
         try:

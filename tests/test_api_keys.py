@@ -50,7 +50,7 @@ def test_each_key_has_its_own_limits(keys):
         api_keys.admit(tight)
     assert over.value.limit == "requests" and 0 < over.value.retry_after <= 60
     api_keys.admit(other)  # another key's minute is its own
-    api_keys.record_tokens(tight, 12)
+    api_keys.settle_tokens(tight, "", 12)
     assert api_keys.tokens_today(tight) == 12
     with pytest.raises(KeyLimitReached, match="tokens for today"):
         api_keys.check_tokens(api_keys.verify(tight_key))  # as each request reads the key

@@ -72,6 +72,22 @@ def test_a_conversation_id_header_continues_the_stored_conversation(desk):
     assert raw.headers["x-conversation-id"] != conversation  # no header: a new conversation
 
 
+def test_a_ticket_id_that_looks_like_the_desks_own_is_still_mapped_per_key(desk):
+    app, sdk, url = desk
+    other = openai.OpenAI(base_url=f"{url}/v1", api_key=app.state.desk.keys.create("crm", "agent")[1],
+                          max_retries=0)
+    ticket = {"X-Conversation-Id": "0123456789abcdef"}  # 16 hex characters, as the desk's ids are
+    ask = {"model": "support-desk", "extra_headers": ticket, "messages": [{"role": "user", "content": "refund?"}]}
+    first, again = sdk.chat.completions.create(**ask), sdk.chat.completions.create(**ask)
+    theirs = other.chat.completions.create(**ask)
+    mine = first.model_extra["conversation_id"]
+    assert again.model_extra["conversation_id"] == mine != "0123456789abcdef"
+    assert theirs.model_extra["conversation_id"] not in (mine, "0123456789abcdef")  # two keys, two threads
+    assert not app.state.desk.services.store.exists("0123456789abcdef")
+    held = {"X-Conversation-Id": mine}  # the id the desk gave back continues the same conversation
+    assert sdk.chat.completions.create(**{**ask, "extra_headers": held}).model_extra["conversation_id"] == mine
+
+
 def test_the_sdk_raises_its_own_errors(desk):
     _, sdk, url = desk
     with pytest.raises(openai.NotFoundError, match="support-desk"):

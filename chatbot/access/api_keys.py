@@ -8,12 +8,17 @@ hash would add 50-250 ms to every request (the API's overhead goal is 5 ms). Thi
 GitHub and others store their tokens.
 
 Each key has a role (agent or admin) and its own limits, switched off by 0: requests a minute
-(a moving window kept by `limits`) and tokens a day (UTC).
+(a moving window kept by `limits`) and tokens a day (UTC). A turn's backend call is held against
+the key's tokens before it is sent and settled after, as the desk's spending limits are
+(chatbot/access/spending.py, the same Lua script): concurrent turns cannot all pass at 97% of a
+key's tokens; the limit is overshot by at most the last admitted call.
 
 Keys: chatbot:apikey:ID                hash: name, role, hash, requests_per_minute, daily_tokens,
                                        created, revoked, last_used
       chatbot:apikeys                  set of key ids
-      chatbot:apikey:ID:tokens:DAY     tokens used that UTC day (expires after 2 days)
+      chatbot:apikey:ID:day:DAY        hash: tokens (used that UTC day), requests (backend calls held);
+                                       expires after 2 days
+      chatbot:apikey:ID:holds          hash: hold id -> "tokens cost expires" (calls in flight)
 """
 
 from __future__ import annotations
@@ -33,28 +38,34 @@ from limits import RateLimitItemPerMinute
 from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
 
 from chatbot.access.roles import ADMIN, AGENT
+from chatbot.access.spend_scripts import RESERVE
 from chatbot.access.throttle import MovingWindows
 from chatbot.store.server import as_text
-from common.errors import ChatbotError
+from common.errors import ChatbotError, SpendingLimitReached
 
 PREFIX = "chatbot:apikey"
 INDEX = "chatbot:apikeys"
 KEY_FORM = re.compile(r"desk_([0-9a-f]{8})_([A-Za-z0-9_-]{43})")
 ID_FORM = re.compile(r"[0-9a-f]{8}")
 ROLES = (AGENT, ADMIN)
+DAY_SECONDS_KEPT = 2 * 86400
+# A hold not settled after this long (its process died mid-call) stops counting (as spending.HOLD_SECONDS).
+HOLD_SECONDS = 600
 
 
 class ApiKeyError(ChatbotError):
     """An API key that cannot be made as asked (a bad role or limit), or is unknown."""
 
 
-class KeyLimitReached(ChatbotError):
-    """A key's own limit is reached: `limit` is "requests" or "daily_tokens"; `retry_after` in seconds."""
+class KeyLimitReached(SpendingLimitReached):
+    """A key's own limit is reached: `limit` is "requests" or "daily_tokens"; `retry_after` in seconds.
+
+    A SpendingLimitReached: raised when a backend call is held (`reserve_tokens`), it ends the reply
+    as any call a limit stopped does (stored as failed, nothing sent), and a classification or a
+    summary falls back as it does then."""
 
     def __init__(self, message: str, limit: str, retry_after: float):
-        super().__init__(message)
-        self.limit = limit
-        self.retry_after = retry_after
+        super().__init__(message, limit=limit, retry_after=retry_after)
 
 
 @dataclass(frozen=True)
@@ -151,7 +162,7 @@ class ApiKeys:
         match = KEY_FORM.fullmatch(key.strip())
         if not match:
             return None
-        return f"{PREFIX}:{match.group(1)}", f"{PREFIX}:{match.group(1)}:tokens:{self._day()}"
+        return f"{PREFIX}:{match.group(1)}", self._day_name(match.group(1))
 
     def _accepted(self, key: str, raw: dict, used) -> ApiKey | None:
         """The live record read for `key` (with today's tokens), or None when it is unknown, not this key or revoked."""
@@ -171,7 +182,7 @@ class ApiKeys:
         # One round trip for the record and today's tokens: every API request pays for this.
         pipe = self._client().pipeline(transaction=False)
         pipe.hgetall(names[0])
-        pipe.get(names[1])
+        pipe.hget(names[1], "tokens")
         return self._accepted(key, *pipe.execute())
 
     async def verify_async(self, key: str, client: redis.asyncio.Redis) -> ApiKey | None:
@@ -181,24 +192,60 @@ class ApiKeys:
             return None
         pipe = client.pipeline(transaction=False)
         pipe.hgetall(names[0])
-        pipe.get(names[1])
+        pipe.hget(names[1], "tokens")
         return self._accepted(key, *await pipe.execute())
 
     # -- the key's own limits
     def _day(self) -> str:
         return datetime.fromtimestamp(self._clock(), timezone.utc).strftime("%Y-%m-%d")
 
+    def _day_name(self, key_id: str) -> str:
+        return f"{PREFIX}:{key_id}:day:{self._day()}"
+
     def tokens_today(self, key: ApiKey) -> int:
-        return int(self._client().get(f"{PREFIX}:{key.key_id}:tokens:{self._day()}") or 0)
+        return int(self._client().hget(self._day_name(key.key_id), "tokens") or 0)
 
     def check_tokens(self, key: ApiKey) -> None:
         """KeyLimitReached (with the seconds to midnight UTC) when the key's tokens for today are used up,
-        as `verify` read them."""
+        as `verify` read them: a refusal before the turn starts. `reserve_tokens` is the check that
+        holds against concurrent turns."""
         if key.daily_tokens and key.used_today >= key.daily_tokens:
-            now = datetime.fromtimestamp(self._clock(), timezone.utc)
-            left = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
-            raise KeyLimitReached(f"This key has used its {key.daily_tokens:,} tokens for today; "
-                                  "it resets at midnight UTC.", "daily_tokens", float(left))
+            raise self._spent(key)
+
+    def _spent(self, key: ApiKey) -> KeyLimitReached:
+        now = datetime.fromtimestamp(self._clock(), timezone.utc)
+        left = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
+        return KeyLimitReached(f"This key has used its {key.daily_tokens:,} tokens for today; "
+                               "it resets at midnight UTC.", "daily_tokens", float(left))
+
+    def reserve_tokens(self, key: ApiKey, tokens: int) -> str:
+        """Hold a backend call's estimated `tokens` against the key's tokens today; the hold's id.
+
+        Checked and held in one Lua script (spend_scripts.RESERVE), so concurrent calls each see
+        the holds of those admitted before them. Raises KeyLimitReached when what is used plus
+        what is held reaches the key's daily tokens (holding nothing then); redis.RedisError
+        when the store cannot be reached.
+        """
+        hold = secrets.token_hex(8)
+        day = self._day_name(key.key_id)
+        limit, _ = self._client().register_script(RESERVE)(
+            keys=[day, day, f"{PREFIX}:{key.key_id}:holds"],
+            args=[repr(self._clock()), hold, max(0, int(tokens)), "0", "", key.daily_tokens, "0", 0,
+                  HOLD_SECONDS, DAY_SECONDS_KEPT])
+        if as_text(limit):
+            raise self._spent(key)
+        return hold
+
+    def settle_tokens(self, key: ApiKey, hold: str, tokens: int) -> None:
+        """End a held call with the `tokens` (input plus output) it used: the hold goes, they are counted
+        (0 for a call that sent nothing)."""
+        day = self._day_name(key.key_id)
+        pipe = self._client().pipeline(transaction=True)
+        pipe.hdel(f"{PREFIX}:{key.key_id}:holds", hold)
+        if tokens > 0:
+            pipe.hincrby(day, "tokens", int(tokens))
+            pipe.expire(day, DAY_SECONDS_KEPT)
+        pipe.execute()
 
     def admit(self, key: ApiKey) -> None:
         """Count one request against the key's requests a minute; KeyLimitReached (with when to retry) over it."""
@@ -220,13 +267,3 @@ class ApiKeys:
         wait = max(1.0, seconds_to_reset)
         return KeyLimitReached(f"This key's limit of {key.requests_per_minute} requests a minute is "
                                f"reached; try again in {wait:.0f} s.", "requests", wait)
-
-    def record_tokens(self, key: ApiKey, tokens: int) -> None:
-        """Add a turn's tokens (input plus output) to the key's count for today."""
-        if tokens <= 0:
-            return
-        name = f"{PREFIX}:{key.key_id}:tokens:{self._day()}"
-        pipe = self._client().pipeline(transaction=True)
-        pipe.incrby(name, int(tokens))
-        pipe.expire(name, 2 * 86400)
-        pipe.execute()

@@ -53,17 +53,13 @@ class MeteredBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
-    def prompt_tokens(self, request: ChatRequest) -> int:
-        """The request's input tokens, counted locally: system prompt and every message."""
-        return self.inner.count_tokens("\n".join([request.system, *(m["content"] for m in request.messages)]))
-
     def stream(self, request: ChatRequest) -> Iterator[str | Usage]:
         """The inner backend's stream, held before its first piece and settled after its last.
 
         Raises SpendingLimitReached (sending nothing) when a limit is reached or the limits
         cannot be checked; the last piece is a Usage whose zero counts were replaced by local ones.
         """
-        input_tokens = self.prompt_tokens(request)
+        input_tokens = self.inner.prompt_tokens(request)
         hold = self._reserve(input_tokens, request.max_tokens)
         pieces: list[str] = []
         reported: Usage | None = None

@@ -1,5 +1,8 @@
 """The spending limits' server-side Lua script: check the limits and hold an API call's estimate in one step.
 
+It holds the calls against the desk's limits (chatbot/access/spending.py) and against each API
+key's daily tokens (chatbot/access/api_keys.py: the key's day hash, no cost or conversation limit).
+
 Checking and then spending in two round trips let concurrent calls all pass the check at 97% of a
 limit and all spend (six of them ended at 143%). In one script, Redis runs each check-and-hold
 whole, so every call sees the holds of the calls admitted before it.

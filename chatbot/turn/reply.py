@@ -87,6 +87,7 @@ class Reply:
                 yield tail
         except BackendError as exc:
             self.text = "".join(pieces)
+            self._count_locally()
             self.meta.error, self.meta.interrupted = str(exc), bool(pieces)
             self._finish(failed=True)
             raise
@@ -94,10 +95,18 @@ class Reply:
             # Streamlit's rerun or stop, the generator closed or dropped (GeneratorExit), anything
             # else: the customer's message is already stored; keep what arrived, marked interrupted.
             self.text = "".join(pieces)
+            self._count_locally()
             self.close()
             raise
         self.text = "".join(pieces)
         self._finish(failed=False)
+
+    def _count_locally(self) -> None:
+        """A reply cut off before the backend reported its usage: the tokens it did use, counted
+        locally (the prompt and the text that arrived), as the spending limits count them."""
+        if self.text and not (self.meta.input_tokens or self.meta.output_tokens):
+            self.meta.input_tokens = self._backend.prompt_tokens(self._request)
+            self.meta.output_tokens = self._backend.count_tokens(self.text)
 
     def close(self) -> None:
         """End a reply that will not be streamed further: stored as interrupted, with the text so far."""
