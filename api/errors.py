@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
+from api.schemas import UNPAIRED, unpaired_surrogate
 from chatbot.access.api_keys import ApiKeyError, KeyLimitReached
 from common import errors as e
 
@@ -88,6 +89,16 @@ def response(error: ApiError) -> JSONResponse:
     return JSONResponse(body(error), status_code=error.status, headers=error.headers)
 
 
+def _problem(item: dict) -> str:
+    """What is wrong with one field, from pydantic's error."""
+    given = item.get("input")
+    # A constrained string (`max_length`) or a dict key meets pydantic's own UTF-8 check, whose words
+    # name no character: say what the other strings' check (api/schemas.py) says.
+    if item.get("type") == "string_unicode" and isinstance(given, str) and (escape := unpaired_surrogate(given)):
+        return UNPAIRED.format(escape=escape)
+    return item.get("msg", "invalid")
+
+
 def install(app: FastAPI, count_error) -> None:
     """Answer every error as typed JSON; `count_error(kind)` counts it for /metrics."""
 
@@ -106,7 +117,7 @@ def install(app: FastAPI, count_error) -> None:
                 problems.append(f"body: not valid JSON ({error} at character {item['loc'][-1]})")
                 continue
             where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
-            problems.append(f"{where}: {item.get('msg', 'invalid')}")
+            problems.append(f"{where}: {_problem(item)}")
         count_error("invalid_request")
         return response(ApiError(422, "invalid_request", "The request is not valid: " + "; ".join(problems),
                                  fields=[p.split(":")[0] for p in problems]))

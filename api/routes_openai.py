@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator
 import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api import errors
@@ -26,6 +26,7 @@ from api.auth import agent_key
 from api.desk import Desk, desk
 from api.errors import ApiError
 from api.once import REPLAYED, Claim, run_once
+from api.schemas import Body
 from api.timing import CoreTimer
 from api.turns import Turn, conversation_id, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
@@ -36,18 +37,18 @@ CONVERSATION_HEADERS = ("X-Conversation-Id", "X-OpenWebUI-Chat-Id")
 FINISH = {Stop.LENGTH: "length", Stop.REFUSAL: "content_filter"}
 
 
-class Message(BaseModel):
+class Message(Body):
     model_config = ConfigDict(extra="allow")
     role: str
     content: str | list[dict[str, Any]] | None = None
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(Body):
     model_config = ConfigDict(extra="allow")
     include_usage: bool = False
 
 
-class CompletionIn(BaseModel):
+class CompletionIn(Body):
     """OpenAI's chat completion request; fields the desk has no use for (temperature...) are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")

@@ -1,0 +1,99 @@
+"""Request bodies the API cannot take, on the real API (uvicorn, httpx): each refused with a typed 4xx
+naming the field and the problem, never a 500, a vague 400 or a silent guess."""
+
+from __future__ import annotations
+
+import typing
+
+import httpx
+import pytest
+from fastapi import params
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from api.app import create_app
+from api.schemas import Body
+from tests.api_server import serving
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory):
+    from chatbot.services import build_services
+    from common.settings import Settings
+
+    services = build_services(Settings.load(secrets={}, data_dir=tmp_path_factory.mktemp("api-inputs"),
+                                            session_ttl_days=1))
+    app = create_app(services)
+    with serving(app) as url:
+        _, key = app.state.desk.keys.create("inputs", "agent", requests_per_minute=0)
+        _, admin = app.state.desk.keys.create("inputs admin", "admin", requests_per_minute=0)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+            yield app, http, {"Authorization": f"Bearer {admin}"}
+    services.knowledge.close()
+
+
+def refused(answer: httpx.Response) -> str:
+    """The message of a 422 `invalid_request`."""
+    error = answer.json()["error"]
+    assert (answer.status_code, error["type"]) == (422, "invalid_request"), answer.text
+    return error["message"]
+
+
+def started_conversation(http: httpx.Client) -> str:
+    return http.post("/v1/chat", json={"text": "How do I get a refund?"}).json()["conversation_id"]
+
+
+# Raw JSON text: `\ud800` is JSON's escape of a lone surrogate, which no UTF-8 text can hold.
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/chat", rb'{"text": "refund \ud800 please"}', "text"),
+    ("/v1/chat/stream", rb'{"text": "refund \ud800 please"}', "text"),
+    ("/v1/classify", rb'{"text": "refund \ud800 please"}', "text"),
+    ("/v1/chat", rb'{"text": "refund", "conversation_id": "\udc00"}', "conversation_id"),
+    ("/v1/chat/completions", rb'{"model": "support-desk", "messages": [{"role": "user", "content": "refund \ud800"}]}',
+     "messages.0.content"),
+    ("/v1/chat/completions", rb'{"model": "support-desk", "messages": [{"role": "user", '
+                             rb'"content": [{"type": "text", "text": "refund \ud800"}]}]}', "messages.0.content"),
+    ("/v1/chat/completions", rb'{"model": "support-desk", "user": "\ud800", '
+                             rb'"messages": [{"role": "user", "content": "refund"}]}', "user"),
+], ids=["chat", "stream", "classify", "conversation-id", "completions", "content-parts", "openai-extra-field"])
+def test_a_lone_surrogate_is_refused_naming_its_field(desk, path, body, field):
+    app, http, _ = desk
+    before = app.state.desk.services.store.count()
+    message = refused(http.post(path, content=body, headers=JSON))
+    assert f"{field}: an unpaired surrogate \\u" in message and "is not a character" in message
+    assert app.state.desk.services.store.count() == before
+
+
+def test_a_lone_surrogate_in_a_handoff_reason_is_named_as_such(desk):
+    _, http, _ = desk
+    conversation = started_conversation(http)
+    message = refused(http.post(f"/v1/conversations/{conversation}/handoff", content=rb'{"reason": "vip \ud800"}',
+                                headers=JSON))
+    assert "reason: an unpaired surrogate \\ud800 is not a character" in message
+
+
+def test_a_lone_surrogate_in_a_prompt_test_is_refused(desk):
+    _, http, admin = desk
+    message = refused(http.post("/v1/prompts/test", content=rb'{"name": "billing", "text": "hi \udfff"}',
+                                headers={**JSON, **admin}))
+    assert "text: an unpaired surrogate \\udfff is not a character" in message
+
+
+def test_a_surrogate_pair_is_one_character_and_welcome(desk):
+    _, http, _ = desk
+    answer = http.post("/v1/classify", content=rb'{"text": "refund please \ud83d\ude00"}', headers=JSON)
+    assert answer.status_code == 200 and answer.json()["text"].endswith("\N{GRINNING FACE}")
+
+
+def test_every_json_body_the_api_reads_is_checked_as_a_body(desk):
+    """A route added later with a plain BaseModel would skip the check: each JSON body must be a `Body`."""
+    app, _, _ = desk
+    routes = [context.original_route for context in iter_route_contexts(app.routes)]
+    bodies = {(route.path, param.name): param.field_info.annotation for route in routes
+              if isinstance(route, APIRoute) for param in route.dependant.body_params
+              if not isinstance(param.field_info, params.Form)}  # an upload's parts are no JSON
+    assert len(bodies) >= 6, bodies
+    for where, annotation in bodies.items():
+        models = [t for t in (typing.get_args(annotation) or (annotation,)) if t is not type(None)]
+        assert all(isinstance(t, type) and issubclass(t, Body) for t in models), where
