@@ -7,6 +7,7 @@ errors on the compatible endpoint as it reads its own.
 from __future__ import annotations
 
 import logging
+import sys
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -60,6 +61,25 @@ def too_large(scope) -> ApiError:
     limit = scope.get(MAX_BODY_SIZE_SCOPE_KEY)
     cap = f"{limit:,} bytes" if limit is not None else "the size this endpoint accepts"
     return ApiError(413, "request_too_large", f"The request body is over {cap}.", max_bytes=limit)
+
+
+def invalid_request(problems: list[str]) -> ApiError:
+    """422 `invalid_request` listing each problem as "field: what is wrong", the fields named in `fields`."""
+    return ApiError(422, "invalid_request", "The request is not valid: " + "; ".join(problems),
+                    fields=[p.split(":")[0] for p in problems])
+
+
+def unreadable_json(exc: BaseException) -> str:
+    """Why `json.loads` could not read a text, in words the sender can act on."""
+    if isinstance(exc, UnicodeDecodeError):  # `json.loads` of bytes decodes them first
+        return f"not UTF-8 at byte {exc.start}"
+    if isinstance(exc, RecursionError):  # nested deeper than the parser goes
+        return "nested too deep"
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        # CPython refuses to convert longer digit strings (a guard against quadratic time; Python docs,
+        # "Integer string conversion length limitation")
+        return f"an integer over {sys.get_int_max_str_digits():,} digits"
+    return str(exc)
 
 
 def describe(exc: BaseException) -> ApiError:
@@ -119,12 +139,17 @@ def install(app: FastAPI, count_error) -> None:
             where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
             problems.append(f"{where}: {_problem(item)}")
         count_error("invalid_request")
-        return response(ApiError(422, "invalid_request", "The request is not valid: " + "; ".join(problems),
-                                 fields=[p.split(":")[0] for p in problems]))
+        return response(invalid_request(problems))
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 413:  # FastAPI's `max_body_size` counted the body over its cap
             error = too_large(request.scope)
+        elif exc.status_code == 400:
+            # FastAPI's "There was an error parsing the body" (fastapi/routing.py, `get_request_handler`):
+            # the error `json.loads` raised is its cause; Starlette's words on a broken form its detail.
+            cause = exc.__cause__
+            error = invalid_request([f"body: not valid JSON ({unreadable_json(cause)})"
+                                     if isinstance(cause, (ValueError, RecursionError)) else f"body: {exc.detail}"])
         else:
             kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
             routeless = exc.status_code in (404, 405)

@@ -46,8 +46,7 @@ def _event(body: bytes) -> dict:
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
-        detail = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
-        raise ApiError(400, "invalid_json", f"The body is not JSON ({detail}).") from exc
+        raise ApiError(400, "invalid_json", f"The body is not JSON ({errors.unreadable_json(exc)}).") from exc
     if not isinstance(payload, dict):
         raise ApiError(400, "invalid_event", f"The body is a JSON {type(payload).__name__}, not an object: "
                                              "a Chatwoot event is an object.")

@@ -97,3 +97,22 @@ def test_every_json_body_the_api_reads_is_checked_as_a_body(desk):
     for where, annotation in bodies.items():
         models = [t for t in (typing.get_args(annotation) or (annotation,)) if t is not type(None)]
         assert all(isinstance(t, type) and issubclass(t, Body) for t in models), where
+
+
+@pytest.mark.parametrize("body, named", [
+    (b'{"text": "caf\xe9"}', "not UTF-8 at byte 13"),
+    (b"[" * 200_000 + b"]" * 200_000, "nested too deep"),
+    (b'{"text": "refund", "customer_tier": ' + b"7" * 5000 + b"}", "an integer over 4,300 digits"),
+], ids=["latin-1", "deep", "5000-digits"])
+@pytest.mark.parametrize("path", ["/v1/chat", "/v1/chat/completions"])
+def test_a_body_json_cannot_read_is_refused_saying_why(desk, path, body, named):
+    _, http, _ = desk
+    answer = http.post(path, content=body, headers=JSON)
+    assert refused(answer) == f"The request is not valid: body: not valid JSON ({named})"
+    assert answer.json()["error"]["fields"] == ["body"]
+
+
+def test_a_broken_upload_form_is_refused_saying_why(desk):
+    _, http, _ = desk
+    answer = http.post("/v1/triage/batch", content=b"no parts", headers={"Content-Type": "multipart/form-data"})
+    assert refused(answer) == "The request is not valid: body: Missing boundary in multipart."
