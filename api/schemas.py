@@ -17,6 +17,8 @@ from pydantic_core import PydanticCustomError
 from chatbot.triage.triage import TIER_WEIGHT
 
 Tier = Literal[tuple(TIER_WEIGHT)]  # type: ignore[valid-type]
+# No template is saved a million times (one save a minute for two years); a number past it is no version.
+MAX_PROMPT_VERSION = 1_000_000
 UNPAIRED = "an unpaired surrogate {escape} is not a character"
 
 
@@ -81,6 +83,7 @@ class PromptTestIn(Body):
     """A test reply from one version of a prompt template (a draft, say), for a first message; nothing stored."""
 
     name: str
-    version: int | None = Field(None, ge=1, description="Defaults to the latest version (the draft).")
+    version: int | None = Field(None, ge=1, le=MAX_PROMPT_VERSION,
+                                description="Defaults to the latest version (the draft).")
     text: str
     customer_tier: Tier = "standard"

@@ -116,3 +116,17 @@ def test_a_broken_upload_form_is_refused_saying_why(desk):
     _, http, _ = desk
     answer = http.post("/v1/triage/batch", content=b"no parts", headers={"Content-Type": "multipart/form-data"})
     assert refused(answer) == "The request is not valid: body: Missing boundary in multipart."
+
+
+@pytest.mark.parametrize("version, status, kind", [
+    (1_000_000, 404, "prompt_not_found"),  # within the bound, never saved
+    (10**6 + 1, 422, "invalid_request"),
+    (10**300, 422, "invalid_request"),
+])
+def test_a_prompt_version_past_any_saved_is_a_typed_refusal(desk, version, status, kind):
+    _, http, admin = desk
+    answer = http.post("/v1/prompts/test", json={"name": "billing", "version": version, "text": "refund?"},
+                       headers=admin)
+    assert (answer.status_code, answer.json()["error"]["type"]) == (status, kind)
+    if status == 422:
+        assert answer.json()["error"]["fields"] == ["version"] and "1000000" in answer.json()["error"]["message"]

@@ -99,7 +99,11 @@ class PromptStore:
 
     def version(self, name: str, version: int) -> VersionInfo:
         """One version; PromptNotFound if it does not exist."""
-        record = self._read(name, int(version))
+        version = int(version)
+        # `save` numbers a template's versions 1, 2, 3...: a number past the latest names none and is
+        # not looked up, as the file store would make it a file name (10**300's is too long for any
+        # file system: an OSError, not a version that does not exist).
+        record = self._read(name, version) if 1 <= version <= self.labels(name).get("latest", 0) else None
         if record is None:
             known = self._numbers(name)
             if not known:
