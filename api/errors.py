@@ -136,7 +136,8 @@ def install(app: FastAPI, count_error) -> None:
                 error = (item.get("ctx") or {}).get("error", "JSON decode error")
                 problems.append(f"body: not valid JSON ({error} at character {item['loc'][-1]})")
                 continue
-            where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
+            # A location may hold a name the client sent (an unknown field's): quoted, not echoed whole.
+            where = e.shown(".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body")
             problems.append(f"{where}: {_problem(item)}")
         count_error("invalid_request")
         return response(invalid_request(problems))
@@ -154,7 +155,7 @@ def install(app: FastAPI, count_error) -> None:
             kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
             routeless = exc.status_code in (404, 405)
             error = ApiError(exc.status_code, kind,
-                             f"No route {request.method} {request.url.path}." if routeless else str(exc.detail))
+                             f"No route {request.method} {e.shown(request.url.path)}." if routeless else str(exc.detail))
         count_error(error.kind)
         return response(error)
 

@@ -18,6 +18,7 @@ from api.turns import conversation_id
 from chatbot.access.api_keys import ApiKey, KeyLimitReached
 from chatbot.access.roles import ADMIN
 from chatbot.turn.classify import classify
+from common.errors import shown
 
 router = APIRouter(prefix="/v1", tags=["triage"])
 MAX_UPLOAD_BYTES = 20_000_000  # 10,000 messages of up to 2,000 bytes, which most tickets are well under
@@ -68,7 +69,7 @@ def triage_batch(request: Request, file: UploadFile = File(..., description="CSV
                  key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)):
     data = file.file.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
-        raise ApiError(413, "upload_too_large", f"{file.filename}: over {MAX_UPLOAD_BYTES // 1_000_000} MB; "
+        raise ApiError(413, "upload_too_large", f"{shown(file.filename)}: over {MAX_UPLOAD_BYTES // 1_000_000} MB; "
                                                 "split it into several batches.")
     digest = hashlib.sha256(data).hexdigest()
 

@@ -30,6 +30,7 @@ from api.schemas import Body
 from api.timing import CoreTimer
 from api.turns import Turn, conversation_id, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
+from common.errors import shown
 from common.types import Stop
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -84,7 +85,7 @@ def models(key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> 
 
 def _open(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey, timer: CoreTimer | None = None) -> Turn:
     if body.model != the_desk.model_id:
-        raise ApiError(404, "model_not_found", f"The model {body.model!r} does not exist; use {the_desk.model_id!r}.")
+        raise ApiError(404, "model_not_found", f"The model {shown(body.model)!r} does not exist; use {the_desk.model_id!r}.")
     given = next((request.headers[h] for h in CONVERSATION_HEADERS if request.headers.get(h)), None)
     conversation = conversation_id(the_desk, given, key, foreign=True)
     return open_turn(the_desk, key, conversation, _customer_text(body), timer=timer)

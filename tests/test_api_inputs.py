@@ -130,3 +130,24 @@ def test_a_prompt_version_past_any_saved_is_a_typed_refusal(desk, version, statu
     assert (answer.status_code, answer.json()["error"]["type"]) == (status, kind)
     if status == 422:
         assert answer.json()["error"]["fields"] == ["version"] and "1000000" in answer.json()["error"]["message"]
+
+
+LONG = "n" * 100_000
+
+
+@pytest.mark.parametrize("method, path, sent, kind", [
+    ("POST", "/v1/prompts/test", {"json": {"name": LONG, "text": "refund?"}}, "prompt_not_found"),
+    ("POST", "/v1/chat/completions", {"json": {"model": LONG, "messages": [{"role": "user", "content": "hi"}]}},
+     "model_not_found"),
+    ("POST", "/v1/chat", {"json": {"text": "hi", LONG: 1}}, "invalid_request"),
+    ("GET", "/v1/" + LONG[:8000], {}, "not_found"),
+    ("POST", "/v1/triage/batch", {"files": {"file": (LONG[:2000] + ".txt", b"text\nrefund\n", "text/plain")}},
+     "invalid_upload"),
+], ids=["prompt-name", "model", "field-name", "path", "file-name"])
+def test_an_error_quotes_a_long_value_by_its_first_80_characters(desk, method, path, sent, kind):
+    _, http, admin = desk
+    answer = http.request(method, path, headers=admin if "prompts" in path else None, **sent)
+    error = answer.json()["error"]
+    assert error["type"] == kind, error["message"][:300]
+    assert "n" * 70 in error["message"] and "n…" in error["message"] and "n" * 81 not in error["message"]
+    assert len(answer.content) < 1000

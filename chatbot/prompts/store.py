@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from common.errors import ChatbotError, PromptNotFound, StaleVersionError
+from common.errors import ChatbotError, PromptNotFound, StaleVersionError, shown
 from common.jsonl import json_lines
 from chatbot.prompts.template import sha256_text
 
@@ -107,8 +107,8 @@ class PromptStore:
         if record is None:
             known = self._numbers(name)
             if not known:
-                raise PromptNotFound(f"No prompt template named '{name}'.")
-            raise PromptNotFound(f"'{name}' has no version {version}; it has v1 to v{max(known)}.")
+                raise PromptNotFound(f"No prompt template named '{shown(name)}'.")
+            raise PromptNotFound(f"'{name}' has no version {shown(version)}; it has v1 to v{max(known)}.")
         if sha256_text(record["text"]) != record["sha256"]:
             # Versions are immutable: a changed file is damage, never an edit to honour.
             raise ChatbotError(f"Version {version} of '{name}' does not match its SHA-256; the file was altered.")
@@ -118,7 +118,7 @@ class PromptStore:
         """Every version of a template, newest first."""
         numbers = self._numbers(name)
         if not numbers:
-            raise PromptNotFound(f"No prompt template named '{name}'.")
+            raise PromptNotFound(f"No prompt template named '{shown(name)}'.")
         return [self.version(name, v) for v in sorted(numbers, reverse=True)]
 
     # -- writing ----------------------------------------------------------------------------------
