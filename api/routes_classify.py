@@ -6,6 +6,7 @@ import hashlib
 
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 
+from api import errors
 from api.auth import agent_key
 from api.batch import parse_upload
 from api.desk import Desk, desk
@@ -63,7 +64,17 @@ def classify_message(body: ClassifyIn, response: Response, key: ApiKey = Depends
     return found
 
 
+async def one_file(request: Request) -> None:
+    """422 when the form holds more than one `file` part: FastAPI gives the route the last one only, and
+    the others would be dropped without a word. The form is the one FastAPI parsed (Starlette keeps it)."""
+    files = (await request.form()).getlist("file")
+    if len(files) > 1:
+        raise errors.invalid_request([f"file: {len(files)} files were sent; send one file a batch (several "
+                                      "files: one batch each, or join their rows into one file)"])
+
+
 @router.post("/triage/batch", status_code=202, max_body_size=MAX_UPLOAD_BYTES + 1_000_000,  # + multipart framing
+             dependencies=[Depends(one_file)],
              summary="Triage a CSV (a `text` column) or JSON Lines file of messages; poll the job for progress")
 def triage_batch(request: Request, file: UploadFile = File(..., description="CSV or JSONL, UTF-8"),
                  key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)):

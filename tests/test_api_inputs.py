@@ -151,3 +151,12 @@ def test_an_error_quotes_a_long_value_by_its_first_80_characters(desk, method, p
     assert error["type"] == kind, error["message"][:300]
     assert "n" * 70 in error["message"] and "n…" in error["message"] and "n" * 81 not in error["message"]
     assert len(answer.content) < 1000
+
+
+def test_a_batch_of_two_files_is_refused_not_half_triaged(desk):
+    _, http, _ = desk
+    answer = http.post("/v1/triage/batch", files=[("file", ("a.csv", b"text\nI want a refund\n", "text/csv")),
+                                                  ("file", ("b.jsonl", b'{"text": "where is my parcel"}\n',
+                                                            "application/x-ndjson"))])
+    assert "file: 2 files were sent; send one file a batch" in refused(answer)
+    assert answer.json()["error"]["fields"] == ["file"]
