@@ -160,3 +160,19 @@ def test_a_batch_of_two_files_is_refused_not_half_triaged(desk):
                                                             "application/x-ndjson"))])
     assert "file: 2 files were sent; send one file a batch" in refused(answer)
     assert answer.json()["error"]["fields"] == ["file"]
+
+
+@pytest.mark.parametrize("sent, named", [("", "Idempotency-Key is empty"),
+                                         ("k" * 256, "Idempotency-Key has 256 characters; it must be 1 to 255")])
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat", {"text": "How do I get a refund?"}),
+    ("/v1/chat/stream", {"text": "How do I get a refund?"}),
+    ("/v1/chat/completions", {"model": "support-desk", "messages": [{"role": "user", "content": "refund?"}]}),
+])
+def test_an_idempotency_key_out_of_its_length_is_refused_and_runs_no_turn(desk, path, body, sent, named):
+    app, http, _ = desk
+    before = app.state.desk.services.store.count()
+    answer = http.post(path, json=body, headers={"Idempotency-Key": sent})
+    error = answer.json()["error"]
+    assert (answer.status_code, error["type"]) == (422, "invalid_idempotency_key") and named in error["message"]
+    assert app.state.desk.services.store.count() == before
