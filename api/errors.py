@@ -109,6 +109,10 @@ def response(error: ApiError) -> JSONResponse:
     return JSONResponse(body(error), status_code=error.status, headers=error.headers)
 
 
+# pydantic's errors that list what is accepted but not what was sent: the message adds the value sent.
+NAMES_ITS_INPUT = ("literal_error", "enum", "bool_type", "bool_parsing")
+
+
 def _problem(item: dict) -> str:
     """What is wrong with one field, from pydantic's error."""
     given = item.get("input")
@@ -116,7 +120,10 @@ def _problem(item: dict) -> str:
     # name no character: say what the other strings' check (api/schemas.py) says.
     if item.get("type") == "string_unicode" and isinstance(given, str) and (escape := unpaired_surrogate(given)):
         return UNPAIRED.format(escape=escape)
-    return item.get("msg", "invalid")
+    message = item.get("msg", "invalid")
+    if item.get("type") in NAMES_ITS_INPUT and isinstance(given, (str, int, float, bool)):
+        message += f", not {e.shown(given)!r}" if isinstance(given, str) else f", not {e.shown(given)}"
+    return message
 
 
 def install(app: FastAPI, count_error) -> None:

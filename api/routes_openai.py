@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api import errors
@@ -40,13 +40,14 @@ FINISH = {Stop.LENGTH: "length", Stop.REFUSAL: "content_filter"}
 
 class Message(Body):
     model_config = ConfigDict(extra="allow")
-    role: str
+    # OpenAI's roles: any but the last message's is read past (the stored conversation is the memory).
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
 
 
 class StreamOptions(Body):
     model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class CompletionIn(Body):
@@ -55,7 +56,7 @@ class CompletionIn(Body):
     model_config = ConfigDict(extra="allow")
     model: str
     messages: list[Message] = Field(..., min_length=1)
-    stream: bool = False
+    stream: StrictBool = False  # as OpenAI's API: "yes" or 1 is no boolean
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="Choices to generate: the desk answers one turn, so only 1.")
 
@@ -70,7 +71,7 @@ def _customer_text(body: CompletionIn) -> str:
     last = body.messages[-1]
     # An earlier user message is already stored: answering it again would store it twice.
     if last.role != "user":
-        raise ApiError(422, "invalid_request", f"messages: the last message is the {last.role!r}'s; it must be "
+        raise ApiError(422, "invalid_request", f"messages: the last message has the role {last.role!r}; it must be "
                                                "the customer's new message (role 'user').")
     if not _text(last).strip():
         raise ApiError(422, "invalid_request", "messages: the last user message holds no text.")

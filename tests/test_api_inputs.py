@@ -176,3 +176,44 @@ def test_an_idempotency_key_out_of_its_length_is_refused_and_runs_no_turn(desk, 
     error = answer.json()["error"]
     assert (answer.status_code, error["type"]) == (422, "invalid_idempotency_key") and named in error["message"]
     assert app.state.desk.services.store.count() == before
+
+
+def completion(**fields) -> dict:
+    return {"model": "support-desk", "messages": [{"role": "user", "content": "How do I get a refund?"}], **fields}
+
+
+def test_an_unknown_role_is_named_with_the_roles_accepted(desk):
+    _, http, _ = desk
+    message = refused(http.post("/v1/chat/completions", json=completion(
+        messages=[{"role": "user", "content": "hi"}, {"role": "wizard", "content": "refund?"}])))
+    assert "messages.1.role:" in message and "not 'wizard'" in message
+    assert all(f"'{role}'" in message for role in ("system", "developer", "user", "assistant", "tool"))
+
+
+@pytest.mark.parametrize("last", ["assistant", "tool", "system", "developer"])
+def test_a_list_ending_with_another_role_says_which_in_plain_words(desk, last):
+    _, http, _ = desk
+    message = refused(http.post("/v1/chat/completions", json=completion(
+        messages=[{"role": "user", "content": "hi"}, {"role": last, "content": "more"}])))
+    assert message == (f"messages: the last message has the role '{last}'; it must be the customer's new "
+                       "message (role 'user').")
+
+
+@pytest.mark.parametrize("fields, where", [
+    ({"stream": "yes"}, "stream: Input should be a valid boolean, not 'yes'"),
+    ({"stream": 1}, "stream: Input should be a valid boolean, not 1"),
+    ({"stream": True, "stream_options": {"include_usage": "true"}},
+     "stream_options.include_usage: Input should be a valid boolean, not 'true'"),
+])
+def test_booleans_are_json_booleans_as_openai_takes_them(desk, fields, where):
+    app, http, _ = desk
+    before = app.state.desk.services.store.count()
+    assert where in refused(http.post("/v1/chat/completions", json=completion(**fields)))
+    assert app.state.desk.services.store.count() == before
+
+
+def test_an_unknown_tier_is_quoted_short(desk):
+    _, http, _ = desk
+    message = refused(http.post("/v1/chat", json={"text": "hi", "customer_tier": "gold" * 1000}))
+    assert "customer_tier: Input should be 'standard'" in message and ", not 'goldgold" in message
+    assert "…'" in message and len(message) < 250
