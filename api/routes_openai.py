@@ -19,7 +19,7 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StrictBool
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 
 from api import errors
 from api.auth import agent_key
@@ -27,6 +27,7 @@ from api.desk import Desk, desk
 from api.errors import ApiError
 from api.once import REPLAYED, Claim, run_once
 from api.schemas import Body
+from api.sse import EventStream
 from api.timing import CoreTimer
 from api.turns import Turn, conversation_id, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
@@ -140,7 +141,7 @@ def _stream(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey):
         chunks = claim.stored.body["chunks"]
         # The first chunk names the conversation, as the first answer's header did (none if cut off before it).
         named = [c["conversation_id"] for c in chunks if isinstance(c, dict) and c.get("conversation_id")]
-        return EventSourceResponse(_replay(chunks), sep="\n", ping=the_desk.ping_seconds,
+        return EventStream(_replay(chunks), sep="\n", ping=the_desk.ping_seconds,
                                    headers={REPLAYED: "true", **({"X-Conversation-Id": named[0]} if named else {})})
     try:
         turn = _open(the_desk, request, body, key)
@@ -148,7 +149,7 @@ def _stream(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey):
         claim.fail(exc)
         raise
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return EventSourceResponse(_chunks(the_desk, turn, claim, include_usage), sep="\n", ping=the_desk.ping_seconds,
+    return EventStream(_chunks(the_desk, turn, claim, include_usage), sep="\n", ping=the_desk.ping_seconds,
                                headers={"X-Conversation-Id": turn.conversation_id})
 
 

@@ -217,3 +217,17 @@ def test_an_unknown_tier_is_quoted_short(desk):
     message = refused(http.post("/v1/chat", json={"text": "hi", "customer_tier": "gold" * 1000}))
     assert "customer_tier: Input should be 'standard'" in message and ", not 'goldgold" in message
     assert "…'" in message and len(message) < 250
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/stream", {"text": "where is my parcel?"}),
+    ("/v1/chat/completions", completion(stream=True)),
+])
+@pytest.mark.parametrize("asked, connection", [({"Connection": "close"}, ["close"]), ({}, [])])
+def test_a_stream_leaves_its_connection_header_to_the_server(desk, path, body, asked, connection):
+    _, http, _ = desk
+    with http.stream("POST", path, json=body, headers=asked) as answer:
+        text = answer.read().decode()
+    assert answer.headers.get_list("connection") == connection  # never both keep-alive and close
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    assert "event: done" in text or "data: [DONE]" in text  # the whole stream still came
