@@ -231,3 +231,19 @@ def test_a_stream_leaves_its_connection_header_to_the_server(desk, path, body, a
     assert answer.headers.get_list("connection") == connection  # never both keep-alive and close
     assert answer.headers["content-type"].startswith("text/event-stream")
     assert "event: done" in text or "data: [DONE]" in text  # the whole stream still came
+
+
+def test_a_keys_refusals_are_counted_under_the_route_it_called(desk):
+    app, http, _ = desk
+    _, slow = app.state.desk.keys.create("one a minute", "agent", requests_per_minute=1)
+    conversation = started_conversation(http)
+    auth = {"Authorization": f"Bearer {slow}"}
+    assert http.post("/v1/classify", json={"text": "hi"}, headers=auth).status_code == 200
+    assert http.post("/v1/classify", json={"text": "hi"}, headers=auth).status_code == 429
+    assert httpx.get(f"{http.base_url}/v1/conversations/{conversation}").status_code == 401
+    assert http.get("/v1/nowhere").status_code == 404
+    counted = http.get("/metrics").text
+    assert 'chatbot_api_request_seconds_count{method="POST",route="/v1/classify",status="429"} 1.0' in counted
+    assert ('chatbot_api_request_seconds_count{method="GET",route="/v1/conversations/{conversation_id}",'
+            'status="401"} 1.0') in counted
+    assert 'chatbot_api_request_seconds_count{method="GET",route="unmatched",status="404"} 1.0' in counted
