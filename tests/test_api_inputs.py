@@ -3,6 +3,7 @@ naming the field and the problem, never a 500, a vague 400 or a silent guess."""
 
 from __future__ import annotations
 
+import time
 import typing
 
 import httpx
@@ -247,3 +248,18 @@ def test_a_keys_refusals_are_counted_under_the_route_it_called(desk):
     assert ('chatbot_api_request_seconds_count{method="GET",route="/v1/conversations/{conversation_id}",'
             'status="401"} 1.0') in counted
     assert 'chatbot_api_request_seconds_count{method="GET",route="unmatched",status="404"} 1.0' in counted
+
+
+def test_a_batch_row_over_the_message_limit_is_a_result_with_an_error(desk):
+    """As docs/api.md says: not a problem of the upload (it is read), a result the classifier refused."""
+    _, http, _ = desk
+    data = b"id,text\nshort,I want a refund\nlong," + b"a" * 4001 + b"\n"
+    started = http.post("/v1/triage/batch", files={"file": ("tickets.csv", data, "text/csv")}).json()
+    assert started["total"] == 2 and started["problems"] == []
+    deadline = time.monotonic() + 60
+    while (job := http.get(started["status_url"]).json())["status"] != "done" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    short, long = job["results"]
+    assert "error" not in short and short["intent"]["intent"] == "refunds"
+    assert (long["id"], long["line"]) == ("long", 3) and "intent" not in long
+    assert "4,001 characters long; the limit is 4,000" in long["error"]
