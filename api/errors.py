@@ -161,8 +161,9 @@ def install(app: FastAPI, count_error) -> None:
         else:
             kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
             routeless = exc.status_code in (404, 405)
+            where = e.shown(request.url.path)  # the path as sent: quoted, not echoed whole
             error = ApiError(exc.status_code, kind,
-                             f"No route {request.method} {e.shown(request.url.path)}." if routeless else str(exc.detail))
+                             f"No route {request.method} {where}." if routeless else str(exc.detail))
         count_error(error.kind)
         return response(error)
 

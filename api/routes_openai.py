@@ -73,9 +73,9 @@ def _customer_text(body: CompletionIn) -> str:
     # An earlier user message is already stored: answering it again would store it twice.
     if last.role != "user":
         raise ApiError(422, "invalid_request", f"messages: the last message has the role {last.role!r}; it must be "
-                                               "the customer's new message (role 'user').")
+                                               "the customer's new message (role 'user').", fields=["messages"])
     if not _text(last).strip():
-        raise ApiError(422, "invalid_request", "messages: the last user message holds no text.")
+        raise ApiError(422, "invalid_request", "messages: the last user message holds no text.", fields=["messages"])
     return _text(last)
 
 
@@ -87,7 +87,8 @@ def models(key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> 
 
 def _open(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey, timer: CoreTimer | None = None) -> Turn:
     if body.model != the_desk.model_id:
-        raise ApiError(404, "model_not_found", f"The model {shown(body.model)!r} does not exist; use {the_desk.model_id!r}.")
+        raise ApiError(404, "model_not_found",
+                       f"The model {shown(body.model)!r} does not exist; use {the_desk.model_id!r}.")
     given = next((request.headers[h] for h in CONVERSATION_HEADERS if request.headers.get(h)), None)
     conversation = conversation_id(the_desk, given, key, foreign=True)
     return open_turn(the_desk, key, conversation, _customer_text(body), timer=timer)
