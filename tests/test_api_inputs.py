@@ -194,8 +194,10 @@ def test_an_unknown_role_is_named_with_the_roles_accepted(desk):
 @pytest.mark.parametrize("last", ["assistant", "tool", "system", "developer"])
 def test_a_list_ending_with_another_role_says_which_in_plain_words(desk, last):
     _, http, _ = desk
-    message = refused(http.post("/v1/chat/completions", json=completion(
-        messages=[{"role": "user", "content": "hi"}, {"role": last, "content": "more"}])))
+    answer = http.post("/v1/chat/completions", json=completion(
+        messages=[{"role": "user", "content": "hi"}, {"role": last, "content": "more"}]))
+    message = refused(answer)
+    assert answer.json()["error"]["fields"] == ["messages"]  # as every invalid_request names its fields
     assert message == (f"messages: the last message has the role '{last}'; it must be the customer's new "
                        "message (role 'user').")
 
@@ -234,20 +236,25 @@ def test_a_stream_leaves_its_connection_header_to_the_server(desk, path, body, a
     assert "event: done" in text or "data: [DONE]" in text  # the whole stream still came
 
 
+def requests_counted(http: httpx.Client, method: str, route: str, status: int) -> float:
+    line = f'chatbot_api_request_seconds_count{{method="{method}",route="{route}",status="{status}"}} '
+    found = [row for row in http.get("/metrics").text.splitlines() if row.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
 def test_a_keys_refusals_are_counted_under_the_route_it_called(desk):
     app, http, _ = desk
     _, slow = app.state.desk.keys.create("one a minute", "agent", requests_per_minute=1)
     conversation = started_conversation(http)
     auth = {"Authorization": f"Bearer {slow}"}
+    counts = [("POST", "/v1/classify", 429), ("GET", "/v1/conversations/{conversation_id}", 401),
+              ("GET", "unmatched", 404)]
+    before = [requests_counted(http, *labels) for labels in counts]
     assert http.post("/v1/classify", json={"text": "hi"}, headers=auth).status_code == 200
     assert http.post("/v1/classify", json={"text": "hi"}, headers=auth).status_code == 429
     assert httpx.get(f"{http.base_url}/v1/conversations/{conversation}").status_code == 401
     assert http.get("/v1/nowhere").status_code == 404
-    counted = http.get("/metrics").text
-    assert 'chatbot_api_request_seconds_count{method="POST",route="/v1/classify",status="429"} 1.0' in counted
-    assert ('chatbot_api_request_seconds_count{method="GET",route="/v1/conversations/{conversation_id}",'
-            'status="401"} 1.0') in counted
-    assert 'chatbot_api_request_seconds_count{method="GET",route="unmatched",status="404"} 1.0' in counted
+    assert [requests_counted(http, *labels) - was for labels, was in zip(counts, before)] == [1, 1, 1]
 
 
 def test_a_batch_row_over_the_message_limit_is_a_result_with_an_error(desk):
