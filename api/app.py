@@ -6,6 +6,8 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import iter_route_contexts
+from starlette.routing import Match
 
 from api import errors
 from api.body_limit import MAX_BODY_BYTES, RefusalInOurShape
@@ -77,5 +79,25 @@ class RequestTimer:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route, scope["method"], str(status)).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(route_label(scope), scope["method"], str(status)).observe(
+                time.perf_counter() - started)
+
+
+def route_label(scope) -> str:
+    """The path template of the request's route (`/v1/conversations/{conversation_id}`), `unmatched` for none.
+
+    The router names it in the scope once it routed the request. A request answered before routing
+    (the key check's 401 or 429, api/key_first.py) is matched here against the app's routes as the
+    router matches them, so that a key's refusals count under the route it called.
+    """
+    routed = scope.get("route")
+    if routed is not None:
+        return getattr(routed, "path", "unmatched")
+    partial = None
+    for route in iter_route_contexts(scope["app"].routes):
+        match, _ = route.matches(dict(scope))  # a copy: matching must not route this finished request
+        if match is Match.FULL:
+            return route.path
+        if match is Match.PARTIAL and partial is None:  # the path, another method (405)
+            partial = route.path
+    return partial or "unmatched"

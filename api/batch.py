@@ -23,7 +23,7 @@ import redis
 from api.errors import ApiError
 from chatbot.store.server import as_text
 from chatbot.triage.triage import TIER_WEIGHT
-from common.errors import ChatbotError
+from common.errors import ChatbotError, shown
 
 log = logging.getLogger(__name__)
 PREFIX = "chatbot:api:job"
@@ -40,11 +40,12 @@ def parse_upload(name: str, content_type: str, data: bytes) -> tuple[list[dict],
     object a line with `text`. `id` and `customer_tier` are optional. Raises ApiError 422 for a
     file that is neither, is not UTF-8, holds no message or more than MAX_ROWS.
     """
+    lower, kind = name.lower(), content_type.split(";")[0].strip()
+    name = shown(name)  # from here on the file's name is only quoted in messages
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ApiError(422, "invalid_upload", f"{name}: not UTF-8 text.") from None
-    lower, kind = name.lower(), content_type.split(";")[0].strip()
     if lower.endswith((".jsonl", ".ndjson", ".json")) or kind in ("application/x-ndjson", "application/jsonl"):
         raw = _jsonl(text)
     elif lower.endswith(".csv") or kind in ("text/csv", "application/csv"):
@@ -64,7 +65,7 @@ def parse_upload(name: str, content_type: str, data: bytes) -> tuple[list[dict],
         elif not message:
             problems.append({"line": line, "error": "no text"})
         elif tier not in TIER_WEIGHT:
-            problems.append({"line": line, "error": f"unknown customer tier {tier!r}"})
+            problems.append({"line": line, "error": f"unknown customer tier {shown(tier)!r}"})
         else:
             rows.append({"line": line, "id": str(item.get("id") or line), "text": message, "customer_tier": tier})
     if not rows:
@@ -96,7 +97,7 @@ def _csv(name: str, text: str):
         columns = [c.strip().lower() for c in reader.fieldnames or []]
         if not any(c in columns for c in TEXT_COLUMNS):
             raise ApiError(422, "invalid_upload",
-                           f"{name}: the CSV needs a `text` column (found: {', '.join(columns)}).")
+                           f"{name}: the CSV needs a `text` column (found: {shown(', '.join(columns))}).")
         for row in reader:
             yield reader.line_num, {(k or "").strip().lower(): v for k, v in row.items()}, ""
     except csv.Error as exc:

@@ -7,6 +7,7 @@ errors on the compatible endpoint as it reads its own.
 from __future__ import annotations
 
 import logging
+import sys
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
+from api.schemas import UNPAIRED, unpaired_surrogate
 from chatbot.access.api_keys import ApiKeyError, KeyLimitReached
 from common import errors as e
 
@@ -61,6 +63,25 @@ def too_large(scope) -> ApiError:
     return ApiError(413, "request_too_large", f"The request body is over {cap}.", max_bytes=limit)
 
 
+def invalid_request(problems: list[str]) -> ApiError:
+    """422 `invalid_request` listing each problem as "field: what is wrong", the fields named in `fields`."""
+    return ApiError(422, "invalid_request", "The request is not valid: " + "; ".join(problems),
+                    fields=[p.split(":")[0] for p in problems])
+
+
+def unreadable_json(exc: BaseException) -> str:
+    """Why `json.loads` could not read a text, in words the sender can act on."""
+    if isinstance(exc, UnicodeDecodeError):  # `json.loads` of bytes decodes them first
+        return f"not UTF-8 at byte {exc.start}"
+    if isinstance(exc, RecursionError):  # nested deeper than the parser goes
+        return "nested too deep"
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        # CPython refuses to convert longer digit strings (a guard against quadratic time; Python docs,
+        # "Integer string conversion length limitation")
+        return f"an integer over {sys.get_int_max_str_digits():,} digits"
+    return str(exc)
+
+
 def describe(exc: BaseException) -> ApiError:
     """The ApiError for any exception: typed core errors keep their message, others say only their class."""
     if isinstance(exc, ApiError):
@@ -88,6 +109,23 @@ def response(error: ApiError) -> JSONResponse:
     return JSONResponse(body(error), status_code=error.status, headers=error.headers)
 
 
+# pydantic's errors that list what is accepted but not what was sent: the message adds the value sent.
+NAMES_ITS_INPUT = ("literal_error", "enum", "bool_type", "bool_parsing")
+
+
+def _problem(item: dict) -> str:
+    """What is wrong with one field, from pydantic's error."""
+    given = item.get("input")
+    # A constrained string (`max_length`) or a dict key meets pydantic's own UTF-8 check, whose words
+    # name no character: say what the other strings' check (api/schemas.py) says.
+    if item.get("type") == "string_unicode" and isinstance(given, str) and (escape := unpaired_surrogate(given)):
+        return UNPAIRED.format(escape=escape)
+    message = item.get("msg", "invalid")
+    if item.get("type") in NAMES_ITS_INPUT and isinstance(given, (str, int, float, bool)):
+        message += f", not {e.shown(given)!r}" if isinstance(given, str) else f", not {e.shown(given)}"
+    return message
+
+
 def install(app: FastAPI, count_error) -> None:
     """Answer every error as typed JSON; `count_error(kind)` counts it for /metrics."""
 
@@ -105,20 +143,27 @@ def install(app: FastAPI, count_error) -> None:
                 error = (item.get("ctx") or {}).get("error", "JSON decode error")
                 problems.append(f"body: not valid JSON ({error} at character {item['loc'][-1]})")
                 continue
-            where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
-            problems.append(f"{where}: {item.get('msg', 'invalid')}")
+            # A location may hold a name the client sent (an unknown field's): quoted, not echoed whole.
+            where = e.shown(".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body")
+            problems.append(f"{where}: {_problem(item)}")
         count_error("invalid_request")
-        return response(ApiError(422, "invalid_request", "The request is not valid: " + "; ".join(problems),
-                                 fields=[p.split(":")[0] for p in problems]))
+        return response(invalid_request(problems))
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 413:  # FastAPI's `max_body_size` counted the body over its cap
             error = too_large(request.scope)
+        elif exc.status_code == 400:
+            # FastAPI's "There was an error parsing the body" (fastapi/routing.py, `get_request_handler`):
+            # the error `json.loads` raised is its cause; Starlette's words on a broken form its detail.
+            cause = exc.__cause__
+            error = invalid_request([f"body: not valid JSON ({unreadable_json(cause)})"
+                                     if isinstance(cause, (ValueError, RecursionError)) else f"body: {exc.detail}"])
         else:
             kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
             routeless = exc.status_code in (404, 405)
+            where = e.shown(request.url.path)  # the path as sent: quoted, not echoed whole
             error = ApiError(exc.status_code, kind,
-                             f"No route {request.method} {request.url.path}." if routeless else str(exc.detail))
+                             f"No route {request.method} {where}." if routeless else str(exc.detail))
         count_error(error.kind)
         return response(error)
 

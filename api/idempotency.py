@@ -29,6 +29,7 @@ HEADER = "Idempotency-Key"
 # Seconds a duplicate is asked to wait before its retry: most turns end within a second or two, and
 # the OpenAI SDK retries a 409 after the Retry-After it is given.
 RETRY_AFTER = 1
+MAX_KEY_CHARS = 255
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,12 @@ class Idempotency:
         Never waits. Raises ApiError 422 when the key was used for a different request, 409
         `idempotency_key_in_use` (with `Retry-After`) while the first request with it still runs.
         """
-        if not key.strip() or len(key) > 255:
-            raise ApiError(422, "invalid_idempotency_key", f"{HEADER} must be 1 to 255 characters.")
+        if not key.strip():
+            raise ApiError(422, "invalid_idempotency_key", f"{HEADER} is empty: send 1 to {MAX_KEY_CHARS} characters "
+                                                           "(a UUID, say), or leave the header out.")
+        if len(key) > MAX_KEY_CHARS:
+            raise ApiError(422, "invalid_idempotency_key", f"{HEADER} has {len(key):,} characters; it must be 1 to "
+                                                           f"{MAX_KEY_CHARS}.")
         name = self._name(scope, key)
         while True:  # loops only when the first released the key between our SET and GET
             mine = json.dumps({"state": "running", "request": request})

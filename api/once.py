@@ -20,18 +20,21 @@ class Claim:
     """This request's hold on its idempotency key (or none, without the header)."""
 
     def __init__(self, desk: Desk, request: Request, key: ApiKey, request_repr: str):
-        self.key = request.headers.get(HEADER, "")
+        # None without the header; an empty one is sent, and refused by the claim (not taken for none:
+        # a client that meant a key would get a second turn on its retry).
+        self.key: str | None = request.headers.get(HEADER)
         self._store = desk.idempotency
         self.scope = f"{key.key_id}:{request.method}:{request.url.path}"
         self.request = fingerprint(request.method, request.url.path, request_repr.encode())
-        self.stored: Stored | None = self._store.claim(self.scope, self.key, self.request) if self.key else None
+        self.stored: Stored | None = (self._store.claim(self.scope, self.key, self.request)
+                                      if self.key is not None else None)
 
     def finish(self, status: int, body: dict) -> None:
-        if self.key:
+        if self.key is not None:
             self._store.finish(self.scope, self.key, self.request, status, body)
 
     def release(self) -> None:
-        if self.key:
+        if self.key is not None:
             self._store.release(self.scope, self.key)
 
     def fail(self, exc: BaseException) -> None:

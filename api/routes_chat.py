@@ -8,13 +8,14 @@ from typing import AsyncIterator
 import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 
 from api import errors
 from api.auth import agent_key
 from api.desk import Desk, desk
 from api.once import REPLAYED, Claim, run_once
 from api.schemas import ChatIn
+from api.sse import EventStream
 from api.timing import CoreTimer
 from api.turns import CLIENT_LEFT, Turn, conversation_id, head, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
@@ -95,7 +96,7 @@ def chat_stream(body: ChatIn, request: Request, key: ApiKey = Depends(agent_key)
             return JSONResponse(stored.body, stored.status, headers={REPLAYED: "true"})
         # The first answer's conversation header too: its meta event names the conversation.
         conversation = stored.body["events"][0][1]["conversation_id"]
-        return EventSourceResponse(replay(stored.body["events"]), ping=the_desk.ping_seconds,
+        return EventStream(replay(stored.body["events"]), ping=the_desk.ping_seconds,
                                    headers={REPLAYED: "true", "X-Conversation-Id": conversation})
     try:
         conversation = conversation_id(the_desk, body.conversation_id, key)
@@ -103,5 +104,5 @@ def chat_stream(body: ChatIn, request: Request, key: ApiKey = Depends(agent_key)
     except BaseException as exc:
         claim.fail(exc)
         raise
-    return EventSourceResponse(stream_turn(the_desk, turn, claim), ping=the_desk.ping_seconds,
+    return EventStream(stream_turn(the_desk, turn, claim), ping=the_desk.ping_seconds,
                                headers={"X-Conversation-Id": conversation})

@@ -6,6 +6,7 @@ import hashlib
 
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 
+from api import errors
 from api.auth import agent_key
 from api.batch import parse_upload
 from api.desk import Desk, desk
@@ -18,6 +19,7 @@ from api.turns import conversation_id
 from chatbot.access.api_keys import ApiKey, KeyLimitReached
 from chatbot.access.roles import ADMIN
 from chatbot.turn.classify import classify
+from common.errors import shown
 
 router = APIRouter(prefix="/v1", tags=["triage"])
 MAX_UPLOAD_BYTES = 20_000_000  # 10,000 messages of up to 2,000 bytes, which most tickets are well under
@@ -62,13 +64,23 @@ def classify_message(body: ClassifyIn, response: Response, key: ApiKey = Depends
     return found
 
 
+async def one_file(request: Request) -> None:
+    """422 when the form holds more than one `file` part: FastAPI gives the route the last one only, and
+    the others would be dropped without a word. The form is the one FastAPI parsed (Starlette keeps it)."""
+    files = (await request.form()).getlist("file")
+    if len(files) > 1:
+        raise errors.invalid_request([f"file: {len(files)} files were sent; send one file a batch (several "
+                                      "files: one batch each, or join their rows into one file)"])
+
+
 @router.post("/triage/batch", status_code=202, max_body_size=MAX_UPLOAD_BYTES + 1_000_000,  # + multipart framing
+             dependencies=[Depends(one_file)],
              summary="Triage a CSV (a `text` column) or JSON Lines file of messages; poll the job for progress")
 def triage_batch(request: Request, file: UploadFile = File(..., description="CSV or JSONL, UTF-8"),
                  key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)):
     data = file.file.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
-        raise ApiError(413, "upload_too_large", f"{file.filename}: over {MAX_UPLOAD_BYTES // 1_000_000} MB; "
+        raise ApiError(413, "upload_too_large", f"{shown(file.filename)}: over {MAX_UPLOAD_BYTES // 1_000_000} MB; "
                                                 "split it into several batches.")
     digest = hashlib.sha256(data).hexdigest()
 

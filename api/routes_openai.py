@@ -13,22 +13,25 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from pydantic import ConfigDict, Field, StrictBool
+from sse_starlette import ServerSentEvent
 
 from api import errors
 from api.auth import agent_key
 from api.desk import Desk, desk
 from api.errors import ApiError
 from api.once import REPLAYED, Claim, run_once
+from api.schemas import Body
+from api.sse import EventStream
 from api.timing import CoreTimer
 from api.turns import CLIENT_LEFT, Turn, conversation_id, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
+from common.errors import shown
 from common.types import Stop
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -36,24 +39,25 @@ CONVERSATION_HEADERS = ("X-Conversation-Id", "X-OpenWebUI-Chat-Id")
 FINISH = {Stop.LENGTH: "length", Stop.REFUSAL: "content_filter"}
 
 
-class Message(BaseModel):
+class Message(Body):
     model_config = ConfigDict(extra="allow")
-    role: str
+    # OpenAI's roles: any but the last message's is read past (the stored conversation is the memory).
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(Body):
     model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
-class CompletionIn(BaseModel):
+class CompletionIn(Body):
     """OpenAI's chat completion request; fields the desk has no use for (temperature...) are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
     model: str
     messages: list[Message] = Field(..., min_length=1)
-    stream: bool = False
+    stream: StrictBool = False  # as OpenAI's API: "yes" or 1 is no boolean
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="Choices to generate: the desk answers one turn, so only 1.")
 
@@ -68,10 +72,10 @@ def _customer_text(body: CompletionIn) -> str:
     last = body.messages[-1]
     # An earlier user message is already stored: answering it again would store it twice.
     if last.role != "user":
-        raise ApiError(422, "invalid_request", f"messages: the last message is the {last.role!r}'s; it must be "
-                                               "the customer's new message (role 'user').")
+        raise ApiError(422, "invalid_request", f"messages: the last message has the role {last.role!r}; it must be "
+                                               "the customer's new message (role 'user').", fields=["messages"])
     if not _text(last).strip():
-        raise ApiError(422, "invalid_request", "messages: the last user message holds no text.")
+        raise ApiError(422, "invalid_request", "messages: the last user message holds no text.", fields=["messages"])
     return _text(last)
 
 
@@ -83,7 +87,8 @@ def models(key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> 
 
 def _open(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey, timer: CoreTimer | None = None) -> Turn:
     if body.model != the_desk.model_id:
-        raise ApiError(404, "model_not_found", f"The model {body.model!r} does not exist; use {the_desk.model_id!r}.")
+        raise ApiError(404, "model_not_found",
+                       f"The model {shown(body.model)!r} does not exist; use {the_desk.model_id!r}.")
     given = next((request.headers[h] for h in CONVERSATION_HEADERS if request.headers.get(h)), None)
     conversation = conversation_id(the_desk, given, key, foreign=True)
     return open_turn(the_desk, key, conversation, _customer_text(body), timer=timer)
@@ -137,7 +142,7 @@ def _stream(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey):
         chunks = claim.stored.body["chunks"]
         # The first chunk names the conversation, as the first answer's header did (none if cut off before it).
         named = [c["conversation_id"] for c in chunks if isinstance(c, dict) and c.get("conversation_id")]
-        return EventSourceResponse(_replay(chunks), sep="\n", ping=the_desk.ping_seconds,
+        return EventStream(_replay(chunks), sep="\n", ping=the_desk.ping_seconds,
                                    headers={REPLAYED: "true", **({"X-Conversation-Id": named[0]} if named else {})})
     try:
         turn = _open(the_desk, request, body, key)
@@ -145,7 +150,7 @@ def _stream(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey):
         claim.fail(exc)
         raise
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return EventSourceResponse(_chunks(the_desk, turn, claim, include_usage), sep="\n", ping=the_desk.ping_seconds,
+    return EventStream(_chunks(the_desk, turn, claim, include_usage), sep="\n", ping=the_desk.ping_seconds,
                                headers={"X-Conversation-Id": turn.conversation_id})
 
 

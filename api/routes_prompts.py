@@ -12,7 +12,7 @@ from api.turns import usage
 from chatbot.access.api_keys import ApiKey
 from api.schemas import PromptTestIn
 from chatbot.turn.steps import clean_message
-from common.errors import PromptNotFound
+from common.errors import PromptNotFound, shown
 
 router = APIRouter(prefix="/v1/prompts", tags=["prompts"])
 
@@ -26,7 +26,7 @@ def list_prompts(key: ApiKey = Depends(admin_key), the_desk: Desk = Depends(desk
 def test_prompt(body: PromptTestIn, key: ApiKey = Depends(admin_key), the_desk: Desk = Depends(desk)) -> dict:
     library = the_desk.services.prompts
     if body.name not in library.names():
-        raise PromptNotFound(f"No prompt template {body.name!r}; GET /v1/prompts lists them.")
+        raise PromptNotFound(f"No prompt template {shown(body.name)!r}; GET /v1/prompts lists them.")
     version = body.version or library.labels(body.name)["latest"]
     template = library.template(body.name, version)
     backend, fallback = metered_backend(the_desk, key)

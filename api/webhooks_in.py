@@ -20,7 +20,7 @@ from api.body_limit import RefusalInOurShape
 from api.errors import ApiError
 from chatbot.helpdesk.chatwoot import (ChatwootSignatureError, first_delivery, forget_delivery, queue_event,
                                        verify_signature)
-from common.errors import ConfigurationError
+from common.errors import ConfigurationError, shown
 
 PATH = "/v1/integrations/chatwoot"
 
@@ -46,8 +46,7 @@ def _event(body: bytes) -> dict:
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
-        detail = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
-        raise ApiError(400, "invalid_json", f"The body is not JSON ({detail}).") from exc
+        raise ApiError(400, "invalid_json", f"The body is not JSON ({errors.unreadable_json(exc)}).") from exc
     if not isinstance(payload, dict):
         raise ApiError(400, "invalid_event", f"The body is a JSON {type(payload).__name__}, not an object: "
                                              "a Chatwoot event is an object.")
@@ -85,7 +84,7 @@ def chatwoot_router(secret: Callable[[], str], connection: Callable[[], redis.Re
             raise ApiError(503, "queue_unavailable", QUEUE_DOWN) from exc
         except (AttributeError, TypeError, ValueError) as exc:  # signed, but fields not of Chatwoot's types
             forget_delivery(client, delivery)
-            raise ApiError(400, "invalid_event", f"The event is not in Chatwoot's shape ({exc}).") from exc
+            raise ApiError(400, "invalid_event", f"The event is not in Chatwoot's shape ({shown(exc, 200)}).") from exc
 
     return router
 

@@ -3,6 +3,22 @@
 from __future__ import annotations
 
 
+ECHO_CHARS = 80  # of a value sent to us that a message quotes: enough to recognise it
+
+
+def shown(value: object, limit: int = ECHO_CHARS) -> str:
+    """`value` as an error message quotes it: its first `limit` characters and "…" when longer, so that a
+    message never grows with what was sent (a 100 kB name), and any lone surrogate as its escape, so
+    that the message is UTF-8 text whatever was sent."""
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except ValueError:  # an int past CPython's digit limit has no decimal form
+        text = f"a number of {value.bit_length():,} bits" if isinstance(value, int) else "(a value not shown)"
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class ChatbotError(Exception):
     """Base of every error the app reports to a person; `str()` is the message."""
 

@@ -70,9 +70,11 @@ def test_a_refused_delivery_names_the_check_that_failed(url, sent, status, kind,
 @pytest.mark.parametrize("body, kind, named", [
     (b'{"event": ', "invalid_json", "not JSON"),
     (b"[" * 100_000 + b"]" * 100_000, "invalid_json", "nested too deep"),
+    (b'{"content": "caf\xe9"}', "invalid_json", "(not UTF-8 at byte 16)"),
+    (b'{"account": {"id": ' + b"1" * 5000 + b"}}", "invalid_json", "(an integer over 4,300 digits)"),
     (b'["message_created"]', "invalid_event", "a JSON list, not an object"),
     (json.dumps({**EVENT, "conversation": "7"}).encode(), "invalid_event", "not in Chatwoot's shape"),
-], ids=["cut-short", "deep", "list", "conversation-string"])
+], ids=["cut-short", "deep", "latin-1", "5000-digits", "list", "conversation-string"])
 def test_a_signed_body_that_is_no_chatwoot_event_is_a_400_saying_why(url, body, kind, named):
     sent = headers(body, delivery=f"odd-{hashlib.sha256(body).hexdigest()[:12]}")
     status, got_kind, message = refusal(httpx.post(url, content=body, headers=sent))

@@ -55,6 +55,13 @@ def test_saving_the_same_text_again_writes_nothing(tmp_path):
     assert same.version == 1 and len(library.history("general")) == 1
 
 
+@pytest.mark.parametrize("version", [0, -3, 10**23, 10**300])
+def test_a_version_number_no_save_made_is_not_found_whatever_its_size(tmp_path, version):
+    library = open_prompt_library(tmp_path)  # a number of 250 digits would be too long a file name
+    with pytest.raises(PromptNotFound, match="'billing' has no version"):
+        library.store.version("billing", version)
+
+
 def test_publish_and_rollback_move_production_only(tmp_path):
     library = open_prompt_library(tmp_path)
     for n in (1, 2):

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from common.errors import ChatbotError, PromptNotFound, StaleVersionError
+from common.errors import ChatbotError, PromptNotFound, StaleVersionError, shown
 from common.jsonl import json_lines
 from chatbot.prompts.template import sha256_text
 
@@ -99,12 +99,16 @@ class PromptStore:
 
     def version(self, name: str, version: int) -> VersionInfo:
         """One version; PromptNotFound if it does not exist."""
-        record = self._read(name, int(version))
+        version = int(version)
+        # `save` numbers a template's versions 1, 2, 3...: a number past the latest names none and is
+        # not looked up, as the file store would make it a file name (10**300's is too long for any
+        # file system: an OSError, not a version that does not exist).
+        record = self._read(name, version) if 1 <= version <= self.labels(name).get("latest", 0) else None
         if record is None:
             known = self._numbers(name)
             if not known:
-                raise PromptNotFound(f"No prompt template named '{name}'.")
-            raise PromptNotFound(f"'{name}' has no version {version}; it has v1 to v{max(known)}.")
+                raise PromptNotFound(f"No prompt template named '{shown(name)}'.")
+            raise PromptNotFound(f"'{name}' has no version {shown(version)}; it has v1 to v{max(known)}.")
         if sha256_text(record["text"]) != record["sha256"]:
             # Versions are immutable: a changed file is damage, never an edit to honour.
             raise ChatbotError(f"Version {version} of '{name}' does not match its SHA-256; the file was altered.")
@@ -114,7 +118,7 @@ class PromptStore:
         """Every version of a template, newest first."""
         numbers = self._numbers(name)
         if not numbers:
-            raise PromptNotFound(f"No prompt template named '{name}'.")
+            raise PromptNotFound(f"No prompt template named '{shown(name)}'.")
         return [self.version(name, v) for v in sorted(numbers, reverse=True)]
 
     # -- writing ----------------------------------------------------------------------------------
