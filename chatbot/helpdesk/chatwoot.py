@@ -3,9 +3,9 @@
 The incoming side (the HTTP endpoint in `api/webhooks_in.py`) only checks and queues: the
 signature (`verify_signature`), the event's fields (`job_for`, `chatwoot_events.py`), the delivery
 id (`first_delivery`), then `queue_job`. The reply is computed by the worker (`answer`) and posted
-back (`post_reply`), so Chatwoot's webhook is acknowledged at once. Chatwoot's API: POST /api/v1/accounts/{account}/conversations/{id}/messages
-and .../toggle_status, authenticated by the bot's `api_access_token` header
-(https://www.chatwoot.com/developers/api/).
+back (`post_reply`), so Chatwoot's webhook is acknowledged at once. Chatwoot's API:
+POST /api/v1/accounts/{account}/conversations/{id}/messages and .../toggle_status, authenticated
+by the bot's `api_access_token` header (https://www.chatwoot.com/developers/api/).
 """
 
 from __future__ import annotations
