@@ -8,8 +8,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-# `make api`: the HTTP API (docs at http://127.0.0.1:$(API_PORT)/docs), same data directory as `make run`.
-API_PORT ?= 8000
+# `make api`: the HTTP API, same data directory as `make run`, where the settings CHATBOT_API_HOST and
+# CHATBOT_API_PORT say (127.0.0.1:8000 unset); `make api API_PORT=8010 API_HOST=0.0.0.0` overrides them.
+API_HOST ?=
+API_PORT ?=
 
 .PHONY: run api test install install-train install-dev system-deps bench worker clean
 
@@ -51,7 +53,7 @@ run: install-train
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
 
 api: install
-	$(BIN)/python -m chatbot serve --host 127.0.0.1 --port $(API_PORT)
+	$(BIN)/python -m chatbot serve $(if $(API_HOST),--host $(API_HOST)) $(if $(API_PORT),--port $(API_PORT))
 
 test: install-dev
 	$(BIN)/python -m pytest -q

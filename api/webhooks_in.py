@@ -2,15 +2,15 @@
 
 `chatwoot_router(...)` is an APIRouter for the API app (`app.include_router(...)`); `make_app()`
 serves it alone: `uvicorn api.webhooks_in:make_app --factory --port 8010`. The answer is sent in
-milliseconds (signature, one Redis SET, one enqueue); the reply itself is written by the worker
-(`python -m chatbot webhook-worker`) and posted back through Chatwoot's API.
+milliseconds (signature, the event's fields, one Redis SET, one enqueue); the reply itself is
+written by the worker (`python -m chatbot webhook-worker`) and posted back through Chatwoot's API.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import redis
 from fastapi import APIRouter, FastAPI, Request
@@ -18,9 +18,10 @@ from fastapi import APIRouter, FastAPI, Request
 from api import errors
 from api.body_limit import RefusalInOurShape
 from api.errors import ApiError
-from chatbot.helpdesk.chatwoot import (ChatwootSignatureError, first_delivery, forget_delivery, queue_event,
+from chatbot.helpdesk.chatwoot import (ChatwootSignatureError, first_delivery, forget_delivery, job_for, queue_job,
                                        verify_signature)
-from common.errors import ConfigurationError, shown
+from chatbot.helpdesk.chatwoot_events import ChatwootEventError
+from common.errors import ConfigurationError
 
 PATH = "/v1/integrations/chatwoot"
 
@@ -53,6 +54,15 @@ def _event(body: bytes) -> dict:
     return payload
 
 
+def _job(payload: dict) -> tuple[Callable[[dict], Any], dict] | None:
+    """The job the event needs (None: none), or ApiError 400 `invalid_event` naming each field not of
+    Chatwoot's types (in `fields`). Checked before the delivery is recorded, so nothing is to forget."""
+    try:
+        return job_for(payload)
+    except ChatwootEventError as exc:
+        raise ApiError(400, "invalid_event", str(exc), fields=exc.fields) from exc
+
+
 def chatwoot_router(secret: Callable[[], str], connection: Callable[[], redis.Redis]) -> APIRouter:
     """The Chatwoot endpoint, reading the webhook secret and the Redis connection when each request comes."""
     router = APIRouter(tags=["integrations"], max_body_size=MAX_BODY_BYTES)
@@ -69,7 +79,7 @@ def chatwoot_router(secret: Callable[[], str], connection: Callable[[], redis.Re
         if not delivery:
             raise ApiError(400, "missing_delivery_id", "X-Chatwoot-Delivery is missing: deliveries cannot be "
                                                        "told apart.")
-        payload = _event(body)
+        job = _job(_event(body))
         client = connection()
         try:
             if not first_delivery(client, delivery):
@@ -77,14 +87,14 @@ def chatwoot_router(secret: Callable[[], str], connection: Callable[[], redis.Re
         except redis.RedisError as exc:
             raise ApiError(503, "queue_unavailable", QUEUE_DOWN) from exc
         try:
-            return {"status": "queued" if queue_event(client, payload) else "ignored"}
-        except redis.RedisError as exc:
-            # Chatwoot retries a delivery that failed: forget it, so the retry is not taken for a duplicate.
+            return {"status": "queued" if queue_job(client, job) else "ignored"}
+        except BaseException as exc:
+            # The delivery is recorded but nothing was queued: whatever failed, forget it, so that
+            # Chatwoot's retry of it is processed rather than answered as a duplicate and lost.
             forget_delivery(client, delivery)
-            raise ApiError(503, "queue_unavailable", QUEUE_DOWN) from exc
-        except (AttributeError, TypeError, ValueError) as exc:  # signed, but fields not of Chatwoot's types
-            forget_delivery(client, delivery)
-            raise ApiError(400, "invalid_event", f"The event is not in Chatwoot's shape ({shown(exc, 200)}).") from exc
+            if isinstance(exc, redis.RedisError):
+                raise ApiError(503, "queue_unavailable", QUEUE_DOWN) from exc
+            raise
 
     return router
 

@@ -50,6 +50,11 @@ def run_api_keys(args: argparse.Namespace) -> int:
             print(f"{r.key_id}  {r.role:<6} {state:<8} {r.requests_per_minute:>5}/min {r.daily_tokens:>9} tokens/day  "
                   f"{time.strftime('%Y-%m-%d', time.gmtime(r.created))}  {r.name}")
     else:
+        already = keys.get(args.key_id).revoked  # ApiKeyError (exit 2) for an unknown id
         record = keys.revoke(args.key_id)
-        print(f"revoked {record.key_id} ({record.name})")
+        if already:  # nothing to do: revoking is idempotent, so still exit 0
+            print(f"{record.key_id} ({record.name}) was already revoked on "
+                  f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(record.revoked))}")
+        else:
+            print(f"revoked {record.key_id} ({record.name})")
     return 0

@@ -20,11 +20,18 @@ def run_worker(args: argparse.Namespace) -> int:
     from rq import SimpleWorker
 
     from chatbot.store.conversations import ConversationStore
-    from chatbot.store.jobs import job_queue  # here: other commands must not load the chat core
+    from chatbot.store.jobs import job_queue, worker_connection  # here: other commands must not load the chat core
     from common.settings import Settings
     store = ConversationStore.from_settings(Settings.load())
     # SimpleWorker runs jobs in this process, so the knowledge base and the model that Chatwoot
     # replies need are loaded once, not once per job as in a forking worker.
-    worker = SimpleWorker([job_queue(store.client)], connection=store.client)
-    worker.work(burst=args.burst, with_scheduler=True, logging_level="WARNING" if args.quiet else "INFO")
+    connection = worker_connection(store.client)
+    worker = SimpleWorker([job_queue(connection)], connection=connection)
+    try:
+        worker.work(burst=args.burst, with_scheduler=True, logging_level="WARNING" if args.quiet else "INFO")
+    finally:
+        # The embedded Redis stops when its last client leaves (at exit): close what RQ opened first.
+        if worker.scheduler is not None:
+            worker.scheduler.connection.connection_pool.disconnect()
+        connection.connection_pool.disconnect()
     return 0

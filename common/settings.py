@@ -22,6 +22,8 @@ SECRETS_FILE = Path(".streamlit/secrets.toml")
 # The names backends/registry.py and knowledge/fusion.py accept (tests/test_settings.py keeps them equal).
 BACKEND_NAMES = ("offline", "openai", "anthropic", "ollama", "local")
 FUSIONS = ("convex", "rrf")
+# A TCP port. uvicorn passes any number to the OS, which listens on a random port past 65535.
+MIN_PORT, MAX_PORT = 1, 65535
 
 
 def setting(default: Any, env: str, *, secret: bool = False, help: str = "", **limits: Any) -> Any:
@@ -64,7 +66,7 @@ class Settings(BaseSettings):
     local_model_path: str = setting("", "CHATBOT_LOCAL_MODEL")
     local_adapter_path: str = setting("", "CHATBOT_LOCAL_ADAPTER")
     chroma_host: str = setting("", "CHROMA_HOST")
-    chroma_port: int = setting(8000, "CHROMA_PORT", ge=1, le=65535)
+    chroma_port: int = setting(8000, "CHROMA_PORT", ge=MIN_PORT, le=MAX_PORT)
     chroma_token: str = setting("", "CHROMA_TOKEN", secret=True)
     redis_url: str = setting("", "REDIS_URL", secret=True)
     embedding_model: str = setting("", "CHATBOT_EMBEDDING_MODEL")
@@ -82,6 +84,9 @@ class Settings(BaseSettings):
     # Price per million tokens, input/output, by model name (or name prefix), for the cost estimate:
     # "gpt-4o-mini=0.15/0.60, claude-haiku=1/5", or a table of [input, output] pairs in secrets.toml.
     model_prices: str | dict[str, Any] = setting("", "CHATBOT_MODEL_PRICES")
+    # Where `python -m chatbot serve` (and `make api`) listens; its --host and --port take precedence.
+    api_host: str = setting("127.0.0.1", "CHATBOT_API_HOST", min_length=1)
+    api_port: int = setting(8000, "CHATBOT_API_PORT", ge=MIN_PORT, le=MAX_PORT)
     # Chatwoot: its address, the agent bot's access token (replies and handoffs go through its API),
     # and the secret its webhooks are signed with (X-Chatwoot-Signature).
     chatwoot_url: str = setting("", "CHATWOOT_URL")
@@ -161,6 +166,8 @@ def _accepted(error: dict) -> str:
         return "it must be a whole number"
     if kind.startswith("float_"):
         return "it must be a number"
+    if kind == "string_too_short":
+        return "it must not be empty"
     bounds = {"greater_than_equal": "{ge} or more", "greater_than": "more than {gt}",
               "less_than_equal": "{le} or less", "less_than": "less than {lt}"}
     if kind in bounds:

@@ -81,6 +81,69 @@ def test_a_signed_body_that_is_no_chatwoot_event_is_a_400_saying_why(url, body, 
     assert (status, got_kind) == (400, kind) and named in message
 
 
+MESSAGE = '{"event": "message_created", "message_type": "incoming", "content": "hi", '
+STATUS = '{"event": "conversation_status_changed", "status": "resolved", '
+
+
+@pytest.mark.parametrize("body, field", [
+    (MESSAGE + '"conversation": {"id": 7}, "account": {"id": 1e400}}', "account.id"),  # infinity once parsed
+    (STATUS + '"id": 1e400, "account": {"id": 1}}', "id"),
+    (MESSAGE + '"conversation": {"id": NaN}, "account": {"id": 1}}', "conversation.id"),
+    (MESSAGE + '"conversation": {"id": true}, "account": {"id": 1}}', "conversation.id"),
+    (MESSAGE + '"conversation": {"id": 7.0}, "account": {"id": 1}}', "conversation.id"),
+    (MESSAGE + '"conversation": {"id": 7}, "account": {"id": 1180591620717411303424}}', "account.id"),  # 2**70
+    (MESSAGE + '"conversation": {"id": 7}, "account": {"id": -1}}', "account.id"),
+    (MESSAGE + '"conversation": {"id": 7}, "account": {"id": "1"}}', "account.id"),
+    (MESSAGE + '"conversation": {"id": 7}, "account": {"id": {"id": [1]}}}', "account.id"),
+    (MESSAGE + '"conversation": {"id": 7, "status": ["open"]}, "account": {"id": 1}}', "conversation.status"),
+    (MESSAGE + '"conversation": {"id": 7}, "account": [1]}', "account"),
+    (MESSAGE + '"conversation": {"id": 7}, "account": {"id": 1}, "private": "no"}', "private"),
+    ('{"event": "message_created", "content": 5, "conversation": {"id": 7}, "account": {"id": 1}}', "content"),
+    (STATUS + '"id": 7, "messages": ["junk"]}', "messages.0"),
+    (STATUS + '"id": 7, "messages": [{"account_id": false}]}', "messages.0.account_id"),
+    ('{"event": ["message_created"], "content": "hi"}', "event"),
+], ids=["inf-account", "inf-status-id", "nan", "bool", "float", "huge", "negative", "string", "nested", "status-list",
+        "account-list", "private-word", "content-number", "message-word", "message-account-bool", "event-list"])
+def test_a_field_not_of_chatwoots_types_is_refused_by_name_and_the_retry_is_not_a_duplicate(url, body, field):
+    sent = headers(body.encode(), delivery=f"bad-{hashlib.sha256(body.encode()).hexdigest()[:12]}")
+    first = httpx.post(url, content=body.encode(), headers=sent)
+    status, kind, message = refusal(first)
+    assert (status, kind) == (400, "invalid_event") and f"{field}:" in message
+    assert field in first.json()["error"]["fields"]
+    again = httpx.post(url, content=body.encode(), headers=sent)  # Chatwoot's retry, same delivery id
+    assert refusal(again)[:2] == (400, "invalid_event")  # not `200 duplicate`: the delivery was not recorded
+
+
+def test_an_event_the_desk_does_not_act_on_is_ignored_whatever_its_other_fields(url):
+    body = b'{"event": "webwidget_triggered", "id": 1e400, "account": {"id": true}}'
+    answer = httpx.post(url, content=body, headers=headers(body, delivery="widget-1"))
+    assert (answer.status_code, answer.json()) == (200, {"status": "ignored"})
+
+
+def test_a_delivery_that_fails_after_it_is_recorded_is_forgotten_so_chatwoots_retry_is_taken(redis_client,
+                                                                                               monkeypatch):
+    import api.webhooks_in as webhooks_in
+
+    app = FastAPI()
+    errors.install(app, lambda kind: None)
+    app.include_router(chatwoot_router(lambda: SECRET, lambda: redis_client))
+    queue_job, calls = webhooks_in.queue_job, []
+
+    def fails_once(client, job):  # a fault no test input reaches, between recording the delivery and queuing
+        calls.append(job)
+        if len(calls) == 1:
+            raise RuntimeError("unexpected")
+        return queue_job(client, job)
+
+    monkeypatch.setattr(webhooks_in, "queue_job", fails_once)
+    sent = headers(BODY, delivery="fails-once")
+    with serving(app) as served:
+        first = httpx.post(served + PATH, content=BODY, headers=sent)
+        again = httpx.post(served + PATH, content=BODY, headers=sent)
+    assert refusal(first)[:2] == (500, "internal_error")
+    assert (again.status_code, again.json()) == (200, {"status": "queued"})
+
+
 @pytest.mark.parametrize("chunked", [False, True])
 def test_a_body_over_the_webhooks_own_cap_is_413_naming_it(url, chunked):
     body = b'{"content": "' + b"a" * 2_000_000 + b'"}'  # under the API's 4 MB, over this endpoint's 1 MB

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -71,6 +72,24 @@ def test_the_command_line_creates_lists_and_revokes(tmp_path, capsys, monkeypatc
     assert main(["api-keys", "revoke", key_id]) == 0 and main(["api-keys", "list"]) == 0
     assert "revoked" in capsys.readouterr().out
     assert main(["api-keys", "revoke", "ffffffff"]) == 2
+    assert capsys.readouterr().err == "error: No API key ffffffff.\n"
+
+
+def test_revoking_a_revoked_key_says_so_and_keeps_when_it_was_revoked(tmp_path, capsys, monkeypatch):
+    from cli.main import main
+
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path))
+    assert main(["api-keys", "create", "old laptop"]) == 0
+    key_id = capsys.readouterr().out.strip().split("_")[1]
+    assert main(["api-keys", "revoke", key_id]) == 0
+    assert capsys.readouterr().out == f"revoked {key_id} (old laptop)\n"
+    assert main(["api-keys", "list", "--json"]) == 0
+    [first] = json.loads(capsys.readouterr().out)
+    assert main(["api-keys", "revoke", key_id]) == 0  # idempotent: nothing failed
+    said = capsys.readouterr().out
+    assert said.startswith(f"{key_id} (old laptop) was already revoked on ") and not said.startswith("revoked")
+    assert main(["api-keys", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["revoked"] == first["revoked"]  # when it was revoked first
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,9 @@ def test_a_backend_or_fusion_by_name_must_be_one_the_app_has():
     ("CHATBOT_MAX_TOKENS", "2.5", "CHATBOT_MAX_TOKENS is '2.5': it must be a whole number"),
     ("CHATBOT_REQUEST_TIMEOUT", "0", "CHATBOT_REQUEST_TIMEOUT is '0': it must be more than 0"),
     ("CHROMA_PORT", "70000", "CHROMA_PORT is '70000': it must be 65535 or less"),
+    ("CHATBOT_API_PORT", "99999", "CHATBOT_API_PORT is '99999': it must be 65535 or less"),
+    ("CHATBOT_API_PORT", "abc", "CHATBOT_API_PORT is 'abc': it must be a whole number"),
+    ("CHATBOT_API_HOST", "", "CHATBOT_API_HOST is '': it must not be empty"),
 ])
 def test_a_limit_or_number_out_of_range_is_refused_by_name(name, value, says):
     assert str(refused(**{name: value})).startswith(says)

