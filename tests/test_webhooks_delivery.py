@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -139,6 +140,21 @@ def test_bad_endpoints_are_refused_with_a_reason(redis_client):
     with pytest.raises(InputRejected, match="Unknown event"):
         registry.add_endpoint("https://example.com/x", ["message.deleted"])
     assert registry.add_endpoint("https://example.com/x").secret.startswith("whsec_")
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("http://127.0.0.1:abc/", "Invalid port: 'abc'"),
+    ("http://127.0.0.1:99999/hooks", "between 1 and 65535"),
+    ("http://[::1/", "Invalid IPv6 URL"),
+    ("http://127.0.0.1:8399/" + "a" * 70_000, "at most 2048 characters"),
+])
+def test_a_url_that_httpx_cannot_send_to_is_refused_when_added(url, reason, redis_client):
+    """Each of these once passed the check, then failed every attempt in the worker (httpx.InvalidURL)."""
+    registry = WebhookRegistry(redis_client)
+    with pytest.raises(InputRejected, match=re.escape(reason)):
+        registry.add_endpoint(url)
+    assert registry.endpoints() == []
+    assert registry.add_endpoint("http://[::1]:8399/" + "a" * 2000).url.startswith("http://[::1]:8399/")
 
 
 def test_the_worker_command_sends_what_the_app_queued(tmp_path):

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Callable
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
+import httpx
 import redis
 
 from chatbot.store.server import as_text
@@ -27,6 +29,9 @@ ENDPOINTS = "chatbot:webhooks:endpoints"
 LOG = "chatbot:webhooks:deliveries"
 LOG_SIZE = 1000  # deliveries kept in the log; older ones are dropped with their records
 DELIVERY_TTL = 30 * 86400  # a delivery record lives 30 days at most
+# Characters in an endpoint URL. httpx itself stops at 65,536, but servers and proxies refuse request
+# lines far shorter (8 KB is common), and a webhook URL has no reason to be longer than this.
+MAX_URL_LENGTH = 2048
 # Statuses of a delivery.
 PENDING, SUCCEEDED, RETRYING, FAILED = "pending", "succeeded", "retrying", "failed"
 
@@ -88,12 +93,37 @@ class Delivery:
 
 
 def check_url(url: str) -> str:
-    """The URL, stripped; InputRejected unless it is an http(s) URL with a host."""
+    """The URL, stripped; InputRejected unless it is an http(s) URL with a host that httpx can send to.
+
+    It is parsed by httpx.URL, as delivery will parse it: a URL that only passed a looser check
+    would be refused by httpx at every attempt instead (a port that is not a number, say).
+    """
     url = url.strip()
-    parts = urlparse(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InputRejected(f"A webhook URL must start with https:// or http:// and name a host: {url!r} does not.")
+    if len(url) > MAX_URL_LENGTH:
+        raise InputRejected(f"A webhook URL can be at most {MAX_URL_LENGTH} characters long: "
+                            f"this one has {len(url)}.")
+    try:
+        urlsplit(url)  # first, for its clearer words on a broken IPv6 address ("Invalid IPv6 URL")
+        parsed = httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise InputRejected(f"A webhook URL must be a valid https:// or http:// URL: "
+                            f"{redact(url)!r} is not ({exc}).") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InputRejected(f"A webhook URL must start with https:// or http:// and name a host: "
+                            f"{redact(url)!r} does not.")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise InputRejected(f"A webhook URL's port must be between 1 and 65535: {redact(url)!r} has {parsed.port}.")
     return url
+
+
+def redact(url: str) -> str:
+    """The URL as it may be shown or logged: its user name and password (`https://user:pass@host/`) become `***`.
+
+    A regular expression rather than a parser, so that a URL stored before it was checked is redacted too;
+    the user information runs to the authority's last `@` (as httpx reads it), so a stray `@` in a
+    password does not leave its end showing.
+    """
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@", r"\1***@", url)
 
 
 class WebhookRegistry:
