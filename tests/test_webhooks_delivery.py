@@ -86,6 +86,23 @@ def test_retry_after_postpones_the_next_attempt(dispatcher, redis_client):
     assert retry_after_seconds("soon", 0.0) is None
 
 
+def test_an_unreadable_retry_after_is_ignored_and_the_schedule_kept(dispatcher, redis_client):
+    """`Retry-After: ²` (the byte 0xB2) once stopped the worker with a ValueError, and the delivery was never retried."""
+    registry = WebhookRegistry(redis_client)
+    with Receiver(answers=[(503, {"Retry-After": "\u00b2"})]) as receiver:
+        receiver.secret = registry.add_endpoint(receiver.url).secret
+        [queued] = dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c3"})
+        run_jobs(redis_client)
+        retrying = registry.delivery(queued.id)
+        assert (retrying.status, retrying.attempts, retrying.last_code) == (RETRYING, 1, 503)
+        [delay] = make_due(redis_client)
+        assert RETRY_SCHEDULE[0] - 2 < delay <= RETRY_SCHEDULE[0]
+        run_jobs(redis_client)
+    assert registry.delivery(queued.id).status == SUCCEEDED
+    assert [retry_after_seconds(v, 0.0) for v in ("\u00b2", "\u0663", "12", "Wed, 21 Oct 99999 07:28:00 GMT")] == [
+        None, None, 12.0, None]
+
+
 def test_410_disables_the_endpoint_and_stops_retrying(dispatcher, redis_client):
     registry = WebhookRegistry(redis_client)
     with Receiver(answers=[(410, {})]) as receiver:

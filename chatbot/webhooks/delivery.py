@@ -41,13 +41,13 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # delay-seconds is ASCII digits only: str.isdigit() alone also takes "²" or "٣", which float() refuses.
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - now)
 
 
 def next_delay(attempts: int, retry_after: float | None) -> float | None:
