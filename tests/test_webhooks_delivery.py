@@ -6,16 +6,18 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
+from chatbot.webhooks import delivery as delivery_module
 from chatbot.webhooks.delivery import RETRY_SCHEDULE, Dispatcher, retry_after_seconds
 from chatbot.webhooks.events import MESSAGE_CREATED, REPLY_COMPLETED
-from chatbot.webhooks.registry import FAILED, RETRYING, SUCCEEDED, WebhookRegistry
+from chatbot.webhooks.registry import FAILED, RETRYING, SUCCEEDED, Endpoint, WebhookRegistry, new_secret
 from common.errors import InputRejected
 from tests.rq_helpers import make_due, run_jobs
 from tests.test_bot import small_kb  # noqa: F401  (fixture)
-from tests.webhook_receiver import Receiver
+from tests.webhook_receiver import Receiver, SlowReceiver
 
 
 @pytest.fixture
@@ -101,6 +103,43 @@ def test_an_unreadable_retry_after_is_ignored_and_the_schedule_kept(dispatcher, 
     assert registry.delivery(queued.id).status == SUCCEEDED
     assert [retry_after_seconds(v, 0.0) for v in ("\u00b2", "\u0663", "12", "Wed, 21 Oct 99999 07:28:00 GMT")] == [
         None, None, 12.0, None]
+
+
+def test_a_receiver_trickling_its_answer_is_cut_at_the_attempt_deadline_and_retried(dispatcher, redis_client,
+                                                                                     monkeypatch):
+    """A receiver sending a byte every half second never trips httpx's per-read timeout; the attempt's
+    whole deadline ends it, as a failed attempt on the schedule (it once held the worker until RQ killed the job)."""
+    monkeypatch.setattr(delivery_module, "ATTEMPT_TIMEOUT", 2.0)  # 15 s in the app: a test need not wait that long
+    registry = WebhookRegistry(redis_client)
+    with SlowReceiver(every=0.5) as receiver:
+        registry.add_endpoint(receiver.url)
+        [queued] = dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "slow"})
+        started = time.monotonic()
+        run_jobs(redis_client)
+        took = time.monotonic() - started
+        assert receiver.seen == 1
+    assert 2.0 <= took < 5.0
+    failed = registry.delivery(queued.id)
+    assert (failed.status, failed.attempts, failed.last_code) == (RETRYING, 1, 0)
+    assert "No whole answer within 2 s" in failed.last_error
+    [delay] = make_due(redis_client)
+    assert RETRY_SCHEDULE[0] - 2 < delay <= RETRY_SCHEDULE[0]
+
+
+def test_an_attempt_that_raises_is_recorded_and_retried(dispatcher, redis_client):
+    """An endpoint saved before URLs were checked with httpx: httpx refuses its URL (InvalidURL, not an HTTPError)
+    on every attempt. Each attempt ends recorded, failed with the reason and the next one scheduled, not pending."""
+    registry = WebhookRegistry(redis_client)
+    registry.save_endpoint(Endpoint(id="ep_old", url="http://127.0.0.1:abc/", secret=new_secret(), created=1.0))
+    [queued] = dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c6"})
+    run_jobs(redis_client)
+    failed = registry.delivery(queued.id)
+    assert (failed.status, failed.attempts, failed.last_code) == (RETRYING, 1, 0)
+    assert failed.last_error == "Not sent: InvalidURL: Invalid port: 'abc'" and failed.next_at > time.time()
+    [delay] = make_due(redis_client)
+    assert RETRY_SCHEDULE[0] - 2 < delay <= RETRY_SCHEDULE[0]
+    run_jobs(redis_client)
+    assert registry.delivery(queued.id).attempts == 2
 
 
 def test_410_disables_the_endpoint_and_stops_retrying(dispatcher, redis_client):

@@ -3,6 +3,7 @@ signature with the `standardwebhooks` package, and answers from a script (status
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,3 +64,48 @@ class Receiver:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class SlowReceiver:
+    """`with SlowReceiver() as r:` a receiver on r.url that answers every POST "500", then trickles the
+    1000 bytes of body it announced one every `every` seconds: each read gets a byte well within any
+    per-read timeout, and the whole answer takes minutes. r.seen counts the requests."""
+
+    def __init__(self, every: float = 0.5):
+        self.every = every
+        self.seen = 0
+        self._stop = threading.Event()
+        self._socket = socket.create_server(("127.0.0.1", 0))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._socket.getsockname()[1]}/hooks"
+
+    def __enter__(self) -> "SlowReceiver":
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:  # closed on exit
+                return
+            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
+
+    def _trickle(self, connection: socket.socket) -> None:
+        with connection:
+            connection.recv(65536)
+            self.seen += 1
+            try:
+                connection.sendall(b"HTTP/1.1 500 Slow\r\nContent-Length: 1000\r\n\r\n")
+                for _ in range(1000):
+                    if self._stop.wait(self.every):
+                        return
+                    connection.sendall(b"x")
+            except OSError:  # the client gave up
+                pass
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._socket.close()

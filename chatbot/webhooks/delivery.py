@@ -6,10 +6,17 @@ every attempt, the timestamp is the attempt's). A 2xx answer is a success. Anyth
 retried on the spec's schedule (RETRY_SCHEDULE); a `Retry-After` header (seconds or an HTTP
 date) postpones the next attempt when it asks for longer; 410 Gone disables the endpoint and
 stops retrying. After the last attempt the delivery is failed, and stays in the log to replay.
+
+An attempt has ATTEMPT_TIMEOUT seconds in all, connecting, sending and the whole answer: httpx's
+own timeouts are per network operation, so a receiver trickling its answer a byte at a time would
+otherwise hold the worker (and every delivery and help desk reply queued behind it) for as long
+as it likes. Whatever ends an attempt, an answer, no answer in time or an error of any kind, is
+recorded on the delivery, and a failure is retried like any other.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -31,7 +38,8 @@ log = logging.getLogger(__name__)
 # Seconds to wait after each failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h
 # (the Standard Webhooks spec, "Retry schedule", after an immediate first attempt).
 RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
-ATTEMPT_TIMEOUT = 15.0  # seconds a receiver has to answer one attempt
+ATTEMPT_TIMEOUT = 15.0  # seconds one attempt may take in all: connecting, sending, the receiver's whole answer
+ERROR_BODY = 300  # characters of a failed answer's body kept as its error
 MAX_RETRY_AFTER = 86400  # a receiver cannot push a retry further than a day
 USER_AGENT = "support-desk-webhooks/1"
 
@@ -139,7 +147,13 @@ def attempt(client: redis.Redis, delivery_id: str, *, force: bool = False) -> st
                                  last_error=f"Not sent: the endpoint is disabled ({endpoint.disabled_reason}).")
         return FAILED
     attempts = delivery.attempts + 1
-    code, error, retry_after = _post(endpoint.url, endpoint.secret, delivery)
+    try:
+        code, error, retry_after = _post(endpoint.url, endpoint.secret, delivery)
+    except Exception as exc:  # noqa: BLE001
+        # Whatever went wrong, the attempt is recorded and retried: an exception let out of here
+        # would leave the delivery pending, with no error and no next attempt, for ever.
+        log.exception("Webhook delivery %s: the attempt failed", delivery.id)
+        code, error, retry_after = 0, f"Not sent: {exc.__class__.__name__}: {exc}"[:500], None
     if 200 <= code < 300:
         registry.update_delivery(delivery.id, status=SUCCEEDED, attempts=attempts, last_code=code,
                                  last_error="", next_at=0)
@@ -163,14 +177,35 @@ def attempt(client: redis.Redis, delivery_id: str, *, force: bool = False) -> st
 
 
 def _post(url: str, secret: str, delivery: Delivery) -> tuple[int, str, float | None]:
-    """(HTTP status or 0, what went wrong, Retry-After seconds) of one signed POST."""
+    """(HTTP status or 0, what went wrong, Retry-After seconds) of one signed POST, within ATTEMPT_TIMEOUT in all."""
+    # httpx has no deadline for a whole request (encode/httpx#1450); its async client, cancelled by
+    # asyncio.timeout, is how to have one. Each attempt runs its own event loop: the worker and the
+    # page call this from plain threads.
+    return asyncio.run(_post_within_deadline(url, secret, delivery))
+
+
+async def _post_within_deadline(url: str, secret: str, delivery: Delivery) -> tuple[int, str, float | None]:
     headers = sign_headers(secret, delivery.message_id, delivery.payload, datetime.now(timezone.utc))
     try:
-        response = httpx.post(url, content=delivery.payload.encode(), headers=headers, timeout=ATTEMPT_TIMEOUT,
-                              follow_redirects=False)
+        async with asyncio.timeout(ATTEMPT_TIMEOUT):
+            async with httpx.AsyncClient(timeout=ATTEMPT_TIMEOUT, follow_redirects=False) as http:
+                async with http.stream("POST", url, content=delivery.payload.encode(), headers=headers) as response:
+                    if 200 <= response.status_code < 300:
+                        return response.status_code, "", None  # its body is not needed
+                    body = await _start_of(response, ERROR_BODY * 4)
+    except TimeoutError:
+        return 0, f"No whole answer within {ATTEMPT_TIMEOUT:g} s, the time one attempt has.", None
     except httpx.HTTPError as exc:
         return 0, f"No answer: {exc.__class__.__name__}: {exc}"[:500], None
-    if 200 <= response.status_code < 300:
-        return response.status_code, "", None
-    error = f"HTTP {response.status_code}: {response.text[:300]}"
+    error = f"HTTP {response.status_code}: {body.decode('utf-8', 'replace')[:ERROR_BODY]}"
     return response.status_code, error, retry_after_seconds(response.headers.get("retry-after"), time.time())
+
+
+async def _start_of(response: httpx.Response, size: int) -> bytes:
+    """Up to `size` bytes of a body: a failed answer's start is enough to say why, whatever its length."""
+    body = b""
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= size:
+            break
+    return body[:size]
