@@ -11,9 +11,9 @@ import time
 import pytest
 
 from chatbot.webhooks import delivery as delivery_module
-from chatbot.webhooks.delivery import RETRY_SCHEDULE, Dispatcher, retry_after_seconds
+from chatbot.webhooks.delivery import RETRY_SCHEDULE, DeliveryInProgress, Dispatcher, retry_after_seconds
 from chatbot.webhooks.events import MESSAGE_CREATED, REPLY_COMPLETED
-from chatbot.webhooks.registry import FAILED, RETRYING, SUCCEEDED, Endpoint, WebhookRegistry, new_secret
+from chatbot.webhooks.registry import FAILED, PENDING, RETRYING, SUCCEEDED, Endpoint, WebhookRegistry, new_secret
 from common.errors import InputRejected
 from tests.rq_helpers import make_due, run_jobs
 from tests.test_bot import small_kb  # noqa: F401  (fixture)
@@ -178,6 +178,39 @@ def test_the_schedule_ends_in_failure_and_replay_sends_it_again(dispatcher, redi
         run_jobs(redis_client)
     assert registry.delivery(queued.id).status == SUCCEEDED
     assert receiver.verified[0]["data"] == {"conversation_id": "c5"}
+
+
+def test_a_delivery_stuck_pending_can_be_replayed_once_and_its_old_job_sends_nothing(dispatcher, redis_client):
+    registry = WebhookRegistry(redis_client)
+    with Receiver() as receiver:
+        receiver.secret = registry.add_endpoint(receiver.url).secret
+        [queued] = dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c7"})
+        assert not dispatcher.can_replay(queued)  # its job waits for a worker: not stuck
+        with pytest.raises(DeliveryInProgress, match="still on its way"):
+            dispatcher.replay(queued.id)
+        # What a worker killed mid-attempt leaves: the attempt's deadline, passed, and nothing recorded.
+        registry.update_delivery(queued.id, deadline=time.time() - 1)
+        stuck = registry.delivery(queued.id)
+        assert (stuck.status, stuck.attempts) == (PENDING, 0) and dispatcher.can_replay(stuck)
+        dispatcher.replay(queued.id)
+        run_jobs(redis_client)  # the old job, superseded, and the replay's
+    assert receiver.seen == 1
+    done = registry.delivery(queued.id)
+    assert (done.status, done.attempts, done.deadline) == (SUCCEEDED, 1, 0)
+
+
+def test_a_delivery_whose_job_was_lost_can_be_replayed(dispatcher, redis_client):
+    from rq.job import Job
+
+    registry = WebhookRegistry(redis_client)
+    with Receiver() as receiver:
+        receiver.secret = registry.add_endpoint(receiver.url).secret
+        [queued] = dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c8"})
+        Job.fetch(queued.job, connection=redis_client).delete()  # the queue lost it (flushed, say)
+        assert dispatcher.can_replay(registry.delivery(queued.id))
+        dispatcher.replay(queued.id)
+        run_jobs(redis_client)
+    assert registry.delivery(queued.id).status == SUCCEEDED and receiver.seen == 1
 
 
 def test_the_test_button_delivers_at_once(dispatcher, redis_client):

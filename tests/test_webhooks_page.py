@@ -9,8 +9,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from chatbot.store.server import connect
-from chatbot.webhooks.registry import WebhookRegistry
+from chatbot.webhooks.delivery import Dispatcher
+from chatbot.webhooks.events import MESSAGE_CREATED
+from chatbot.webhooks.registry import SUCCEEDED, WebhookRegistry
 from tests.conftest import app_environment
+from tests.rq_helpers import run_jobs
+from tests.webhook_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120
@@ -57,3 +61,20 @@ def test_a_url_that_cannot_be_sent_to_is_refused_with_the_reason(url, reason, re
     [error] = at.error
     assert error.value.startswith("A webhook URL") and reason in error.value
     assert registry.endpoints() == []
+
+
+def test_replay_is_offered_for_a_delivery_stuck_pending(client, registry):
+    dispatcher = Dispatcher(client)
+    with Receiver() as receiver:
+        receiver.secret = registry.add_endpoint(receiver.url).secret
+        [queued] = dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "p1"})
+        at = admin_page()
+        at.selectbox(key="webhooks_delivery").select(queued.id).run()
+        assert at.button(key="webhooks_replay").disabled  # queued, waiting for a worker
+        registry.update_delivery(queued.id, deadline=time.time() - 1)  # its worker died mid-attempt
+        at.run()
+        assert not at.button(key="webhooks_replay").disabled
+        at.button(key="webhooks_replay").click().run()
+        assert not at.exception and any("pending (queued for the worker)" in i.value for i in at.info)
+        run_jobs(client)
+    assert receiver.seen == 1 and registry.delivery(queued.id).status == SUCCEEDED

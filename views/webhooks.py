@@ -9,7 +9,7 @@ import streamlit as st
 
 from chatbot.store.jobs import worker_count
 from chatbot.webhooks.events import EVENTS
-from chatbot.webhooks.registry import FAILED, SUCCEEDED
+from chatbot.webhooks.registry import FAILED
 from common.errors import ChatbotError
 from ui.auth import authorized, require_admin
 from ui.confirm import ask_first, confirmed
@@ -108,5 +108,6 @@ st.code(delivery.payload, language="json")
 if delivery.last_error:
     st.error(delivery.last_error)
 st.button("Replay", key="webhooks_replay", icon=":material/replay:", on_click=run, args=(dispatcher.replay, delivery.id),
-          disabled=delivery.status not in (FAILED, SUCCEEDED),
-          help="Send it again, with the same webhook-id, on a fresh retry schedule.")
+          disabled=not dispatcher.can_replay(delivery),
+          help="Send it again, with the same webhook-id, on a fresh retry schedule: once it has ended, or when it is "
+               "stuck pending (its attempt was never recorded, its job was lost).")

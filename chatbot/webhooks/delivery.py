@@ -12,6 +12,11 @@ own timeouts are per network operation, so a receiver trickling its answer a byt
 otherwise hold the worker (and every delivery and help desk reply queued behind it) for as long
 as it likes. Whatever ends an attempt, an answer, no answer in time or an error of any kind, is
 recorded on the delivery, and a failure is retried like any other.
+
+Each delivery names the RQ job due to make its next attempt, and marks an attempt in flight with
+a deadline. So a delivery left pending all the same (its worker was killed mid-attempt, its job
+was lost) can be told from one still waiting, and replayed; a replay's job supersedes the old
+one, which then sends nothing.
 """
 
 from __future__ import annotations
@@ -27,18 +32,23 @@ from typing import Callable
 
 import httpx
 import redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from standardwebhooks import Webhook
 
-from chatbot.store.jobs import current_connection, job_queue
+from chatbot.store.jobs import job_queue
 from chatbot.webhooks.events import TEST, envelope
 from chatbot.webhooks.registry import (FAILED, PENDING, RETRYING, SUCCEEDED, Delivery, WebhookNotFound,
                                        WebhookRegistry)
+from common.errors import ChatbotError
 
 log = logging.getLogger(__name__)
 # Seconds to wait after each failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h
 # (the Standard Webhooks spec, "Retry schedule", after an immediate first attempt).
 RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 ATTEMPT_TIMEOUT = 15.0  # seconds one attempt may take in all: connecting, sending, the receiver's whole answer
+# After this many seconds an attempt not yet recorded never will be (its worker died): its delivery can be replayed.
+ATTEMPT_DEADLINE = ATTEMPT_TIMEOUT + 30
 ERROR_BODY = 300  # characters of a failed answer's body kept as its error
 MAX_RETRY_AFTER = 86400  # a receiver cannot push a retry further than a day
 USER_AGENT = "support-desk-webhooks/1"
@@ -75,6 +85,11 @@ def sign_headers(secret: str, message_id: str, payload: str, when: datetime) -> 
             "webhook-signature": signature, "content-type": "application/json", "user-agent": USER_AGENT}
 
 
+def new_job_id() -> str:
+    """An id for the RQ job of a delivery's next attempt, chosen before it is queued so the delivery names it first."""
+    return "whk_" + uuid.uuid4().hex
+
+
 class Dispatcher:
     """The desk's event sink: one delivery per interested endpoint, each enqueued for the worker.
 
@@ -107,8 +122,9 @@ class Dispatcher:
 
     def _queue(self, endpoint, event_type: str, data: dict) -> Delivery:
         payload = json.dumps(envelope(event_type, data), ensure_ascii=False, separators=(",", ":"))
-        delivery = self.registry.new_delivery(endpoint, event_type, payload, "msg_" + uuid.uuid4().hex)
-        job_queue(self.client).enqueue(deliver, delivery.id)
+        job = new_job_id()
+        delivery = self.registry.new_delivery(endpoint, event_type, payload, "msg_" + uuid.uuid4().hex, job)
+        job_queue(self.client).enqueue(deliver, delivery.id, job_id=job)
         return delivery
 
     def send_test(self, endpoint_id: str) -> Delivery:
@@ -121,22 +137,65 @@ class Dispatcher:
         return self.registry.delivery(delivery.id)
 
     def replay(self, delivery_id: str) -> Delivery:
-        """Send a delivery again (same payload and webhook-id), with a fresh retry schedule, by the worker."""
+        """Send a delivery again (same payload and webhook-id), with a fresh retry schedule, by the worker.
+
+        A delivery still on its way (queued, waiting for a retry, its attempt in flight) is refused:
+        see `can_replay`.
+        """
         delivery = self.registry.delivery(delivery_id)
-        self.registry.update_delivery(delivery.id, status=PENDING, attempts=0, next_at=0, last_error="")
-        job_queue(self.client).enqueue(deliver, delivery.id, True)
+        if not self.can_replay(delivery):
+            raise DeliveryInProgress(f"Delivery {delivery.id} is still on its way ({delivery.status}, attempt "
+                                     f"{delivery.attempts + 1} queued or running): replay it once it has ended.")
+        job = new_job_id()
+        self.registry.update_delivery(delivery.id, status=PENDING, attempts=0, next_at=0, last_error="", deadline=0,
+                                      job=job)
+        job_queue(self.client).enqueue(deliver, delivery.id, True, job_id=job)
         return self.registry.delivery(delivery.id)
+
+    def can_replay(self, delivery: Delivery) -> bool:
+        """Whether a replay may start: the delivery has ended, or it is stuck on its way.
+
+        Stuck: an attempt began and was not recorded by its deadline (the worker died or was
+        killed), or the job due to make its next attempt is no longer queued, scheduled or
+        running (it failed, or was lost). A delivery queued before jobs were named cannot be told
+        apart, and may be replayed: the replay supersedes its old job.
+        """
+        if delivery.status not in (PENDING, RETRYING):
+            return True
+        if delivery.deadline:
+            return time.time() > delivery.deadline
+        if not delivery.job:
+            return True
+        try:
+            status = Job.fetch(delivery.job, connection=self.client).get_status()
+        except NoSuchJobError:
+            return True
+        return status not in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED)
+
+
+class DeliveryInProgress(ChatbotError):
+    """A replay of a delivery that is still on its way."""
 
 
 def deliver(delivery_id: str, force: bool = False) -> str:
     """The RQ job: one attempt of one delivery, and the next one scheduled when it fails."""
-    return attempt(current_connection(), delivery_id, force=force)
+    from rq import get_current_job
+
+    job = get_current_job()
+    return attempt(job.connection, delivery_id, force=force, job_id=job.id)
 
 
-def attempt(client: redis.Redis, delivery_id: str, *, force: bool = False) -> str:
-    """Try a delivery once; returns its new status. `force` sends even to a disabled endpoint (a test, a replay)."""
+def attempt(client: redis.Redis, delivery_id: str, *, force: bool = False, job_id: str = "") -> str:
+    """Try a delivery once; returns its new status. `force` sends even to a disabled endpoint (a test, a replay).
+
+    `job_id`: the RQ job running it; a job other than the one the delivery names was superseded by a replay,
+    and sends nothing.
+    """
     registry = WebhookRegistry(client)
     delivery = registry.delivery(delivery_id)
+    if job_id and delivery.job and job_id != delivery.job:
+        log.info("Webhook delivery %s: job %s superseded by %s, not sent", delivery.id, job_id, delivery.job)
+        return delivery.status
     try:
         endpoint = registry.endpoint(delivery.endpoint)
     except WebhookNotFound as exc:  # the endpoint was deleted since: nothing to send to
@@ -147,6 +206,7 @@ def attempt(client: redis.Redis, delivery_id: str, *, force: bool = False) -> st
                                  last_error=f"Not sent: the endpoint is disabled ({endpoint.disabled_reason}).")
         return FAILED
     attempts = delivery.attempts + 1
+    registry.update_delivery(delivery.id, deadline=time.time() + ATTEMPT_DEADLINE)
     try:
         code, error, retry_after = _post(endpoint.url, endpoint.secret, delivery)
     except Exception as exc:  # noqa: BLE001
@@ -156,23 +216,24 @@ def attempt(client: redis.Redis, delivery_id: str, *, force: bool = False) -> st
         code, error, retry_after = 0, f"Not sent: {exc.__class__.__name__}: {exc}"[:500], None
     if 200 <= code < 300:
         registry.update_delivery(delivery.id, status=SUCCEEDED, attempts=attempts, last_code=code,
-                                 last_error="", next_at=0)
+                                 last_error="", next_at=0, deadline=0)
         return SUCCEEDED
     if code == 410:
         # The receiver says this endpoint is gone for good: stop sending to it (spec, "Disabling endpoints").
         reason = f"the receiver answered 410 Gone on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
         registry.set_enabled(endpoint.id, False, reason)
         registry.update_delivery(delivery.id, status=FAILED, attempts=attempts, last_code=code,
-                                 last_error=f"Endpoint disabled: {reason}.", next_at=0)
+                                 last_error=f"Endpoint disabled: {reason}.", next_at=0, deadline=0)
         return FAILED
     delay = next_delay(attempts, retry_after)
     if delay is None:
         registry.update_delivery(delivery.id, status=FAILED, attempts=attempts, last_code=code,
-                                 last_error=error, next_at=0)
+                                 last_error=error, next_at=0, deadline=0)
         return FAILED
+    job = new_job_id()
     registry.update_delivery(delivery.id, status=RETRYING, attempts=attempts, last_code=code, last_error=error,
-                             next_at=time.time() + delay)
-    job_queue(client).enqueue_in(timedelta(seconds=delay), deliver, delivery.id, force)
+                             next_at=time.time() + delay, deadline=0, job=job)
+    job_queue(client).enqueue_in(timedelta(seconds=delay), deliver, delivery.id, force, job_id=job)
     return RETRYING
 
 

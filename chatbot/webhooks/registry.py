@@ -79,6 +79,8 @@ class Delivery:
     next_at: float = 0.0  # when the next attempt is due (epoch seconds); 0 when none is scheduled
     created: float = 0.0
     updated: float = 0.0
+    job: str = ""  # the RQ job due to make the next attempt; a job with another id was superseded by a replay
+    deadline: float = 0.0  # while an attempt is in flight, when it must have been recorded by; 0 otherwise
 
     @classmethod
     def from_hash(cls, raw: dict) -> "Delivery":
@@ -88,7 +90,7 @@ class Delivery:
             payload=h["payload"], status=h.get("status", PENDING), attempts=int(h.get("attempts", 0)),
             last_code=int(h.get("last_code", 0)), last_error=h.get("last_error", ""),
             next_at=float(h.get("next_at", 0)), created=float(h.get("created", 0)),
-            updated=float(h.get("updated", 0)),
+            updated=float(h.get("updated", 0)), job=h.get("job", ""), deadline=float(h.get("deadline", 0)),
         )
 
 
@@ -168,10 +170,11 @@ class WebhookRegistry:
         return bool(self.client.hdel(ENDPOINTS, endpoint_id))
 
     # -- deliveries ---------------------------------------------------------------------------
-    def new_delivery(self, endpoint: Endpoint, event_type: str, payload: str, message_id: str) -> Delivery:
+    def new_delivery(self, endpoint: Endpoint, event_type: str, payload: str, message_id: str,
+                     job: str = "") -> Delivery:
         now = self.clock()
         delivery = Delivery(id="dlv_" + uuid.uuid4().hex[:20], message_id=message_id, endpoint=endpoint.id,
-                            url=endpoint.url, type=event_type, payload=payload, created=now, updated=now)
+                            url=endpoint.url, type=event_type, payload=payload, created=now, updated=now, job=job)
         key = f"chatbot:webhooks:delivery:{delivery.id}"
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(key, mapping={k: str(v) for k, v in asdict(delivery).items()})
