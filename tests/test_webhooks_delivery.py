@@ -11,7 +11,8 @@ import time
 import pytest
 
 from chatbot.webhooks import delivery as delivery_module
-from chatbot.webhooks.delivery import RETRY_SCHEDULE, DeliveryInProgress, Dispatcher, retry_after_seconds
+from chatbot.webhooks.delivery import (RETRY_SCHEDULE, DeliveryInProgress, Dispatcher, EndpointDisabled,
+                                       retry_after_seconds)
 from chatbot.webhooks.events import MESSAGE_CREATED, REPLY_COMPLETED
 from chatbot.webhooks.registry import FAILED, PENDING, RETRYING, SUCCEEDED, Endpoint, WebhookRegistry, new_secret
 from common.errors import InputRejected
@@ -151,9 +152,37 @@ def test_410_disables_the_endpoint_and_stops_retrying(dispatcher, redis_client):
         run_jobs(redis_client)
         assert make_due(redis_client) == []
         assert dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c4"}) == []  # no longer sent to
-    assert registry.delivery(queued.id).status == FAILED
-    gone = registry.endpoint(endpoint.id)
-    assert not gone.enabled and "410" in gone.disabled_reason
+        assert registry.delivery(queued.id).status == FAILED
+        gone = registry.endpoint(endpoint.id)
+        assert not gone.enabled and "410" in gone.disabled_reason
+        # A test or a replay would send to the receiver that asked to be sent nothing more: refused, saying why.
+        with pytest.raises(EndpointDisabled, match=r"is disabled \(the receiver answered 410 Gone on .*\): "
+                                                   r"enable it first \(its Enable button\), then send it a test event"):
+            dispatcher.send_test(endpoint.id)
+        with pytest.raises(EndpointDisabled, match="410 Gone.*then replay a delivery to it"):
+            dispatcher.replay(queued.id)
+        assert receiver.seen == 1
+        registry.set_enabled(endpoint.id, True)
+        assert dispatcher.send_test(endpoint.id).status == SUCCEEDED
+
+
+def test_the_retries_of_a_replay_stop_when_the_endpoint_is_disabled(dispatcher, redis_client):
+    registry = WebhookRegistry(redis_client)
+    with Receiver(answers=[(410, {}), (500, {})]) as receiver:
+        endpoint = registry.add_endpoint(receiver.url)
+        receiver.secret = endpoint.secret
+        [queued] = dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c9"})
+        run_jobs(redis_client)
+        registry.set_enabled(endpoint.id, True)  # the admin enables it again, replays, and it fails
+        dispatcher.replay(queued.id)
+        run_jobs(redis_client)
+        assert registry.delivery(queued.id).status == RETRYING
+        registry.set_enabled(endpoint.id, False, "by an admin")
+        make_due(redis_client)
+        run_jobs(redis_client)
+    assert receiver.seen == 2  # the retry was not sent
+    stopped = registry.delivery(queued.id)
+    assert stopped.status == FAILED and stopped.last_error == "Not sent: the endpoint is disabled (by an admin)."
 
 
 def test_the_schedule_ends_in_failure_and_replay_sends_it_again(dispatcher, redis_client):
@@ -220,6 +249,28 @@ def test_the_test_button_delivers_at_once(dispatcher, redis_client):
         receiver.secret = endpoint.secret
         delivery = dispatcher.send_test(endpoint.id)
     assert delivery.status == SUCCEEDED and receiver.verified[0]["type"] == "webhook.test"
+
+
+def test_a_failed_test_event_is_one_attempt_with_its_answer(dispatcher, redis_client):
+    registry = WebhookRegistry(redis_client)
+    with Receiver(answers=[(500, {})]) as receiver:
+        endpoint = registry.add_endpoint(receiver.url)
+        receiver.secret = endpoint.secret
+        delivery = dispatcher.send_test(endpoint.id)
+    assert (delivery.status, delivery.attempts, delivery.last_code, delivery.next_at) == (FAILED, 1, 500, 0)
+    assert delivery.last_error == "HTTP 500: " and make_due(redis_client) == []  # not on the 4-day schedule
+
+
+def test_a_test_event_to_a_slow_receiver_ends_at_the_attempt_deadline(dispatcher, redis_client, monkeypatch):
+    monkeypatch.setattr(delivery_module, "ATTEMPT_TIMEOUT", 2.0)
+    registry = WebhookRegistry(redis_client)
+    with SlowReceiver(every=0.5) as receiver:
+        endpoint = registry.add_endpoint(receiver.url)
+        started = time.monotonic()
+        delivery = dispatcher.send_test(endpoint.id)
+        assert time.monotonic() - started < 5.0
+    assert delivery.status == FAILED and "No whole answer within 2 s" in delivery.last_error
+    assert make_due(redis_client) == []
 
 
 def test_bad_endpoints_are_refused_with_a_reason(redis_client):

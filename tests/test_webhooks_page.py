@@ -78,3 +78,22 @@ def test_replay_is_offered_for_a_delivery_stuck_pending(client, registry):
         assert not at.exception and any("pending (queued for the worker)" in i.value for i in at.info)
         run_jobs(client)
     assert receiver.seen == 1 and registry.delivery(queued.id).status == SUCCEEDED
+
+
+def test_a_failed_test_event_shows_its_answer_and_a_disabled_endpoint_is_not_tested(client, registry):
+    with Receiver(answers=[(410, {})]) as receiver:
+        endpoint = registry.add_endpoint(receiver.url)
+        receiver.secret = endpoint.secret
+        at = admin_page()
+        at.button(key=f"webhooks_test_{endpoint.id}").click().run()
+        assert not at.exception
+        [notice] = at.info
+        assert "webhook.test" in notice.value and "failed (Endpoint disabled: the receiver answered 410 Gone" in notice.value
+        at.button(key=f"webhooks_test_{endpoint.id}").click().run()
+        error = at.error[0]
+        assert "is disabled (the receiver answered 410 Gone on" in error.value
+        assert "enable it first (its Enable button), then send it a test event" in error.value
+        assert receiver.seen == 1  # the second test was not sent
+        at.button(key=f"webhooks_toggle_{endpoint.id}").click().run()  # "Enable"
+        at.button(key=f"webhooks_test_{endpoint.id}").click().run()
+        assert any("succeeded" in i.value for i in at.info) and receiver.seen == 2

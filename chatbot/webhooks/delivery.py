@@ -38,8 +38,8 @@ from standardwebhooks import Webhook
 
 from chatbot.store.jobs import job_queue
 from chatbot.webhooks.events import TEST, envelope
-from chatbot.webhooks.registry import (FAILED, PENDING, RETRYING, SUCCEEDED, Delivery, WebhookNotFound,
-                                       WebhookRegistry)
+from chatbot.webhooks.registry import (FAILED, PENDING, RETRYING, SUCCEEDED, Delivery, Endpoint, WebhookNotFound,
+                                       WebhookRegistry, redact)
 from common.errors import ChatbotError
 
 log = logging.getLogger(__name__)
@@ -128,28 +128,34 @@ class Dispatcher:
         return delivery
 
     def send_test(self, endpoint_id: str) -> Delivery:
-        """A `webhook.test` event to one endpoint, attempted now (the admin waits for the answer)."""
+        """A `webhook.test` event to one endpoint: one attempt, now, whose result the admin waits for.
+
+        A failed test is not retried: the admin sees why, fixes the receiver and tests again, rather
+        than find it sent again for four days. EndpointDisabled when the endpoint is disabled.
+        """
         endpoint = self.registry.endpoint(endpoint_id)
+        refuse_disabled(endpoint, "send it a test event")
         payload = json.dumps(envelope(TEST, {"endpoint": endpoint.id, "message": "A test event from the desk."}),
                              separators=(",", ":"))
         delivery = self.registry.new_delivery(endpoint, TEST, payload, "msg_" + uuid.uuid4().hex)
-        attempt(self.client, delivery.id, force=True)
+        attempt(self.client, delivery.id, retry=False)
         return self.registry.delivery(delivery.id)
 
     def replay(self, delivery_id: str) -> Delivery:
         """Send a delivery again (same payload and webhook-id), with a fresh retry schedule, by the worker.
 
         A delivery still on its way (queued, waiting for a retry, its attempt in flight) is refused:
-        see `can_replay`.
+        see `can_replay`; so is one to a disabled endpoint (EndpointDisabled), or to a deleted one.
         """
         delivery = self.registry.delivery(delivery_id)
+        refuse_disabled(self.registry.endpoint(delivery.endpoint), "replay a delivery to it")
         if not self.can_replay(delivery):
             raise DeliveryInProgress(f"Delivery {delivery.id} is still on its way ({delivery.status}, attempt "
                                      f"{delivery.attempts + 1} queued or running): replay it once it has ended.")
         job = new_job_id()
         self.registry.update_delivery(delivery.id, status=PENDING, attempts=0, next_at=0, last_error="", deadline=0,
                                       job=job)
-        job_queue(self.client).enqueue(deliver, delivery.id, True, job_id=job)
+        job_queue(self.client).enqueue(deliver, delivery.id, job_id=job)
         return self.registry.delivery(delivery.id)
 
     def can_replay(self, delivery: Delivery) -> bool:
@@ -177,16 +183,31 @@ class DeliveryInProgress(ChatbotError):
     """A replay of a delivery that is still on its way."""
 
 
-def deliver(delivery_id: str, force: bool = False) -> str:
-    """The RQ job: one attempt of one delivery, and the next one scheduled when it fails."""
+class EndpointDisabled(ChatbotError):
+    """A test or a replay for an endpoint that is disabled: it would send to a receiver that asked not to be sent to."""
+
+
+def refuse_disabled(endpoint: Endpoint, action: str) -> None:
+    if not endpoint.enabled:
+        raise EndpointDisabled(f"The endpoint {redact(endpoint.url)} is disabled "
+                               f"({endpoint.disabled_reason or 'by an admin'}): enable it first (its Enable button), "
+                               f"then {action}.")
+
+
+def deliver(delivery_id: str, *_: object) -> str:
+    """The RQ job: one attempt of one delivery, and the next one scheduled when it fails.
+
+    Jobs queued by earlier versions pass a second argument (`force`, to send to a disabled endpoint): ignored,
+    a disabled endpoint is sent nothing.
+    """
     from rq import get_current_job
 
     job = get_current_job()
-    return attempt(job.connection, delivery_id, force=force, job_id=job.id)
+    return attempt(job.connection, delivery_id, job_id=job.id)
 
 
-def attempt(client: redis.Redis, delivery_id: str, *, force: bool = False, job_id: str = "") -> str:
-    """Try a delivery once; returns its new status. `force` sends even to a disabled endpoint (a test, a replay).
+def attempt(client: redis.Redis, delivery_id: str, *, retry: bool = True, job_id: str = "") -> str:
+    """Try a delivery once; returns its new status. With `retry` False (a test event), a failure is final.
 
     `job_id`: the RQ job running it; a job other than the one the delivery names was superseded by a replay,
     and sends nothing.
@@ -201,7 +222,7 @@ def attempt(client: redis.Redis, delivery_id: str, *, force: bool = False, job_i
     except WebhookNotFound as exc:  # the endpoint was deleted since: nothing to send to
         registry.update_delivery(delivery.id, status=FAILED, last_error=str(exc), next_at=0)
         return FAILED
-    if not endpoint.enabled and not force:
+    if not endpoint.enabled:
         registry.update_delivery(delivery.id, status=FAILED, next_at=0,
                                  last_error=f"Not sent: the endpoint is disabled ({endpoint.disabled_reason}).")
         return FAILED
@@ -225,7 +246,7 @@ def attempt(client: redis.Redis, delivery_id: str, *, force: bool = False, job_i
         registry.update_delivery(delivery.id, status=FAILED, attempts=attempts, last_code=code,
                                  last_error=f"Endpoint disabled: {reason}.", next_at=0, deadline=0)
         return FAILED
-    delay = next_delay(attempts, retry_after)
+    delay = next_delay(attempts, retry_after) if retry else None
     if delay is None:
         registry.update_delivery(delivery.id, status=FAILED, attempts=attempts, last_code=code,
                                  last_error=error, next_at=0, deadline=0)
@@ -233,7 +254,7 @@ def attempt(client: redis.Redis, delivery_id: str, *, force: bool = False, job_i
     job = new_job_id()
     registry.update_delivery(delivery.id, status=RETRYING, attempts=attempts, last_code=code, last_error=error,
                              next_at=time.time() + delay, deadline=0, job=job)
-    job_queue(client).enqueue_in(timedelta(seconds=delay), deliver, delivery.id, force, job_id=job)
+    job_queue(client).enqueue_in(timedelta(seconds=delay), deliver, delivery.id, job_id=job)
     return RETRYING
 
 
