@@ -14,7 +14,8 @@ from chatbot.webhooks import delivery as delivery_module
 from chatbot.webhooks.delivery import (RETRY_SCHEDULE, DeliveryInProgress, Dispatcher, EndpointDisabled,
                                        retry_after_seconds)
 from chatbot.webhooks.events import MESSAGE_CREATED, REPLY_COMPLETED
-from chatbot.webhooks.registry import FAILED, PENDING, RETRYING, SUCCEEDED, Endpoint, WebhookRegistry, new_secret
+from chatbot.webhooks.registry import (FAILED, PENDING, RETRYING, SUCCEEDED, Endpoint, WebhookRegistry, new_secret,
+                                       redact)
 from common.errors import InputRejected
 from tests.rq_helpers import make_due, run_jobs
 from tests.test_bot import small_kb  # noqa: F401  (fixture)
@@ -89,7 +90,7 @@ def test_retry_after_postpones_the_next_attempt(dispatcher, redis_client):
     assert retry_after_seconds("soon", 0.0) is None
 
 
-def test_an_unreadable_retry_after_is_ignored_and_the_schedule_kept(dispatcher, redis_client):
+def test_an_unreadable_retry_after_is_ignored(dispatcher, redis_client):
     """`Retry-After: ²` (the byte 0xB2) once stopped the worker with a ValueError, and the delivery was never retried."""
     registry = WebhookRegistry(redis_client)
     with Receiver(answers=[(503, {"Retry-After": "\u00b2"})]) as receiver:
@@ -271,6 +272,27 @@ def test_a_test_event_to_a_slow_receiver_ends_at_the_attempt_deadline(dispatcher
         assert time.monotonic() - started < 5.0
     assert delivery.status == FAILED and "No whole answer within 2 s" in delivery.last_error
     assert make_due(redis_client) == []
+
+
+def test_a_password_in_the_url_is_sent_as_basic_auth_and_never_shown_or_logged(dispatcher, redis_client, caplog):
+    import base64
+    import logging
+
+    caplog.set_level(logging.DEBUG)  # httpx logs every request at INFO ("HTTP Request: POST <url> ...")
+    registry = WebhookRegistry(redis_client)
+    with Receiver() as receiver:
+        url = receiver.url.replace("http://", "http://desk:s3cret@")
+        endpoint = registry.add_endpoint(url)
+        receiver.secret = endpoint.secret
+        [queued] = dispatcher.emit(MESSAGE_CREATED, {"conversation_id": "c10"})
+        run_jobs(redis_client)
+    assert receiver.verified and receiver.headers[0]["authorization"] == "Basic " + base64.b64encode(
+        b"desk:s3cret").decode()
+    assert registry.endpoint(endpoint.id).url == url  # kept, to send with
+    assert registry.delivery(queued.id).url == receiver.url.replace("http://", "http://***@")
+    assert "HTTP Request: POST" in caplog.text and "s3cret" not in caplog.text
+    assert redact("https://user:p@ss@example.com/x?y=a@b") == "https://***@example.com/x?y=a@b"
+    assert redact("https://example.com/x?y=a@b") == "https://example.com/x?y=a@b"
 
 
 def test_bad_endpoints_are_refused_with_a_reason(redis_client):

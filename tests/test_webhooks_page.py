@@ -88,7 +88,8 @@ def test_a_failed_test_event_shows_its_answer_and_a_disabled_endpoint_is_not_tes
         at.button(key=f"webhooks_test_{endpoint.id}").click().run()
         assert not at.exception
         [notice] = at.info
-        assert "webhook.test" in notice.value and "failed (Endpoint disabled: the receiver answered 410 Gone" in notice.value
+        assert "webhook.test" in notice.value
+        assert "failed (Endpoint disabled: the receiver answered 410 Gone" in notice.value
         at.button(key=f"webhooks_test_{endpoint.id}").click().run()
         error = at.error[0]
         assert "is disabled (the receiver answered 410 Gone on" in error.value
@@ -97,3 +98,21 @@ def test_a_failed_test_event_shows_its_answer_and_a_disabled_endpoint_is_not_tes
         at.button(key=f"webhooks_toggle_{endpoint.id}").click().run()  # "Enable"
         at.button(key=f"webhooks_test_{endpoint.id}").click().run()
         assert any("succeeded" in i.value for i in at.info) and receiver.seen == 2
+
+
+def test_a_password_in_an_endpoint_url_is_never_shown(client, registry):
+    with Receiver() as receiver:
+        at = add(admin_page(), receiver.url.replace("http://", "http://desk:s3cret@"))
+        [endpoint] = registry.endpoints()
+        receiver.secret = endpoint.secret
+        at.button(key=f"webhooks_test_{endpoint.id}").click().run()
+        assert not at.exception and receiver.verified
+    shown = receiver.url.replace("http://", "http://***@")
+    assert [e.label for e in at.expander] == [f"{shown} · enabled"]
+    assert any(f"to {shown}: succeeded" in i.value for i in at.info)
+    assert shown in list(at.dataframe[0].value["url"])
+    at.button(key=f"webhooks_delete_{endpoint.id}").click().run()  # its confirmation names it too
+    texts = [e.value for kind in (at.markdown, at.caption, at.info, at.error, at.warning, at.code) for e in kind]
+    texts += [e.label for e in at.expander] + [at.dataframe[0].value.to_string()]
+    assert any(f"Delete the endpoint {shown}?" in t for t in texts)
+    assert not [t for t in texts if "s3cret" in t]

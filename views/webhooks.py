@@ -9,7 +9,7 @@ import streamlit as st
 
 from chatbot.store.jobs import worker_count
 from chatbot.webhooks.events import EVENTS
-from chatbot.webhooks.registry import FAILED
+from chatbot.webhooks.registry import FAILED, redact
 from common.errors import ChatbotError
 from ui.auth import authorized, require_admin
 from ui.confirm import ask_first, confirmed
@@ -37,7 +37,7 @@ def run(action, *args) -> None:
     status = getattr(result, "status", "")
     if status:
         st.session_state["webhooks_notice"] = (
-            f"{result.type} {result.message_id} to {result.url}: {status}"
+            f"{result.type} {result.message_id} to {redact(result.url)}: {status}"
             + (f" ({result.last_error})" if result.last_error else " (queued for the worker)" if status == "pending"
                else "."))
 
@@ -72,7 +72,8 @@ if endpoints and not workers:
                "(`python -m chatbot webhook-worker`).", icon=":material/pending:")
 for endpoint in endpoints:
     state = "enabled" if endpoint.enabled else f"disabled: {endpoint.disabled_reason or 'by an admin'}"
-    with st.expander(f"{endpoint.url} · {state}", expanded=not endpoint.enabled):
+    shown = redact(endpoint.url)  # a password in the URL is never shown
+    with st.expander(f"{shown} · {state}", expanded=not endpoint.enabled):
         st.caption(f"{endpoint.description + ' · ' if endpoint.description else ''}events: "
                    f"{', '.join(endpoint.events) or 'all'} · id `{endpoint.id}` · added {when(endpoint.created)}")
         st.text_input("Signing secret", endpoint.secret, type="password", disabled=True, key=f"webhooks_secret_{endpoint.id}")
@@ -83,7 +84,7 @@ for endpoint in endpoints:
                    on_click=run, args=(registry.set_enabled, endpoint.id, not endpoint.enabled, "by an admin"))
         if row.button("Delete", key=f"webhooks_delete_{endpoint.id}", icon=":material/delete:"):
             ask_first("webhooks_confirm_delete", endpoint.id)
-        if confirmed("webhooks_confirm_delete", endpoint.id, f"Delete the endpoint {endpoint.url}?",
+        if confirmed("webhooks_confirm_delete", endpoint.id, f"Delete the endpoint {shown}?",
                      "manage_webhooks", f"webhooks_{endpoint.id}"):
             registry.delete_endpoint(endpoint.id)
             st.rerun()
@@ -95,7 +96,7 @@ if not deliveries:
     st.caption("No deliveries yet." if not only_failed else "No failed delivery.")
     st.stop()
 st.dataframe(
-    [{"created": when(d.created), "event": d.type, "url": d.url, "status": d.status, "attempts": d.attempts,
+    [{"created": when(d.created), "event": d.type, "url": redact(d.url), "status": d.status, "attempts": d.attempts,
       "last answer": d.last_code or "none", "next attempt": when(d.next_at), "error": d.last_error, "id": d.id}
      for d in deliveries],
     hide_index=True, key="webhooks_log",

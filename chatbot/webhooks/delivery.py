@@ -268,10 +268,16 @@ def _post(url: str, secret: str, delivery: Delivery) -> tuple[int, str, float | 
 
 async def _post_within_deadline(url: str, secret: str, delivery: Delivery) -> tuple[int, str, float | None]:
     headers = sign_headers(secret, delivery.message_id, delivery.payload, datetime.now(timezone.utc))
+    # A user name and password in the URL go as Basic auth, what httpx would make of them anyway, so that
+    # the URL httpx logs ("HTTP Request: POST ...") and puts in its errors carries no password.
+    target = httpx.URL(url)
+    auth = httpx.BasicAuth(target.username, target.password) if target.userinfo else None
+    target = target.copy_with(username=None, password=None)
     try:
         async with asyncio.timeout(ATTEMPT_TIMEOUT):
             async with httpx.AsyncClient(timeout=ATTEMPT_TIMEOUT, follow_redirects=False) as http:
-                async with http.stream("POST", url, content=delivery.payload.encode(), headers=headers) as response:
+                async with http.stream("POST", target, content=delivery.payload.encode(), headers=headers,
+                                       auth=auth) as response:
                     if 200 <= response.status_code < 300:
                         return response.status_code, "", None  # its body is not needed
                     body = await _start_of(response, ERROR_BODY * 4)

@@ -69,7 +69,7 @@ class Delivery:
     id: str
     message_id: str  # the `webhook-id` header: the same on every attempt, so receivers can deduplicate
     endpoint: str
-    url: str
+    url: str  # the endpoint's URL when it was made, redacted (see redact)
     type: str
     payload: str  # the JSON body, byte for byte what is signed and sent
     status: str = PENDING
@@ -173,8 +173,10 @@ class WebhookRegistry:
     def new_delivery(self, endpoint: Endpoint, event_type: str, payload: str, message_id: str,
                      job: str = "") -> Delivery:
         now = self.clock()
+        # The log keeps the URL as it is shown: a password in it is not copied into a thousand records.
         delivery = Delivery(id="dlv_" + uuid.uuid4().hex[:20], message_id=message_id, endpoint=endpoint.id,
-                            url=endpoint.url, type=event_type, payload=payload, created=now, updated=now, job=job)
+                            url=redact(endpoint.url), type=event_type, payload=payload, created=now, updated=now,
+                            job=job)
         key = f"chatbot:webhooks:delivery:{delivery.id}"
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(key, mapping={k: str(v) for k, v in asdict(delivery).items()})
