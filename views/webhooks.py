@@ -45,8 +45,8 @@ def run(action, *args) -> None:
 st.title("Webhooks")
 st.caption("Each endpoint receives the events it subscribes to as signed POST requests (Standard Webhooks: "
            "`webhook-id`, `webhook-timestamp`, `webhook-signature`), sent by `python -m chatbot webhook-worker`. "
-           "Failures are retried after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and 24 h; an endpoint that "
-           "answers 410 Gone is disabled.")
+           "An attempt has 15 s in all; failures are retried after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h "
+           "and 24 h; an endpoint that answers 410 Gone is disabled. A test event is one attempt.")
 if error := st.session_state.pop("webhooks_error", ""):
     st.error(error, icon=":material/error:")
 if notice := st.session_state.pop("webhooks_notice", ""):
