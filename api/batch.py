@@ -148,7 +148,7 @@ class BatchJobs:
         """A job's progress (and results so far); 404 for an unknown job or another key's job."""
         raw = {as_text(k): as_text(v) for k, v in self._client().hgetall(f"{PREFIX}:{job_id}").items()}
         if not raw or (raw["key"] != key_id and not admin):
-            raise ApiError(404, "job_not_found", f"No batch job {job_id} (jobs are kept a day).")
+            raise ApiError(404, "job_not_found", f"No batch job {shown(job_id)} (jobs are kept a day).")
         results = [json.loads(r) for r in self._client().lrange(f"{PREFIX}:{job_id}:results", 0, -1)]
         total, done = int(raw["total"]), int(raw["done"])
         return {"job_id": job_id, "status": raw["status"], "total": total, "done": done,

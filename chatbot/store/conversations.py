@@ -34,7 +34,7 @@ from chatbot.store.messages import PENDING_SECONDS, Message, Status, read_messag
 from chatbot.store.retries import retry_turn
 from chatbot.store.scripts import APPEND_TURN, DELETE_CONVERSATION, SET_FEEDBACK
 from chatbot.store.server import as_text, connect, restart_errors, retire
-from common.errors import ConversationNotFound
+from common.errors import ConversationNotFound, shown
 from common.redaction import redact
 
 INDEX = "chatbot:conversations"
@@ -360,7 +360,7 @@ class ConversationStore:
         """One whole conversation, or ConversationNotFound."""
         found = self.load([session_id])
         if not found:
-            raise ConversationNotFound(f"No conversation {session_id}: it was deleted, expired or never existed.")
+            raise ConversationNotFound(f"No conversation {shown(session_id)}: it was deleted, expired or never existed.")
         return found[0]
 
     def search(self, *, text: str = "", intent: str = "", escalated: bool | None = None,

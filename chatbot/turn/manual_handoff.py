@@ -12,7 +12,7 @@ from chatbot.handoff.queue import HandoffQueue
 from chatbot.store.messages import HANDOFF
 from chatbot.triage.triage import HANDOFF_NOTICE, TriageState, handoff_summary
 from chatbot.webhooks.events import CONVERSATION_ESCALATED
-from common.errors import ConversationNotFound
+from common.errors import ConversationNotFound, shown
 
 
 def hand_off(queue: HandoffQueue, conversation_id: str, reason: str, *, by: str) -> dict:
@@ -28,7 +28,7 @@ def hand_off(queue: HandoffQueue, conversation_id: str, reason: str, *, by: str)
     """
     store = queue.store
     if not store.exists(conversation_id):
-        raise ConversationNotFound(f"No conversation {conversation_id}: it was deleted, expired or never existed.")
+        raise ConversationNotFound(f"No conversation {shown(conversation_id)}: it was deleted, expired or never existed.")
     triage = TriageState.from_dict(store.state(conversation_id).get("triage"))
     if triage.escalated:
         return {"conversation_id": conversation_id, "escalated": True, "already": True,
