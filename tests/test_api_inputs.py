@@ -285,3 +285,17 @@ def test_every_path_parameter_is_quoted_by_its_first_80_characters(desk):
         message = answer.json()["error"]["message"]
         assert answer.status_code == 404 and "a" * 80 + "…" in message and "a" * 81 not in message, (method, path[:40])
         assert len(answer.content) < 1000
+
+
+@pytest.mark.parametrize("method, path, allowed", [
+    ("GET", "/v1/chat", "POST"),
+    ("DELETE", "/v1/conversations", "GET"),
+    ("PUT", "/v1/triage/batch", "POST"),
+])
+def test_a_method_the_path_does_not_take_is_named_with_the_ones_it_does(desk, method, path, allowed):
+    _, http, _ = desk
+    answer = http.request(method, path)
+    error = answer.json()["error"]
+    assert (answer.status_code, error["type"]) == (405, "method_not_allowed")
+    assert answer.headers["Allow"] == allowed
+    assert error["message"] == f"{method} is not allowed on {path}; use {allowed}."
