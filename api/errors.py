@@ -110,7 +110,8 @@ def response(error: ApiError) -> JSONResponse:
 
 
 # pydantic's errors that list what is accepted but not what was sent: the message adds the value sent.
-NAMES_ITS_INPUT = ("literal_error", "enum", "bool_type", "bool_parsing")
+NAMES_ITS_INPUT = ("literal_error", "enum", "bool_type", "bool_parsing", "int_parsing", "int_type", "int_from_float",
+                   "greater_than", "greater_than_equal", "less_than", "less_than_equal")
 
 
 def _problem(item: dict) -> str:

@@ -365,10 +365,11 @@ class ConversationStore:
 
     def search(self, *, text: str = "", intent: str = "", escalated: bool | None = None,
                since: float | None = None, until: float | None = None, agent: str = "",
-               limit: int = 50, scan: int = 2000) -> list[ConversationSummary]:
+               limit: int = 50, scan: int = 2000,
+               before: tuple[float, str] | None = None) -> list[ConversationSummary]:
         """Conversations started in [since, until] that match every filter given, most recent first
         (chatbot.store.search.search_conversations)."""
         from chatbot.store.search import search_conversations  # it reads the store's keys: imported here
 
         return search_conversations(self, text=text, intent=intent, escalated=escalated, since=since, until=until,
-                                    agent=agent, limit=limit, scan=scan)
+                                    agent=agent, limit=limit, scan=scan, before=before)
