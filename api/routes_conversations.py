@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Depends, Query, Request
 
 from api import errors
@@ -11,6 +13,8 @@ from api.once import run_once
 from api.schemas import HandoffIn
 from api.turns import agent_name
 from chatbot.access.api_keys import ApiKey
+from chatbot.handoff.queue import HandoffCase
+from chatbot.handoff.status import as_shown
 from chatbot.routing.routes import UNKNOWN
 from chatbot.turn.manual_handoff import hand_off
 from common.errors import shown
@@ -50,11 +54,22 @@ def list_conversations(q: str = Query("", description="Text the messages hold"),
             "next_cursor": f"{page[-1].updated!r}:{page[-1].id}" if more else None}
 
 
-@router.get("/{conversation_id}", summary="One conversation: its summary, triage state and messages")
+def _case(case: HandoffCase | None) -> dict | None:
+    """The handoff case as the queue holds it (`agent`: who claimed it, or closed or handed it back)."""
+    if case is None:
+        return None
+    return {name: value for name, value in asdict(case).items() if name != "conversation"}
+
+
+@router.get("/{conversation_id}", summary="One conversation: its summary, triage state, messages with their "
+                                          "status, and its handoff case")
 def get_conversation(conversation_id: str, key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> dict:
-    conversation = the_desk.services.store.conversation(conversation_id)
-    # Messages leave in their stored form, the same JSON the exports write.
-    return {**conversation, "messages": [m.to_stored() for m in conversation["messages"]]}
+    services = the_desk.services
+    conversation = services.store.conversation(conversation_id)
+    # Messages leave in their stored form, the same JSON the exports write, with the status the History
+    # page shows (the form keeps only `pending`; a message an agent has answered no longer waits).
+    messages = [{**m.to_stored(), "status": m.status.value} for m in as_shown(conversation["messages"])]
+    return {**conversation, "messages": messages, "handoff_case": _case(services.handoff.case(conversation_id))}
 
 
 @router.post("/{conversation_id}/handoff", summary="Hand the conversation to a person: the bot stops replying")

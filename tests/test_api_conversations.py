@@ -95,3 +95,49 @@ def test_an_unknown_intent_is_refused_with_the_intents_there_are(desk):
 def test_a_limit_out_of_range_is_quoted(desk, limit, named):
     _, http = desk
     assert f"query.limit: {named}" in refused(http.get("/v1/conversations", params={"limit": limit}))
+
+
+def test_a_manual_handoff_carries_the_sentiment_and_priority_triage_gave(desk):
+    app, http = desk
+    queue = app.state.desk.services.handoff
+    events, send = [], queue.events
+    queue.events = lambda kind, data: (events.append((kind, data)), send(kind, data))
+    try:
+        conversation = started(http, "My parcel is late again, that is annoying.")
+        verdict = http.get(f"/v1/conversations/{conversation}").json()["messages"][-1]["meta"]["triage"]
+        assert verdict["sentiment"] and not verdict["escalate"]  # what triage made of the customer's message
+        answer = http.post(f"/v1/conversations/{conversation}/handoff", json={"reason": "VIP customer"})
+        assert answer.status_code == 200 and answer.json()["escalated"] is True
+    finally:
+        queue.events = send
+    shown = http.get(f"/v1/conversations/{conversation}").json()
+    assert shown["escalation_sentiment"] == verdict["sentiment"]
+    assert shown["escalation_priority"] == verdict["priority"] > 0
+    case = shown["handoff_case"]
+    assert (case["sentiment"], case["priority"], case["reasons"]) == (
+        verdict["sentiment"], verdict["priority"], ["VIP customer"])
+    escalated = [data for kind, data in events if kind == "conversation.escalated"]
+    assert [(e["sentiment"], e["priority"]) for e in escalated] == [(verdict["sentiment"], verdict["priority"])]
+
+
+def test_a_conversation_shows_its_messages_status_and_its_handoff_case(desk):
+    app, http = desk
+    conversation = started(http)
+    assert http.get(f"/v1/conversations/{conversation}").json()["handoff_case"] is None
+    http.post(f"/v1/conversations/{conversation}/handoff", json={"reason": "asked for a person"})
+    http.post("/v1/chat", json={"text": "Hello? Anyone there?", "conversation_id": conversation})
+    shown = http.get(f"/v1/conversations/{conversation}").json()
+    assert shown["messages"][-1]["content"] == "Hello? Anyone there?"
+    assert shown["messages"][-1]["status"] == "waiting_for_human"
+    assert shown["messages"][0]["status"] == "answered"
+    case = shown["handoff_case"]
+    assert (case["status"], case["agent"], case["waiting"]) == ("waiting", "", 1)
+    assert case["brief"] and case["reasons"] == ["asked for a person"]
+
+    queue = app.state.desk.services.handoff
+    queue.claim(conversation, "Dana")
+    queue.reply(conversation, "Dana", "Hi, Dana here: I'm looking at your refund now.")
+    shown = http.get(f"/v1/conversations/{conversation}").json()
+    assert [m["status"] for m in shown["messages"] if m["content"] == "Hello? Anyone there?"] == ["answered"]
+    assert (shown["handoff_case"]["status"], shown["handoff_case"]["agent"], shown["handoff_case"]["waiting"]) == (
+        "claimed", "Dana", 0)
