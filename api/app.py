@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Match
 
@@ -13,6 +13,7 @@ from api import errors
 from api.body_limit import MAX_BODY_BYTES, RefusalInOurShape
 from api.desk import Desk, build_desk
 from api.key_first import KeyFirst
+from api.query import known_query
 from api.routes_chat import router as chat_router
 from api.routes_classify import router as classify_router
 from api.routes_conversations import router as conversations_router
@@ -47,8 +48,9 @@ def create_app(services: Services, backend: Backend | None = None,
     errors.install(app, lambda kind: the_desk.metrics.errors.labels(kind).inc())
     # The body cap on each router, not on FastAPI(...): see api/body_limit.py. A route with its own
     # `max_body_size` (the batch upload) keeps it.
+    # Every router's GETs refuse a query parameter they do not take (api/query.py).
     for router in [*ROUTERS, *(routers or [])]:
-        app.include_router(router, max_body_size=MAX_BODY_BYTES)
+        app.include_router(router, max_body_size=MAX_BODY_BYTES, dependencies=[Depends(known_query)])
     # Chatwoot's agent bot: signed by Chatwoot (no API key), settings and Redis read per request.
     app.include_router(chatwoot_router(lambda: services.settings.chatwoot_webhook_secret,
                                        lambda: services.store.client))  # its own 1 MB cap

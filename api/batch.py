@@ -1,10 +1,17 @@
 """Batch triage: a CSV or JSON Lines upload of messages, classified off the request path, with progress.
 
 A job is kept in Redis, so any API process can report on it:
-  chatbot:api:job:ID          hash: status (queued, running, done, failed), total, done, created,
-                              finished, key (the key id that started it), errors (JSON), error
+  chatbot:api:job:ID          hash: status (queued, running, done, failed, cancelled), total, done, created,
+                              finished, key (the key id that started it), errors (JSON), error,
+                              heartbeat (when its runner last said it is alive), cancel (when a cancel was asked)
   chatbot:api:job:ID:results  list of JSON results, in the upload's order
 Jobs and results expire after a day.
+
+A job runs on a thread of the API process that took the upload; its rows live only there. A
+process that stops (a restart, a crash) takes its runners with it: their jobs would read `running`
+for good. Each runner's heartbeat, refreshed by a thread beside it whatever a row takes, says it is
+alive; a job whose heartbeat is older than the lease is reported `interrupted`, with what it did.
+It is not resumed: its rows are gone with the process, and only the client has them again.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from typing import Callable
 import redis
 
 from api.errors import ApiError
+from api.schemas import UNPAIRED, unpaired_surrogate
 from chatbot.store.server import as_text
 from chatbot.triage.triage import TIER_WEIGHT
+from chatbot.turn.steps import clean_message
 from common.errors import ChatbotError, shown
 
 log = logging.getLogger(__name__)
@@ -31,6 +40,18 @@ MAX_ROWS = 10_000
 KEEP = 86400
 TEXT_COLUMNS = ("text", "message")
 TIER_COLUMNS = ("customer_tier", "tier")
+RUNNING = ("queued", "running")  # the statuses of a job whose runner has not finished
+HEARTBEAT_SECONDS = 5.0
+LEASE_SECONDS = 60.0  # a runner silent this long is gone: its process stopped
+CANCEL_WAIT_SECONDS = 5.0  # how long a cancel waits for the runner to stop between two rows
+PAGE, MAX_PAGE = 100, 1000  # results a poll returns by default, and at most
+# KEYS: job. ARGV: now. Asks a job's runner to stop: 1 when it still runs, 0 when it has finished.
+CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'cancel', ARGV[1])
+return 1
+"""
 
 
 def parse_upload(name: str, content_type: str, data: bytes) -> tuple[list[dict], list[dict]]:
@@ -57,13 +78,19 @@ def parse_upload(name: str, content_type: str, data: bytes) -> tuple[list[dict],
         if error:
             problems.append({"line": line, "error": error})
             continue
+        # JSON can spell a lone surrogate; the JSON API refuses it (api/schemas.py), and cleaning would
+        # drop it without a word (it is no character): the row is refused, naming where it is.
+        if broken := _unpaired(item):
+            problems.append({"line": line, "error": broken})
+            continue
         given = next((item[c] for c in TEXT_COLUMNS if item.get(c)), "")
         message = given.strip() if isinstance(given, str) else ""
         tier = next((str(item[c]).strip().lower() for c in TIER_COLUMNS if item.get(c)), "standard")
         if not isinstance(given, str):  # JSON's {"text": {...}} or 5 is no message, not its Python repr
             problems.append({"line": line, "error": f"text is not a string: {json.dumps(given)[:40]}"})
-        elif not message:
-            problems.append({"line": line, "error": "no text"})
+        elif not clean_message(message, len(message)):  # as a turn cleans it: invisible characters only
+            problems.append({"line": line, "error": "no text (nothing but spaces or invisible characters)"
+                             if message else "no text"})
         elif tier not in TIER_WEIGHT:
             problems.append({"line": line, "error": f"unknown customer tier {shown(tier)!r}"})
         else:
@@ -73,6 +100,21 @@ def parse_upload(name: str, content_type: str, data: bytes) -> tuple[list[dict],
     if len(rows) > MAX_ROWS:
         raise ApiError(422, "invalid_upload", f"{name}: {len(rows):,} messages; at most {MAX_ROWS:,} a batch.")
     return rows, problems
+
+
+def _unpaired(value, where: str = "") -> str:
+    """Where a row holds a lone surrogate and which ("text: an unpaired surrogate \\ud800 ..."), or ""."""
+    if isinstance(value, str):
+        escape = unpaired_surrogate(value)
+        return f"{shown(where or 'row')}: {UNPAIRED.format(escape=escape)}" if escape else ""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, item in items:
+        inner = f"{where}.{name}" if where else str(name)
+        if found := _unpaired(name, inner) if isinstance(name, str) else "":
+            return found
+        if found := _unpaired(item, inner):
+            return found
+    return ""
 
 
 def _jsonl(text: str):
@@ -106,18 +148,21 @@ def _csv(name: str, text: str):
 
 
 class BatchJobs:
-    """Start batch jobs on a thread each, and read their progress and results."""
+    """Start batch jobs on a thread each, report their progress and results a page at a time, cancel them."""
 
-    def __init__(self, client: Callable[[], redis.Redis]):
+    def __init__(self, client: Callable[[], redis.Redis], *, heartbeat: float = HEARTBEAT_SECONDS,
+                 lease: float = LEASE_SECONDS, cancel_wait: float = CANCEL_WAIT_SECONDS):
         self._client = client
+        self.heartbeat, self.lease, self.cancel_wait = heartbeat, lease, cancel_wait
 
     def start(self, key_id: str, rows: list[dict], problems: list[dict],
               classify: Callable[[dict], dict]) -> str:
         job_id = uuid.uuid4().hex[:16]
         name = f"{PREFIX}:{job_id}"
+        now = time.time()
         pipe = self._client().pipeline(transaction=True)
-        pipe.hset(name, mapping={"status": "queued", "total": len(rows), "done": 0, "created": time.time(),
-                                 "key": key_id, "errors": json.dumps(problems)})
+        pipe.hset(name, mapping={"status": "queued", "total": len(rows), "done": 0, "created": now,
+                                 "heartbeat": now, "key": key_id, "errors": json.dumps(problems)})
         pipe.expire(name, KEEP)
         pipe.execute()
         threading.Thread(target=self._run, args=(job_id, rows, classify), name=f"batch-{job_id}", daemon=True).start()
@@ -125,32 +170,92 @@ class BatchJobs:
 
     def _run(self, job_id: str, rows: list[dict], classify: Callable[[dict], dict]) -> None:
         name = f"{PREFIX}:{job_id}"
-        client = self._client()
-        client.hset(name, "status", "running")
+        alive = threading.Event()
+        threading.Thread(target=self._beat, args=(name, alive), name=f"batch-{job_id}-heartbeat", daemon=True).start()
         try:
+            pipe = self._client().pipeline(transaction=True)
+            pipe.hset(name, "status", "running")
+            pipe.hexists(name, "cancel")  # asked before the first row
+            cancelled = bool(pipe.execute()[-1])
             for row in rows:
+                if cancelled:
+                    self._client().hset(name, mapping={"status": "cancelled", "finished": time.time()})
+                    return
                 try:
                     found = {"id": row["id"], "line": row["line"], **classify(row)}
+                except ApiError as exc:  # the core refused this message (an empty one, say): the others go on
+                    found = {"id": row["id"], "line": row["line"], "error": exc.message}
                 except ChatbotError as exc:
                     found = {"id": row["id"], "line": row["line"], "error": str(exc)}
                 pipe = self._client().pipeline(transaction=True)
                 pipe.rpush(f"{name}:results", json.dumps(found, ensure_ascii=False))
                 pipe.expire(f"{name}:results", KEEP)
                 pipe.hincrby(name, "done", 1)
-                pipe.execute()
+                pipe.hexists(name, "cancel")  # checked between two rows, never in the middle of one
+                cancelled = bool(pipe.execute()[-1])
             self._client().hset(name, mapping={"status": "done", "finished": time.time()})
         except Exception as exc:  # noqa: BLE001 - the job reports its failure instead of dying silently
             log.exception("Batch job %s failed", job_id)
             self._client().hset(name, mapping={"status": "failed", "error": f"{exc.__class__.__name__}: {exc}",
                                                "finished": time.time()})
+        finally:
+            alive.set()  # the heartbeat stops with the runner, however it ended
 
-    def get(self, job_id: str, key_id: str, *, admin: bool = False) -> dict:
-        """A job's progress (and results so far); 404 for an unknown job or another key's job."""
+    def _beat(self, name: str, stopped: threading.Event) -> None:
+        """Say every `heartbeat` seconds that the runner is alive, until it ends (or its process does)."""
+        while not stopped.wait(self.heartbeat):
+            try:
+                self._client().hset(name, "heartbeat", time.time())
+            except redis.RedisError as exc:  # a missed beat; the next one may reach Redis again
+                log.warning("Batch job %s: heartbeat not stored: %s", name, exc)
+
+    def _raw(self, job_id: str, key_id: str, admin: bool) -> dict:
         raw = {as_text(k): as_text(v) for k, v in self._client().hgetall(f"{PREFIX}:{job_id}").items()}
         if not raw or (raw["key"] != key_id and not admin):
-            raise ApiError(404, "job_not_found", f"No batch job {job_id} (jobs are kept a day).")
-        results = [json.loads(r) for r in self._client().lrange(f"{PREFIX}:{job_id}:results", 0, -1)]
+            raise ApiError(404, "job_not_found", f"No batch job {shown(job_id)} (jobs are kept a day).")
+        return raw
+
+    def _status(self, raw: dict) -> tuple[str, str | None]:
+        """The job's status and error as a client reads them: a runner gone silent is `interrupted`."""
+        status, error = raw["status"], raw.get("error") or None
+        if status in RUNNING and time.time() - float(raw.get("heartbeat") or raw["created"]) > self.lease:
+            done, total = int(raw["done"]), int(raw["total"])
+            return "interrupted", (f"The API process running this job stopped (a restart?) after {done:,} of "
+                                   f"{total:,} messages; their results are kept. Send the messages missing from "
+                                   "`results` again as a new batch.")
+        if status in RUNNING and raw.get("cancel"):
+            return "cancelling", error
+        return status, error
+
+    def get(self, job_id: str, key_id: str, *, admin: bool = False, offset: int = 0, limit: int = PAGE) -> dict:
+        """A job's progress and a page of its results (`offset`, at most `limit`); 404 for an unknown
+        job or another key's job."""
+        raw = self._raw(job_id, key_id, admin)
+        status, error = self._status(raw)
+        stored = [json.loads(r) for r in self._client().lrange(f"{PREFIX}:{job_id}:results", offset,
+                                                               offset + limit - 1)]
         total, done = int(raw["total"]), int(raw["done"])
-        return {"job_id": job_id, "status": raw["status"], "total": total, "done": done,
-                "progress": round(done / total, 4) if total else 1.0, "problems": json.loads(raw["errors"]),
-                "error": raw.get("error") or None, "results": results}
+        following = offset + len(stored)
+        return {"job_id": job_id, "status": status, "finished": status not in (*RUNNING, "cancelling"),
+                "total": total, "done": done, "progress": round(done / total, 4) if total else 1.0,
+                "problems": json.loads(raw["errors"]), "error": error,
+                "offset": offset, "limit": limit, "next_offset": following if following < done else None,
+                "results": stored}
+
+    def cancel(self, job_id: str, key_id: str, *, admin: bool = False) -> dict:
+        """Stop a job between two rows and answer its state (`cancelled`, with the results so far).
+
+        Waits up to `cancel_wait` seconds for the runner to stop (a row's classification); a job
+        still on its row then reads `cancelling`. A job cancelled already is answered as it is;
+        one that finished otherwise raises ApiError 409."""
+        raw = self._raw(job_id, key_id, admin)
+        status, _ = self._status(raw)
+        if status not in (*RUNNING, "cancelling") and status != "cancelled":
+            raise ApiError(409, "job_finished", f"Batch job {shown(job_id)} is {status} already; nothing to cancel.",
+                           job_status=status)
+        client = self._client()
+        if client.eval(CANCEL, 1, f"{PREFIX}:{job_id}", time.time()):
+            deadline = time.monotonic() + self.cancel_wait
+            while as_text(client.hget(f"{PREFIX}:{job_id}", "status")) in RUNNING and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return self.get(job_id, key_id, admin=admin)

@@ -110,7 +110,8 @@ def response(error: ApiError) -> JSONResponse:
 
 
 # pydantic's errors that list what is accepted but not what was sent: the message adds the value sent.
-NAMES_ITS_INPUT = ("literal_error", "enum", "bool_type", "bool_parsing")
+NAMES_ITS_INPUT = ("literal_error", "enum", "bool_type", "bool_parsing", "int_parsing", "int_type", "int_from_float",
+                   "greater_than", "greater_than_equal", "less_than", "less_than_equal")
 
 
 def _problem(item: dict) -> str:
@@ -159,11 +160,18 @@ def install(app: FastAPI, count_error) -> None:
             error = invalid_request([f"body: not valid JSON ({unreadable_json(cause)})"
                                      if isinstance(cause, (ValueError, RecursionError)) else f"body: {exc.detail}"])
         else:
-            kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-            routeless = exc.status_code in (404, 405)
             where = e.shown(request.url.path)  # the path as sent: quoted, not echoed whole
-            error = ApiError(exc.status_code, kind,
-                             f"No route {request.method} {where}." if routeless else str(exc.detail))
+            # Starlette's headers are the answer's: a 405 carries `Allow`, the methods the path takes.
+            headers = dict(exc.headers or {})
+            if exc.status_code == 405:
+                allowed = headers.get("Allow", "")
+                message = f"{request.method} is not allowed on {where}" + (f"; use {allowed}." if allowed else ".")
+            elif exc.status_code == 404:
+                message = f"No route {request.method} {where}."
+            else:
+                message = str(exc.detail)
+            kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+            error = ApiError(exc.status_code, kind, message, headers=headers)
         count_error(error.kind)
         return response(error)
 

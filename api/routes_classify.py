@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
-from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 
 from api import errors
 from api.auth import agent_key
-from api.batch import parse_upload
+from api.batch import MAX_PAGE, PAGE, parse_upload
 from api.desk import Desk, desk
 from api.errors import ApiError
 from api.metering import metered_backend
@@ -94,6 +94,13 @@ def triage_batch(request: Request, file: UploadFile = File(..., description="CSV
     return run_once(the_desk, request, key, f"{file.filename}:{digest}", produce, status=202)
 
 
-@router.get("/triage/batch/{job_id}", summary="A batch job's progress, and its results so far")
-def batch_job(job_id: str, key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> dict:
-    return the_desk.jobs.get(job_id, key.key_id, admin=key.role == ADMIN)
+@router.get("/triage/batch/{job_id}", summary="A batch job's progress, and a page of its results so far")
+def batch_job(job_id: str, offset: int = Query(0, ge=0, description="The first result to return (0: the first)"),
+              limit: int = Query(PAGE, ge=1, le=MAX_PAGE, description="Results to return at most"),
+              key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> dict:
+    return the_desk.jobs.get(job_id, key.key_id, admin=key.role == ADMIN, offset=offset, limit=limit)
+
+
+@router.delete("/triage/batch/{job_id}", summary="Cancel a batch job: it stops between two rows, keeping its results")
+def cancel_batch_job(job_id: str, key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> dict:
+    return the_desk.jobs.cancel(job_id, key.key_id, admin=key.role == ADMIN)

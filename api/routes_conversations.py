@@ -1,34 +1,75 @@
-"""Stored conversations: the list (with filters), one conversation, and handing one to a person."""
+"""Stored conversations: the list (with filters and pages), one conversation, and handing one to a person."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Depends, Query, Request
 
+from api import errors
 from api.auth import agent_key
 from api.desk import Desk, desk
 from api.once import run_once
 from api.schemas import HandoffIn
 from api.turns import agent_name
 from chatbot.access.api_keys import ApiKey
+from chatbot.handoff.queue import HandoffCase
+from chatbot.handoff.status import as_shown
+from chatbot.routing.routes import UNKNOWN
 from chatbot.turn.manual_handoff import hand_off
+from common.errors import shown
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
 
-@router.get("", summary="Conversations, most recently active first, filtered by text, intent or escalation")
+def _cursor(given: str) -> tuple[float, str] | None:
+    """(`updated`, `id`) of the last conversation of the page before, from the `next_cursor` it gave."""
+    if not given:
+        return None
+    updated, _, conversation = given.partition(":")
+    try:
+        return float(updated), conversation
+    except ValueError:
+        raise errors.invalid_request([f"cursor: not a cursor this list gave, {shown(given)!r} (pass the "
+                                      "`next_cursor` of the page before, or leave it out for the first page)"])
+
+
+@router.get("", summary="Conversations, most recently active first, filtered by text, intent or escalation; "
+                        "`next_cursor` gives the next page")
 def list_conversations(q: str = Query("", description="Text the messages hold"),
-                       intent: str = "", escalated: bool | None = None,
+                       intent: str = Query("", description="An intent of the router (`unknown`: none matched)"),
+                       escalated: bool | None = None,
                        limit: int = Query(50, ge=1, le=500),
+                       cursor: str = Query("", description="The `next_cursor` of the page before"),
                        key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> dict:
-    found = the_desk.services.store.search(text=q, intent=intent, escalated=escalated, limit=limit)
-    return {"conversations": [s.to_dict() for s in found]}
+    services = the_desk.services
+    intents = sorted([*services.router.routes, UNKNOWN])
+    if intent and intent not in intents:  # a typo would list nothing, as if no conversation had the intent
+        raise errors.invalid_request([f"intent: no intent {shown(intent)!r}; the intents are {', '.join(intents)}"])
+    # One more than the page: whether another page follows.
+    found = services.store.search(text=q, intent=intent, escalated=escalated, limit=limit + 1, before=_cursor(cursor))
+    page = found[:limit]
+    more = len(found) > limit
+    return {"conversations": [s.to_dict() for s in page],
+            "next_cursor": f"{page[-1].updated!r}:{page[-1].id}" if more else None}
 
 
-@router.get("/{conversation_id}", summary="One conversation: its summary, triage state and messages")
+def _case(case: HandoffCase | None) -> dict | None:
+    """The handoff case as the queue holds it (`agent`: who claimed it, or closed or handed it back)."""
+    if case is None:
+        return None
+    return {name: value for name, value in asdict(case).items() if name != "conversation"}
+
+
+@router.get("/{conversation_id}", summary="One conversation: its summary, triage state, messages with their "
+                                          "status, and its handoff case")
 def get_conversation(conversation_id: str, key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> dict:
-    conversation = the_desk.services.store.conversation(conversation_id)
-    # Messages leave in their stored form, the same JSON the exports write.
-    return {**conversation, "messages": [m.to_stored() for m in conversation["messages"]]}
+    services = the_desk.services
+    conversation = services.store.conversation(conversation_id)
+    # Messages leave in their stored form, the same JSON the exports write, with the status the History
+    # page shows (the form keeps only `pending`; a message an agent has answered no longer waits).
+    messages = [{**m.to_stored(), "status": m.status.value} for m in as_shown(conversation["messages"])]
+    return {**conversation, "messages": messages, "handoff_case": _case(services.handoff.case(conversation_id))}
 
 
 @router.post("/{conversation_id}/handoff", summary="Hand the conversation to a person: the bot stops replying")

@@ -29,8 +29,9 @@ from api.once import REPLAYED, Claim, run_once
 from api.schemas import Body
 from api.sse import EventStream
 from api.timing import CoreTimer
-from api.turns import CLIENT_LEFT, Turn, conversation_id, open_turn, result, stop_streaming
+from api.turns import CLIENT_LEFT, Turn, conversation_id, head, open_turn, result, stop_streaming
 from chatbot.access.api_keys import ApiKey
+from chatbot.triage.triage import HANDOFF_NOTICE
 from common.errors import shown
 from common.types import Stop
 
@@ -94,6 +95,13 @@ def _open(the_desk: Desk, request: Request, body: CompletionIn, key: ApiKey, tim
     return open_turn(the_desk, key, conversation, _customer_text(body), timer=timer)
 
 
+def _content(reply: str, handed_off: bool) -> str:
+    """The reply as a chat UI shows it: a conversation with a person gets no reply from the desk after
+    its handoff notice, and an empty message would show as a blank bubble (Open WebUI), so it says
+    again what the notice said."""
+    return reply if reply or not handed_off else HANDOFF_NOTICE
+
+
 def _extras(done: dict) -> dict:
     return {"conversation_id": done["conversation_id"], "citations": done["citations"], "intent": done["intent"],
             "triage": done["triage"], "prompt": done["prompt"], "fallback": done["fallback"]}
@@ -119,7 +127,7 @@ def chat_completions(body: CompletionIn, request: Request, key: ApiKey = Depends
         finally:
             the_desk.turn_ended("chat_completions", turn.reply.meta)
         done = result(turn)
-        message = {"role": "assistant", "content": done["reply"], "refusal": None}
+        message = {"role": "assistant", "content": _content(done["reply"], done["handed_off"]), "refusal": None}
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
                 "model": the_desk.model_id, "system_fingerprint": None,
                 "choices": [{"index": 0, "message": message, "logprobs": None,
@@ -177,6 +185,8 @@ async def _chunks(the_desk: Desk, turn: Turn, claim: Claim, include_usage: bool)
         yield chunk({"role": "assistant", "content": ""}, conversation_id=turn.conversation_id)
         while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
             yield chunk({"content": piece})
+        if not turn.reply.text and (notice := _content("", head(turn)["handed_off"])):
+            yield chunk({"content": notice})
     except Exception as exc:  # noqa: BLE001 - OpenAI's way: an error object in the stream, then the end
         error = errors.describe(exc)
         the_desk.metrics.errors.labels(error.kind).inc()

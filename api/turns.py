@@ -14,7 +14,7 @@ from api.timing import CoreTimer
 from chatbot.access.api_keys import ApiKey
 from chatbot.store.analytics import HANDOFF
 from chatbot.turn.reply import Reply
-from common.errors import ConversationNotFound
+from common.errors import ConversationNotFound, shown
 from common.types import Stop
 
 
@@ -59,7 +59,7 @@ def conversation_id(desk: Desk, given: str | None, key: ApiKey, *, foreign: bool
     if store.accepts(given) and store.exists(given):
         return given
     if not foreign and store.accepts(given):  # a typo or an expired id must not start a stranger's thread
-        raise ConversationNotFound(f"No conversation {given}: it was deleted, expired or never existed; "
+        raise ConversationNotFound(f"No conversation {shown(given)}: it was deleted, expired or never existed; "
                                    "leave conversation_id out to start a new one.")
     if foreign and 0 < len(given) <= FOREIGN_ID_CHARS:
         return hashlib.sha256(f"{key.key_id}:{given}".encode()).hexdigest()[:16]

@@ -270,3 +270,32 @@ def test_a_batch_row_over_the_message_limit_is_a_result_with_an_error(desk):
     assert "error" not in short and short["intent"]["intent"] == "refunds"
     assert (long["id"], long["line"]) == ("long", 3) and "intent" not in long
     assert "4,001 characters long; the limit is 4,000" in long["error"]
+
+
+def test_every_path_parameter_is_quoted_by_its_first_80_characters(desk):
+    """Each route whose path takes a value from the client (an id) quotes a long one short in its error."""
+    app, http, admin = desk
+    routes = [context.original_route for context in iter_route_contexts(app.routes)]
+    with_ids = [(method, route.path) for route in routes if isinstance(route, APIRoute) and "{" in route.path
+                for method in route.methods]
+    assert len(with_ids) >= 3, with_ids
+    for method, template in with_ids:
+        path = template.split("{")[0] + "a" * 5000 + template.split("}")[1]
+        answer = http.request(method, path, headers=admin)
+        message = answer.json()["error"]["message"]
+        assert answer.status_code == 404 and "a" * 80 + "…" in message and "a" * 81 not in message, (method, path[:40])
+        assert len(answer.content) < 1000
+
+
+@pytest.mark.parametrize("method, path, allowed", [
+    ("GET", "/v1/chat", "POST"),
+    ("DELETE", "/v1/conversations", "GET"),
+    ("PUT", "/v1/triage/batch", "POST"),
+])
+def test_a_method_the_path_does_not_take_is_named_with_the_ones_it_does(desk, method, path, allowed):
+    _, http, _ = desk
+    answer = http.request(method, path)
+    error = answer.json()["error"]
+    assert (answer.status_code, error["type"]) == (405, "method_not_allowed")
+    assert answer.headers["Allow"] == allowed
+    assert error["message"] == f"{method} is not allowed on {path}; use {allowed}."

@@ -137,3 +137,27 @@ def test_the_backends_stop_reason_reaches_both_faces(desk, finish, stop_reason, 
                                                  messages=[{"role": "user", "content": "How do I get a refund?"}])
             assert answer.choices[0].finish_reason == finish_reason
             assert answer.usage.prompt_tokens == 300 and answer.model_extra["citations"]
+
+
+def test_a_conversation_with_a_person_says_so_rather_than_a_blank_reply(desk):
+    """Open WebUI shows an empty reply as a blank bubble: both faces say the conversation is with a person."""
+    import httpx
+
+    from chatbot.triage.triage import HANDOFF_NOTICE
+
+    app, sdk, url = desk
+    ticket = {"X-Conversation-Id": "webui-chat-handoff"}
+    first = sdk.chat.completions.create(model="support-desk", extra_headers=ticket,
+                                        messages=[{"role": "user", "content": "How do I get a refund?"}])
+    conversation = first.model_extra["conversation_id"]
+    key = sdk.api_key
+    handed = httpx.post(f"{url}/v1/conversations/{conversation}/handoff", headers={"Authorization": f"Bearer {key}"})
+    assert handed.status_code == 200
+    answer = sdk.chat.completions.create(model="support-desk", extra_headers=ticket,
+                                         messages=[{"role": "user", "content": "Hello? Is anyone there?"}])
+    assert answer.choices[0].message.content == HANDOFF_NOTICE and answer.choices[0].finish_reason == "stop"
+    stream = sdk.chat.completions.create(model="support-desk", extra_headers=ticket, stream=True,
+                                         messages=[{"role": "user", "content": "Still waiting."}])
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == HANDOFF_NOTICE
+    stored = app.state.desk.services.store.conversation(conversation)["messages"]
+    assert [m.content for m in stored[-2:]] == ["Hello? Is anyone there?", "Still waiting."]  # no reply stored

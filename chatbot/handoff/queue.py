@@ -99,6 +99,15 @@ class HandoffCase:
                    claimed_at=float(h.get("claimed_at") or 0), waiting=int(h.get("waiting") or 0))
 
 
+def escalation_of(verdict: dict, *, brief: str, message: str, reasons: list[str] | None = None) -> dict:
+    """What a case (`HandoffQueue.escalate`) and the `conversation.escalated` event record of a handoff:
+    triage's verdict on the conversation's latest customer message (its sentiment and priority), the
+    brief for the person taking over, and that message. `reasons` default to the verdict's."""
+    return {"brief": brief, "reasons": list(verdict.get("reasons") or []) if reasons is None else list(reasons),
+            "sentiment": str(verdict.get("sentiment") or ""), "priority": int(verdict.get("priority") or 0),
+            "message": message}
+
+
 class HandoffQueue:
     """Escalations in, agents' claims, replies, closes and hand-backs out; over the conversation store."""
 

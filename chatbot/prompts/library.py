@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from common.errors import PromptNotFound, PromptValidationError, StaleVersionError
+from common.errors import PromptNotFound, PromptValidationError, StaleVersionError, shown
 from chatbot.prompts.store import FilePromptStore, MemoryPromptStore, PromptStore, VersionInfo
 from chatbot.prompts.template import PromptTemplate, compile_text, fill, parse_template, sha256_text
 from chatbot.prompts.template_yaml import skeleton, to_yaml
@@ -270,7 +270,7 @@ class PromptLibrary:
         if version is None:
             version = self.store.production(name)
             if version is None:
-                raise PromptNotFound(f"No prompt template named '{name}'.")
+                raise PromptNotFound(f"No prompt template named '{shown(name)}'.")
         return self.store.version(name, version)
 
     def history(self, name: str) -> list[VersionInfo]:
@@ -328,7 +328,7 @@ class PromptLibrary:
         if version is None:
             version = self.store.labels(name).get("draft")
             if version is None:
-                raise PromptNotFound(f"No prompt template named '{name}'.")
+                raise PromptNotFound(f"No prompt template named '{shown(name)}'.")
         self.template(name, version)  # a version that no longer parses is never published
         return self.store.set_label(name, "production", version, author=author, action="publish",
                                     expected=expected)
@@ -337,7 +337,7 @@ class PromptLibrary:
         """Move production back to an earlier version; returns the version it replaced."""
         current = self.store.production(name)
         if current is None:
-            raise PromptNotFound(f"No prompt template named '{name}'.")
+            raise PromptNotFound(f"No prompt template named '{shown(name)}'.")
         if version >= current:
             raise PromptValidationError(
                 f"v{version} is not earlier than production v{current}; publish it instead of rolling back.",

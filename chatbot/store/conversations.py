@@ -34,7 +34,7 @@ from chatbot.store.messages import PENDING_SECONDS, Message, Status, read_messag
 from chatbot.store.retries import retry_turn
 from chatbot.store.scripts import APPEND_TURN, DELETE_CONVERSATION, SET_FEEDBACK
 from chatbot.store.server import as_text, connect, restart_errors, retire
-from common.errors import ConversationNotFound
+from common.errors import ConversationNotFound, shown
 from common.redaction import redact
 
 INDEX = "chatbot:conversations"
@@ -360,15 +360,16 @@ class ConversationStore:
         """One whole conversation, or ConversationNotFound."""
         found = self.load([session_id])
         if not found:
-            raise ConversationNotFound(f"No conversation {session_id}: it was deleted, expired or never existed.")
+            raise ConversationNotFound(f"No conversation {shown(session_id)}: it was deleted, expired or never existed.")
         return found[0]
 
     def search(self, *, text: str = "", intent: str = "", escalated: bool | None = None,
                since: float | None = None, until: float | None = None, agent: str = "",
-               limit: int = 50, scan: int = 2000) -> list[ConversationSummary]:
+               limit: int = 50, scan: int = 2000,
+               before: tuple[float, str] | None = None) -> list[ConversationSummary]:
         """Conversations started in [since, until] that match every filter given, most recent first
         (chatbot.store.search.search_conversations)."""
         from chatbot.store.search import search_conversations  # it reads the store's keys: imported here
 
         return search_conversations(self, text=text, intent=intent, escalated=escalated, since=since, until=until,
-                                    agent=agent, limit=limit, scan=scan)
+                                    agent=agent, limit=limit, scan=scan, before=before)

@@ -21,8 +21,12 @@ def _holds(text: str, needle: str) -> bool:
 
 def search_conversations(store: ConversationStore, *, text: str = "", intent: str = "",
                          escalated: bool | None = None, since: float | None = None, until: float | None = None,
-                         agent: str = "", limit: int = 50, scan: int = 2000) -> list[ConversationSummary]:
+                         agent: str = "", limit: int = 50, scan: int = 2000,
+                         before: tuple[float, str] | None = None) -> list[ConversationSummary]:
     """Conversations started in [since, until] that match every filter given, most recent first.
+
+    `before` is where a page ends, (`updated`, `id`) of its last conversation: the next page holds
+    those after it in this order (last activity, then id, both descending, as the index sorts ties).
 
     Text matches the messages' content, case-insensitively. Without a search index this scans
     at most `scan` conversations (by last activity), which is plenty for a support desk's
@@ -30,11 +34,12 @@ def search_conversations(store: ConversationStore, *, text: str = "", intent: st
     """
     needle = text.strip().casefold()
     matches: list[ConversationSummary] = []
-    ids = store.ids_between(since, None, agent=agent, limit=scan)
+    ids = store.ids_between(since, before[0] if before else None, agent=agent, limit=scan)
     for start in range(0, len(ids), BATCH):
         candidates = [
             s for s in store.summaries(ids[start:start + BATCH])
             if (since is None or s.created >= since) and (until is None or s.created <= until)
+            and (before is None or (s.updated, s.id) < before)
             and (not intent or intent in s.intents)
             and (escalated is None or s.escalated == escalated)
         ]

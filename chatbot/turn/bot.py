@@ -25,7 +25,7 @@ from chatbot.triage.merge import merge_triage
 from chatbot.triage.triage import Triage, TriageState, handoff_summary
 from chatbot.turn.steps import FixedReply, clean_message, customer_context, customer_messages, retrieve, summarise
 from chatbot.store.conversations import ConversationStore
-from chatbot.handoff.queue import HandoffQueue
+from chatbot.handoff.queue import HandoffQueue, escalation_of
 from chatbot.webhooks.events import CONVERSATION_ESCALATED, MESSAGE_CREATED, REPLY_COMPLETED, EventSink, ignore_event
 from knowledge.store import KnowledgeBase
 from common.types import Passage
@@ -264,9 +264,7 @@ class Chatbot:
         if failed:
             return
         verdict, state = reply.meta.triage, reply.triage_state or TriageState()
-        escalation = {"brief": state.handoff_summary, "reasons": list(verdict.get("reasons") or []),
-                      "sentiment": str(verdict.get("sentiment", "")), "priority": int(verdict.get("priority") or 0),
-                      "message": reply.user_text}
+        escalation = escalation_of(verdict, brief=state.handoff_summary, message=reply.user_text)
         try:
             if self.handoff is not None and waiting:
                 self.handoff.customer_waiting(reply.session_id)

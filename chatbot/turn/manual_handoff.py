@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 
-from chatbot.handoff.queue import HandoffQueue
+from chatbot.handoff.queue import HandoffQueue, escalation_of
 from chatbot.store.messages import HANDOFF
 from chatbot.triage.triage import HANDOFF_NOTICE, TriageState, handoff_summary
 from chatbot.webhooks.events import CONVERSATION_ESCALATED
-from common.errors import ConversationNotFound
+from common.errors import ConversationNotFound, shown
 
 
 def hand_off(queue: HandoffQueue, conversation_id: str, reason: str, *, by: str) -> dict:
@@ -28,25 +28,31 @@ def hand_off(queue: HandoffQueue, conversation_id: str, reason: str, *, by: str)
     """
     store = queue.store
     if not store.exists(conversation_id):
-        raise ConversationNotFound(f"No conversation {conversation_id}: it was deleted, expired or never existed.")
+        raise ConversationNotFound(f"No conversation {shown(conversation_id)}: it was deleted, expired or never existed.")
     triage = TriageState.from_dict(store.state(conversation_id).get("triage"))
     if triage.escalated:
         return {"conversation_id": conversation_id, "escalated": True, "already": True,
                 "reason": triage.escalation_reason, "handoff_summary": triage.handoff_summary}
     reason = " ".join(reason.split())[:300] or "handoff requested"
     messages = store.messages(conversation_id)
+    # Triage's verdict on the latest customer message, as an automatic handoff records it; the
+    # conversation's priority so far when no message was triaged.
+    latest = next((m.meta.triage for m in reversed(messages) if m.meta is not None and m.meta.sentiment),
+                  {"priority": triage.priority})
+    last = next((m.content for m in reversed(messages) if m.is_user), "")
     triage.escalated, triage.handoff_announced = True, True
     triage.escalation_reason = f"{reason} (by {by})"
     triage.state = "escalated"
     triage.handoff_summary = handoff_summary(triage, [m.as_chat() for m in messages])
+    escalation = escalation_of(latest, brief=triage.handoff_summary, message=last, reasons=[reason])
+    # The notice's triage carries the sentiment and priority too: the conversation's summary keeps
+    # them as its escalation's (chatbot/store/analytics.py, `summary_fields`).
     meta = {"backend": HANDOFF, "model": "", "session_id": conversation_id, "agent": by, "created_at": time.time(),
             "triage": {"escalate": True, "newly_escalated": True, "reasons": [reason], "state": "escalated",
-                       "priority": triage.priority, "handoff_summary": triage.handoff_summary, "requested_by": by}}
+                       "sentiment": escalation["sentiment"], "priority": escalation["priority"],
+                       "handoff_summary": triage.handoff_summary, "requested_by": by}}
     store.append(conversation_id, [{"role": "assistant", "content": HANDOFF_NOTICE, "meta": meta}],
                  update=lambda current: _escalated(current, triage), agent=by)
-    last = next((m.content for m in reversed(messages) if m.is_user), "")
-    escalation = {"brief": triage.handoff_summary, "reasons": [reason], "sentiment": "",
-                  "priority": triage.priority, "message": last}
     queue.escalate(conversation_id, **escalation)
     queue.events(CONVERSATION_ESCALATED, {"conversation_id": conversation_id, **escalation,
                                           "notice": HANDOFF_NOTICE, "requested_by": by})
