@@ -4,6 +4,7 @@ A client that sends `?offset=500` or `?sort=oldest` to a route that takes neithe
 the first page, or the usual order, and never know its parameter did nothing. The check is one
 dependency on every router (api/app.py), reading the parameters each route declares from FastAPI's
 own model of it, so a parameter added to a route later is known without another list to keep.
+Only the API's resources (`/v1/...`) are checked, not the probes' `/health` and `/metrics`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def _declared(dependant: Dependant) -> tuple[str, ...]:
 async def known_query(request: Request) -> None:
     """422 naming each query parameter a GET route does not take (and the ones it does)."""
     route = request.scope.get("route")
-    if request.method != "GET" or route is None or not request.query_params:
+    # /health and /metrics are left alone: probes and scrapers add their own parameters (a cache
+    # buster, Prometheus' `params`), and what they ask for does not change with them.
+    if request.method != "GET" or route is None or not request.query_params or not request.url.path.startswith("/v1/"):
         return
     known = _declared(route.dependant)
     unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in known]

@@ -16,6 +16,7 @@ from chatbot.access.api_keys import ApiKey
 from chatbot.handoff.queue import HandoffCase
 from chatbot.handoff.status import as_shown
 from chatbot.routing.routes import UNKNOWN
+from chatbot.store.search import search_page
 from chatbot.turn.manual_handoff import hand_off
 from common.errors import shown
 
@@ -47,11 +48,15 @@ def list_conversations(q: str = Query("", description="Text the messages hold"),
     if intent and intent not in intents:  # a typo would list nothing, as if no conversation had the intent
         raise errors.invalid_request([f"intent: no intent {shown(intent)!r}; the intents are {', '.join(intents)}"])
     # One more than the page: whether another page follows.
-    found = services.store.search(text=q, intent=intent, escalated=escalated, limit=limit + 1, before=_cursor(cursor))
-    page = found[:limit]
-    more = len(found) > limit
+    found = search_page(services.store, text=q, intent=intent, escalated=escalated, limit=limit + 1,
+                        before=_cursor(cursor))
+    page = found.matches[:limit]
+    if len(found.matches) > limit:
+        after = (page[-1].updated, page[-1].id)
+    else:  # a narrow filter can use up the scan before the page fills: go on from where it stopped
+        after = found.resume
     return {"conversations": [s.to_dict() for s in page],
-            "next_cursor": f"{page[-1].updated!r}:{page[-1].id}" if more else None}
+            "next_cursor": f"{after[0]!r}:{after[1]}" if after else None}
 
 
 def _case(case: HandoffCase | None) -> dict | None:

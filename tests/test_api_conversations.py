@@ -79,6 +79,12 @@ def test_every_get_route_refuses_a_query_parameter_it_does_not_take(desk, path):
     assert "sort: not a query parameter of this route" in refused(answer)
 
 
+def test_probes_may_add_their_own_query_parameters(desk):
+    _, http = desk
+    assert http.get("/health", params={"probe": "lb-1"}).status_code == 200
+    assert http.get("/metrics", params={"module": "http_2xx"}).status_code == 200
+
+
 def test_an_unknown_intent_is_refused_with_the_intents_there_are(desk):
     _, http = desk
     message = refused(http.get("/v1/conversations", params={"intent": "bogus"}))

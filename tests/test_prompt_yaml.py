@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.errors import PromptValidationError
-from chatbot.prompts.template import parse_template
+from chatbot.prompts.template import PromptTemplate, parse_template
 from chatbot.prompts.template_yaml import to_yaml
 from chatbot.prompts.yaml_text import MAX_CHARS, MAX_DEPTH, load_variables
 from chatbot.prompts.library import PromptLibrary, open_prompt_library
@@ -185,3 +185,10 @@ def test_sample_variables_keep_the_text_typed_and_refuse_aliases():
         load_variables("open_at: [9, 30]")
     with pytest.raises(PromptValidationError, match="one 'name: value' per line"):
         load_variables("- 9:30")
+
+
+def test_a_template_made_in_code_has_the_hash_of_its_yaml():
+    made = PromptTemplate(name="billing", role="You answer billing questions.")
+    assert made.content_hash() == PromptTemplate(name="billing", role="You answer billing questions.",
+                                                 source=to_yaml(made)).content_hash()
+    assert made.content_hash() != PromptTemplate(name="billing", role="Another role.").content_hash()

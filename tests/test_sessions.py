@@ -298,6 +298,28 @@ def test_agent_and_time_indexes_and_search(redis_setup):
     assert human.intents == {"talk_to_human": 1} and human.sentiment == "very_negative"
 
 
+def test_a_search_that_uses_up_its_scan_says_where_to_go_on(redis_setup):
+    from chatbot.store.search import search_page
+
+    now = [1_000_000.0]
+    store = redis_setup.store(ttl_seconds=None, clock=lambda: now[0])
+    store.append("oldest", turn(0, route={"intent": "refunds"}))
+    for n in range(1, 8):
+        now[0] += 60
+        store.append(f"c{n}", turn(n, route={"intent": "shipping"}))
+    found, pages = [], 0
+    before = None
+    while True:  # a scan of 3 conversations a page: the refund is the eighth
+        page = search_page(store, intent="refunds", limit=5, scan=3, before=before)
+        found += [s.id for s in page.matches]
+        pages += 1
+        if page.resume is None:
+            break
+        before = page.resume
+    assert found == ["oldest"] and pages > 1  # found on a later page, through `resume`
+    assert search_page(store, intent="refunds", limit=5).resume is None  # a scan that saw them all
+
+
 def test_delete_removes_the_conversation_and_its_index_entries(redis_setup):
     store = redis_setup.store()
     store.append("gone", turn(1), {"memory": {}}, agent="ana")

@@ -126,6 +126,8 @@ class PromptTemplate:
     def content_hash(self) -> str:
         """SHA-256 of the YAML text this template was parsed from (the version's recorded hash)."""
         if not self._hash:
+            from chatbot.prompts.template_yaml import to_yaml  # it imports this module
+
             self._hash = sha256_text(self.source or to_yaml(self))
         return self._hash
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from chatbot.store.analytics import ConversationSummary
 from chatbot.store.conversations import BATCH, ConversationStore, _key
@@ -19,10 +20,20 @@ def _holds(text: str, needle: str) -> bool:
     return needle in text.casefold() and needle in redact(text).casefold()
 
 
-def search_conversations(store: ConversationStore, *, text: str = "", intent: str = "",
-                         escalated: bool | None = None, since: float | None = None, until: float | None = None,
-                         agent: str = "", limit: int = 50, scan: int = 2000,
-                         before: tuple[float, str] | None = None) -> list[ConversationSummary]:
+@dataclass(frozen=True)
+class SearchPage:
+    """A search's matches, most recent first, and `resume`: where a scan that used up its budget
+    stopped, (`updated`, `id`) of the last conversation it looked at, to pass as `before` for the
+    rest (None when the scan saw every conversation, or filled the page first)."""
+
+    matches: list[ConversationSummary]
+    resume: tuple[float, str] | None = None
+
+
+def search_page(store: ConversationStore, *, text: str = "", intent: str = "",
+                escalated: bool | None = None, since: float | None = None, until: float | None = None,
+                agent: str = "", limit: int = 50, scan: int = 2000,
+                before: tuple[float, str] | None = None) -> SearchPage:
     """Conversations started in [since, until] that match every filter given, most recent first.
 
     `before` is where a page ends, (`updated`, `id`) of its last conversation: the next page holds
@@ -30,14 +41,19 @@ def search_conversations(store: ConversationStore, *, text: str = "", intent: st
 
     Text matches the messages' content, case-insensitively. Without a search index this scans
     at most `scan` conversations (by last activity), which is plenty for a support desk's
-    working set and keeps a search to a few pipelined round trips.
+    working set and keeps a search to a few pipelined round trips; past it, `resume` says where
+    to go on.
     """
     needle = text.strip().casefold()
     matches: list[ConversationSummary] = []
+    last: tuple[float, str] | None = None
     ids = store.ids_between(since, before[0] if before else None, agent=agent, limit=scan)
     for start in range(0, len(ids), BATCH):
+        summaries = store.summaries(ids[start:start + BATCH])
+        if summaries:
+            last = (summaries[-1].updated, summaries[-1].id)
         candidates = [
-            s for s in store.summaries(ids[start:start + BATCH])
+            s for s in summaries
             if (since is None or s.created >= since) and (until is None or s.created <= until)
             and (before is None or (s.updated, s.id) < before)
             and (not intent or intent in s.intents)
@@ -48,8 +64,15 @@ def search_conversations(store: ConversationStore, *, text: str = "", intent: st
             candidates = [s for s in candidates if _holds(s.title, needle) or _holds(texts[s.id], needle)]
         matches += candidates
         if len(matches) >= limit:
-            break
-    return matches[:limit]
+            return SearchPage(matches[:limit])
+    ran_out = len(ids) >= scan and last is not None and (before is None or last < before)
+    return SearchPage(matches, last if ran_out else None)
+
+
+def search_conversations(store: ConversationStore, **filters) -> list[ConversationSummary]:
+    """`search_page`'s matches alone (same filters)."""
+    return search_page(store, **filters).matches
+
 
 @store_call
 def _contents(store: ConversationStore, ids: list[str]) -> dict[str, str]:
