@@ -6,13 +6,13 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.routing import iter_route_contexts
 from starlette.routing import Match
 
 from api import errors
 from api.body_limit import MAX_BODY_BYTES, RefusalInOurShape
 from api.desk import Desk, build_desk
 from api.key_first import KeyFirst
+from api.route_match import matching_routes
 from api.query import known_query
 from api.routes_chat import router as chat_router
 from api.routes_classify import router as classify_router
@@ -96,10 +96,9 @@ def route_label(scope) -> str:
     if routed is not None:
         return getattr(routed, "path", "unmatched")
     partial = None
-    for route in iter_route_contexts(scope["app"].routes):
-        match, _ = route.matches(dict(scope))  # a copy: matching must not route this finished request
+    for match, route in matching_routes(scope):
         if match is Match.FULL:
             return route.path
-        if match is Match.PARTIAL and partial is None:  # the path, another method (405)
+        if partial is None:  # the path, another method (405)
             partial = route.path
     return partial or "unmatched"

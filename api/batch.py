@@ -42,7 +42,9 @@ TEXT_COLUMNS = ("text", "message")
 TIER_COLUMNS = ("customer_tier", "tier")
 RUNNING = ("queued", "running")  # the statuses of a job whose runner has not finished
 HEARTBEAT_SECONDS = 5.0
-LEASE_SECONDS = 60.0  # a runner silent this long is gone: its process stopped
+# A runner silent this long is gone (its process stopped): four missed heartbeats. The heartbeat is a
+# thread of its own, so a slow row does not hold it back.
+LEASE_SECONDS = 20.0
 CANCEL_WAIT_SECONDS = 5.0  # how long a cancel waits for the runner to stop between two rows
 PAGE, MAX_PAGE = 100, 1000  # results a poll returns by default, and at most
 # KEYS: job. ARGV: now. Asks a job's runner to stop: 1 when it still runs, 0 when it has finished.
@@ -258,4 +260,9 @@ class BatchJobs:
             deadline = time.monotonic() + self.cancel_wait
             while as_text(client.hget(f"{PREFIX}:{job_id}", "status")) in RUNNING and time.monotonic() < deadline:
                 time.sleep(0.05)
+        else:  # it finished between the read above and the cancel: as any finished job, unless cancelled
+            status, _ = self._status(self._raw(job_id, key_id, admin))
+            if status != "cancelled":
+                raise ApiError(409, "job_finished", f"Batch job {shown(job_id)} is {status} already; nothing to "
+                                                    "cancel.", job_status=status)
         return self.get(job_id, key_id, admin=admin)

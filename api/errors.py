@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
+from api.route_match import allowed_methods
 from api.schemas import UNPAIRED, unpaired_surrogate
 from chatbot.access.api_keys import ApiKeyError, KeyLimitReached
 from common import errors as e
@@ -164,7 +165,8 @@ def install(app: FastAPI, count_error) -> None:
             # Starlette's headers are the answer's: a 405 carries `Allow`, the methods the path takes.
             headers = dict(exc.headers or {})
             if exc.status_code == 405:
-                allowed = headers.get("Allow", "")
+                allowed = ", ".join(allowed_methods(request.scope)) or headers.get("Allow", "")
+                headers["Allow"] = allowed
                 message = f"{request.method} is not allowed on {where}" + (f"; use {allowed}." if allowed else ".")
             elif exc.status_code == 404:
                 message = f"No route {request.method} {where}."

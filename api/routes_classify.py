@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFi
 
 from api import errors
 from api.auth import agent_key
-from api.batch import MAX_PAGE, PAGE, parse_upload
+from api.batch import MAX_PAGE, MAX_ROWS, PAGE, parse_upload
 from api.desk import Desk, desk
 from api.errors import ApiError
 from api.metering import metered_backend
@@ -95,7 +95,8 @@ def triage_batch(request: Request, file: UploadFile = File(..., description="CSV
 
 
 @router.get("/triage/batch/{job_id}", summary="A batch job's progress, and a page of its results so far")
-def batch_job(job_id: str, offset: int = Query(0, ge=0, description="The first result to return (0: the first)"),
+def batch_job(job_id: str, offset: int = Query(0, ge=0, le=MAX_ROWS,
+                                               description="The first result to return (0: the first)"),
               limit: int = Query(PAGE, ge=1, le=MAX_PAGE, description="Results to return at most"),
               key: ApiKey = Depends(agent_key), the_desk: Desk = Depends(desk)) -> dict:
     return the_desk.jobs.get(job_id, key.key_id, admin=key.role == ADMIN, offset=offset, limit=limit)

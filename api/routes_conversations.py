@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -29,10 +30,13 @@ def _cursor(given: str) -> tuple[float, str] | None:
         return None
     updated, _, conversation = given.partition(":")
     try:
-        return float(updated), conversation
+        when = float(updated)
     except ValueError:
+        when = math.nan
+    if not math.isfinite(when) or not conversation:  # nan, inf: never a time this list gave
         raise errors.invalid_request([f"cursor: not a cursor this list gave, {shown(given)!r} (pass the "
                                       "`next_cursor` of the page before, or leave it out for the first page)"])
+    return when, conversation
 
 
 @router.get("", summary="Conversations, most recently active first, filtered by text, intent or escalation; "

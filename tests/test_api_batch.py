@@ -103,6 +103,8 @@ def test_results_come_a_page_at_a_time_with_the_progress(desk):
     assert len(every) == 250
     error = http.get(started["status_url"], params={"limit": 5000}).json()["error"]
     assert error["type"] == "invalid_request" and "less than or equal to 1000, not '5000'" in error["message"]
+    past = http.get(started["status_url"], params={"offset": 9223372036854775806})  # past what Redis can count
+    assert past.status_code == 422 and past.json()["error"]["fields"] == ["query.offset"]
 
 
 def slow_rows(monkeypatch, seconds: float) -> None:

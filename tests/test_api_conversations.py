@@ -52,10 +52,11 @@ def test_the_list_pages_through_every_conversation_with_its_cursor(desk):
     assert updated == sorted(updated, reverse=True)
 
 
-def test_a_cursor_the_list_never_gave_is_refused(desk):
+@pytest.mark.parametrize("cursor", ["page-two", "nan:abc", "NaN:x", "inf:abc", "1e999:abc", "1717430000.5:"])
+def test_a_cursor_the_list_never_gave_is_refused(desk, cursor):
     _, http = desk
-    assert "cursor: not a cursor this list gave, 'page-two'" in refused(
-        http.get("/v1/conversations", params={"cursor": "page-two"}))
+    assert f"cursor: not a cursor this list gave, {cursor!r}" in refused(
+        http.get("/v1/conversations", params={"cursor": cursor}))
 
 
 @pytest.mark.parametrize("params, named", [

@@ -291,6 +291,7 @@ def test_every_path_parameter_is_quoted_by_its_first_80_characters(desk):
     ("GET", "/v1/chat", "POST"),
     ("DELETE", "/v1/conversations", "GET"),
     ("PUT", "/v1/triage/batch", "POST"),
+    ("PUT", "/v1/triage/batch/0123456789abcdef", "DELETE, GET"),  # two routes share the path
 ])
 def test_a_method_the_path_does_not_take_is_named_with_the_ones_it_does(desk, method, path, allowed):
     _, http, _ = desk

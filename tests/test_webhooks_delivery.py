@@ -309,12 +309,20 @@ def test_bad_endpoints_are_refused_with_a_reason(redis_client):
     ("http://127.0.0.1:99999/hooks", "between 1 and 65535"),
     ("http://[::1/", "Invalid IPv6 URL"),
     ("http://127.0.0.1:8399/" + "a" * 70_000, "at most 2048 characters"),
+    # httpx reads each of these ports as 80: stored as written, it would show a port nobody meant.
+    ("http://127.0.0.1:+80/", "digits 0-9"),
+    ("http://127.0.0.1:\uff10\uff18\uff10/", "digits 0-9"),
+    ("http://127.0.0.1: 80/", "spaces"),
+    ("http://exa mple.com/", "spaces"),
+    # A password holding an unencoded "?": the refusal quotes neither the URL nor httpx's words on it.
+    ("http://frank:pw?S3cretX@127.0.0.1:8942/q", "percent-encode"),
 ])
 def test_a_url_that_httpx_cannot_send_to_is_refused_when_added(url, reason, redis_client):
     """Each of these once passed the check, then failed every attempt in the worker (httpx.InvalidURL)."""
     registry = WebhookRegistry(redis_client)
-    with pytest.raises(InputRejected, match=re.escape(reason)):
+    with pytest.raises(InputRejected, match=re.escape(reason)) as refused:
         registry.add_endpoint(url)
+    assert "S3cret" not in str(refused.value) and "'pw'" not in str(refused.value)
     assert registry.endpoints() == []
     assert registry.add_endpoint("http://[::1]:8399/" + "a" * 2000).url.startswith("http://[::1]:8399/")
 

@@ -97,7 +97,7 @@ if not deliveries:
     st.stop()
 st.dataframe(
     [{"created": when(d.created), "event": d.type, "url": redact(d.url), "status": d.status, "attempts": d.attempts,
-      "last answer": d.last_code or "none", "next attempt": when(d.next_at), "error": d.last_error, "id": d.id}
+      "last answer": str(d.last_code or "none"), "next attempt": when(d.next_at), "error": d.last_error, "id": d.id}
      for d in deliveries],
     hide_index=True, key="webhooks_log",
 )

@@ -104,12 +104,22 @@ def check_url(url: str) -> str:
     if len(url) > MAX_URL_LENGTH:
         raise InputRejected(f"A webhook URL can be at most {MAX_URL_LENGTH} characters long: "
                             f"this one has {len(url)}.")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise InputRejected("A webhook URL cannot hold spaces or control characters: percent-encode them "
+                            "(a space is %20).")
     try:
-        urlsplit(url)  # first, for its clearer words on a broken IPv6 address ("Invalid IPv6 URL")
+        split = urlsplit(url)  # first, for its clearer words on a broken IPv6 address ("Invalid IPv6 URL")
         parsed = httpx.URL(url)
     except (ValueError, httpx.InvalidURL) as exc:
+        if "@" in url:  # neither the URL nor the parser's words (they may quote it): a password may be in them
+            raise InputRejected("A webhook URL must be a valid https:// or http:// URL, and this one is not: a "
+                                "user name or password in it must percent-encode / ? # @ and :.") from None
         raise InputRejected(f"A webhook URL must be a valid https:// or http:// URL: "
                             f"{redact(url)!r} is not ({exc}).") from None
+    # The port as written: httpx (as Python's int) also reads " 80", "+80" or full-width digits as 80.
+    port = split.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+    if port and not (port.isascii() and port.isdigit()):
+        raise InputRejected(f"A webhook URL's port must be written in digits 0-9: {redact(url)!r} has {port!r}.")
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise InputRejected(f"A webhook URL must start with https:// or http:// and name a host: "
                             f"{redact(url)!r} does not.")
