@@ -16,7 +16,7 @@ import redis
 from api.desk import Desk
 from backends.base import Backend
 from chatbot.access.api_keys import ApiKey
-from chatbot.access.spending import Verdict, refused
+from chatbot.access.spending import Verdict, is_metered, refused
 from common.types import ChatRequest, Usage
 
 log = logging.getLogger(__name__)
@@ -82,14 +82,16 @@ class KeyTokens(Backend):
         self.key_ms += (time.perf_counter() - started) * 1000
 
 
-def metered_backend(desk: Desk, key: ApiKey, conversation_id: str = "") -> tuple[KeyTokens, str]:
+def metered_backend(desk: Desk, key: ApiKey, conversation_id: str = "") -> tuple[Backend, str]:
     """The backend for one turn of `key` in `conversation_id`, held to the limits, and why it is not the configured one.
 
-    Raises KeyLimitReached when the key's own daily tokens are used up. Over a desk limit (as on
-    the pages) the offline backend answers and the reason says which limit and when it resets; a
-    limit reached between this check and the call raises SpendingLimitReached (answered 429).
+    A backend that spends money comes back as KeyTokens, its calls held against the key's own daily
+    tokens; raises KeyLimitReached when they are used up. The offline and local backends spend
+    nothing, and are limited by neither the desk's spending limits nor a key's tokens, as on the
+    pages: they come back as they are. Over a desk limit the offline backend answers and the reason
+    says which limit and when it resets; a limit reached between this check and the call raises
+    SpendingLimitReached (answered 429).
     """
-    desk.keys.check_tokens(key)
     answering = desk.services.answering(lambda: desk.backend, key.client_id, conversation_id,
                                         set_aside=desk.backend_error)
     reason = ""
@@ -99,4 +101,7 @@ def metered_backend(desk: Desk, key: ApiKey, conversation_id: str = "") -> tuple
     elif answering.why == "limit":
         reason = answering.reason + OFFLINE_NOTE
         desk.metrics.fallbacks.labels(answering.limit or "limit").inc()
+    if not is_metered(answering.backend):
+        return answering.backend, reason
+    desk.keys.check_tokens(key)
     return KeyTokens(answering.backend, desk, key), reason

@@ -9,8 +9,9 @@ from typing import Iterator
 
 from api.desk import Desk
 from api.errors import ApiError
-from api.metering import KeyTokens, metered_backend
+from api.metering import metered_backend
 from api.timing import CoreTimer
+from backends.base import Backend
 from chatbot.access.api_keys import ApiKey
 from chatbot.store.analytics import HANDOFF
 from chatbot.turn.reply import Reply
@@ -28,14 +29,14 @@ class Turn:
     conversation_id: str
     reply: Reply
     fallback: str  # why the offline backend answers instead of the configured one ("" when it does not)
-    backend: KeyTokens
+    backend: Backend  # KeyTokens around a backend that spends money
     timer: CoreTimer  # the time spent in the chat core (see api/timing.py)
 
     def consume(self) -> None:
         """Run the reply to its end (it is stored), timed as the core's work."""
         with self.timer.span():
             self.reply.consume()
-        self.timer.exclude(self.backend.key_ms)
+        self.timer.exclude(getattr(self.backend, "key_ms", 0.0))  # holding and counting the key's tokens
 
 
 def agent_name(key: ApiKey) -> str:

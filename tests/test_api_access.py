@@ -64,14 +64,27 @@ def test_a_key_over_its_requests_a_minute_is_told_when_to_retry(offline):
     assert third.json()["error"]["type"] == "key_limit_reached" and third.json()["error"]["limit"] == "requests"
 
 
-def test_a_key_over_its_tokens_for_today_is_refused_turns(offline):
+def test_a_key_over_its_tokens_for_today_is_refused_turns(services):
+    with OpenAIServer("Refunds take 5 to 10 business days [1].", usage=(100, 20)) as server:
+        backend = OpenAIBackend("gpt-4o-mini", api_key="sk-test", base_url=server.base_url, max_retries=0)
+        app = create_app(services, backend)
+        app.state.desk.services.spending.limits = Limits(requests_per_minute=0, conversation_tokens=0,
+                                                         daily_tokens=0)
+        _, key = app.state.desk.keys.create("small", "agent", daily_tokens=50)
+        with serving(app) as url, with_key(url, key) as c:
+            assert c.post("/v1/chat", json={"text": "How do I get a refund?"}).status_code == 200
+            over = c.post("/v1/chat", json={"text": "and how long does it take?"})
+            assert over.status_code == 429 and over.json()["error"]["limit"] == "daily_tokens"
+            assert c.post("/v1/classify", json={"text": "hi"}).status_code == 200  # classifying spends no tokens
+
+
+def test_the_offline_backend_spends_none_of_a_keys_tokens(offline):
     app, url = offline
-    _, key = app.state.desk.keys.create("small", "agent", daily_tokens=50)
+    record, key = app.state.desk.keys.create("offline", "agent", daily_tokens=50)
     with with_key(url, key) as c:
-        assert c.post("/v1/chat", json={"text": "How do I get a refund?"}).status_code == 200
-        over = c.post("/v1/chat", json={"text": "and how long does it take?"})
-        assert over.status_code == 429 and over.json()["error"]["limit"] == "daily_tokens"
-        assert c.post("/v1/classify", json={"text": "hi"}).status_code == 200  # classifying spends no tokens
+        answers = [c.post("/v1/chat", json={"text": "How do I get a refund?"}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200] and answers[0].json()["backend"] == "offline"
+    assert app.state.desk.keys.tokens_today(record) == 0  # as the desk's spending limits, it counts money
 
 
 class PausingBackend(FakeBackend):

@@ -14,6 +14,8 @@ import openai
 import pytest
 
 from api.app import create_app
+from backends.openai_backend import OpenAIBackend
+from devtools.servers.openai import OpenAIServer
 from tests.api_server import serving
 
 SECRET = "cw-hostile-secret"
@@ -131,17 +133,22 @@ def test_json_lines_whose_text_is_no_string_are_listed_as_problems(desk):
 
 
 def test_a_retry_after_a_429_runs_instead_of_replaying_the_429(desk):
-    app, http, _ = desk
-    record, key = app.state.desk.keys.create("tiny", "agent", requests_per_minute=0, daily_tokens=1)
-    auth = {"Authorization": f"Bearer {key}"}
-    assert http.post("/v1/chat", json={"text": "How do I get a refund?"}, headers=auth).status_code == 200
-    retried = {**auth, "Idempotency-Key": "after-the-limit"}
-    refused = http.post("/v1/chat", json={"text": "and for a gift?"}, headers=retried)
-    assert refused.status_code == 429 and refused.json()["error"]["limit"] == "daily_tokens"
-    client = app.state.desk.services.store.client
-    for name in client.scan_iter(f"chatbot:apikey:{record.key_id}:day:*"):
-        client.delete(name)  # midnight UTC: the key's tokens start again
-    again = http.post("/v1/chat", json={"text": "and for a gift?"}, headers=retried)
+    app, _, _ = desk
+    services = app.state.desk.services
+    with OpenAIServer("Refunds take 5 to 10 business days [1].", usage=(100, 20)) as server:
+        paid = create_app(services, OpenAIBackend("gpt-4o-mini", api_key="sk-test", base_url=server.base_url,
+                                                  max_retries=0))
+        record, key = paid.state.desk.keys.create("tiny", "agent", requests_per_minute=0, daily_tokens=1)
+        with serving(paid) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"},
+                                                timeout=60) as http:
+            assert http.post("/v1/chat", json={"text": "How do I get a refund?"}).status_code == 200
+            retried = {"Idempotency-Key": "after-the-limit"}
+            refused = http.post("/v1/chat", json={"text": "and for a gift?"}, headers=retried)
+            assert refused.status_code == 429 and refused.json()["error"]["limit"] == "daily_tokens"
+            client = services.store.client
+            for name in client.scan_iter(f"chatbot:apikey:{record.key_id}:day:*"):
+                client.delete(name)  # midnight UTC: the key's tokens start again
+            again = http.post("/v1/chat", json={"text": "and for a gift?"}, headers=retried)
     assert again.status_code == 200 and "Idempotent-Replayed" not in again.headers
 
 
