@@ -142,11 +142,6 @@ def queue_job(client: redis.Redis, job: tuple[Callable[[dict], Any], dict] | Non
     return True
 
 
-def queue_event(client: redis.Redis, payload: dict) -> bool:
-    """Queue the work an event needs (a reply, a status to follow) for the worker; False when it needs none."""
-    return queue_job(client, job_for(payload))
-
-
 def follow_status(change: dict) -> bool:
     """The RQ job: Chatwoot's people resolved the conversation (the case closes) or set it back to
     "pending" (the assistant answers again); True when the desk had it with a person."""

@@ -368,8 +368,8 @@ class ConversationStore:
                limit: int = 50, scan: int = 2000,
                before: tuple[float, str] | None = None) -> list[ConversationSummary]:
         """Conversations started in [since, until] that match every filter given, most recent first
-        (chatbot.store.search.search_conversations)."""
-        from chatbot.store.search import search_conversations  # it reads the store's keys: imported here
+        (chatbot.store.search.search_page)."""
+        from chatbot.store.search import search_page  # it reads the store's keys: imported here
 
-        return search_conversations(self, text=text, intent=intent, escalated=escalated, since=since, until=until,
-                                    agent=agent, limit=limit, scan=scan, before=before)
+        return search_page(self, text=text, intent=intent, escalated=escalated, since=since, until=until,
+                           agent=agent, limit=limit, scan=scan, before=before).matches

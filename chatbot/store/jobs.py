@@ -7,8 +7,6 @@ named by their import path; the worker imports them.
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis
 from rq import Queue
 
@@ -28,16 +26,6 @@ def worker_connection(client: redis.Redis) -> redis.Redis:
     which starts a second, empty redis-server in a temporary directory that nothing ever stops.
     """
     return redis.Redis(connection_pool=client.connection_pool)
-
-
-def current_connection() -> Any:
-    """Inside a job: the Redis connection the worker runs it on."""
-    from rq import get_current_job
-
-    job = get_current_job()
-    if job is None:
-        raise RuntimeError("current_connection() is for code running inside an RQ job")
-    return job.connection
 
 
 def worker_count(client: redis.Redis) -> int:

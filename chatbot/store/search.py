@@ -69,11 +69,6 @@ def search_page(store: ConversationStore, *, text: str = "", intent: str = "",
     return SearchPage(matches, last if ran_out else None)
 
 
-def search_conversations(store: ConversationStore, **filters) -> list[ConversationSummary]:
-    """`search_page`'s matches alone (same filters)."""
-    return search_page(store, **filters).matches
-
-
 @store_call
 def _contents(store: ConversationStore, ids: list[str]) -> dict[str, str]:
     """Every message's text per conversation."""
