@@ -28,7 +28,7 @@ from typing import Callable
 import redis
 
 from api.errors import ApiError
-from api.schemas import UNPAIRED, unpaired_surrogate
+from api.schemas import UNPAIRED, first_unpaired
 from chatbot.store.server import as_text
 from chatbot.triage.triage import TIER_WEIGHT
 from chatbot.turn.steps import clean_message
@@ -82,8 +82,9 @@ def parse_upload(name: str, content_type: str, data: bytes) -> tuple[list[dict],
             continue
         # JSON can spell a lone surrogate; the JSON API refuses it (api/schemas.py), and cleaning would
         # drop it without a word (it is no character): the row is refused, naming where it is.
-        if broken := _unpaired(item):
-            problems.append({"line": line, "error": broken})
+        if (broken := first_unpaired(item)) is not None:
+            where, escape = broken
+            problems.append({"line": line, "error": f"{shown(where or 'row')}: {UNPAIRED.format(escape=escape)}"})
             continue
         given = next((item[c] for c in TEXT_COLUMNS if item.get(c)), "")
         message = given.strip() if isinstance(given, str) else ""
@@ -102,21 +103,6 @@ def parse_upload(name: str, content_type: str, data: bytes) -> tuple[list[dict],
     if len(rows) > MAX_ROWS:
         raise ApiError(422, "invalid_upload", f"{name}: {len(rows):,} messages; at most {MAX_ROWS:,} a batch.")
     return rows, problems
-
-
-def _unpaired(value, where: str = "") -> str:
-    """Where a row holds a lone surrogate and which ("text: an unpaired surrogate \\ud800 ..."), or ""."""
-    if isinstance(value, str):
-        escape = unpaired_surrogate(value)
-        return f"{shown(where or 'row')}: {UNPAIRED.format(escape=escape)}" if escape else ""
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for name, item in items:
-        inner = f"{where}.{name}" if where else str(name)
-        if found := _unpaired(name, inner) if isinstance(name, str) else "":
-            return found
-        if found := _unpaired(item, inner):
-            return found
-    return ""
 
 
 def _jsonl(text: str):

@@ -31,18 +31,26 @@ def unpaired_surrogate(text: str) -> str | None:
     return None
 
 
+def first_unpaired(value: Any, where: str = "") -> tuple[str, str] | None:
+    """(where, escape) of the first lone surrogate in `value`, a string or the keys and values of dicts and
+    lists at any depth: `where` is its path ("customer.name", "tags.2"; "" for `value` itself), `escape`
+    as `unpaired_surrogate` gives it. None when UTF-8 can carry all of it."""
+    if isinstance(value, str):
+        escape = unpaired_surrogate(value)
+        return (where, escape) if escape is not None else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for name, item in items:
+        inner = f"{where}.{name}" if where else str(name)
+        found = (first_unpaired(name, inner) if isinstance(name, str) else None) or first_unpaired(item, inner)
+        if found is not None:
+            return found
+    return None
+
+
 def whole_characters(value: Any) -> Any:
     """`value` as it is when every string in it (dict keys too, at any depth) is UTF-8 text."""
-    if isinstance(value, str):
-        if (escape := unpaired_surrogate(value)) is not None:
-            raise PydanticCustomError("unpaired_surrogate", UNPAIRED, {"escape": escape})
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            whole_characters(key)
-            whole_characters(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            whole_characters(item)
+    if (found := first_unpaired(value)) is not None:
+        raise PydanticCustomError("unpaired_surrogate", UNPAIRED, {"escape": found[1]})
     return value  # a nested Body checked its own fields
 
 
