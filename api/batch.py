@@ -236,19 +236,19 @@ class BatchJobs:
         Waits up to `cancel_wait` seconds for the runner to stop (a row's classification); a job
         still on its row then reads `cancelling`. A job cancelled already is answered as it is;
         one that finished otherwise raises ApiError 409."""
-        raw = self._raw(job_id, key_id, admin)
-        status, _ = self._status(raw)
-        if status not in (*RUNNING, "cancelling") and status != "cancelled":
-            raise ApiError(409, "job_finished", f"Batch job {shown(job_id)} is {status} already; nothing to cancel.",
-                           job_status=status)
+        self._refuse_finished(job_id, key_id, admin)
         client = self._client()
         if client.eval(CANCEL, 1, f"{PREFIX}:{job_id}", time.time()):
             deadline = time.monotonic() + self.cancel_wait
             while as_text(client.hget(f"{PREFIX}:{job_id}", "status")) in RUNNING and time.monotonic() < deadline:
                 time.sleep(0.05)
-        else:  # it finished between the read above and the cancel: as any finished job, unless cancelled
-            status, _ = self._status(self._raw(job_id, key_id, admin))
-            if status != "cancelled":
-                raise ApiError(409, "job_finished", f"Batch job {shown(job_id)} is {status} already; nothing to "
-                                                    "cancel.", job_status=status)
+        else:  # it finished between the read above and the cancel: as any finished job
+            self._refuse_finished(job_id, key_id, admin)
         return self.get(job_id, key_id, admin=admin)
+
+    def _refuse_finished(self, job_id: str, key_id: str, admin: bool) -> None:
+        """ApiError 409 `job_finished` for a job that ended other than by a cancel (done, failed, interrupted)."""
+        status, _ = self._status(self._raw(job_id, key_id, admin))
+        if status not in (*RUNNING, "cancelling", "cancelled"):
+            raise ApiError(409, "job_finished", f"Batch job {shown(job_id)} is {status} already; nothing to cancel.",
+                           job_status=status)
