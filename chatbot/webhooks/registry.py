@@ -24,6 +24,7 @@ import redis
 from chatbot.store.server import as_text
 from chatbot.webhooks.events import EVENTS
 from common.errors import ChatbotError, InputRejected
+from common.settings import MAX_PORT, MIN_PORT
 
 ENDPOINTS = "chatbot:webhooks:endpoints"
 LOG = "chatbot:webhooks:deliveries"
@@ -123,8 +124,9 @@ def check_url(url: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise InputRejected(f"A webhook URL must start with https:// or http:// and name a host: "
                             f"{redact(url)!r} does not.")
-    if parsed.port is not None and not 0 < parsed.port < 65536:
-        raise InputRejected(f"A webhook URL's port must be between 1 and 65535: {redact(url)!r} has {parsed.port}.")
+    if parsed.port is not None and not MIN_PORT <= parsed.port <= MAX_PORT:
+        raise InputRejected(f"A webhook URL's port must be between {MIN_PORT} and {MAX_PORT}: {redact(url)!r} has "
+                            f"{parsed.port}.")
     return url
 
 
